@@ -1,0 +1,86 @@
+package dispatcher
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/messages"
+)
+
+// Archive answers, for commits no longer in the dispatcher's memory, which
+// job built them (commit -> job id).
+type Archive interface {
+	Archived(repo string, commits []string) (map[string]int64, error)
+}
+
+// Store is what the dispatcher's shell needs of durable storage.
+type Store interface {
+	Queue
+	Archive
+}
+
+// Actor is the dispatcher's Proto.Actor shell.
+type Actor struct {
+	actors.Shell
+	cfg   Config
+	store Store
+	core  *Core
+	// Tick is the interval between deadline checks.
+	Tick time.Duration
+}
+
+// NewActor returns the shell around a fresh core; Receive recovers the
+// queue from store when the actor starts (or restarts after a panic).
+func NewActor(cfg Config, store Store, env actors.Env) *Actor {
+	return &Actor{Shell: actors.Shell{Env: env}, cfg: cfg, store: store, Tick: 100 * time.Millisecond}
+}
+
+// Receive implements actor.Actor.
+func (a *Actor) Receive(ctx actor.Context) {
+	now := time.Now()
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		jobs, cursors, maxID, err := a.store.LoadQueue()
+		if err != nil {
+			panic(fmt.Errorf("load the dispatcher's queue: %w", err))
+		}
+		a.core = New(a.cfg)
+		a.run(ctx, a.core.Recover(now, jobs, cursors, maxID))
+		a.StartTicks(ctx, a.Tick)
+		return
+	case *actor.Stopping, *actor.Restarting:
+		a.Wait()
+		return
+	case *messages.CommitObserved:
+		archived, err := a.store.Archived(m.Repo, m.Commits)
+		if err != nil {
+			panic(fmt.Errorf("look up observed commits: %w", err))
+		}
+		a.run(ctx, a.core.Step(now, actors.AddrOf(ctx.Sender()), Observed{Msg: m, Archived: archived}))
+		return
+	}
+	in, ok := actors.Input(ctx.Message())
+	if !ok {
+		return
+	}
+	a.run(ctx, a.core.Step(now, actors.AddrOf(ctx.Sender()), in))
+}
+
+func (a *Actor) run(ctx actor.Context, fx []actors.Effect) {
+	for _, e := range fx {
+		switch e := e.(type) {
+		case Persist:
+			if err := a.store.SaveJobs(e.Jobs, e.Cursors); err != nil {
+				// Nothing after this may be sent: restart from the durable state.
+				panic(fmt.Errorf("persist the queue: %w", err))
+			}
+		default:
+			if !a.Do(ctx, e) {
+				a.Unhandled(e)
+			}
+		}
+	}
+}

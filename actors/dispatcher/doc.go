@@ -1,0 +1,12 @@
+// Package dispatcher is the dispatcher role: it owns the durable job queue,
+// the pool of registered runners and their liveness, assigns queued jobs to
+// idle runners, reassigns the job of a lost runner, caps attempts, and
+// records exactly one final result per build, which it forwards to the
+// reporter until acknowledged.
+//
+// Core is the deterministic state machine; Actor is its Proto.Actor shell.
+// The attempt number fences results: a JobFinished from a superseded attempt
+// or an older runner incarnation changes nothing and is counted.
+//
+// dispatcher must not import os/exec, net, gitexec, sim or cluster.
+package dispatcher

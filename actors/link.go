@@ -1,0 +1,90 @@
+package actors
+
+import "time"
+
+// Link is the registration state machine shared by the roles that register
+// with the dispatcher (runner, observer, reporter). It decides when to send a
+// registration, with backoff, and when the dispatcher has been gone longer
+// than the grace period. It is part of a core: time is always an argument.
+type Link struct {
+	// Grace is how long the dispatcher may be unreachable before the role
+	// gives up. Zero means at once; negative means never.
+	Grace time.Duration
+	// MinBackoff and MaxBackoff bound the delay between registration attempts.
+	MinBackoff, MaxBackoff time.Duration
+
+	registered bool
+	lostSince  time.Time
+	next       time.Time
+	backoff    time.Duration
+}
+
+// Start begins with no registration: the grace period runs from now.
+func (l *Link) Start(now time.Time) {
+	l.registered = false
+	l.lostSince = now
+	l.next = now
+	l.backoff = l.min()
+}
+
+func (l *Link) min() time.Duration {
+	if l.MinBackoff > 0 {
+		return l.MinBackoff
+	}
+	return 100 * time.Millisecond
+}
+
+func (l *Link) max() time.Duration {
+	if l.MaxBackoff > 0 {
+		return l.MaxBackoff
+	}
+	return time.Second
+}
+
+// Registered records a successful registration.
+func (l *Link) Registered() { l.registered = true; l.backoff = l.min() }
+
+// IsRegistered reports whether the role is registered now.
+func (l *Link) IsRegistered() bool { return l.registered }
+
+// LostSince is when the link was lost (zero while registered).
+func (l *Link) LostSince() time.Time {
+	if l.registered {
+		return time.Time{}
+	}
+	return l.lostSince
+}
+
+// Lost records that the dispatcher is gone as of now. A second call while
+// already lost keeps the earlier time.
+func (l *Link) Lost(now time.Time) {
+	if !l.registered {
+		return
+	}
+	l.registered = false
+	l.lostSince = now
+	l.next = now
+	l.backoff = l.min()
+}
+
+// Due reports whether a registration attempt should be sent now, and if so
+// schedules the next one with doubled backoff.
+func (l *Link) Due(now time.Time) bool {
+	if l.registered || now.Before(l.next) {
+		return false
+	}
+	l.next = now.Add(l.backoff)
+	l.backoff *= 2
+	if l.backoff > l.max() {
+		l.backoff = l.max()
+	}
+	return true
+}
+
+// Expired reports whether the dispatcher has been gone longer than Grace.
+func (l *Link) Expired(now time.Time) bool {
+	if l.registered || l.Grace < 0 {
+		return false
+	}
+	return now.Sub(l.lostSince) >= l.Grace
+}

@@ -1,0 +1,67 @@
+package observer
+
+import (
+	"context"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/voltci/volt/actors"
+)
+
+// Actor is the observer's Proto.Actor shell: it reads the repositories in
+// goroutines it owns and feeds the answers back to the core as Polled.
+type Actor struct {
+	actors.Shell
+	cfg    Config
+	reader RepoReader
+	core   *Core
+	// Tick is the interval between deadline checks.
+	Tick time.Duration
+
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// NewActor returns the shell around a fresh core.
+func NewActor(cfg Config, reader RepoReader, env actors.Env) *Actor {
+	return &Actor{Shell: actors.Shell{Env: env}, cfg: cfg, reader: reader, Tick: 50 * time.Millisecond}
+}
+
+// Receive implements actor.Actor.
+func (a *Actor) Receive(ctx actor.Context) {
+	now := time.Now()
+	switch ctx.Message().(type) {
+	case *actor.Started:
+		a.ctx, a.cancel = context.WithCancel(context.Background())
+		a.core = New(a.cfg)
+		a.run(ctx, a.core.Start(now))
+		a.StartTicks(ctx, a.Tick)
+		return
+	case *actor.Stopping, *actor.Restarting:
+		a.cancel()
+		a.Wait()
+		return
+	}
+	in, ok := actors.Input(ctx.Message())
+	if !ok {
+		return
+	}
+	a.run(ctx, a.core.Step(now, actors.AddrOf(ctx.Sender()), in))
+}
+
+func (a *Actor) run(ctx actor.Context, fx []actors.Effect) {
+	for _, e := range fx {
+		switch e := e.(type) {
+		case Poll:
+			root, self, reader, pctx := ctx.ActorSystem().Root, ctx.Self(), a.reader, a.ctx
+			a.Go(func() {
+				root.Send(self, reader.Read(pctx, e.Repo, e.Branch, e.Since, e.Max))
+			})
+		default:
+			if !a.Do(ctx, e) {
+				a.Unhandled(e)
+			}
+		}
+	}
+}

@@ -1,0 +1,270 @@
+package observer
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/messages"
+)
+
+// Config says what to watch and where the dispatcher is.
+type Config struct {
+	ID         string
+	Dispatcher actors.Addr
+	// Repos are the watched repositories with their branches resolved.
+	Repos []*messages.WatchedRepo
+	// Poll is the interval between looks at every branch.
+	Poll time.Duration
+	// Grace is how long the dispatcher may be unreachable before the observer exits.
+	Grace time.Duration
+	// MaxBacklog caps the commits sent for one branch at once (the newest win).
+	MaxBacklog int
+	Token      string
+	// Resend is how long to wait for an acknowledgement before sending again.
+	Resend time.Duration
+}
+
+// Poll asks the shell to read a branch: its tip and the commits since Since.
+// The shell answers with Polled.
+type Poll struct {
+	Repo, Branch, Since string
+	Max                 int
+}
+
+// Polled is the answer to Poll.
+type Polled struct {
+	Repo, Branch string
+	Tip          string
+	Commits      []string // oldest first, at most Max
+	Forced       bool
+	Skipped      int
+	Err          string
+}
+
+type branch struct {
+	repo     *messages.WatchedRepo
+	name     string
+	cursor   string
+	polling  bool
+	again    bool // a notify arrived while polling: look once more
+	inflight *messages.CommitObserved
+	sentAt   time.Time
+	tries    int
+}
+
+// Core is the observer's deterministic state machine.
+type Core struct {
+	cfg      Config
+	link     actors.Link
+	branches []*branch // in configuration order
+	nextPoll time.Time
+	seq      uint64
+	exited   bool
+}
+
+// New returns an observer core; call Start next.
+func New(cfg Config) *Core {
+	if cfg.Resend <= 0 {
+		cfg.Resend = time.Second
+	}
+	if cfg.MaxBacklog <= 0 {
+		cfg.MaxBacklog = 50
+	}
+	c := &Core{cfg: cfg}
+	c.link.Grace = cfg.Grace
+	c.link.MinBackoff = 100 * time.Millisecond
+	c.link.MaxBackoff = time.Second
+	for _, r := range cfg.Repos {
+		for _, b := range r.Branches {
+			c.branches = append(c.branches, &branch{repo: r, name: b})
+		}
+	}
+	return c
+}
+
+// Start begins registration.
+func (c *Core) Start(now time.Time) []actors.Effect {
+	c.link.Start(now)
+	return c.tick(now)
+}
+
+// Cursor returns the acknowledged cursor of a branch.
+func (c *Core) Cursor(repo, branchName string) string {
+	for _, b := range c.branches {
+		if b.repo.Url == repo && b.name == branchName {
+			return b.cursor
+		}
+	}
+	return ""
+}
+
+// Step handles one input.
+func (c *Core) Step(now time.Time, from actors.Addr, in any) []actors.Effect {
+	if c.exited {
+		return nil
+	}
+	switch m := in.(type) {
+	case actors.Tick:
+		return c.tick(now)
+	case actors.PeerTerminated:
+		if m.Addr != c.cfg.Dispatcher {
+			return nil
+		}
+		c.link.Lost(now)
+		return append([]actors.Effect{actors.Warn("dispatcher connection lost", "dispatcher", string(c.cfg.Dispatcher))}, c.tick(now)...)
+	case *messages.ObserverRegistered:
+		return c.registered(now, from, m)
+	case *messages.CommitObservedAck:
+		return c.acked(now, from, m)
+	case *messages.PollNow:
+		return c.pollNow(now, m)
+	case Polled:
+		return c.polled(now, m)
+	}
+	return []actors.Effect{actors.Warn("observer ignored an unknown message", "type", fmt.Sprintf("%T", in))}
+}
+
+func (c *Core) tick(now time.Time) []actors.Effect {
+	if !c.link.IsRegistered() {
+		if c.link.Expired(now) {
+			c.exited = true
+			return []actors.Effect{actors.Exit{Code: 1, Reason: fmt.Sprintf(
+				"dispatcher %s unreachable for %s (--dispatcher-grace %s): giving up with every cursor where the dispatcher last acknowledged it; start the dispatcher and run the observer again",
+				host(c.cfg.Dispatcher), now.Sub(c.link.LostSince()).Round(time.Millisecond), c.cfg.Grace)}}
+		}
+		if c.link.Due(now) {
+			return []actors.Effect{actors.Register{To: c.cfg.Dispatcher, Msg: &messages.RegisterObserver{
+				ObserverId: c.cfg.ID, ProtocolVersion: messages.ProtocolVersion, Token: c.cfg.Token, Repos: c.cfg.Repos}}}
+		}
+		return nil
+	}
+	var fx []actors.Effect
+	for _, b := range c.branches {
+		if b.inflight != nil && now.Sub(b.sentAt) >= c.cfg.Resend {
+			b.sentAt = now
+			b.tries++
+			fx = append(fx, actors.Send{To: c.cfg.Dispatcher, Msg: b.inflight})
+		}
+	}
+	if !now.Before(c.nextPoll) {
+		c.nextPoll = now.Add(c.cfg.Poll)
+		for _, b := range c.branches {
+			fx = append(fx, c.poll(b)...)
+		}
+	}
+	return fx
+}
+
+func host(a actors.Addr) string {
+	h, _ := a.Split()
+	return h
+}
+
+func (c *Core) poll(b *branch) []actors.Effect {
+	if b.polling {
+		b.again = true
+		return nil
+	}
+	if b.inflight != nil || !c.link.IsRegistered() {
+		return nil
+	}
+	b.polling = true
+	return []actors.Effect{Poll{Repo: b.repo.Url, Branch: b.name, Since: b.cursor, Max: c.cfg.MaxBacklog}}
+}
+
+func (c *Core) registered(now time.Time, from actors.Addr, m *messages.ObserverRegistered) []actors.Effect {
+	if from != c.cfg.Dispatcher {
+		return nil
+	}
+	if !m.Accepted {
+		c.exited = true
+		return []actors.Effect{actors.Exit{Code: 1, Reason: fmt.Sprintf("dispatcher %s refused this observer: %s", host(c.cfg.Dispatcher), m.Reason)}}
+	}
+	if c.link.IsRegistered() {
+		return nil
+	}
+	c.link.Registered()
+	// The dispatcher's cursors are the truth: whatever was in flight is
+	// looked at again from there.
+	for _, b := range c.branches {
+		b.cursor = ""
+		b.inflight = nil
+		for _, cur := range m.Cursors {
+			if cur.Repo == b.repo.Url && cur.Branch == b.name {
+				b.cursor = cur.Commit
+			}
+		}
+	}
+	c.nextPoll = now
+	fx := []actors.Effect{actors.Watch{Addr: c.cfg.Dispatcher}, actors.Info("registered with the dispatcher", "dispatcher", string(c.cfg.Dispatcher), "cursors", len(m.Cursors))}
+	return append(fx, c.tick(now)...)
+}
+
+func (c *Core) acked(now time.Time, from actors.Addr, m *messages.CommitObservedAck) []actors.Effect {
+	if from != c.cfg.Dispatcher {
+		return nil
+	}
+	for _, b := range c.branches {
+		if b.inflight == nil || b.inflight.Seq != m.Seq || b.repo.Url != m.Repo || b.name != m.Branch {
+			continue
+		}
+		last := b.inflight.Commits[len(b.inflight.Commits)-1]
+		b.cursor = last
+		if m.Cursor != "" {
+			b.cursor = m.Cursor
+		}
+		b.inflight = nil
+		fx := []actors.Effect{actors.Debug("commits acknowledged", "repo", b.repo.Name, "branch", b.name, "cursor", b.cursor, "jobs", len(m.JobIds))}
+		return append(fx, c.poll(b)...) // more may have arrived meanwhile
+	}
+	return nil // a duplicate or stale ack
+}
+
+func (c *Core) pollNow(now time.Time, m *messages.PollNow) []actors.Effect {
+	var fx []actors.Effect
+	for _, b := range c.branches {
+		if (m.Repo == "" || m.Repo == b.repo.Url || m.Repo == b.repo.Name) && (m.Branch == "" || m.Branch == b.name) {
+			fx = append(fx, c.poll(b)...)
+		}
+	}
+	return fx
+}
+
+func (c *Core) polled(now time.Time, m Polled) []actors.Effect {
+	var b *branch
+	for _, x := range c.branches {
+		if x.repo.Url == m.Repo && x.name == m.Branch {
+			b = x
+		}
+	}
+	if b == nil {
+		return nil
+	}
+	b.polling = false
+	var fx []actors.Effect
+	switch {
+	case m.Err != "":
+		fx = append(fx, actors.Warn("poll failed", "repo", b.repo.Name, "branch", b.name, "error", m.Err))
+	case !c.link.IsRegistered() || b.inflight != nil:
+	case len(m.Commits) > 0 && m.Tip != b.cursor:
+		c.seq++
+		b.inflight = &messages.CommitObserved{
+			ObserverId: c.cfg.ID, Seq: c.seq, Repo: b.repo.Url, RepoName: b.repo.Name, Branch: b.name,
+			Previous: b.cursor, Commits: m.Commits, Forced: m.Forced, Skipped: int32(m.Skipped)}
+		b.sentAt = now
+		b.tries = 1
+		if m.Skipped > 0 {
+			fx = append(fx, actors.Warn("backlog capped: only the newest commits are built", "repo", b.repo.Name, "branch", b.name, "skipped", m.Skipped, "kept", len(m.Commits)))
+		}
+		if m.Forced {
+			fx = append(fx, actors.Info("force push: building only the new tip", "repo", b.repo.Name, "branch", b.name, "tip", m.Tip))
+		}
+		fx = append(fx, actors.Send{To: c.cfg.Dispatcher, Msg: b.inflight})
+	}
+	if b.again {
+		b.again = false
+		fx = append(fx, c.poll(b)...)
+	}
+	return fx
+}

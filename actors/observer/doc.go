@@ -1,0 +1,12 @@
+// Package observer is the observer role: it polls each watched branch, finds
+// every commit since its cursor (oldest first, capped), tells the dispatcher,
+// and advances its cursor only when the dispatcher acknowledges. The
+// dispatcher keeps the cursors durably, in the same transaction as the jobs
+// they created, and hands them back when the observer registers, so a
+// restart of either side neither skips nor repeats a commit.
+//
+// Core is the deterministic state machine; Actor is its Proto.Actor shell,
+// which reads the repositories through the RepoReader port.
+//
+// observer must not import os/exec, net, gitexec, sim or cluster.
+package observer

@@ -1,0 +1,95 @@
+package reporter
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/messages"
+)
+
+// Actor is the reporter's Proto.Actor shell.
+type Actor struct {
+	actors.Shell
+	cfg   Config
+	store Store
+	core  *Core
+	// Tick is the interval between registration attempts' checks.
+	Tick time.Duration
+
+	recorded, duplicates int64
+}
+
+// NewActor returns the shell around a fresh core.
+func NewActor(cfg Config, store Store, env actors.Env) *Actor {
+	return &Actor{Shell: actors.Shell{Env: env}, cfg: cfg, store: store, Tick: 100 * time.Millisecond}
+}
+
+// Receive implements actor.Actor.
+func (a *Actor) Receive(ctx actor.Context) {
+	now := time.Now()
+	switch ctx.Message().(type) {
+	case *actor.Started:
+		a.core = New(a.cfg)
+		a.run(ctx, a.core.Start(now))
+		a.StartTicks(ctx, a.Tick)
+		return
+	case *actor.Stopping, *actor.Restarting:
+		a.Wait()
+		return
+	case *messages.StatusRequest:
+		reg := int64(0)
+		if a.core.Registered() {
+			reg = 1
+		}
+		ctx.Respond(&messages.StatusReply{Role: "reporter", Address: ctx.Self().Address, Counters: map[string]int64{
+			"registered": reg, "results_recorded": a.recorded, "duplicate_results_ignored": a.duplicates}})
+		return
+	}
+	in, ok := actors.Input(ctx.Message())
+	if !ok {
+		return
+	}
+	a.run(ctx, a.core.Step(now, actors.AddrOf(ctx.Sender()), in))
+}
+
+func (a *Actor) run(ctx actor.Context, fx []actors.Effect) {
+	for _, e := range fx {
+		switch e := e.(type) {
+		case Record:
+			inserted, err := a.store.RecordResult(e.Result)
+			if err != nil {
+				panic(fmt.Errorf("record result: %w", err)) // no ack: the dispatcher retries
+			}
+			if inserted {
+				if err := a.store.WriteResultFile(e.Result); err != nil {
+					panic(fmt.Errorf("write result file: %w", err))
+				}
+				a.recorded++
+				a.Logger.Info("result recorded", "repo", e.Result.Job.RepoName, "commit", e.Result.Job.Commit,
+					"build", e.Result.Job.Build, "status", e.Result.Status.Name())
+			} else {
+				a.duplicates++
+			}
+			j := e.Result.Job
+			a.Do(ctx, actors.Send{To: e.ReplyTo, Msg: &messages.ResultRecordedAck{JobId: j.Id, Repo: j.Repo, Commit: j.Commit, Build: j.Build}})
+		case AppendLog:
+			c := e.Chunk
+			if _, err := a.store.AppendLog(c.Job, c.Attempt, c.Offset, c.Data); err != nil {
+				a.Logger.Error("log chunk not stored", "job", c.Job.Id, "error", err)
+			}
+		case CloseLog:
+			have, err := a.store.LogHave(e.Msg.Job, e.Msg.Attempt)
+			if err != nil {
+				a.Logger.Error("log size unknown", "job", e.Msg.Job.Id, "error", err)
+			}
+			a.Do(ctx, actors.Send{To: e.ReplyTo, Msg: &messages.LogAck{JobId: e.Msg.Job.Id, Attempt: e.Msg.Attempt, Have: have}})
+		default:
+			if !a.Do(ctx, e) {
+				a.Unhandled(e)
+			}
+		}
+	}
+}

@@ -1,0 +1,13 @@
+// Package reporter is the reporter role: it registers with the dispatcher,
+// which then forwards it every final result and tells runners to stream
+// their logs to it; it records results and logs durably (through the Store
+// port), writes the test_results/<commit> files and acknowledges each result
+// only once it is durable. Duplicates are ignored, so the dispatcher may
+// retry freely.
+//
+// Core is the deterministic state machine (registration and liveness);
+// Actor is its Proto.Actor shell, which carries out Record, AppendLog and
+// CloseLog against the Store.
+//
+// reporter must not import os/exec, net, gitexec, sim or cluster.
+package reporter

@@ -1,0 +1,15 @@
+package reporter
+
+import "github.com/voltci/volt/messages"
+
+// Store is the reporter's durable storage of results, logs and result files.
+type Store interface {
+	// RecordResult stores a final result; inserted is false for a duplicate.
+	RecordResult(r *messages.Result) (inserted bool, err error)
+	// AppendLog stores a chunk and returns the contiguous bytes held.
+	AppendLog(job *messages.Job, attempt int32, offset int64, data []byte) (have int64, err error)
+	// LogHave returns the contiguous bytes held of an attempt's log.
+	LogHave(job *messages.Job, attempt int32) (int64, error)
+	// WriteResultFile writes test_results/<commit> with the attempt's log.
+	WriteResultFile(r *messages.Result) error
+}

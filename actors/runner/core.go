@@ -1,0 +1,337 @@
+package runner
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/messages"
+)
+
+// Config identifies a runner incarnation and where its dispatcher is.
+type Config struct {
+	ID          string
+	Incarnation int64
+	Hostname    string
+	Dispatcher  actors.Addr
+	// Grace is how long the dispatcher may be gone before the runner exits (0: at once).
+	Grace time.Duration
+	Token string
+}
+
+// StartJob asks the shell to run one attempt; it answers with JobDone.
+type StartJob struct{ Run *messages.RunJob }
+
+// CancelRun asks the shell to kill a running attempt (its process group).
+// The shell still answers with JobDone once the processes are gone.
+type CancelRun struct {
+	Ref    *messages.JobRef
+	Reason string
+}
+
+// JobDone is the shell's answer to StartJob: the attempt's processes are gone.
+type JobDone struct {
+	Ref    *messages.JobRef
+	Result *messages.Result
+}
+
+// Shutdown asks the runner to stop (SIGINT/SIGTERM): it gives its job back.
+type Shutdown struct{ Reason string }
+
+type job struct {
+	run       *messages.RunJob
+	ref       *messages.JobRef
+	seq       uint64 // heartbeat seq when the job arrived: older acks do not judge it
+	done      bool
+	abandoned bool // lease lapsed or superseded: killed, never reported
+	result    *messages.Result
+	lastSent  time.Time
+}
+
+// Core is the runner's deterministic state machine.
+type Core struct {
+	cfg  Config
+	link actors.Link
+
+	heartbeat, lease, deadAfter time.Duration
+	lastContact                 time.Time // last message from the dispatcher
+	lastAck                     time.Time // last acknowledgement that renewed the lease
+	nextHeartbeat               time.Time
+	seq                         uint64
+	job                         *job
+	exited                      bool
+	stale                       int64
+}
+
+// New returns a runner core; call Start next.
+func New(cfg Config) *Core {
+	c := &Core{cfg: cfg, heartbeat: time.Second, lease: 2 * time.Second, deadAfter: 3 * time.Second}
+	c.link.Grace = cfg.Grace
+	c.link.MinBackoff = 100 * time.Millisecond
+	c.link.MaxBackoff = 500 * time.Millisecond
+	return c
+}
+
+// Start begins registration.
+func (c *Core) Start(now time.Time) []actors.Effect {
+	c.link.Start(now)
+	return c.tick(now)
+}
+
+// Busy reports whether the runner holds a job.
+func (c *Core) Busy() bool { return c.job != nil }
+
+// Registered reports whether the runner is registered now.
+func (c *Core) Registered() bool { return c.link.IsRegistered() }
+
+// Stale counts messages ignored as stale or forged.
+func (c *Core) Stale() int64 { return c.stale }
+
+// Step handles one input.
+func (c *Core) Step(now time.Time, from actors.Addr, in any) []actors.Effect {
+	if c.exited {
+		return nil
+	}
+	switch m := in.(type) {
+	case actors.Tick:
+		return c.tick(now)
+	case actors.PeerTerminated:
+		if m.Addr != c.cfg.Dispatcher {
+			return nil
+		}
+		c.link.Lost(now)
+		fx := []actors.Effect{actors.Warn("dispatcher connection lost", "dispatcher", string(c.cfg.Dispatcher), "grace", c.cfg.Grace.String())}
+		return append(fx, c.tick(now)...)
+	case *messages.RunnerRegistered:
+		return c.registered(now, from, m)
+	case *messages.HeartbeatAck:
+		return c.heartbeatAck(now, from, m)
+	case *messages.RunJob:
+		return c.runJob(now, from, m)
+	case *messages.JobFinishedAck:
+		if from != c.cfg.Dispatcher || c.job == nil || !sameRef(c.job.ref, m.Ref) || !c.job.done {
+			return nil
+		}
+		c.lastContact = now
+		c.job = nil
+		return []actors.Effect{actors.Debug("outcome acknowledged", "job", m.Ref.GetJobId(), "recorded", m.Recorded)}
+	case *messages.CancelJob:
+		if from != c.cfg.Dispatcher || c.job == nil || !sameRef(c.job.ref, m.Ref) {
+			return nil
+		}
+		return c.abandon(m.Reason)
+	case JobDone:
+		return c.jobDone(now, m)
+	case Shutdown:
+		return c.shutdown(m.Reason)
+	}
+	c.stale++
+	return []actors.Effect{actors.Warn("runner ignored an unknown message", "type", fmt.Sprintf("%T", in))}
+}
+
+func sameRef(a, b *messages.JobRef) bool {
+	return a != nil && b != nil && a.JobId == b.JobId && a.Attempt == b.Attempt
+}
+
+func (c *Core) running() []*messages.JobRef {
+	if c.job == nil || c.job.abandoned {
+		return nil
+	}
+	return []*messages.JobRef{c.job.ref}
+}
+
+func (c *Core) tick(now time.Time) []actors.Effect {
+	var fx []actors.Effect
+	if c.link.IsRegistered() && now.Sub(c.lastContact) > c.deadAfter {
+		c.link.Lost(c.lastContact)
+		fx = append(fx, actors.Warn("dispatcher stopped answering", "dispatcher", string(c.cfg.Dispatcher), "silent_for", now.Sub(c.lastContact).String()))
+	}
+	if j := c.job; j != nil && !j.done && !j.abandoned && now.Sub(c.lastAck) > c.lease {
+		fx = append(fx, c.abandon(fmt.Sprintf("lease lapsed: no acknowledgement from the dispatcher for %s", c.lease))...)
+	}
+	if !c.link.IsRegistered() {
+		if c.link.Expired(now) {
+			return append(fx, c.exit(1, fmt.Sprintf("dispatcher %s unreachable for %s (--dispatcher-grace %s): giving up; start the dispatcher, or point --dispatcher-server at it",
+				dispatcherHost(c.cfg.Dispatcher), now.Sub(c.link.LostSince()).Round(time.Millisecond), c.cfg.Grace))...)
+		}
+		if c.link.Due(now) {
+			fx = append(fx, actors.Register{To: c.cfg.Dispatcher, Msg: &messages.RegisterRunner{
+				RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, ProtocolVersion: messages.ProtocolVersion,
+				Token: c.cfg.Token, Hostname: c.cfg.Hostname, Running: c.running(),
+			}})
+		}
+		return fx
+	}
+	if !now.Before(c.nextHeartbeat) {
+		c.seq++
+		c.nextHeartbeat = now.Add(c.heartbeat)
+		fx = append(fx, actors.Send{To: c.cfg.Dispatcher, Msg: &messages.Heartbeat{
+			RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, Seq: c.seq, Running: c.running()}})
+	}
+	if j := c.job; j != nil && j.done && now.Sub(j.lastSent) >= time.Second {
+		fx = append(fx, c.sendResult(now)...)
+	}
+	return fx
+}
+
+func dispatcherHost(a actors.Addr) string {
+	host, _ := a.Split()
+	return host
+}
+
+func (c *Core) exit(code int, reason string) []actors.Effect {
+	var fx []actors.Effect
+	if c.job != nil && !c.job.done && !c.job.abandoned {
+		fx = append(fx, CancelRun{Ref: c.job.ref, Reason: "runner exiting"})
+	}
+	c.exited = true
+	return append(fx, actors.Exit{Code: code, Reason: reason})
+}
+
+func (c *Core) registered(now time.Time, from actors.Addr, m *messages.RunnerRegistered) []actors.Effect {
+	if from != c.cfg.Dispatcher || m.RunnerId != c.cfg.ID || m.Incarnation != c.cfg.Incarnation {
+		c.stale++
+		return nil
+	}
+	if !m.Accepted {
+		return c.exit(1, fmt.Sprintf("dispatcher %s refused this runner: %s", dispatcherHost(c.cfg.Dispatcher), m.Reason))
+	}
+	if c.link.IsRegistered() {
+		return nil // a duplicate reply
+	}
+	c.link.Registered()
+	if m.HeartbeatMs > 0 {
+		c.heartbeat = time.Duration(m.HeartbeatMs) * time.Millisecond
+	}
+	if m.LeaseMs > 0 {
+		c.lease = time.Duration(m.LeaseMs) * time.Millisecond
+	}
+	if m.DeadAfterMs > 0 {
+		c.deadAfter = time.Duration(m.DeadAfterMs) * time.Millisecond
+	}
+	c.lastContact, c.lastAck = now, now
+	c.nextHeartbeat = now
+	if c.job != nil {
+		c.job.seq = c.seq // judge the adopted job only by heartbeats sent from now on
+	}
+	fx := []actors.Effect{
+		actors.Watch{Addr: c.cfg.Dispatcher},
+		actors.Info("registered with the dispatcher", "dispatcher", string(c.cfg.Dispatcher), "runner", c.cfg.ID, "incarnation", c.cfg.Incarnation),
+	}
+	return append(fx, c.tick(now)...)
+}
+
+func (c *Core) heartbeatAck(now time.Time, from actors.Addr, m *messages.HeartbeatAck) []actors.Effect {
+	if from != c.cfg.Dispatcher || m.RunnerId != c.cfg.ID || m.Incarnation != c.cfg.Incarnation {
+		c.stale++
+		return nil
+	}
+	c.lastContact = now
+	if m.Unknown {
+		c.link.Lost(now)
+		return append([]actors.Effect{actors.Info("dispatcher does not know this runner: registering again")}, c.tick(now)...)
+	}
+	j := c.job
+	if j == nil || j.abandoned || m.Seq <= j.seq {
+		if j == nil || m.Seq <= j.seq {
+			c.lastAck = now
+		}
+		return nil
+	}
+	for _, v := range m.Valid {
+		if sameRef(v, j.ref) {
+			c.lastAck = now
+			return nil
+		}
+	}
+	if j.done {
+		return nil // the outcome's own ack settles it
+	}
+	return c.abandon("the dispatcher no longer assigns this attempt to this runner")
+}
+
+func (c *Core) runJob(now time.Time, from actors.Addr, m *messages.RunJob) []actors.Effect {
+	if from != c.cfg.Dispatcher || m.RunnerId != c.cfg.ID || m.Incarnation != c.cfg.Incarnation || m.Job == nil {
+		c.stale++
+		return []actors.Effect{actors.Warn("RunJob for another runner or incarnation ignored", "job", m.GetJob().GetId(), "runner", m.RunnerId, "incarnation", m.Incarnation)}
+	}
+	if err := messages.ValidateCommit(m.Job.Commit); err != nil {
+		c.stale++
+		return []actors.Effect{actors.Warn("RunJob rejected", "error", err.Error())}
+	}
+	ref := &messages.JobRef{JobId: m.Job.Id, Attempt: m.Attempt}
+	if c.job != nil {
+		if sameRef(c.job.ref, ref) {
+			return nil // a duplicate
+		}
+		c.stale++
+		return []actors.Effect{actors.Warn("RunJob while busy ignored", "job", m.Job.Id, "busy_with", c.job.ref.JobId)}
+	}
+	c.lastContact, c.lastAck = now, now
+	c.job = &job{run: m, ref: ref, seq: c.seq}
+	return []actors.Effect{
+		actors.Info("job started", "job", m.Job.Id, "commit", m.Job.Commit, "attempt", m.Attempt),
+		StartJob{Run: m},
+	}
+}
+
+func (c *Core) abandon(reason string) []actors.Effect {
+	j := c.job
+	if j == nil || j.abandoned {
+		return nil
+	}
+	if j.done {
+		c.job = nil
+		return []actors.Effect{actors.Info("finished attempt dropped", "job", j.ref.JobId, "reason", reason)}
+	}
+	j.abandoned = true
+	return []actors.Effect{
+		actors.Warn("job given up", "job", j.ref.JobId, "attempt", j.ref.Attempt, "reason", reason),
+		CancelRun{Ref: j.ref, Reason: reason},
+	}
+}
+
+func (c *Core) jobDone(now time.Time, m JobDone) []actors.Effect {
+	j := c.job
+	if j == nil || !sameRef(j.ref, m.Ref) || j.done {
+		return nil
+	}
+	if j.abandoned {
+		c.job = nil
+		return nil
+	}
+	j.done = true
+	j.result = m.Result
+	j.result.Attempt = j.ref.Attempt
+	j.result.RunnerId = c.cfg.ID
+	if j.result.Job == nil {
+		j.result.Job = j.run.Job
+	}
+	fx := []actors.Effect{actors.Info("job finished", "job", j.ref.JobId, "attempt", j.ref.Attempt, "status", m.Result.Status.Name())}
+	if c.link.IsRegistered() {
+		fx = append(fx, c.sendResult(now)...)
+	}
+	return fx
+}
+
+func (c *Core) sendResult(now time.Time) []actors.Effect {
+	c.job.lastSent = now
+	return []actors.Effect{actors.Send{To: c.cfg.Dispatcher, Msg: &messages.JobFinished{
+		RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, Result: c.job.result}}}
+}
+
+func (c *Core) shutdown(reason string) []actors.Effect {
+	var fx []actors.Effect
+	var released []*messages.JobRef
+	if j := c.job; j != nil && !j.done && !j.abandoned {
+		released = append(released, j.ref)
+		j.abandoned = true
+		fx = append(fx, CancelRun{Ref: j.ref, Reason: reason})
+	}
+	if c.link.IsRegistered() {
+		fx = append(fx, actors.Send{To: c.cfg.Dispatcher, Msg: &messages.RunnerStopping{
+			RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, Released: released, Reason: reason}})
+	}
+	c.exited = true
+	return append(fx, actors.Exit{Code: 0, Reason: reason})
+}

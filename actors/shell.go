@@ -1,0 +1,139 @@
+package actors
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// Env is what a role's shell needs from its process.
+type Env struct {
+	// Logger receives Notes; it is tagged with the role.
+	Logger *slog.Logger
+	// Probe reports whether a host:port accepts connections. A registration
+	// is sent only once it does, so that it is not parked behind Proto.Actor's
+	// redial of a peer that is down. Nil means always.
+	Probe func(address string) bool
+	// OnExit ends the process; called once for an Exit effect.
+	OnExit func(code int, reason string)
+}
+
+// Shell carries out the effects every core shares (Send, Register, Watch,
+// Unwatch, Exit, Note) for a role's Proto.Actor actor, and owns the
+// goroutines it starts for them. Each role actor embeds one.
+type Shell struct {
+	Env
+
+	wg     sync.WaitGroup
+	ticker *time.Ticker
+	done   chan struct{}
+}
+
+// PID turns an address into a Proto.Actor PID.
+func PID(a Addr) *actor.PID {
+	address, id := a.Split()
+	return actor.NewPID(address, id)
+}
+
+// AddrOf is the Addr of a PID; empty for nil.
+func AddrOf(p *actor.PID) Addr {
+	if p == nil {
+		return ""
+	}
+	return NewAddr(p.Address, p.Id)
+}
+
+// StartTicks sends Tick to the actor every interval until StopTicks.
+func (s *Shell) StartTicks(ctx actor.Context, interval time.Duration) {
+	s.StopTicks()
+	s.ticker = time.NewTicker(interval)
+	s.done = make(chan struct{})
+	root, self, ticker, done := ctx.ActorSystem().Root, ctx.Self(), s.ticker, s.done
+	s.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-ticker.C:
+				root.Send(self, Tick{})
+			}
+		}
+	})
+}
+
+// StopTicks stops the ticks started by StartTicks.
+func (s *Shell) StopTicks() {
+	if s.ticker != nil {
+		s.ticker.Stop()
+		close(s.done)
+		s.ticker = nil
+	}
+}
+
+// Go runs f in a goroutine owned by the shell; Wait waits for all of them.
+func (s *Shell) Go(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+// Wait stops ticks and waits for every goroutine the shell started.
+func (s *Shell) Wait() {
+	s.StopTicks()
+	s.wg.Wait()
+}
+
+// Do carries out e if it is a shared effect and reports whether it was.
+func (s *Shell) Do(ctx actor.Context, e Effect) bool {
+	switch e := e.(type) {
+	case Send:
+		ctx.Request(PID(e.To), e.Msg)
+	case Register:
+		pid := PID(e.To)
+		if s.Probe == nil || pid.Address == ctx.Self().Address {
+			ctx.Request(pid, e.Msg)
+			return true
+		}
+		root, self, probe := ctx.ActorSystem().Root, ctx.Self(), s.Probe
+		s.Go(func() {
+			if probe(pid.Address) {
+				root.RequestWithCustomSender(pid, e.Msg, self)
+			}
+		})
+	case Watch:
+		ctx.Watch(PID(e.Addr))
+	case Unwatch:
+		ctx.Unwatch(PID(e.Addr))
+	case Exit:
+		if s.OnExit != nil {
+			s.OnExit(e.Code, e.Reason)
+		}
+	case Note:
+		s.Logger.Log(nil, e.Level, e.Msg, e.Args...)
+	default:
+		return false
+	}
+	return true
+}
+
+// Unhandled logs an effect no one carried out: a programming error.
+func (s *Shell) Unhandled(e Effect) {
+	s.Logger.Error("effect not carried out", "type", fmt.Sprintf("%T", e))
+}
+
+// Input translates Proto.Actor's system messages into core inputs; ok is
+// false for the lifecycle messages a core does not see.
+func Input(msg any) (in any, ok bool) {
+	switch m := msg.(type) {
+	case *actor.Terminated:
+		return PeerTerminated{Addr: AddrOf(m.Who), Reason: m.Why.String()}, true
+	case *actor.Started, *actor.Stopping, *actor.Stopped, *actor.Restarting, actor.AutoReceiveMessage, actor.SystemMessage:
+		return nil, false
+	}
+	return msg, true
+}

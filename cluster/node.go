@@ -1,0 +1,259 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+)
+
+// NodeConfig describes one Volt process's actor system.
+type NodeConfig struct {
+	// Listen is host:port for Proto.Actor remote; port 0 picks any free
+	// port. Empty means no remote: a purely local actor system.
+	Listen string
+	// PortRange, when Listen's port is 0 and the range is set, picks the
+	// first free port in [PortRange[0], PortRange[1]] by binding it.
+	PortRange [2]int
+	// Advertise, if set, is the host others use to reach this node.
+	Advertise string
+	// Logger receives the node's and Proto.Actor's logs.
+	Logger *slog.Logger
+	// ActorLogLevel filters Proto.Actor's own logs (it is chatty at info).
+	ActorLogLevel slog.Level
+}
+
+// Node is a running actor system with its supervised role actors.
+type Node struct {
+	System  *actor.ActorSystem
+	Remote  *remote.Remote
+	Address string
+	logger  *slog.Logger
+
+	mu       sync.Mutex
+	roles    []*actor.PID
+	stopping bool
+	done     chan struct{}
+	code     int
+	reason   string
+	monitor  *actor.PID
+}
+
+// levelHandler drops records below a level.
+type levelHandler struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+func (h levelHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return levelHandler{h.Handler.WithAttrs(a), h.min}
+}
+func (h levelHandler) WithGroup(g string) slog.Handler { return levelHandler{h.Handler.WithGroup(g), h.min} }
+
+// Start creates the actor system and, when cfg.Listen is set, starts remote.
+func Start(cfg NodeConfig) (*Node, error) {
+	actorLog := slog.New(levelHandler{cfg.Logger.Handler(), cfg.ActorLogLevel}).With("component", "protoactor")
+	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return actorLog }))
+	n := &Node{System: sys, logger: cfg.Logger, done: make(chan struct{}), Address: sys.Address()}
+	n.monitor = sys.Root.Spawn(actor.PropsFromFunc(n.watch))
+	if cfg.Listen == "" {
+		return n, nil
+	}
+	host, portStr, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %q: want host:port: %w", cfg.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %q: port is not a number", cfg.Listen)
+	}
+	candidates := []int{port}
+	if port == 0 && cfg.PortRange[1] > 0 {
+		candidates = nil
+		for p := cfg.PortRange[0]; p <= cfg.PortRange[1]; p++ {
+			candidates = append(candidates, p)
+		}
+	}
+	var lastErr error
+	for _, p := range candidates {
+		r, addr, err := startRemote(sys, host, p, cfg.Advertise)
+		if err == nil {
+			n.Remote, n.Address = r, addr
+			cfg.Logger.Info("listening", "address", addr)
+			return n, nil
+		}
+		lastErr = err
+	}
+	if len(candidates) > 1 {
+		return nil, fmt.Errorf("no free port in %d-%d on %s (%v): pass --listen %s:0 for any free port", cfg.PortRange[0], cfg.PortRange[1], host, lastErr, host)
+	}
+	return nil, fmt.Errorf("listen on %s: %w (is another Volt already running there? pass another --listen)", cfg.Listen, lastErr)
+}
+
+// startRemote binds host:port for Proto.Actor remote. remote.Start panics
+// when the port is taken; that panic becomes an error here, which makes
+// choosing the first free port of a range safe when several start at once.
+func startRemote(sys *actor.ActorSystem, host string, port int, advertise string) (r *remote.Remote, addr string, err error) {
+	// Probe first so a taken port costs no panic in the common case.
+	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return nil, "", err
+	}
+	if port == 0 {
+		port = l.Addr().(*net.TCPAddr).Port
+	}
+	l.Close()
+	opts := []remote.ConfigOption{
+		remote.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 2 * time.Second, PermitWithoutStream: true})),
+		remote.WithServerOptions(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true})),
+	}
+	if advertise != "" {
+		opts = append(opts, remote.WithAdvertisedHost(net.JoinHostPort(advertise, strconv.Itoa(port))))
+	}
+	r = remote.NewRemote(sys, remote.Configure(host, port, opts...))
+	defer func() {
+		if p := recover(); p != nil {
+			r, addr, err = nil, "", fmt.Errorf("%v", p)
+		}
+	}()
+	r.Start()
+	return r, sys.Address(), nil
+}
+
+// supervisor restarts a failed role up to three times in ten seconds; past
+// that budget the role is stopped and the node exits.
+var supervisor = actor.NewOneForOneStrategy(3, 10*time.Second, func(reason any) actor.Directive {
+	return actor.RestartDirective
+})
+
+// Spawn starts a supervised role actor under name.
+func (n *Node) Spawn(name string, produce func() actor.Actor) (*actor.PID, error) {
+	props := actor.PropsFromProducer(produce, actor.WithGuardian(supervisor))
+	pid, err := n.System.Root.SpawnNamed(props, name)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	n.mu.Lock()
+	n.roles = append(n.roles, pid)
+	n.mu.Unlock()
+	n.System.Root.Send(n.monitor, watchRole{pid})
+	return pid, nil
+}
+
+type watchRole struct{ pid *actor.PID }
+
+func (n *Node) watch(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case watchRole:
+		ctx.Watch(m.pid)
+	case *actor.Terminated:
+		n.mu.Lock()
+		stopping := n.stopping
+		n.mu.Unlock()
+		if !stopping {
+			n.Exit(1, fmt.Sprintf("%s failed repeatedly (more than 3 restarts in 10s) and was stopped; see the errors above", m.Who.Id))
+		}
+	}
+}
+
+// Exit records why the process should end and wakes Done. The first call wins.
+func (n *Node) Exit(code int, reason string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	select {
+	case <-n.done:
+		return
+	default:
+	}
+	n.code, n.reason = code, reason
+	close(n.done)
+}
+
+// Done is closed once a role asked the process to exit.
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// ExitStatus is the code and reason passed to the first Exit.
+func (n *Node) ExitStatus() (int, string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.code, n.reason
+}
+
+// Shutdown stops the roles (each waits for its goroutines and child
+// processes), newest first, then remote.
+func (n *Node) Shutdown() {
+	n.mu.Lock()
+	n.stopping = true
+	roles := append([]*actor.PID(nil), n.roles...)
+	n.mu.Unlock()
+	for i := len(roles) - 1; i >= 0; i-- {
+		if err := n.System.Root.PoisonFuture(roles[i]).Wait(); err != nil && !errors.Is(err, actor.ErrTimeout) {
+			n.logger.Warn("stopping role", "role", roles[i].Id, "error", err)
+		}
+	}
+	if n.Remote != nil {
+		n.Remote.Shutdown(false)
+	}
+	n.System.Shutdown()
+}
+
+// Probe reports whether address accepts TCP connections within 300 ms.
+func Probe(address string) bool {
+	c, err := net.DialTimeout("tcp", address, 300*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// Resolve turns host:port into ip:port once, so that a peer is always named
+// by the same string (Proto.Actor keys connections by address string).
+func Resolve(hostport string) (string, error) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return "", fmt.Errorf("%q: want host:port: %w", hostport, err)
+	}
+	if net.ParseIP(host) != nil {
+		return hostport, nil
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return "", fmt.Errorf("resolve %s: %v", host, err)
+	}
+	ip := ips[0]
+	for _, c := range ips {
+		if c.To4() != nil {
+			ip = c
+			break
+		}
+	}
+	return net.JoinHostPort(ip.String(), port), nil
+}
+
+// IsLoopback reports whether host:port names a loopback address.
+func IsLoopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

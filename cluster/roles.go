@@ -1,0 +1,251 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/actors/dispatcher"
+	"github.com/voltci/volt/actors/observer"
+	"github.com/voltci/volt/actors/reporter"
+	"github.com/voltci/volt/actors/runner"
+	"github.com/voltci/volt/gitexec"
+	"github.com/voltci/volt/jobspec"
+	"github.com/voltci/volt/messages"
+	"github.com/voltci/volt/store"
+)
+
+// Actor names: a peer is found as "<address>/<name>".
+const (
+	DispatcherName = "dispatcher"
+	ReporterName   = "reporter"
+	ObserverName   = "observer"
+	RunnerName     = "runner"
+)
+
+func (n *Node) env(role string) actors.Env {
+	return actors.Env{Logger: n.logger.With("role", role), Probe: Probe, OnExit: n.Exit}
+}
+
+// Addr is the address of a role actor on this node.
+func (n *Node) Addr(name string) actors.Addr { return actors.NewAddr(n.Address, name) }
+
+// StartDispatcher starts the dispatcher role on db.
+func (n *Node) StartDispatcher(cfg dispatcher.Config, db *store.DB) (*actor.PID, error) {
+	st := queueStore{db}
+	return n.Spawn(DispatcherName, func() actor.Actor { return dispatcher.NewActor(cfg, st, n.env("dispatcher")) })
+}
+
+// StartReporter starts the reporter role on db; result files go under db's directory.
+func (n *Node) StartReporter(cfg reporter.Config, db *store.DB) (*actor.PID, error) {
+	st := resultStore{db}
+	return n.Spawn(ReporterName, func() actor.Actor { return reporter.NewActor(cfg, st, n.env("reporter")) })
+}
+
+// StartObserver starts the observer role reading repos.
+func (n *Node) StartObserver(cfg observer.Config, repos []*gitexec.Repo) (*actor.PID, error) {
+	rd := repoReader{repos: map[string]*gitexec.Repo{}}
+	for _, r := range repos {
+		rd.repos[r.URL()] = r
+	}
+	return n.Spawn(ObserverName, func() actor.Actor { return observer.NewActor(cfg, rd, n.env("observer")) })
+}
+
+// RunnerSetup is what a runner needs beyond its identity.
+type RunnerSetup struct {
+	// WorkDir holds the mirrors, the worktree and log copies.
+	WorkDir string
+	// Fallback is a local clone to fetch from first (the original --repo).
+	Fallback string
+	// OutputCap is how much of a job's output is kept.
+	OutputCap int64
+	// Wrapper is the argv prefix that starts each step (see gitexec.WrapperMain).
+	Wrapper []string
+}
+
+// StartRunner starts a runner role named name.
+func (n *Node) StartRunner(name string, cfg runner.Config, setup RunnerSetup) (*actor.PID, error) {
+	exec := &jobExecutor{
+		ws:        gitexec.NewWorkspace(setup.WorkDir, setup.Fallback),
+		exec:      &gitexec.Executor{Wrapper: setup.Wrapper},
+		outputCap: setup.OutputCap,
+		logger:    n.logger.With("role", "runner", "runner", cfg.ID),
+	}
+	logDir := setup.WorkDir + "/logs"
+	return n.Spawn(name, func() actor.Actor { return runner.NewActor(cfg, exec, logDir, n.env("runner")) })
+}
+
+// queueStore adapts store.DB to the dispatcher's Store port.
+type queueStore struct{ db *store.DB }
+
+func (q queueStore) SaveJobs(jobs []*messages.JobRecord, cursors []*messages.Cursor) error {
+	return q.db.SaveJobs(jobs, cursors)
+}
+
+func (q queueStore) LoadQueue() ([]*messages.JobRecord, []*messages.Cursor, int64, error) {
+	return q.db.LoadQueue()
+}
+
+func (q queueStore) Archived(repo string, commits []string) (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, c := range commits {
+		build, id, err := q.db.LatestBuild(repo, c)
+		if err != nil {
+			return nil, err
+		}
+		if build > 0 {
+			out[c] = id
+		}
+	}
+	return out, nil
+}
+
+// resultStore adapts store.DB to the reporter's Store port.
+type resultStore struct{ db *store.DB }
+
+func (s resultStore) RecordResult(r *messages.Result) (bool, error) { return s.db.RecordResult(r) }
+func (s resultStore) AppendLog(job *messages.Job, attempt int32, offset int64, data []byte) (int64, error) {
+	return s.db.AppendLog(job, attempt, offset, data)
+}
+func (s resultStore) LogHave(job *messages.Job, attempt int32) (int64, error) {
+	return s.db.LogHave(job, attempt)
+}
+
+func (s resultStore) WriteResultFile(r *messages.Result) error {
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := s.db.CopyLog(pw, r.Job, r.Attempt)
+		pw.CloseWithError(err)
+	}()
+	err := store.WriteResultFile(s.db.Dir(), r, pr)
+	pr.Close()
+	return err
+}
+
+// repoReader adapts gitexec.Repo to the observer's RepoReader port.
+type repoReader struct{ repos map[string]*gitexec.Repo }
+
+func (rd repoReader) Read(ctx context.Context, repo, branch, since string, max int) observer.Polled {
+	p := observer.Polled{Repo: repo, Branch: branch}
+	r := rd.repos[repo]
+	if r == nil {
+		p.Err = "unknown repository " + repo
+		return p
+	}
+	tip, err := r.Tip(ctx, branch)
+	if err != nil {
+		p.Err = err.Error()
+		return p
+	}
+	p.Tip = tip
+	if tip == since {
+		return p
+	}
+	rg, err := r.Since(ctx, since, tip, max)
+	if err != nil {
+		p.Err = err.Error()
+		return p
+	}
+	p.Commits, p.Forced, p.Skipped = rg.Commits, rg.Forced, rg.Skipped
+	return p
+}
+
+// jobExecutor adapts gitexec and jobspec to the runner's JobExecutor port.
+type jobExecutor struct {
+	ws        *gitexec.Workspace
+	exec      *gitexec.Executor
+	outputCap int64
+	logger    *slog.Logger
+}
+
+var statuses = map[gitexec.Status]messages.Status{
+	gitexec.Passed:    messages.Status_STATUS_PASSED,
+	gitexec.Failed:    messages.Status_STATUS_FAILED,
+	gitexec.TimedOut:  messages.Status_STATUS_TIMED_OUT,
+	gitexec.Errored:   messages.Status_STATUS_ERRORED,
+	gitexec.Cancelled: messages.Status_STATUS_CANCELLED,
+}
+
+func (e *jobExecutor) Execute(ctx context.Context, run *messages.RunJob, out io.Writer) *messages.Result {
+	started := time.Now()
+	res := &messages.Result{Job: run.Job, Attempt: run.Attempt, RunnerId: run.RunnerId, StartedUnixMs: started.UnixMilli()}
+	fail := func(reason string) *messages.Result {
+		res.Status = messages.Status_STATUS_ERRORED
+		if ctx.Err() != nil {
+			res.Status = messages.Status_STATUS_CANCELLED
+		}
+		res.Reason = reason
+		res.ExitCode = -1
+		msg := "volt: " + reason + "\n"
+		fmt.Fprint(out, msg)
+		res.LogBytes = int64(len(msg))
+		res.FinishedUnixMs = time.Now().UnixMilli()
+		return res
+	}
+	dir, err := e.ws.Prepare(ctx, run.Job.Repo, run.Job.Commit, 0)
+	if err != nil {
+		return fail(fmt.Sprintf("prepare the workspace: %v", err))
+	}
+	spec, err := jobspec.Load(dir)
+	if err != nil {
+		return fail(err.Error())
+	}
+	timeout := spec.Timeout
+	if timeout == 0 {
+		timeout = time.Duration(run.TimeoutMs) * time.Millisecond
+	}
+	steps := make([]gitexec.Step, len(spec.Steps))
+	for i, s := range spec.Steps {
+		steps[i] = gitexec.Step{Name: s.Name, Run: s.Run, Timeout: s.Timeout}
+	}
+	o := e.exec.Execute(ctx, gitexec.Run{
+		Dir: dir, Env: jobEnv(run, spec), Steps: steps, Timeout: timeout,
+		OutputCap: e.outputCap, Output: out,
+	})
+	res.Status = statuses[o.Status]
+	res.Reason, res.FailedStep, res.ExitCode = o.Reason, o.FailedStep, int32(o.ExitCode)
+	res.LogBytes, res.LogDropped = o.Kept, o.Dropped
+	res.FinishedUnixMs = time.Now().UnixMilli()
+	return res
+}
+
+// jobEnv is the runner's environment without Volt's own secrets, plus the
+// job's variables (DESIGN.md, Jobs and builds) and .volt.yml's env.
+func jobEnv(run *messages.RunJob, spec *jobspec.Spec) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "VOLT_") || strings.HasPrefix(kv, "CI=") || strings.HasPrefix(kv, "VOLT=") {
+			continue // never leak VOLT_TOKEN; the job's own VOLT_* follow
+		}
+		env = append(env, kv)
+	}
+	env = append(env,
+		"CI=true", "VOLT=true",
+		"VOLT_REPO="+run.Job.RepoName,
+		"VOLT_BRANCH="+strings.Join(run.Job.Branches, ","),
+		"VOLT_COMMIT="+run.Job.Commit,
+		"VOLT_BUILD="+strconv.Itoa(int(run.Job.Build)),
+	)
+	for _, k := range sortedEnvKeys(spec.Env) {
+		env = append(env, k+"="+spec.Env[k])
+	}
+	return env
+}
+
+func sortedEnvKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/voltci/volt/cluster"
+)
+
+// ask sends one request to a role actor at server (host:port) and waits for
+// the answer, from a throwaway actor system on a free loopback port.
+func ask(server, name string, req proto.Message, timeout time.Duration) (any, error) {
+	addr, err := cluster.Resolve(server)
+	if err != nil {
+		return nil, usageErr("%v", err)
+	}
+	if !cluster.Probe(addr) {
+		return nil, fmt.Errorf("nothing listens at %s: is Volt running there? (start it with `volt up` or `volt dispatcher`)", addr)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	node, err := cluster.Start(cluster.NodeConfig{Listen: "127.0.0.1:0", Logger: quiet, ActorLogLevel: slog.LevelError + 100})
+	if err != nil {
+		return nil, err
+	}
+	defer node.Shutdown()
+	res, err := node.System.Root.RequestFuture(actorPID(addr, name), req, timeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("no answer from %s at %s within %s: %w", name, addr, timeout, err)
+	}
+	return res, nil
+}

@@ -1,0 +1,61 @@
+package main
+
+import (
+
+	"github.com/spf13/cobra"
+
+	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/actors/reporter"
+	"github.com/voltci/volt/cluster"
+	"github.com/voltci/volt/store"
+)
+
+func newReporterCommand() *cobra.Command {
+	var (
+		c          common
+		listen     string
+		dispServer string
+		dataDir    string
+	)
+	cmd := &cobra.Command{
+		Use:   "reporter",
+		Short: "Run the reporter: records results and logs, writes test_results/<commit>",
+		Example: `  volt reporter
+  volt reporter --data-dir /var/lib/volt-results --dispatcher-server ci.example.com:8000 --token s3cret`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(c.logLevel)
+			if err != nil {
+				return err
+			}
+			if err := c.requireToken(listen, dispServer); err != nil {
+				return err
+			}
+			disp, err := cluster.Resolve(dispServer)
+			if err != nil {
+				return usageErr("--dispatcher-server: %v", err)
+			}
+			db, err := store.Open(dataDir)
+			if err != nil {
+				return fatal("open the data directory", err)
+			}
+			defer db.Close()
+			node, err := cluster.Start(cluster.NodeConfig{Listen: listen, Logger: logger, ActorLogLevel: actorLogLevel(c.logLevel)})
+			if err != nil {
+				return fatal("start the reporter", err)
+			}
+			cfg := reporter.Config{ID: node.Address, Dispatcher: actors.NewAddr(disp, cluster.DispatcherName), Token: c.token}
+			if _, err := node.StartReporter(cfg, db); err != nil {
+				node.Shutdown()
+				return fatal("start the reporter", err)
+			}
+			logger.Info("reporter ready", "address", node.Address, "dispatcher", disp, "results", dataDir+"/test_results")
+			return serve(node, logger, nil)
+		},
+	}
+	c.register(cmd.Flags())
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8001", "host:port for Proto.Actor remote")
+	cmd.Flags().StringVar(&dispServer, "dispatcher-server", "localhost:8000", "the dispatcher's host:port")
+	cmd.Flags().StringVar(&dataDir, "data-dir", ".volt", "directory of results, logs and test_results/")
+	return cmd
+}

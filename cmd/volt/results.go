@@ -1,0 +1,96 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/voltci/volt/messages"
+	"github.com/voltci/volt/store"
+)
+
+func newResultsCommand() *cobra.Command {
+	var (
+		dataDir string
+		limit   int
+		repo    string
+		status  string
+	)
+	cmd := &cobra.Command{
+		Use:   "results [COMMIT]",
+		Short: "List recorded results, or show one commit's result with its output (exit 3 if unknown)",
+		Example: `  volt results
+  volt results 3f2a9c1 --data-dir .volt`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if status != "" {
+				if _, err := messages.ParseStatus(status); err != nil {
+					return usageErr("--status: %v", err)
+				}
+			}
+			db, err := store.OpenReadOnly(dataDir)
+			if err != nil {
+				return fatal("open results", err)
+			}
+			defer db.Close()
+			if len(args) == 1 {
+				return showResult(db, args[0])
+			}
+			rs, err := db.Results(store.ResultFilter{Repo: repo, Status: status, Limit: limit})
+			if err != nil {
+				return fatal("list results", err)
+			}
+			if len(rs) == 0 {
+				fmt.Println("no results yet")
+				return nil
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 2, 2, ' ', 0)
+			fmt.Fprintln(tw, "COMMIT\tSTATUS\tREPO\tBRANCHES\tBUILD\tATTEMPT\tDURATION\tFINISHED")
+			for _, r := range rs {
+				fmt.Fprintf(tw, "%.12s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.Job.Commit, r.Status.Name(), r.Job.RepoName,
+					strings.Join(r.Job.Branches, ","), r.Job.Build, r.Attempt, duration(r), time.UnixMilli(r.FinishedUnixMs).Format(time.DateTime))
+			}
+			return tw.Flush()
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&dataDir, "data-dir", ".volt", "the reporter's data directory (the one `volt up` or `volt reporter` was given)")
+	fs.IntVar(&limit, "limit", 50, "most results listed")
+	fs.StringVar(&repo, "repo", "", "only this repository (its URL or path)")
+	fs.StringVar(&status, "status", "", "only this status: passed, failed, timed_out, errored or cancelled")
+	return cmd
+}
+
+func duration(r *messages.Result) string {
+	if r.StartedUnixMs == 0 || r.FinishedUnixMs < r.StartedUnixMs {
+		return "-"
+	}
+	return (time.Duration(r.FinishedUnixMs-r.StartedUnixMs) * time.Millisecond).String()
+}
+
+func showResult(db *store.DB, commit string) error {
+	r, err := db.ResultForCommit(commit)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return notFound("no result for commit %s in %s (it may still be queued or running: see `volt status`)", commit, db.Dir())
+	case errors.Is(err, store.ErrAmbiguous):
+		return usageErr("commit prefix %s matches several commits: give more characters", commit)
+	case err != nil:
+		return fatal("look up "+commit, err)
+	}
+	fmt.Printf("status: %s\nrepo: %s\nbranches: %s\ncommit: %s\nbuild: %d\nattempt: %d\nrunner: %s\nduration: %s\n",
+		r.Status.Name(), r.Job.RepoName, strings.Join(r.Job.Branches, ","), r.Job.Commit, r.Job.Build, r.Attempt, r.RunnerId, duration(r))
+	if r.Reason != "" {
+		fmt.Printf("reason: %s\n", r.Reason)
+	}
+	fmt.Println()
+	if _, err := db.CopyLog(os.Stdout, r.Job, r.Attempt); err != nil {
+		return fatal("read the log", err)
+	}
+	return nil
+}

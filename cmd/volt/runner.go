@@ -1,0 +1,112 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/actors/runner"
+	"github.com/voltci/volt/cluster"
+)
+
+// Runner defaults (DESIGN.md, Who finds whom).
+const (
+	runnerPortFirst  = 8900
+	runnerPortLast   = 9000
+	defaultOutputCap = 16 << 20
+)
+
+func newRunnerCommand() *cobra.Command {
+	var (
+		c          common
+		dispServer string
+		listen     string
+		advertise  string
+		workDir    string
+		grace      time.Duration
+		fallback   string
+		id         string
+		outputCap  = sizeValue(defaultOutputCap)
+	)
+	cmd := &cobra.Command{
+		Use:   "runner",
+		Short: "Run a test runner: registers with the dispatcher and runs jobs one at a time",
+		Example: `  volt runner
+  volt runner --work-dir /var/lib/volt-runner --dispatcher-server ci.example.com:8000 \
+      --listen 0.0.0.0:8900 --advertise runner-7.example.com --token s3cret`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(c.logLevel)
+			if err != nil {
+				return err
+			}
+			if err := c.requireToken(listen, dispServer); err != nil {
+				return err
+			}
+			disp, err := cluster.Resolve(dispServer)
+			if err != nil {
+				return usageErr("--dispatcher-server: %v", err)
+			}
+			if fallback != "" {
+				if st, err := os.Stat(fallback); err != nil || !st.IsDir() {
+					return usageErr("--repo %s: not a directory; pass a local clone to fetch from first, or leave it out", fallback)
+				}
+			}
+			wrapper, err := wrapperArgv()
+			if err != nil {
+				return fatal("start the runner", err)
+			}
+			nc := cluster.NodeConfig{Listen: listen, Advertise: advertise, Logger: logger, ActorLogLevel: actorLogLevel(c.logLevel)}
+			if listen == "" {
+				nc.Listen = "127.0.0.1:0"
+				nc.PortRange = [2]int{runnerPortFirst, runnerPortLast}
+			}
+			node, err := cluster.Start(nc)
+			if err != nil {
+				return fatal("start the runner", err)
+			}
+			_, port, _ := strings.Cut(node.Address, ":")
+			host, _ := os.Hostname()
+			if id == "" {
+				id = host + ":" + port
+			}
+			if workDir == "" {
+				workDir = filepath.Join(".volt", "runner-"+port)
+			}
+			if workDir, err = filepath.Abs(workDir); err != nil {
+				node.Shutdown()
+				return fatal("start the runner", err)
+			}
+			cfg := runner.Config{
+				ID: id, Incarnation: time.Now().UnixNano(), Hostname: host,
+				Dispatcher: actors.NewAddr(disp, cluster.DispatcherName), Grace: grace, Token: c.token,
+			}
+			pid, err := node.StartRunner(cluster.RunnerName, cfg, cluster.RunnerSetup{
+				WorkDir: workDir, Fallback: fallback, OutputCap: int64(outputCap), Wrapper: wrapper})
+			if err != nil {
+				node.Shutdown()
+				return fatal("start the runner", err)
+			}
+			logger.Info("runner started", "runner", id, "address", node.Address, "dispatcher", disp, "work_dir", workDir, "dispatcher_grace", grace.String())
+			return serve(node, logger, func(s os.Signal) {
+				runner.Stop(node.System.Root, pid, fmt.Sprintf("received %s", s))
+			})
+		},
+	}
+	c.register(cmd.Flags())
+	fs := cmd.Flags()
+	fs.StringVar(&dispServer, "dispatcher-server", "localhost:8000", "the dispatcher's host:port")
+	fs.StringVar(&listen, "listen", "", "host:port for Proto.Actor remote (default 127.0.0.1 and the first free port in 8900-9000; port 0 for any)")
+	fs.StringVar(&advertise, "advertise", "", "host name or IP the dispatcher and reporter use to reach this runner")
+	fs.StringVar(&workDir, "work-dir", "", "directory of repository mirrors and the workspace (default .volt/runner-PORT)")
+	fs.Var(newDuration(&grace, 10*time.Second), "dispatcher-grace", "exit when the dispatcher has been gone this long (0 = at once)")
+	fs.StringVar(&fallback, "repo", "", "a local clone to fetch commits from before the job's repository URL")
+	fs.StringVar(&id, "id", "", "runner id (default HOST:PORT); a restarted runner with the same id is a new incarnation")
+	fs.Var(&outputCap, "output-cap", "bytes of a job's output kept; the rest is dropped with a marker")
+	return cmd
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/voltci/volt/cluster"
+	"github.com/voltci/volt/messages"
+)
+
+func newStatusCommand() *cobra.Command {
+	var (
+		c      common
+		server string
+		role   string
+	)
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show a role's state: the dispatcher lists runners, their jobs and the queue",
+		Example: `  volt status
+  volt status --dispatcher-server 127.0.0.1:8001 --role reporter`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch role {
+			case cluster.DispatcherName, cluster.ReporterName:
+			default:
+				return usageErr("--role %q: want dispatcher or reporter", role)
+			}
+			res, err := ask(server, role, &messages.StatusRequest{Token: c.token}, 3*time.Second)
+			if err != nil {
+				return err
+			}
+			st, ok := res.(*messages.StatusReply)
+			if !ok {
+				return fmt.Errorf("unexpected answer %T", res)
+			}
+			printStatus(st)
+			return nil
+		},
+	}
+	c.register(cmd.Flags())
+	cmd.Flags().StringVar(&server, "dispatcher-server", "localhost:8000", "host:port of the role to ask")
+	cmd.Flags().StringVar(&role, "role", "dispatcher", "which role listens there: dispatcher or reporter")
+	return cmd
+}
+
+func printStatus(st *messages.StatusReply) {
+	fmt.Printf("%s: ok\n", st.Role)
+	if st.Role == "dispatcher" {
+		rep := st.Reporter
+		if rep == "" {
+			rep = "(none registered: results wait for one)"
+		}
+		fmt.Printf("reporter: %s\nobservers: %d\n\n", rep, len(st.Observers))
+		tw := tabwriter.NewWriter(os.Stdout, 0, 2, 2, ' ', 0)
+		fmt.Fprintln(tw, "RUNNER\tSTATE\tJOB\tATTEMPT\tLAST HEARTBEAT\tADDRESS")
+		for _, r := range st.Runners {
+			job, attempt := "-", "-"
+			if r.Job != nil {
+				job, attempt = fmt.Sprint(r.Job.JobId), fmt.Sprint(r.Job.Attempt)
+			}
+			ago := time.Since(time.UnixMilli(r.LastHeartbeatUnixMs)).Round(time.Millisecond)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s ago\t%s\n", r.RunnerId, r.State, job, attempt, ago, r.Address)
+		}
+		tw.Flush()
+		fmt.Println()
+		tw = tabwriter.NewWriter(os.Stdout, 0, 2, 2, ' ', 0)
+		fmt.Fprintln(tw, "JOB\tSTATE\tREPO\tCOMMIT\tBUILD\tATTEMPT\tRUNNER")
+		for _, j := range st.Jobs {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%.12s\t%d\t%d\t%s\n", j.Job.Id, j.State.Name(), j.Job.RepoName, j.Job.Commit, j.Job.Build, j.Attempt, j.RunnerId)
+		}
+		tw.Flush()
+		fmt.Println()
+	}
+	keys := make([]string, 0, len(st.Counters))
+	for k := range st.Counters {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Printf("%s: %d\n", k, st.Counters[k])
+	}
+}

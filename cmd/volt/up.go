@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/voltci/volt/actors/reporter"
+	"github.com/voltci/volt/actors/runner"
+	"github.com/voltci/volt/cluster"
+	"github.com/voltci/volt/store"
+)
+
+func newUpCommand() *cobra.Command {
+	var (
+		c         common
+		w         watchFlags
+		df        dispatcherFlags
+		runners   int
+		dataDir   string
+		listen    string
+		outputCap = sizeValue(defaultOutputCap)
+	)
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run every role in one process: observer, dispatcher, runners and reporter",
+		Long: `Run every role in one process: observer, dispatcher, runners and reporter, with
+SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and in
+` + "`volt results`" + `. Runners on other machines can join with --dispatcher-server.`,
+		Example: `  volt up --repo .
+  volt up --repo /srv/git/project.git --runners 4 --poll 1s --data-dir /var/lib/volt`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(c.logLevel)
+			if err != nil {
+				return err
+			}
+			if err := c.requireToken(listen); err != nil {
+				return err
+			}
+			if runners < 0 {
+				return usageErr("--runners must be 0 or more")
+			}
+			dcfg, err := df.config(c.token)
+			if err != nil {
+				return err
+			}
+			repos, watched, err := w.open(context.Background(), filepath.Join(dataDir, "observer"))
+			if err != nil {
+				return err
+			}
+			wrapper, err := wrapperArgv()
+			if err != nil {
+				return fatal("start", err)
+			}
+			db, err := store.Open(dataDir)
+			if err != nil {
+				return fatal("open the data directory", err)
+			}
+			defer db.Close()
+			node, err := cluster.Start(cluster.NodeConfig{Listen: listen, Logger: logger, ActorLogLevel: actorLogLevel(c.logLevel)})
+			if err != nil {
+				return fatal("start", err)
+			}
+			disp := node.Addr(cluster.DispatcherName)
+			start := func() error {
+				if _, err := node.StartDispatcher(dcfg, db); err != nil {
+					return err
+				}
+				if _, err := node.StartReporter(reporter.Config{ID: "up", Dispatcher: disp, Token: c.token}, db); err != nil {
+					return err
+				}
+				host, _ := os.Hostname()
+				for i := 1; i <= runners; i++ {
+					name := fmt.Sprintf("%s-%d", cluster.RunnerName, i)
+					abs, err := filepath.Abs(filepath.Join(dataDir, "runners", name))
+					if err != nil {
+						return err
+					}
+					cfg := runner.Config{ID: fmt.Sprintf("%s/%s", host, name), Incarnation: time.Now().UnixNano(), Hostname: host,
+						Dispatcher: disp, Grace: -1, Token: c.token}
+					if _, err := node.StartRunner(name, cfg, cluster.RunnerSetup{WorkDir: abs, OutputCap: int64(outputCap), Wrapper: wrapper}); err != nil {
+						return err
+					}
+				}
+				_, err := node.StartObserver(w.config("up", disp, watched, -1, c.token), repos)
+				return err
+			}
+			if err := start(); err != nil {
+				node.Shutdown()
+				return fatal("start", err)
+			}
+			logger.Info("volt is up", "address", node.Address, "repos", repoList(watched), "runners", runners,
+				"results", filepath.Join(dataDir, "test_results"), "poll", w.poll.String())
+			return serve(node, logger, nil)
+		},
+	}
+	c.register(cmd.Flags())
+	w.register(cmd)
+	df.register(cmd)
+	fs := cmd.Flags()
+	fs.IntVar(&runners, "runners", 2, "runners started in this process")
+	fs.StringVar(&dataDir, "data-dir", ".volt", "directory of the queue, results, logs, test_results/ and runner workspaces")
+	fs.StringVar(&listen, "listen", "127.0.0.1:8000", "host:port for Proto.Actor remote, where extra runners join")
+	fs.Var(&outputCap, "output-cap", "bytes of a job's output kept; the rest is dropped with a marker")
+	return cmd
+}
+

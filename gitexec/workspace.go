@@ -1,0 +1,245 @@
+package gitexec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Workspace keeps a runner's checkouts: a persistent bare mirror of each
+// repository and one worktree per runner slot, moved from commit to commit
+// with a forced checkout and git clean, so that only changed files are written.
+//
+// The layout under the work directory is mirrors/<key>.git and
+// slots/<slot>/<key>, where key is the repository's name and a short hash of
+// its URL. A Workspace is safe for concurrent use by several slots.
+type Workspace struct {
+	workDir  string
+	fallback string
+
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+// NewWorkspace returns a Workspace keeping its mirrors and worktrees under
+// workDir. fallback, if non-empty, is a local clone to fetch missing commits
+// from before the repository itself (the original runner's --repo flag).
+func NewWorkspace(workDir, fallback string) *Workspace {
+	return &Workspace{workDir: workDir, fallback: fallback, locks: map[string]*sync.Mutex{}}
+}
+
+// lock takes the mutex called name and returns its unlock function.
+func (w *Workspace) lock(name string) func() {
+	w.mu.Lock()
+	m, ok := w.locks[name]
+	if !ok {
+		m = &sync.Mutex{}
+		w.locks[name] = m
+	}
+	w.mu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
+// Prepare brings slot's worktree of repoURL to commit and returns its
+// directory. The first use of a repository creates its mirror, the first use
+// of a slot creates the worktree; after that only missing commits are fetched
+// and the worktree is moved with `git checkout --force --detach` and
+// `git clean -ffdx`, so nothing from an earlier job survives. A broken
+// worktree (deleted directory, damaged metadata) is rebuilt. commit must be a
+// full commit id (ValidateCommit).
+func (w *Workspace) Prepare(ctx context.Context, repoURL, commit string, slot int) (string, error) {
+	if err := ValidateCommit(commit); err != nil {
+		return "", fmt.Errorf("prepare workspace: %w", err)
+	}
+	if slot < 0 {
+		return "", fmt.Errorf("prepare workspace: slot %d is negative", slot)
+	}
+	url, err := w.sourceURL(repoURL)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(w.workDir, 0o755); err != nil {
+		return "", fmt.Errorf("prepare workspace: create work directory: %w", err)
+	}
+	// git records resolved paths in worktree metadata: compare like with like.
+	workDir, err := filepath.EvalSymlinks(w.workDir)
+	if err == nil {
+		workDir, err = filepath.Abs(workDir)
+	}
+	if err != nil {
+		return "", fmt.Errorf("prepare workspace: %w", err)
+	}
+	key := repoKey(url)
+	mirror := filepath.Join(workDir, "mirrors", key+".git")
+	wt := filepath.Join(workDir, "slots", strconv.Itoa(slot), key)
+
+	defer w.lock("slot " + wt)()
+	if err := w.fetchCommit(ctx, key, mirror, url, commit); err != nil {
+		return "", err
+	}
+	repaired := false
+	if !worktreeOK(wt, mirror) {
+		if err := w.addWorktree(ctx, key, mirror, wt, commit); err != nil {
+			return "", err
+		}
+		repaired = true
+	}
+	err = moveWorktree(ctx, mirror, wt, commit)
+	if err != nil && !repaired {
+		// A killed job or runner can leave a lock file or a damaged index: start over.
+		if err := w.addWorktree(ctx, key, mirror, wt, commit); err != nil {
+			return "", err
+		}
+		err = moveWorktree(ctx, mirror, wt, commit)
+	}
+	if err != nil {
+		return "", fmt.Errorf("prepare %s at %s in %s: %w", url, commit, wt, err)
+	}
+	return wt, nil
+}
+
+// sourceURL returns the URL to fetch repoURL from: remote URLs as they are,
+// local paths made absolute.
+func (w *Workspace) sourceURL(repoURL string) (string, error) {
+	if repoURL == "" {
+		if w.fallback == "" {
+			return "", errors.New("prepare workspace: no repository URL: the dispatcher must send one, or start the runner with --repo")
+		}
+		repoURL = w.fallback
+	}
+	if strings.HasPrefix(repoURL, "-") {
+		return "", fmt.Errorf("prepare workspace: repository %s starts with '-': pass a path or URL", quote(repoURL))
+	}
+	if isRemoteURL(repoURL) {
+		return repoURL, nil
+	}
+	abs, err := filepath.Abs(repoURL)
+	if err != nil {
+		return "", fmt.Errorf("prepare workspace: %w", err)
+	}
+	return abs, nil
+}
+
+// fetchCommit makes sure the mirror exists and holds commit, fetching from the
+// fallback clone first, then from url: its branches, then the commit itself.
+func (w *Workspace) fetchCommit(ctx context.Context, key, mirror, url, commit string) error {
+	defer w.lock("mirror " + key)()
+	if !isBareRepo(ctx, mirror) {
+		if err := os.RemoveAll(mirror); err != nil {
+			return fmt.Errorf("create mirror of %s: %w", url, err)
+		}
+		if err := os.MkdirAll(filepath.Dir(mirror), 0o755); err != nil {
+			return fmt.Errorf("create mirror of %s: %w", url, err)
+		}
+		if _, err := (gitCmd{args: []string{"init", "--bare", "--quiet", "--", mirror}}).run(ctx); err != nil {
+			return fmt.Errorf("create mirror of %s: %w", url, err)
+		}
+	}
+	ok, err := hasCommit(ctx, mirror, commit)
+	if err != nil || ok {
+		return err
+	}
+	type source struct{ url, refspec string }
+	var sources []source
+	if w.fallback != "" {
+		fallback := w.fallback
+		if !isRemoteURL(fallback) {
+			if abs, err := filepath.Abs(fallback); err == nil {
+				fallback = abs
+			}
+		}
+		if fallback != url {
+			sources = append(sources, source{fallback, "+refs/heads/*:refs/remotes/fallback/*"})
+		}
+	}
+	// Last, ask for the commit itself: it may be on no branch any more.
+	sources = append(sources, source{url, "+refs/heads/*:refs/heads/*"}, source{url, commit})
+	var errs []error
+	for _, s := range sources {
+		_, err := git(ctx, mirror, "-c", "protocol.ext.allow=never", "fetch", "--quiet", "--no-tags", "--", s.url, s.refspec)
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("fetch %s: %w", s.url, ctx.Err())
+			}
+			errs = append(errs, fmt.Errorf("fetch %s: %w", s.url, err))
+			continue
+		}
+		if ok, err := hasCommit(ctx, mirror, commit); err != nil || ok {
+			return err
+		}
+	}
+	if len(errs) == len(sources) {
+		return fmt.Errorf("get commit %s: %w", commit, errors.Join(errs...))
+	}
+	return fmt.Errorf("commit %s is not in %s: check that it was pushed there and that the runner uses the repository the observer watches", commit, url)
+}
+
+// worktreeOK reports whether wt is a worktree of mirror whose metadata is intact.
+func worktreeOK(wt, mirror string) bool {
+	adminDir, err := worktreeAdminDir(wt)
+	if err != nil || filepath.Dir(adminDir) != filepath.Join(mirror, "worktrees") {
+		return false
+	}
+	back, err := os.ReadFile(filepath.Join(adminDir, "gitdir"))
+	return err == nil && filepath.Clean(strings.TrimSpace(string(back))) == filepath.Join(wt, ".git")
+}
+
+// worktreeAdminDir reads the worktree's .git file: the path of its metadata
+// directory inside the mirror.
+func worktreeAdminDir(wt string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(wt, ".git"))
+	if err != nil {
+		return "", err
+	}
+	dir, ok := strings.CutPrefix(strings.TrimSpace(string(data)), "gitdir: ")
+	if !ok || !filepath.IsAbs(dir) {
+		return "", fmt.Errorf("%s: not a worktree link", filepath.Join(wt, ".git"))
+	}
+	return filepath.Clean(dir), nil
+}
+
+// addWorktree (re)creates wt as a detached worktree of mirror at commit,
+// without checking files out: moveWorktree does that.
+func (w *Workspace) addWorktree(ctx context.Context, key, mirror, wt, commit string) error {
+	defer w.lock("mirror " + key)()
+	if err := os.RemoveAll(wt); err != nil {
+		return fmt.Errorf("remove broken worktree %s: %w", wt, err)
+	}
+	if _, err := git(ctx, mirror, "worktree", "prune"); err != nil {
+		return fmt.Errorf("prune worktrees of %s: %w", mirror, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(wt), 0o755); err != nil {
+		return fmt.Errorf("create worktree %s: %w", wt, err)
+	}
+	if _, err := git(ctx, mirror, "worktree", "add", "--quiet", "--force", "--detach", "--no-checkout", "--", wt, commit); err != nil {
+		return fmt.Errorf("create worktree %s: %w", wt, err)
+	}
+	return nil
+}
+
+// moveWorktree checks commit out in wt, discarding every change, and deletes
+// every untracked and ignored file.
+func moveWorktree(ctx context.Context, mirror, wt, commit string) error {
+	adminDir, err := worktreeAdminDir(wt)
+	if err != nil {
+		return err
+	}
+	// Name the repository explicitly: a worktree without its .git link must
+	// never make git find (and clean) a repository above it.
+	cmd := func(args ...string) gitCmd {
+		return gitCmd{dir: wt, args: append([]string{"--git-dir=" + adminDir, "--work-tree=" + wt}, args...)}
+	}
+	if _, err := cmd("checkout", "--quiet", "--force", "--detach", commit, "--").run(ctx); err != nil {
+		return err
+	}
+	if _, err := cmd("clean", "-ffdxq").run(ctx); err != nil {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,165 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// migration is one numbered, forward-only schema change. Versions start at 1
+// and have no gaps; a released migration is never edited, only followed by a
+// new one.
+type migration struct {
+	version int
+	sql     string
+}
+
+// migrations is the schema history, oldest first.
+var migrations = []migration{
+	{version: 1, sql: `
+CREATE TABLE jobs (
+	id          INTEGER PRIMARY KEY,
+	repo        TEXT    NOT NULL,
+	commit_hash TEXT    NOT NULL,
+	build       INTEGER NOT NULL,
+	state       TEXT    NOT NULL,
+	forwarded   INTEGER NOT NULL,
+	record      BLOB    NOT NULL,
+	UNIQUE (repo, commit_hash, build)
+);
+CREATE INDEX jobs_open ON jobs (id) WHERE state <> 'done' OR forwarded = 0;
+
+CREATE TABLE cursors (
+	repo        TEXT NOT NULL,
+	branch      TEXT NOT NULL,
+	commit_hash TEXT NOT NULL,
+	record      BLOB NOT NULL,
+	PRIMARY KEY (repo, branch)
+);
+
+CREATE TABLE job_ids (
+	singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+	max_id    INTEGER NOT NULL
+);
+INSERT INTO job_ids (singleton, max_id) VALUES (1, 0);
+`},
+	{version: 2, sql: `
+CREATE TABLE results (
+	id               INTEGER PRIMARY KEY AUTOINCREMENT,
+	repo             TEXT    NOT NULL,
+	repo_name        TEXT    NOT NULL,
+	commit_hash      TEXT    NOT NULL,
+	build            INTEGER NOT NULL,
+	status           TEXT    NOT NULL,
+	branches         TEXT    NOT NULL,
+	finished_unix_ms INTEGER NOT NULL,
+	job_id           INTEGER NOT NULL,
+	record           BLOB    NOT NULL,
+	UNIQUE (repo, commit_hash, build)
+);
+CREATE INDEX results_finished ON results (finished_unix_ms DESC, id DESC);
+CREATE INDEX results_repo_finished ON results (repo, finished_unix_ms DESC, id DESC);
+CREATE INDEX results_status ON results (status, finished_unix_ms DESC, id DESC);
+CREATE INDEX results_commit ON results (commit_hash);
+`},
+	{version: 3, sql: `
+CREATE TABLE logs (
+	repo        TEXT    NOT NULL,
+	commit_hash TEXT    NOT NULL,
+	build       INTEGER NOT NULL,
+	attempt     INTEGER NOT NULL,
+	have        INTEGER NOT NULL,
+	PRIMARY KEY (repo, commit_hash, build, attempt)
+);
+CREATE TABLE log_chunks (
+	repo        TEXT    NOT NULL,
+	commit_hash TEXT    NOT NULL,
+	build       INTEGER NOT NULL,
+	attempt     INTEGER NOT NULL,
+	offset      INTEGER NOT NULL,
+	size        INTEGER NOT NULL,
+	data        BLOB    NOT NULL,
+	PRIMARY KEY (repo, commit_hash, build, attempt, offset)
+);
+`},
+}
+
+// schemaVersion is the newest schema this binary knows.
+func schemaVersion() int { return migrations[len(migrations)-1].version }
+
+// errNewerSchema marks a database written by a newer Volt.
+var errNewerSchema = errors.New("newer schema")
+
+// migrate brings the database of data directory dir up to the last of ms. It
+// runs in one IMMEDIATE transaction (the DSN sets _txlock), so two processes
+// opening the same data directory at once apply each migration exactly once,
+// and a failed migration leaves the schema as it was.
+func migrate(ctx context.Context, db *sql.DB, dir string, ms []migration) (err error) {
+	path := dir
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate %s: begin: %w", path, err)
+	}
+	defer endTx(tx, &err)
+
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		applied_at TEXT NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("migrate %s: create schema_migrations: %w", path, err)
+	}
+	current, err := currentVersion(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("migrate %s: %w", path, err)
+	}
+	known := ms[len(ms)-1].version
+	if current > known {
+		return newerSchemaError(dir, current, known)
+	}
+	for _, m := range ms {
+		if m.version <= current {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+			return fmt.Errorf("migrate %s to schema %d: %w", path, m.version, err)
+		}
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
+			m.version, time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
+			return fmt.Errorf("migrate %s to schema %d: record version: %w", path, m.version, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate %s: commit: %w", path, err)
+	}
+	return nil
+}
+
+// queryer is what currentVersion needs from a *sql.DB or *sql.Tx.
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// currentVersion returns the highest applied migration, 0 for an empty database.
+func currentVersion(ctx context.Context, q queryer) (int, error) {
+	var v int
+	if err := q.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return v, nil
+}
+
+func newerSchemaError(dir string, have, known int) error {
+	return fmt.Errorf("data directory %s was written by a newer Volt (schema %d, this binary knows %d): upgrade volt: %w",
+		dir, have, known, errNewerSchema)
+}
+
+// endTx rolls back tx unless it was committed, and adds a failed rollback to
+// *err. Use it as `defer endTx(tx, &err)` with a named error result.
+func endTx(tx *sql.Tx, err *error) {
+	if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+		*err = errors.Join(*err, fmt.Errorf("roll back: %w", rbErr))
+	}
+}

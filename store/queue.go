@@ -1,0 +1,222 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/voltci/volt/messages"
+)
+
+// marshal is deterministic so that saving the same record twice writes the
+// same bytes.
+var marshal = proto.MarshalOptions{Deterministic: true}
+
+// SaveJobs upserts job records (by job id) and cursors (by repo and branch)
+// in one transaction: either all of them are saved or none is, so a cursor
+// never lands without the jobs created from it. Each record is stored as its
+// protobuf bytes plus the columns queries need.
+//
+// A job that would take the (repo, commit, build) of another job id fails the
+// whole call with ErrDuplicateBuild.
+func (db *DB) SaveJobs(jobs []*messages.JobRecord, cursors []*messages.Cursor) (err error) {
+	if err := db.writable("save jobs"); err != nil {
+		return err
+	}
+	for _, rec := range jobs {
+		if err := validJobRecord(rec); err != nil {
+			return err
+		}
+	}
+	for _, c := range cursors {
+		if c == nil || c.GetRepo() == "" || c.GetBranch() == "" {
+			return fmt.Errorf("save cursor %v: a cursor needs a repo and a branch: this is a bug in the caller", c)
+		}
+	}
+	if len(jobs) == 0 && len(cursors) == 0 {
+		return nil
+	}
+
+	ctx := context.Background()
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("save jobs in %s: begin: %w", db.path(), err)
+	}
+	defer endTx(tx, &err)
+
+	var maxID int64
+	for _, rec := range jobs {
+		if err := saveJob(ctx, tx, rec); err != nil {
+			return err
+		}
+		maxID = max(maxID, rec.GetJob().GetId())
+	}
+	if maxID > 0 {
+		if _, err := tx.ExecContext(ctx, `UPDATE job_ids SET max_id = MAX(max_id, ?) WHERE singleton = 1`, maxID); err != nil {
+			return fmt.Errorf("save jobs in %s: record max job id: %w", db.path(), err)
+		}
+	}
+	for _, c := range cursors {
+		blob, err := marshal.Marshal(c)
+		if err != nil {
+			return fmt.Errorf("save cursor %s %s: encode: %w", c.GetRepo(), c.GetBranch(), err)
+		}
+		if _, err := tx.ExecContext(ctx, `
+			INSERT INTO cursors (repo, branch, commit_hash, record) VALUES (?, ?, ?, ?)
+			ON CONFLICT (repo, branch) DO UPDATE SET commit_hash = excluded.commit_hash, record = excluded.record`,
+			c.GetRepo(), c.GetBranch(), c.GetCommit(), blob); err != nil {
+			return fmt.Errorf("save cursor %s %s in %s: %w", c.GetRepo(), c.GetBranch(), db.path(), err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("save jobs in %s: commit: %w", db.path(), err)
+	}
+	return nil
+}
+
+func validJobRecord(rec *messages.JobRecord) error {
+	j := rec.GetJob()
+	switch {
+	case rec == nil || j == nil:
+		return errors.New("save job: record without a job: this is a bug in the caller")
+	case j.GetId() <= 0:
+		return fmt.Errorf("save job %d: job ids start at 1: this is a bug in the caller", j.GetId())
+	case j.GetRepo() == "" || j.GetCommit() == "":
+		return fmt.Errorf("save job %d: a job needs a repo and a commit: this is a bug in the caller", j.GetId())
+	}
+	return nil
+}
+
+func saveJob(ctx context.Context, tx *sql.Tx, rec *messages.JobRecord) error {
+	j := rec.GetJob()
+	var other int64
+	err := tx.QueryRowContext(ctx,
+		`SELECT id FROM jobs WHERE repo = ? AND commit_hash = ? AND build = ? AND id <> ?`,
+		j.GetRepo(), j.GetCommit(), j.GetBuild(), j.GetId()).Scan(&other)
+	switch {
+	case err == nil:
+		return fmt.Errorf("save job %d: job %d already is build %d of %s in %s: %w",
+			j.GetId(), other, j.GetBuild(), j.GetCommit(), j.GetRepo(), ErrDuplicateBuild)
+	case !errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("save job %d: %w", j.GetId(), err)
+	}
+	blob, err := marshal.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("save job %d: encode: %w", j.GetId(), err)
+	}
+	if _, err := tx.ExecContext(ctx, `
+		INSERT INTO jobs (id, repo, commit_hash, build, state, forwarded, record) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET
+			repo = excluded.repo, commit_hash = excluded.commit_hash, build = excluded.build,
+			state = excluded.state, forwarded = excluded.forwarded, record = excluded.record`,
+		j.GetId(), j.GetRepo(), j.GetCommit(), j.GetBuild(), rec.GetState().Name(), rec.GetForwarded(), blob); err != nil {
+		return fmt.Errorf("save job %d: %w", j.GetId(), err)
+	}
+	return nil
+}
+
+// LoadQueue returns what a restarted dispatcher needs, read from one
+// consistent snapshot: every job that is not done or done but not yet
+// forwarded to the reporter, in id order; all cursors sorted by repo then
+// branch; and the largest job id ever saved (0 if none), so new ids never
+// reuse an old one.
+func (db *DB) LoadQueue() (jobs []*messages.JobRecord, cursors []*messages.Cursor, maxID int64, err error) {
+	ctx := context.Background()
+	tx, err := db.sql.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("load queue from %s: begin: %w", db.path(), err)
+	}
+	defer endTx(tx, &err)
+
+	jobs, err = queryRecords(ctx, tx, func() *messages.JobRecord { return &messages.JobRecord{} },
+		`SELECT record FROM jobs WHERE state <> 'done' OR forwarded = 0 ORDER BY id`)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("load queue from %s: jobs: %w", db.path(), err)
+	}
+	cursors, err = queryRecords(ctx, tx, func() *messages.Cursor { return &messages.Cursor{} },
+		`SELECT record FROM cursors ORDER BY repo, branch`)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("load queue from %s: cursors: %w", db.path(), err)
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT max_id FROM job_ids WHERE singleton = 1`).Scan(&maxID); err != nil {
+		return nil, nil, 0, fmt.Errorf("load queue from %s: max job id: %w", db.path(), err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, nil, 0, fmt.Errorf("load queue from %s: %w", db.path(), err)
+	}
+	return jobs, cursors, maxID, nil
+}
+
+// rowsQueryer is a *sql.DB or *sql.Tx.
+type rowsQueryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// queryRecords runs a query whose only column is protobuf bytes and decodes
+// each row into a new message from newMsg.
+func queryRecords[M proto.Message](ctx context.Context, q rowsQueryer, newMsg func() M, query string, args ...any) (out []M, err error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := rows.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
+	for rows.Next() {
+		var blob []byte
+		if err := rows.Scan(&blob); err != nil {
+			return nil, err
+		}
+		m := newMsg()
+		if err := proto.Unmarshal(blob, m); err != nil {
+			return nil, fmt.Errorf("decode stored record: %w", err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// LatestBuild returns the highest build number recorded for (repo, commit)
+// and that build's job id; 0, 0 when the commit has no job yet.
+func (db *DB) LatestBuild(repo, commit string) (build int32, id int64, err error) {
+	err = db.sql.QueryRowContext(context.Background(),
+		`SELECT build, id FROM jobs WHERE repo = ? AND commit_hash = ? ORDER BY build DESC LIMIT 1`,
+		repo, commit).Scan(&build, &id)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, 0, nil
+	case err != nil:
+		return 0, 0, fmt.Errorf("latest build of %s in %s: %w", commit, repo, err)
+	}
+	return build, id, nil
+}
+
+// Job returns the record of job id, or ErrNotFound.
+func (db *DB) Job(id int64) (*messages.JobRecord, error) {
+	return db.oneJob(fmt.Sprintf("job %d", id), `SELECT record FROM jobs WHERE id = ?`, id)
+}
+
+// JobByCommit returns the record of one build of a commit, or ErrNotFound.
+func (db *DB) JobByCommit(repo, commit string, build int32) (*messages.JobRecord, error) {
+	return db.oneJob(fmt.Sprintf("build %d of %s in %s", build, commit, repo),
+		`SELECT record FROM jobs WHERE repo = ? AND commit_hash = ? AND build = ?`, repo, commit, build)
+}
+
+func (db *DB) oneJob(what, query string, args ...any) (*messages.JobRecord, error) {
+	recs, err := queryRecords(context.Background(), db.sql, func() *messages.JobRecord { return &messages.JobRecord{} }, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("load %s from %s: %w", what, db.path(), err)
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	return recs[0], nil
+}
