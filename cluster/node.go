@@ -61,7 +61,9 @@ func (h levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
 func (h levelHandler) WithAttrs(a []slog.Attr) slog.Handler {
 	return levelHandler{h.Handler.WithAttrs(a), h.min}
 }
-func (h levelHandler) WithGroup(g string) slog.Handler { return levelHandler{h.Handler.WithGroup(g), h.min} }
+func (h levelHandler) WithGroup(g string) slog.Handler {
+	return levelHandler{h.Handler.WithGroup(g), h.min}
+}
 
 // Start creates the actor system and, when cfg.Listen is set, starts remote.
 func Start(cfg NodeConfig) (*Node, error) {

@@ -133,4 +133,3 @@ func repoList(watched []*messages.WatchedRepo) []string {
 	}
 	return out
 }
-

@@ -109,4 +109,3 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 	fs.Var(&outputCap, "output-cap", "bytes of a job's output kept; the rest is dropped with a marker")
 	return cmd
 }
-
