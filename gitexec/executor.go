@@ -155,6 +155,7 @@ func (e *Executor) runStep(ctx context.Context, r Run, step Step, jobDeadline ti
 	}
 	stepCtx, cancel := context.WithCancel(ctx)
 	if !deadline.IsZero() {
+		cancel()
 		stepCtx, cancel = context.WithDeadline(ctx, deadline)
 	}
 	defer cancel()

@@ -237,7 +237,7 @@ func TestExecuteTimeoutKillsTheGroup(t *testing.T) {
 	}
 }
 
-func TestExecuteJobTimeoutBeforeAStep(t *testing.T) {
+func TestExecuteJobTimeoutStopsLaterSteps(t *testing.T) {
 	got := (&Executor{}).Execute(context.Background(), Run{
 		Dir:     t.TempDir(),
 		Timeout: 300 * time.Millisecond,
@@ -246,6 +246,7 @@ func TestExecuteJobTimeoutBeforeAStep(t *testing.T) {
 	// sleep 1 is killed by the job timeout; "never" does not start.
 	assert.Equal(t, TimedOut, got.Status)
 	assert.Equal(t, "slow", got.FailedStep)
+	assert.Equal(t, "job exceeded its timeout of 300ms during step slow", got.Reason)
 }
 
 func TestExecuteFinishedStepLeavesNoChild(t *testing.T) {

@@ -130,7 +130,7 @@ func cloneBare(ctx context.Context, url, dir string) error {
 	}
 	defer os.RemoveAll(tmp) //nolint:errcheck // best-effort cleanup of a temporary directory
 	into := filepath.Join(tmp, "repo.git")
-	if _, err := (gitCmd{args: []string{"clone", "--bare", "--quiet", "--", url, into}}).run(ctx); err != nil {
+	if _, err := (gitCmd{args: []string{"-c", "protocol.ext.allow=never", "clone", "--bare", "--quiet", "--", url, into}}).run(ctx); err != nil {
 		return fmt.Errorf("clone %s: %w: check the URL, the network and the credentials (git prompts are off: use an SSH key or a credential helper)", url, err)
 	}
 	if err := os.RemoveAll(dir); err != nil {

@@ -80,12 +80,17 @@ type common struct {
 }
 
 func (c *common) register(fs *pflag.FlagSet) {
-	fs.StringVar(&c.token, "token", os.Getenv("VOLT_TOKEN"), "shared secret every role must present; required off loopback (default $VOLT_TOKEN)")
+	fs.StringVar(&c.token, "token", "", "shared secret every role must present; required off loopback (default $VOLT_TOKEN)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
-// requireToken enforces DESIGN.md: off loopback every role needs the token.
+// requireToken takes the token from VOLT_TOKEN when --token is not given
+// (never as a flag default, which --help would print) and enforces
+// DESIGN.md: off loopback every role needs it.
 func (c *common) requireToken(addrs ...string) error {
+	if c.token == "" {
+		c.token = os.Getenv("VOLT_TOKEN")
+	}
 	if c.token != "" {
 		return nil
 	}

@@ -28,6 +28,9 @@ func newNotifyCommand() *cobra.Command {
   volt notify --repo project --branch main     # from hooks/post-receive (see contrib/post-receive)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := c.requireToken(); err != nil {
+				return err
+			}
 			// A notify must never fail a push: every problem is a warning.
 			res, err := ask(dispServer, cluster.DispatcherName, &messages.Notify{Repo: repo, Branch: branch, Token: c.token}, 2*time.Second)
 			if err != nil {

@@ -26,6 +26,9 @@ func newStatusCommand() *cobra.Command {
   volt status --dispatcher-server 127.0.0.1:8001 --role reporter`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := c.requireToken(); err != nil {
+				return err
+			}
 			switch role {
 			case cluster.DispatcherName, cluster.ReporterName:
 			default:

@@ -1,0 +1,45 @@
+# Volt CI. `make test` is the one command that runs every test; `.ci/run` calls it.
+GO ?= go
+SHELL := /bin/bash
+
+.PHONY: all build test deps verify proto bench clean
+
+all: build
+
+build:
+	$(GO) build -o bin/volt ./cmd/volt
+
+# deps installs what the tests need and a fresh machine may lack (git, python3).
+deps:
+	@missing=""; \
+	command -v git >/dev/null || missing="$$missing git"; \
+	command -v python3 >/dev/null || missing="$$missing python3"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+# verify fails on unformatted code, vet findings, or generated code that no
+# longer matches messages/proto (the checksum test in messages/).
+verify:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) test -count=1 -run 'TestGeneratedCodeMatchesProto' ./messages/
+
+test: deps verify
+	$(GO) test -race -count=1 -timeout 14m ./...
+
+# proto regenerates messages/volt.pb.go (needs buf and protoc-gen-go:
+#   go install github.com/bufbuild/buf/cmd/buf@v1.75.0
+#   go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12)
+# and records the .proto checksum that `make test` compares.
+proto:
+	cd messages && PATH="$$PATH:$$($(GO) env GOPATH)/bin" buf generate
+	cd messages && VOLT_WRITE_PROTO_SUM=1 $(GO) test -count=1 -run TestProtoSumWriter .
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./...
+
+clean:
+	rm -rf bin

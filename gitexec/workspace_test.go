@@ -1,0 +1,229 @@
+package gitexec
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// readTree returns the files under dir (without .git) and their contents.
+func readTree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		if rel == ".git" {
+			return nil
+		}
+		if d.IsDir() {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		files[rel] = string(data)
+		return nil
+	})
+	require.NoError(t, err)
+	return files
+}
+
+func TestPrepareMovesOneWorktree(t *testing.T) {
+	ctx := context.Background()
+	origin := newRepo(t)
+	c1 := commitFiles(t, origin, "one", map[string]string{
+		".gitignore": "build/\n*.pyc\n", "same.txt": "unchanged", "changed.txt": "v1", "gone.txt": "bye",
+	})
+	c2 := commitFiles(t, origin, "two", map[string]string{"changed.txt": "v2", "gone.txt": "", "new/file.txt": "hi"})
+	w := NewWorkspace(t.TempDir(), "")
+
+	dir, err := w.Prepare(ctx, origin, c1, 0)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{".gitignore": "build/\n*.pyc\n", "same.txt": "unchanged", "changed.txt": "v1", "gone.txt": "bye"}, readTree(t, dir))
+	before, err := os.Stat(filepath.Join(dir, "same.txt"))
+	require.NoError(t, err)
+
+	// The first job leaves untracked, ignored and modified files behind.
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "build", "deep"), 0o755))
+	for name, content := range map[string]string{
+		"build/deep/out.o": "x", "mod.pyc": "x", "untracked.txt": "x", "changed.txt": "local edit",
+	} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644))
+	}
+
+	dir2, err := w.Prepare(ctx, origin, c2, 0)
+	require.NoError(t, err)
+	assert.Equal(t, dir, dir2, "one worktree per slot")
+	assert.Equal(t, map[string]string{".gitignore": "build/\n*.pyc\n", "same.txt": "unchanged", "changed.txt": "v2", "new/file.txt": "hi"}, readTree(t, dir))
+	assert.Equal(t, c2, gitT(t, dir, "rev-parse", "HEAD"))
+	assert.Empty(t, gitT(t, dir, "status", "--porcelain", "--ignored"))
+	after, err := os.Stat(filepath.Join(dir, "same.txt"))
+	require.NoError(t, err)
+	assert.True(t, os.SameFile(before, after), "an unchanged file is not rewritten")
+
+	// Back to the same commit after local edits restores it.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "changed.txt"), []byte("edit"), 0o644))
+	_, err = w.Prepare(ctx, origin, c2, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "v2", readTree(t, dir)["changed.txt"])
+}
+
+func TestPrepareFetchesNewCommits(t *testing.T) {
+	ctx := context.Background()
+	origin := newRepo(t)
+	c1 := commitFiles(t, origin, "one", map[string]string{"a": "1"})
+	w := NewWorkspace(t.TempDir(), "")
+	_, err := w.Prepare(ctx, origin, c1, 0)
+	require.NoError(t, err)
+
+	c2 := commitFiles(t, origin, "two", map[string]string{"a": "2"})
+	dir, err := w.Prepare(ctx, origin, c2, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "2", readTree(t, dir)["a"])
+
+	// A commit on no branch any more (force-pushed away) is still fetched by id.
+	gitT(t, origin, "reset", "--quiet", "--hard", c1)
+	c3 := commitFiles(t, origin, "three", map[string]string{"a": "3"})
+	gitT(t, origin, "reset", "--quiet", "--hard", c1)
+	gitT(t, origin, "config", "uploadpack.allowAnySHA1InWant", "true")
+	dir, err = w.Prepare(ctx, origin, c3, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "3", readTree(t, dir)["a"])
+
+	_, err = w.Prepare(ctx, origin, strings.Repeat("0", 40), 0)
+	assert.ErrorContains(t, err, "is not in "+origin)
+}
+
+func TestPrepareSlotsAndRepositories(t *testing.T) {
+	ctx := context.Background()
+	a := newRepo(t)
+	ca := commitFiles(t, a, "a", map[string]string{"f": "a"})
+	b := newRepo(t) // same name "origin", other URL
+	cb := commitFiles(t, b, "b", map[string]string{"f": "b"})
+	work := t.TempDir()
+	w := NewWorkspace(work, "")
+
+	var wg sync.WaitGroup
+	dirs := make([]string, 4)
+	errs := make([]error, 4)
+	for i, job := range []struct {
+		url, commit string
+		slot        int
+	}{{a, ca, 0}, {a, ca, 1}, {b, cb, 0}, {b, cb, 1}} {
+		wg.Go(func() { dirs[i], errs[i] = w.Prepare(ctx, job.url, job.commit, job.slot) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		require.NoError(t, err, "job %d", i)
+	}
+	assert.Equal(t, "a", readTree(t, dirs[0])["f"])
+	assert.Equal(t, "a", readTree(t, dirs[1])["f"])
+	assert.Equal(t, "b", readTree(t, dirs[2])["f"])
+	assert.Equal(t, "b", readTree(t, dirs[3])["f"])
+	assert.Len(t, map[string]bool{dirs[0]: true, dirs[1]: true, dirs[2]: true, dirs[3]: true}, 4)
+	mirrors, err := os.ReadDir(filepath.Join(work, "mirrors"))
+	require.NoError(t, err)
+	assert.Len(t, mirrors, 2, "one mirror per repository")
+}
+
+func TestPrepareRepairsBrokenWorktree(t *testing.T) {
+	ctx := context.Background()
+	origin := newRepo(t)
+	c1 := commitFiles(t, origin, "one", map[string]string{"a": "1"})
+	c2 := commitFiles(t, origin, "two", map[string]string{"a": "2"})
+	tests := []struct {
+		name   string
+		damage func(t *testing.T, dir string)
+	}{
+		{"deleted directory", func(t *testing.T, dir string) { require.NoError(t, os.RemoveAll(dir)) }},
+		{"deleted .git link", func(t *testing.T, dir string) { require.NoError(t, os.Remove(filepath.Join(dir, ".git"))) }},
+		{"garbage .git link", func(t *testing.T, dir string) {
+			require.NoError(t, os.WriteFile(filepath.Join(dir, ".git"), []byte("gitdir: /nonexistent\n"), 0o644))
+		}},
+		{"stale index lock", func(t *testing.T, dir string) {
+			admin, err := worktreeAdminDir(dir)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(admin, "index.lock"), nil, 0o644))
+		}},
+		{"deleted mirror", func(t *testing.T, dir string) {
+			admin, err := worktreeAdminDir(dir)
+			require.NoError(t, err)
+			require.NoError(t, os.RemoveAll(filepath.Dir(filepath.Dir(admin))))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := NewWorkspace(t.TempDir(), "")
+			dir, err := w.Prepare(ctx, origin, c1, 0)
+			require.NoError(t, err)
+			tt.damage(t, dir)
+			dir2, err := w.Prepare(ctx, origin, c2, 0)
+			require.NoError(t, err)
+			assert.Equal(t, dir, dir2)
+			assert.Equal(t, map[string]string{"a": "2"}, readTree(t, dir))
+			assert.Equal(t, c2, gitT(t, dir, "rev-parse", "HEAD"))
+		})
+	}
+}
+
+func TestPrepareUsesFallbackFirst(t *testing.T) {
+	ctx := context.Background()
+	origin := newRepo(t)
+	c1 := commitFiles(t, origin, "one", map[string]string{"a": "1"})
+	clone := filepath.Join(t.TempDir(), "clone")
+	gitT(t, "", "clone", "--quiet", origin, clone)
+
+	// The repository URL is unreachable; the fallback clone has the commit.
+	w := NewWorkspace(t.TempDir(), clone)
+	dir, err := w.Prepare(ctx, filepath.Join(t.TempDir(), "unreachable"), c1, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "1", readTree(t, dir)["a"])
+
+	// No URL at all: the fallback is the repository.
+	dir, err = w.Prepare(ctx, "", c1, 1)
+	require.NoError(t, err)
+	assert.Equal(t, "1", readTree(t, dir)["a"])
+
+	_, err = NewWorkspace(t.TempDir(), "").Prepare(ctx, "", c1, 0)
+	assert.ErrorContains(t, err, "no repository URL")
+}
+
+func TestPrepareRejectsBadInput(t *testing.T) {
+	ctx := context.Background()
+	origin := newRepo(t)
+	c1 := commitFiles(t, origin, "one", nil)
+	work := t.TempDir()
+	w := NewWorkspace(work, "")
+	tests := []struct {
+		name    string
+		url     string
+		commit  string
+		slot    int
+		wantErr string
+	}{
+		{"hostile commit", origin, "--upload-pack=touch pwned", 0, "invalid commit id"},
+		{"short commit", origin, c1[:7], 0, "invalid commit id"},
+		{"negative slot", origin, c1, -1, "slot -1 is negative"},
+		{"hostile url", "--upload-pack=touch pwned", c1, 0, "starts with '-'"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := w.Prepare(ctx, tt.url, tt.commit, tt.slot)
+			assert.ErrorContains(t, err, tt.wantErr)
+		})
+	}
+	noFileNamed(t, "pwned", work, origin)
+}
