@@ -121,8 +121,29 @@ func (c *Core) Step(now time.Time, from actors.Addr, in any) []actors.Effect {
 		return c.pollNow(now, m)
 	case Polled:
 		return c.polled(now, m)
+	case *messages.StatusRequest:
+		return []actors.Effect{actors.Send{To: from, Msg: c.Status()}}
 	}
 	return []actors.Effect{actors.Warn("observer ignored an unknown message", "type", fmt.Sprintf("%T", in))}
+}
+
+// Status describes the observer for `volt status --role observer`: one
+// counter per branch, "cursor <repo> <branch> <commit>" = 1.
+func (c *Core) Status() *messages.StatusReply {
+	s := &messages.StatusReply{Role: "observer", Counters: map[string]int64{}}
+	reg := int64(0)
+	if c.link.IsRegistered() {
+		reg = 1
+	}
+	s.Counters["registered"] = reg
+	for _, b := range c.branches {
+		cur := b.cursor
+		if cur == "" {
+			cur = "(none yet)"
+		}
+		s.Counters[fmt.Sprintf("cursor %s %s %s", b.repo.Name, b.name, cur)] = 1
+	}
+	return s
 }
 
 func (c *Core) tick(now time.Time) []actors.Effect {

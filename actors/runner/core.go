@@ -124,9 +124,25 @@ func (c *Core) Step(now time.Time, from actors.Addr, in any) []actors.Effect {
 		return c.jobDone(now, m)
 	case Shutdown:
 		return c.shutdown(m.Reason)
+	case *messages.StatusRequest:
+		return []actors.Effect{actors.Send{To: from, Msg: c.Status(now)}}
 	}
 	c.stale++
 	return []actors.Effect{actors.Warn("runner ignored an unknown message", "type", fmt.Sprintf("%T", in))}
+}
+
+// Status describes the runner for `volt status --role runner`.
+func (c *Core) Status(now time.Time) *messages.StatusReply {
+	rs := &messages.RunnerStatus{RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, State: "idle"}
+	if c.job != nil {
+		rs.State, rs.Job = "busy", c.job.ref
+	}
+	reg := int64(0)
+	if c.link.IsRegistered() {
+		reg = 1
+	}
+	return &messages.StatusReply{Role: "runner", Runners: []*messages.RunnerStatus{rs},
+		Counters: map[string]int64{"registered": reg, "stale_messages_ignored": c.stale}}
 }
 
 func sameRef(a, b *messages.JobRef) bool {

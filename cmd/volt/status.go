@@ -23,16 +23,17 @@ func newStatusCommand() *cobra.Command {
 		Use:   "status",
 		Short: "Show a role's state: the dispatcher lists runners, their jobs and the queue",
 		Example: `  volt status
-  volt status --dispatcher-server 127.0.0.1:8001 --role reporter`,
+  volt status --dispatcher-server 127.0.0.1:8001 --role reporter
+  volt status --dispatcher-server 127.0.0.1:8900 --role runner`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := c.requireToken(); err != nil {
 				return err
 			}
 			switch role {
-			case cluster.DispatcherName, cluster.ReporterName:
+			case cluster.DispatcherName, cluster.ReporterName, cluster.RunnerName, cluster.ObserverName:
 			default:
-				return usageErr("--role %q: want dispatcher or reporter", role)
+				return usageErr("--role %q: want dispatcher, reporter, runner or observer", role)
 			}
 			res, err := ask(server, role, &messages.StatusRequest{Token: c.token}, 3*time.Second)
 			if err != nil {
@@ -48,12 +49,21 @@ func newStatusCommand() *cobra.Command {
 	}
 	c.register(cmd.Flags())
 	cmd.Flags().StringVar(&server, "dispatcher-server", "localhost:8000", "host:port of the role to ask")
-	cmd.Flags().StringVar(&role, "role", "dispatcher", "which role listens there: dispatcher or reporter")
+	cmd.Flags().StringVar(&role, "role", "dispatcher", "which role listens there: dispatcher, reporter, runner or observer")
 	return cmd
 }
 
 func printStatus(st *messages.StatusReply) {
 	fmt.Printf("%s: ok\n", st.Role)
+	for _, r := range st.Runners {
+		if st.Role == "runner" {
+			job := "-"
+			if r.Job != nil {
+				job = fmt.Sprintf("%d (attempt %d)", r.Job.JobId, r.Job.Attempt)
+			}
+			fmt.Printf("runner: %s\nincarnation: %d\nstate: %s\njob: %s\n", r.RunnerId, r.Incarnation, r.State, job)
+		}
+	}
 	if st.Role == "dispatcher" {
 		rep := st.Reporter
 		if rep == "" {
