@@ -17,7 +17,8 @@ import (
 // FileName is the name of the job description at the root of a repository.
 const FileName = ".volt.yml"
 
-// DefaultTimeout limits a whole job when its .volt.yml sets no timeout.
+// DefaultTimeout limits a whole job when neither its .volt.yml nor the
+// dispatcher's configuration sets a timeout.
 const DefaultTimeout = 10 * time.Minute
 
 // DefaultCommand is the original design's convention for a repo with a tests/
@@ -40,7 +41,9 @@ type Step struct {
 
 // Spec is a parsed job description.
 type Spec struct {
-	// Timeout limits the whole job; DefaultTimeout when the file sets none.
+	// Timeout limits the whole job. Parse leaves it 0 when the file sets none,
+	// so that the caller applies its own default (DefaultTimeout unless
+	// configured otherwise); Load's default spec sets DefaultTimeout.
 	Timeout time.Duration
 	// Env holds extra environment variables for every step; nil when none.
 	Env map[string]string
@@ -125,7 +128,7 @@ func Parse(data []byte) (*Spec, error) {
 	if root.Kind != yaml.MappingNode {
 		return nil, errorAt(root, "want a mapping with timeout:, env: and steps:, found %s", kindName(root))
 	}
-	spec := &Spec{Timeout: DefaultTimeout}
+	spec := &Spec{}
 	var stepsNode *yaml.Node
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(root.Content); i += 2 {

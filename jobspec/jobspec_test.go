@@ -38,11 +38,10 @@ steps:
 			},
 		},
 		{
-			name: "defaults for timeout and names",
+			name: "no timeout and default names",
 			yaml: "steps:\n  - run: make test\n  - run: make lint\n",
 			want: &Spec{
-				Timeout: DefaultTimeout,
-				Steps:   []Step{{Name: "step 1", Run: "make test"}, {Name: "step 2", Run: "make lint"}},
+				Steps: []Step{{Name: "step 1", Run: "make test"}, {Name: "step 2", Run: "make lint"}},
 			},
 		},
 		{
@@ -58,21 +57,20 @@ steps:
 		{
 			name: "plain string step",
 			yaml: "steps:\n  - ./test.sh\n",
-			want: &Spec{Timeout: DefaultTimeout, Steps: []Step{{Name: "step 1", Run: "./test.sh"}}},
+			want: &Spec{Steps: []Step{{Name: "step 1", Run: "./test.sh"}}},
 		},
 		{
 			name: "env values of any scalar type are text",
 			yaml: "env:\n  A: 1\n  B: true\n  C:\n  _d9: x y\nsteps: [{run: x}]\n",
 			want: &Spec{
-				Timeout: DefaultTimeout,
-				Env:     map[string]string{"A": "1", "B": "true", "C": "", "_d9": "x y"},
-				Steps:   []Step{{Name: "step 1", Run: "x"}},
+				Env:   map[string]string{"A": "1", "B": "true", "C": "", "_d9": "x y"},
+				Steps: []Step{{Name: "step 1", Run: "x"}},
 			},
 		},
 		{
 			name: "multi-line run",
 			yaml: "steps:\n  - name: script\n    run: |\n      echo a\n      echo b\n",
-			want: &Spec{Timeout: DefaultTimeout, Steps: []Step{{Name: "script", Run: "echo a\necho b\n"}}},
+			want: &Spec{Steps: []Step{{Name: "script", Run: "echo a\necho b\n"}}},
 		},
 		{
 			name: "anchors and aliases",
@@ -143,7 +141,7 @@ func TestLoad(t *testing.T) {
 		{
 			name:  "volt.yml wins over tests folder",
 			files: map[string]string{FileName: "steps: [{name: t, run: make}]\n", "tests/": ""},
-			want:  &Spec{Timeout: DefaultTimeout, Steps: []Step{{Name: "t", Run: "make"}}},
+			want:  &Spec{Steps: []Step{{Name: "t", Run: "make"}}},
 		},
 		{
 			name:  "tests folder gives the default",
@@ -216,7 +214,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if len(spec.Steps) == 0 || spec.Timeout <= 0 {
+		if len(spec.Steps) == 0 || spec.Timeout < 0 {
 			t.Fatalf("accepted spec without steps or timeout: %+v", spec)
 		}
 		for _, s := range spec.Steps {

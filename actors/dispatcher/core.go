@@ -287,6 +287,13 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 	if len(saves) > 0 {
 		fx = append([]actors.Effect{Persist{Jobs: saves}}, fx...)
 	}
+	// A job this incarnation held but no longer reports (it gave it up when its
+	// lease lapsed) goes back to the queue now rather than at the next heartbeat.
+	if j := c.jobs[r.job]; r.job != 0 && j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && !reports(m.Running, r.job, j.Attempt) {
+		fx = append(fx, c.requeue(now, j, fmt.Sprintf("runner %s re-registered without it", r.id))...)
+		r.job = 0
+		r.idleSince = now
+	}
 	// A job recovered as running on this runner that it no longer reports is lost.
 	for _, id := range sortedKeys(c.orphans) {
 		if j := c.jobs[id]; j != nil && j.RunnerId == r.id && r.job != id {
@@ -298,6 +305,15 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 	reply.DeadAfterMs = c.cfg.DeadAfter.Milliseconds()
 	reply.LeaseMs = c.cfg.Lease.Milliseconds()
 	return append(fx, actors.Send{To: from, Msg: reply})
+}
+
+func reports(running []*messages.JobRef, id int64, attempt int32) bool {
+	for _, ref := range running {
+		if ref.JobId == id && ref.Attempt == attempt {
+			return true
+		}
+	}
+	return false
 }
 
 // current returns the registered runner a message claims to come from, or
