@@ -88,3 +88,30 @@ func (l *Link) Expired(now time.Time) bool {
 	}
 	return now.Sub(l.lostSince) >= l.Grace
 }
+
+// Deadline is the next time the link needs a Tick: the next registration
+// attempt or the end of the grace period, whichever is sooner (zero while
+// registered).
+func (l *Link) Deadline() time.Time {
+	if l.registered {
+		return time.Time{}
+	}
+	d := l.next
+	if l.Grace >= 0 {
+		d = Earliest(d, l.lostSince.Add(l.Grace))
+	}
+	return d
+}
+
+// Earliest returns the earlier of two deadlines, ignoring zero ones.
+func Earliest(a, b time.Time) time.Time {
+	switch {
+	case a.IsZero():
+		return b
+	case b.IsZero():
+		return a
+	case b.Before(a):
+		return b
+	}
+	return a
+}

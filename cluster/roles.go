@@ -203,6 +203,9 @@ func (e *jobExecutor) Execute(ctx context.Context, run *messages.RunJob, out io.
 	if timeout == 0 {
 		timeout = time.Duration(run.TimeoutMs) * time.Millisecond
 	}
+	if timeout == 0 {
+		timeout = jobspec.DefaultTimeout
+	}
 	steps := make([]gitexec.Step, len(spec.Steps))
 	for i, s := range spec.Steps {
 		steps[i] = gitexec.Step{Name: s.Name, Run: s.Run, Timeout: s.Timeout}

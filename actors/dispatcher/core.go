@@ -737,6 +737,26 @@ func (c *Core) Status() *messages.StatusReply {
 	return s
 }
 
+// Deadline is the next time the core needs a Tick (zero for none). The
+// simulator ticks only then; production ticks on a fixed interval.
+func (c *Core) Deadline() time.Time {
+	var d time.Time
+	for _, r := range c.runners {
+		d = actors.Earliest(d, r.lastSeen.Add(c.cfg.DeadAfter+time.Nanosecond))
+	}
+	for _, at := range c.orphans {
+		d = actors.Earliest(d, at)
+	}
+	if c.reporter != "" {
+		for id, j := range c.jobs {
+			if j.State == messages.JobState_JOB_STATE_DONE && !j.Forwarded {
+				d = actors.Earliest(d, c.lastSend[id].Add(c.cfg.ResultRetry))
+			}
+		}
+	}
+	return d
+}
+
 // Counter returns one counter's value.
 func (c *Core) Counter(name string) int64 { return c.counters[name] }
 

@@ -146,6 +146,23 @@ func (c *Core) Status() *messages.StatusReply {
 	return s
 }
 
+// Deadline is the next time the core needs a Tick (zero for none).
+func (c *Core) Deadline() time.Time {
+	if c.exited {
+		return time.Time{}
+	}
+	if !c.link.IsRegistered() {
+		return c.link.Deadline()
+	}
+	d := c.nextPoll
+	for _, b := range c.branches {
+		if b.inflight != nil {
+			d = actors.Earliest(d, b.sentAt.Add(c.cfg.Resend))
+		}
+	}
+	return d
+}
+
 func (c *Core) tick(now time.Time) []actors.Effect {
 	if !c.link.IsRegistered() {
 		if c.link.Expired(now) {

@@ -96,6 +96,9 @@ func (c *Core) Step(now time.Time, from actors.Addr, in any) []actors.Effect {
 	return []actors.Effect{actors.Warn("reporter ignored an unknown message", "type", fmt.Sprintf("%T", in))}
 }
 
+// Deadline is the next time the core needs a Tick (zero for none).
+func (c *Core) Deadline() time.Time { return c.link.Deadline() }
+
 func (c *Core) tick(now time.Time) []actors.Effect {
 	if c.link.IsRegistered() || !c.link.Due(now) {
 		return nil

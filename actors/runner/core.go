@@ -145,6 +145,25 @@ func (c *Core) Status(now time.Time) *messages.StatusReply {
 		Counters: map[string]int64{"registered": reg, "stale_messages_ignored": c.stale}}
 }
 
+// Deadline is the next time the core needs a Tick (zero for none).
+func (c *Core) Deadline() time.Time {
+	if c.exited {
+		return time.Time{}
+	}
+	d := c.link.Deadline()
+	if c.link.IsRegistered() {
+		d = actors.Earliest(d, c.nextHeartbeat)
+		d = actors.Earliest(d, c.lastContact.Add(c.deadAfter+time.Nanosecond))
+	}
+	if j := c.job; j != nil && !j.done && !j.abandoned {
+		d = actors.Earliest(d, c.lastAck.Add(c.lease+time.Nanosecond))
+	}
+	if j := c.job; j != nil && j.done && c.link.IsRegistered() {
+		d = actors.Earliest(d, j.lastSent.Add(time.Second))
+	}
+	return d
+}
+
 func sameRef(a, b *messages.JobRef) bool {
 	return a != nil && b != nil && a.JobId == b.JobId && a.Attempt == b.Attempt
 }
