@@ -14,6 +14,7 @@ type Link struct {
 	MinBackoff, MaxBackoff time.Duration
 
 	registered bool
+	ever       bool // registered at least once
 	lostSince  time.Time
 	next       time.Time
 	backoff    time.Duration
@@ -42,7 +43,7 @@ func (l *Link) max() time.Duration {
 }
 
 // Registered records a successful registration.
-func (l *Link) Registered() { l.registered = true; l.backoff = l.min() }
+func (l *Link) Registered() { l.registered, l.ever = true, true; l.backoff = l.min() }
 
 // IsRegistered reports whether the role is registered now.
 func (l *Link) IsRegistered() bool { return l.registered }
@@ -81,12 +82,24 @@ func (l *Link) Due(now time.Time) bool {
 	return true
 }
 
+// StartWindow is the least time a role gets for its first registration,
+// so that a grace period of zero ("give up at once when the dispatcher is
+// lost") still lets it register with a dispatcher that is up.
+const StartWindow = 2 * time.Second
+
+func (l *Link) grace() time.Duration {
+	if !l.ever && l.Grace < StartWindow {
+		return StartWindow
+	}
+	return l.Grace
+}
+
 // Expired reports whether the dispatcher has been gone longer than Grace.
 func (l *Link) Expired(now time.Time) bool {
 	if l.registered || l.Grace < 0 {
 		return false
 	}
-	return now.Sub(l.lostSince) >= l.Grace
+	return now.Sub(l.lostSince) >= l.grace()
 }
 
 // Deadline is the next time the link needs a Tick: the next registration
@@ -98,7 +111,7 @@ func (l *Link) Deadline() time.Time {
 	}
 	d := l.next
 	if l.Grace >= 0 {
-		d = Earliest(d, l.lostSince.Add(l.Grace))
+		d = Earliest(d, l.lostSince.Add(l.grace()))
 	}
 	return d
 }

@@ -81,7 +81,20 @@ func (n *Node) StartRunner(name string, cfg runner.Config, setup RunnerSetup) (*
 		logger:    n.logger.With("role", "runner", "runner", cfg.ID),
 	}
 	logDir := setup.WorkDir + "/logs"
-	return n.Spawn(name, func() actor.Actor { return runner.NewActor(cfg, exec, logDir, n.env("runner")) })
+	// Each incarnation is its own actor id: a restarted runner usually gets
+	// the same address back, and a late Terminated for the old incarnation
+	// must not take the new one down with it. The plain name is an alias, so
+	// that `volt status --role runner` finds it.
+	pid, err := n.Spawn(fmt.Sprintf("%s-%d", name, cfg.Incarnation), func() actor.Actor {
+		return runner.NewActor(cfg, exec, logDir, n.env("runner"))
+	})
+	if err != nil {
+		return nil, err
+	}
+	if proc, ok := n.System.ProcessRegistry.Get(pid); ok {
+		n.System.ProcessRegistry.Add(proc, name)
+	}
+	return pid, nil
 }
 
 // queueStore adapts store.DB to the dispatcher's Store port.

@@ -842,13 +842,15 @@ func (x *CommitObserved) GetSkipped() int32 {
 
 // CommitObservedAck tells the observer its cursor may advance.
 type CommitObservedAck struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ObserverId    string                 `protobuf:"bytes,1,opt,name=observer_id,json=observerId,proto3" json:"observer_id,omitempty"`
-	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
-	Repo          string                 `protobuf:"bytes,3,opt,name=repo,proto3" json:"repo,omitempty"`
-	Branch        string                 `protobuf:"bytes,4,opt,name=branch,proto3" json:"branch,omitempty"`
-	Cursor        string                 `protobuf:"bytes,5,opt,name=cursor,proto3" json:"cursor,omitempty"`
-	JobIds        []int64                `protobuf:"varint,6,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ObserverId string                 `protobuf:"bytes,1,opt,name=observer_id,json=observerId,proto3" json:"observer_id,omitempty"`
+	Seq        uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Repo       string                 `protobuf:"bytes,3,opt,name=repo,proto3" json:"repo,omitempty"`
+	Branch     string                 `protobuf:"bytes,4,opt,name=branch,proto3" json:"branch,omitempty"`
+	Cursor     string                 `protobuf:"bytes,5,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	JobIds     []int64                `protobuf:"varint,6,rep,packed,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	// unknown asks the observer to register again (the dispatcher restarted).
+	Unknown       bool `protobuf:"varint,7,opt,name=unknown,proto3" json:"unknown,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -923,6 +925,13 @@ func (x *CommitObservedAck) GetJobIds() []int64 {
 		return x.JobIds
 	}
 	return nil
+}
+
+func (x *CommitObservedAck) GetUnknown() bool {
+	if x != nil {
+		return x.Unknown
+	}
+	return false
 }
 
 // Notify asks the observers to look at a repository at once (post-receive hook).
@@ -1146,8 +1155,12 @@ type RegisterRunner struct {
 	Token           string                 `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
 	Hostname        string                 `protobuf:"bytes,5,opt,name=hostname,proto3" json:"hostname,omitempty"`
 	Running         []*JobRef              `protobuf:"bytes,6,rep,name=running,proto3" json:"running,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// seq numbers registrations and heartbeats together; the reply echoes it
+	// so the runner knows when the message it answers was sent (its lease
+	// runs from then).
+	Seq           uint64 `protobuf:"varint,7,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterRunner) Reset() {
@@ -1222,6 +1235,13 @@ func (x *RegisterRunner) GetRunning() []*JobRef {
 	return nil
 }
 
+func (x *RegisterRunner) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // RunnerRegistered answers RegisterRunner and hands the runner its timers.
 type RunnerRegistered struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -1233,8 +1253,12 @@ type RunnerRegistered struct {
 	HeartbeatMs       int64                  `protobuf:"varint,6,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
 	DeadAfterMs       int64                  `protobuf:"varint,7,opt,name=dead_after_ms,json=deadAfterMs,proto3" json:"dead_after_ms,omitempty"`
 	LeaseMs           int64                  `protobuf:"varint,8,opt,name=lease_ms,json=leaseMs,proto3" json:"lease_ms,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// epoch identifies the dispatcher incarnation; RunJob and HeartbeatAck
+	// carry it, and a runner ignores those of any other epoch.
+	Epoch         int64  `protobuf:"varint,9,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Seq           uint64 `protobuf:"varint,10,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunnerRegistered) Reset() {
@@ -1323,6 +1347,20 @@ func (x *RunnerRegistered) GetLeaseMs() int64 {
 	return 0
 }
 
+func (x *RunnerRegistered) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *RunnerRegistered) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // Heartbeat says a runner incarnation is alive and what it runs.
 type Heartbeat struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1400,7 +1438,8 @@ type HeartbeatAck struct {
 	Seq         uint64                 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
 	Valid       []*JobRef              `protobuf:"bytes,4,rep,name=valid,proto3" json:"valid,omitempty"`
 	// unknown asks the runner to register again (for example after a dispatcher restart).
-	Unknown       bool `protobuf:"varint,5,opt,name=unknown,proto3" json:"unknown,omitempty"`
+	Unknown       bool  `protobuf:"varint,5,opt,name=unknown,proto3" json:"unknown,omitempty"`
+	Epoch         int64 `protobuf:"varint,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1470,6 +1509,13 @@ func (x *HeartbeatAck) GetUnknown() bool {
 	return false
 }
 
+func (x *HeartbeatAck) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 // RunJob assigns one attempt of a job to a runner incarnation.
 type RunJob struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -1480,6 +1526,7 @@ type RunJob struct {
 	// log_sink is the reporter's actor ("address/id"), empty when none is registered.
 	LogSink       string `protobuf:"bytes,5,opt,name=log_sink,json=logSink,proto3" json:"log_sink,omitempty"`
 	TimeoutMs     int64  `protobuf:"varint,6,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	Epoch         int64  `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1552,6 +1599,13 @@ func (x *RunJob) GetLogSink() string {
 func (x *RunJob) GetTimeoutMs() int64 {
 	if x != nil {
 		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *RunJob) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
 	}
 	return 0
 }
@@ -2511,7 +2565,7 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\bprevious\x18\x06 \x01(\tR\bprevious\x12\x18\n" +
 	"\acommits\x18\a \x03(\tR\acommits\x12\x16\n" +
 	"\x06forced\x18\b \x01(\bR\x06forced\x12\x18\n" +
-	"\askipped\x18\t \x01(\x05R\askipped\"\xa3\x01\n" +
+	"\askipped\x18\t \x01(\x05R\askipped\"\xbd\x01\n" +
 	"\x11CommitObservedAck\x12\x1f\n" +
 	"\vobserver_id\x18\x01 \x01(\tR\n" +
 	"observerId\x12\x10\n" +
@@ -2519,7 +2573,8 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x04repo\x18\x03 \x01(\tR\x04repo\x12\x16\n" +
 	"\x06branch\x18\x04 \x01(\tR\x06branch\x12\x16\n" +
 	"\x06cursor\x18\x05 \x01(\tR\x06cursor\x12\x17\n" +
-	"\ajob_ids\x18\x06 \x03(\x03R\x06jobIds\"J\n" +
+	"\ajob_ids\x18\x06 \x03(\x03R\x06jobIds\x12\x18\n" +
+	"\aunknown\x18\a \x01(\bR\aunknown\"J\n" +
 	"\x06Notify\x12\x12\n" +
 	"\x04repo\x18\x01 \x01(\tR\x04repo\x12\x16\n" +
 	"\x06branch\x18\x02 \x01(\tR\x06branch\x12\x14\n" +
@@ -2531,14 +2586,15 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x06branch\x18\x02 \x01(\tR\x06branch\"9\n" +
 	"\x06JobRef\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x18\n" +
-	"\aattempt\x18\x02 \x01(\x05R\aattempt\"\xd7\x01\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\"\xe9\x01\n" +
 	"\x0eRegisterRunner\x12\x1b\n" +
 	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x03R\vincarnation\x12)\n" +
 	"\x10protocol_version\x18\x03 \x01(\x05R\x0fprotocolVersion\x12\x14\n" +
 	"\x05token\x18\x04 \x01(\tR\x05token\x12\x1a\n" +
 	"\bhostname\x18\x05 \x01(\tR\bhostname\x12)\n" +
-	"\arunning\x18\x06 \x03(\v2\x0f.volt.v1.JobRefR\arunning\"\x96\x02\n" +
+	"\arunning\x18\x06 \x03(\v2\x0f.volt.v1.JobRefR\arunning\x12\x10\n" +
+	"\x03seq\x18\a \x01(\x04R\x03seq\"\xbe\x02\n" +
 	"\x10RunnerRegistered\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\bR\baccepted\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12-\n" +
@@ -2547,18 +2603,22 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\vincarnation\x18\x05 \x01(\x03R\vincarnation\x12!\n" +
 	"\fheartbeat_ms\x18\x06 \x01(\x03R\vheartbeatMs\x12\"\n" +
 	"\rdead_after_ms\x18\a \x01(\x03R\vdeadAfterMs\x12\x19\n" +
-	"\blease_ms\x18\b \x01(\x03R\aleaseMs\"\x87\x01\n" +
+	"\blease_ms\x18\b \x01(\x03R\aleaseMs\x12\x14\n" +
+	"\x05epoch\x18\t \x01(\x03R\x05epoch\x12\x10\n" +
+	"\x03seq\x18\n" +
+	" \x01(\x04R\x03seq\"\x87\x01\n" +
 	"\tHeartbeat\x12\x1b\n" +
 	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x03R\vincarnation\x12\x10\n" +
 	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12)\n" +
-	"\arunning\x18\x04 \x03(\v2\x0f.volt.v1.JobRefR\arunning\"\xa0\x01\n" +
+	"\arunning\x18\x04 \x03(\v2\x0f.volt.v1.JobRefR\arunning\"\xb6\x01\n" +
 	"\fHeartbeatAck\x12\x1b\n" +
 	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x03R\vincarnation\x12\x10\n" +
 	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12%\n" +
 	"\x05valid\x18\x04 \x03(\v2\x0f.volt.v1.JobRefR\x05valid\x12\x18\n" +
-	"\aunknown\x18\x05 \x01(\bR\aunknown\"\xbb\x01\n" +
+	"\aunknown\x18\x05 \x01(\bR\aunknown\x12\x14\n" +
+	"\x05epoch\x18\x06 \x01(\x03R\x05epoch\"\xd1\x01\n" +
 	"\x06RunJob\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.volt.v1.JobR\x03job\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x1b\n" +
@@ -2566,7 +2626,8 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\vincarnation\x18\x04 \x01(\x03R\vincarnation\x12\x19\n" +
 	"\blog_sink\x18\x05 \x01(\tR\alogSink\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x06 \x01(\x03R\ttimeoutMs\"\x94\x01\n" +
+	"timeout_ms\x18\x06 \x01(\x03R\ttimeoutMs\x12\x14\n" +
+	"\x05epoch\x18\a \x01(\x03R\x05epoch\"\x94\x01\n" +
 	"\x0eRunnerStopping\x12\x1b\n" +
 	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x03R\vincarnation\x12+\n" +

@@ -47,7 +47,9 @@ func (a *Actor) Receive(ctx actor.Context) {
 		if err != nil {
 			panic(fmt.Errorf("load the dispatcher's queue: %w", err))
 		}
-		a.core = New(a.cfg)
+		cfg := a.cfg
+		cfg.Epoch = now.UnixNano() // a new incarnation after every (re)start
+		a.core = New(cfg)
 		a.run(ctx, a.core.Recover(now, jobs, cursors, maxID))
 		a.StartTicks(ctx, a.Tick)
 		return

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/messages"
 )
@@ -32,6 +34,9 @@ type Config struct {
 	StartGrace time.Duration
 	// Token, when set, must accompany every registration, notify and status request.
 	Token string
+	// Epoch identifies this dispatcher incarnation (its start time in
+	// nanoseconds); runners ignore RunJob and HeartbeatAck of other epochs.
+	Epoch int64
 }
 
 // DefaultConfig returns the contract's defaults: heartbeat 1 s, dead after
@@ -93,6 +98,14 @@ type observerState struct {
 	repos []*messages.WatchedRepo
 }
 
+type recentResult struct {
+	attempt int32
+	runner  string
+}
+
+// recentMax bounds Core.recent.
+const recentMax = 1024
+
 // Core is the dispatcher's deterministic state machine.
 type Core struct {
 	cfg Config
@@ -112,6 +125,11 @@ type Core struct {
 	observers map[actors.Addr]*observerState
 	reporter  actors.Addr
 	lastSend  map[int64]time.Time // last ResultRecorded sent per job
+	// recent remembers the last forwarded results (job id -> attempt and
+	// runner), so that a late duplicate JobFinished is acknowledged as the
+	// recorded result rather than counted as stale.
+	recent      map[int64]recentResult
+	recentOrder []int64
 
 	counters map[string]int64
 }
@@ -142,6 +160,7 @@ func New(cfg Config) *Core {
 		orphans:      map[int64]time.Time{},
 		observers:    map[actors.Addr]*observerState{},
 		lastSend:     map[int64]time.Time{},
+		recent:       map[int64]recentResult{},
 		counters:     map[string]int64{},
 		nextID:       1,
 	}
@@ -224,6 +243,7 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 		SupportedVersions: messages.SupportedVersions,
 		RunnerId:          m.RunnerId,
 		Incarnation:       m.Incarnation,
+		Seq:               m.Seq,
 	}
 	reject := func(reason string) []actors.Effect {
 		c.counters[CounterRejected]++
@@ -287,33 +307,22 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 	if len(saves) > 0 {
 		fx = append([]actors.Effect{Persist{Jobs: saves}}, fx...)
 	}
-	// A job this incarnation held but no longer reports (it gave it up when its
-	// lease lapsed) goes back to the queue now rather than at the next heartbeat.
-	if j := c.jobs[r.job]; r.job != 0 && j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && !reports(m.Running, r.job, j.Attempt) {
-		fx = append(fx, c.requeue(now, j, fmt.Sprintf("runner %s re-registered without it", r.id))...)
-		r.job = 0
-		r.idleSince = now
-	}
-	// A job recovered as running on this runner that it no longer reports is lost.
+	// A job assigned to this runner that the registration does not list is
+	// left to the heartbeat check: the registration may have been sent
+	// before the RunJob arrived. A job recovered as running on this runner
+	// that it no longer reports is lost, though: no RunJob of this epoch
+	// exists for it, and the runner ignores those of other epochs.
 	for _, id := range sortedKeys(c.orphans) {
 		if j := c.jobs[id]; j != nil && j.RunnerId == r.id && r.job != id {
 			fx = append(fx, c.requeue(now, j, fmt.Sprintf("runner %s came back without it", r.id))...)
 		}
 	}
 	reply.Accepted = true
+	reply.Epoch = c.cfg.Epoch
 	reply.HeartbeatMs = c.cfg.Heartbeat.Milliseconds()
 	reply.DeadAfterMs = c.cfg.DeadAfter.Milliseconds()
 	reply.LeaseMs = c.cfg.Lease.Milliseconds()
 	return append(fx, actors.Send{To: from, Msg: reply})
-}
-
-func reports(running []*messages.JobRef, id int64, attempt int32) bool {
-	for _, ref := range running {
-		if ref.JobId == id && ref.Attempt == attempt {
-			return true
-		}
-	}
-	return false
 }
 
 // current returns the registered runner a message claims to come from, or
@@ -328,7 +337,7 @@ func (c *Core) current(id string, inc int64) *runnerState {
 
 func (c *Core) heartbeat(now time.Time, from actors.Addr, m *messages.Heartbeat) []actors.Effect {
 	r := c.current(m.RunnerId, m.Incarnation)
-	ack := &messages.HeartbeatAck{RunnerId: m.RunnerId, Incarnation: m.Incarnation, Seq: m.Seq}
+	ack := &messages.HeartbeatAck{RunnerId: m.RunnerId, Incarnation: m.Incarnation, Seq: m.Seq, Epoch: c.cfg.Epoch}
 	if r == nil {
 		if m.Incarnation < c.incarnations[m.RunnerId] {
 			c.counters[CounterStaleMessages]++
@@ -372,6 +381,16 @@ func (c *Core) jobFinished(now time.Time, from actors.Addr, m *messages.JobFinis
 		ack.Msg.(*messages.JobFinishedAck).Recorded = true // a duplicate of what we recorded
 		return []actors.Effect{ack}
 	}
+	if r == nil && c.incarnations[m.RunnerId] == 0 {
+		// Unknown after a restart of ours: have it register first; it keeps
+		// the outcome and sends it again once registered (and re-adopted).
+		return []actors.Effect{actors.Send{To: from, Msg: &messages.HeartbeatAck{
+			RunnerId: m.RunnerId, Incarnation: m.Incarnation, Unknown: true, Epoch: c.cfg.Epoch}}}
+	}
+	if rr, ok := c.recent[res.Job.Id]; ok && j == nil && rr.attempt == res.Attempt && rr.runner == m.RunnerId {
+		ack.Msg.(*messages.JobFinishedAck).Recorded = true // a duplicate of what we recorded and forwarded
+		return []actors.Effect{ack}
+	}
 	if j == nil || r == nil || j.State != messages.JobState_JOB_STATE_RUNNING || j.Attempt != res.Attempt ||
 		j.RunnerId != m.RunnerId || j.RunnerIncarnation != m.Incarnation {
 		c.counters[CounterStale]++
@@ -411,7 +430,7 @@ func (c *Core) forward(now time.Time, j *messages.JobRecord) []actors.Effect {
 		return nil
 	}
 	c.lastSend[j.Job.Id] = now
-	return []actors.Effect{actors.Send{To: c.reporter, Msg: &messages.ResultRecorded{Result: j.Result}}}
+	return []actors.Effect{actors.Send{To: c.reporter, Msg: &messages.ResultRecorded{Result: proto.Clone(j.Result).(*messages.Result)}}}
 }
 
 // requeue puts a job whose attempt ended without a result back in the queue,
@@ -536,8 +555,9 @@ func (c *Core) assign(now time.Time) []actors.Effect {
 		j.AssignedUnixMs = now.UnixMilli()
 		r.job = id
 		saves = append(saves, j)
-		run := &messages.RunJob{Job: j.Job, Attempt: j.Attempt, RunnerId: r.id, Incarnation: r.incarnation,
-			LogSink: string(c.reporter), TimeoutMs: c.cfg.JobTimeout.Milliseconds()}
+		// Messages get copies: a local receiver must not share what the core mutates.
+		run := &messages.RunJob{Job: proto.Clone(j.Job).(*messages.Job), Attempt: j.Attempt, RunnerId: r.id, Incarnation: r.incarnation,
+			LogSink: string(c.reporter), TimeoutMs: c.cfg.JobTimeout.Milliseconds(), Epoch: c.cfg.Epoch}
 		sends = append(sends, actors.Send{To: r.addr, Msg: run},
 			actors.Info("job assigned", "job", id, "commit", j.Job.Commit, "attempt", j.Attempt, "runner", r.id))
 	}
@@ -584,6 +604,12 @@ func (c *Core) resultAcked(m *messages.ResultRecordedAck) []actors.Effect {
 	}
 	j.Forwarded = true
 	delete(c.jobs, m.JobId)
+	c.recent[m.JobId] = recentResult{attempt: j.Result.GetAttempt(), runner: j.Result.GetRunnerId()}
+	c.recentOrder = append(c.recentOrder, m.JobId)
+	if len(c.recentOrder) > recentMax {
+		delete(c.recent, c.recentOrder[0])
+		c.recentOrder = c.recentOrder[1:]
+	}
 	if id, ok := c.byKey[key(j.Job.Repo, j.Job.Commit)]; ok && id == j.Job.Id {
 		delete(c.byKey, key(j.Job.Repo, j.Job.Commit))
 	}
@@ -624,7 +650,10 @@ func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Ef
 	m := o.Msg
 	if _, ok := c.observers[from]; !ok {
 		c.counters[CounterRejected]++
-		return []actors.Effect{actors.Warn("CommitObserved from an unregistered observer ignored", "from", string(from))}
+		return []actors.Effect{
+			actors.Warn("CommitObserved from an unregistered observer: asking it to register", "from", string(from)),
+			actors.Send{To: from, Msg: &messages.CommitObservedAck{ObserverId: m.ObserverId, Seq: m.Seq, Repo: m.Repo, Branch: m.Branch, Unknown: true}},
+		}
 	}
 	if err := messages.ValidateRef(m.Branch); err != nil {
 		c.counters[CounterRejected]++

@@ -243,6 +243,10 @@ func (c *Core) acked(now time.Time, from actors.Addr, m *messages.CommitObserved
 	if from != c.cfg.Dispatcher {
 		return nil
 	}
+	if m.Unknown {
+		c.link.Lost(now)
+		return append([]actors.Effect{actors.Info("dispatcher does not know this observer: registering again")}, c.tick(now)...)
+	}
 	for _, b := range c.branches {
 		if b.inflight == nil || b.inflight.Seq != m.Seq || b.repo.Url != m.Repo || b.name != m.Branch {
 			continue

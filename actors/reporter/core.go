@@ -37,7 +37,13 @@ type CloseLog struct {
 type Core struct {
 	cfg  Config
 	link actors.Link
+	// refresh is when to register again while registered: a dispatcher
+	// restarted in place (same address) would otherwise never learn of us.
+	refresh time.Time
 }
+
+// Refresh is how often a registered reporter registers again.
+const Refresh = 5 * time.Second
 
 // New returns a reporter core; call Start next.
 func New(cfg Config) *Core {
@@ -69,13 +75,17 @@ func (c *Core) Step(now time.Time, from actors.Addr, in any) []actors.Effect {
 		}
 		return nil
 	case *messages.ReporterRegistered:
-		if from != c.cfg.Dispatcher || c.link.IsRegistered() {
+		if from != c.cfg.Dispatcher {
 			return nil
+		}
+		if c.link.IsRegistered() {
+			return nil // the answer to a refresh
 		}
 		if !m.Accepted {
 			return []actors.Effect{actors.Exit{Code: 1, Reason: fmt.Sprintf("dispatcher %s refused this reporter: %s", c.cfg.Dispatcher, m.Reason)}}
 		}
 		c.link.Registered()
+		c.refresh = now.Add(Refresh)
 		return []actors.Effect{actors.Watch{Addr: c.cfg.Dispatcher}, actors.Info("registered with the dispatcher", "dispatcher", string(c.cfg.Dispatcher))}
 	case *messages.ResultRecorded:
 		if m.Result == nil || m.Result.Job == nil || messages.ValidateCommit(m.Result.Job.Commit) != nil {
@@ -97,10 +107,20 @@ func (c *Core) Step(now time.Time, from actors.Addr, in any) []actors.Effect {
 }
 
 // Deadline is the next time the core needs a Tick (zero for none).
-func (c *Core) Deadline() time.Time { return c.link.Deadline() }
+func (c *Core) Deadline() time.Time {
+	if c.link.IsRegistered() {
+		return c.refresh
+	}
+	return c.link.Deadline()
+}
 
 func (c *Core) tick(now time.Time) []actors.Effect {
-	if c.link.IsRegistered() || !c.link.Due(now) {
+	if c.link.IsRegistered() {
+		if now.Before(c.refresh) {
+			return nil
+		}
+		c.refresh = now.Add(Refresh)
+	} else if !c.link.Due(now) {
 		return nil
 	}
 	return []actors.Effect{actors.Register{To: c.cfg.Dispatcher, Msg: &messages.RegisterReporter{

@@ -48,6 +48,31 @@ type job struct {
 	lastSent  time.Time
 }
 
+type sentAt struct {
+	seq uint64
+	at  time.Time
+}
+
+// acked returns when message seq was sent and forgets it and older ones.
+func (c *Core) acked(seq uint64) (time.Time, bool) {
+	var at time.Time
+	found := false
+	i := 0
+	for ; i < len(c.sent) && c.sent[i].seq <= seq; i++ {
+		if c.sent[i].seq == seq {
+			at, found = c.sent[i].at, true
+		}
+	}
+	c.sent = c.sent[i:]
+	return at, found
+}
+
+func (c *Core) send(now time.Time) uint64 {
+	c.seq++
+	c.sent = append(c.sent, sentAt{c.seq, now})
+	return c.seq
+}
+
 // Core is the runner's deterministic state machine.
 type Core struct {
 	cfg  Config
@@ -55,10 +80,13 @@ type Core struct {
 
 	heartbeat, lease, deadAfter time.Duration
 	lastContact                 time.Time // last message from the dispatcher
-	lastAck                     time.Time // last acknowledgement that renewed the lease
+	lastAck                     time.Time // send time of the last acknowledged message: the lease runs from it
+	sent                        []sentAt  // send times of unacknowledged registrations and heartbeats
 	nextHeartbeat               time.Time
 	seq                         uint64
 	job                         *job
+	lastDone                    *messages.JobRef // the last attempt finished and acknowledged
+	epoch                       int64            // the dispatcher incarnation we registered with
 	exited                      bool
 	stale                       int64
 }
@@ -92,9 +120,20 @@ func (c *Core) Step(now time.Time, from actors.Addr, in any) []actors.Effect {
 	if c.exited {
 		return nil
 	}
-	switch m := in.(type) {
-	case actors.Tick:
+	if _, isTick := in.(actors.Tick); isTick {
 		return c.tick(now)
+	}
+	// Timers first: after a freeze (SIGSTOP) the runner must notice that its
+	// lease lapsed before it acts on messages that queued up meanwhile.
+	fx := c.tick(now)
+	if c.exited {
+		return fx
+	}
+	return append(fx, c.handle(now, from, in)...)
+}
+
+func (c *Core) handle(now time.Time, from actors.Addr, in any) []actors.Effect {
+	switch m := in.(type) {
 	case actors.PeerTerminated:
 		if m.Addr != c.cfg.Dispatcher {
 			return nil
@@ -113,6 +152,7 @@ func (c *Core) Step(now time.Time, from actors.Addr, in any) []actors.Effect {
 			return nil
 		}
 		c.lastContact = now
+		c.lastDone = c.job.ref
 		c.job = nil
 		return []actors.Effect{actors.Debug("outcome acknowledged", "job", m.Ref.GetJobId(), "recorded", m.Recorded)}
 	case *messages.CancelJob:
@@ -168,8 +208,12 @@ func sameRef(a, b *messages.JobRef) bool {
 	return a != nil && b != nil && a.JobId == b.JobId && a.Attempt == b.Attempt
 }
 
-func (c *Core) running() []*messages.JobRef {
-	if c.job == nil || c.job.abandoned {
+// running lists the attempt this runner holds. Heartbeats also list an
+// abandoned attempt until its processes are gone, so that the dispatcher
+// does not start it elsewhere while it is still being killed; a
+// registration does not, so that it is not adopted again.
+func (c *Core) running(dying bool) []*messages.JobRef {
+	if c.job == nil || (c.job.abandoned && !dying) {
 		return nil
 	}
 	return []*messages.JobRef{c.job.ref}
@@ -192,16 +236,15 @@ func (c *Core) tick(now time.Time) []actors.Effect {
 		if c.link.Due(now) {
 			fx = append(fx, actors.Register{To: c.cfg.Dispatcher, Msg: &messages.RegisterRunner{
 				RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, ProtocolVersion: messages.ProtocolVersion,
-				Token: c.cfg.Token, Hostname: c.cfg.Hostname, Running: c.running(),
+				Token: c.cfg.Token, Hostname: c.cfg.Hostname, Running: c.running(false), Seq: c.send(now),
 			}})
 		}
 		return fx
 	}
 	if !now.Before(c.nextHeartbeat) {
-		c.seq++
 		c.nextHeartbeat = now.Add(c.heartbeat)
 		fx = append(fx, actors.Send{To: c.cfg.Dispatcher, Msg: &messages.Heartbeat{
-			RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, Seq: c.seq, Running: c.running()}})
+			RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, Seq: c.send(now), Running: c.running(true)}})
 	}
 	if j := c.job; j != nil && j.done && now.Sub(j.lastSent) >= time.Second {
 		fx = append(fx, c.sendResult(now)...)
@@ -235,6 +278,7 @@ func (c *Core) registered(now time.Time, from actors.Addr, m *messages.RunnerReg
 		return nil // a duplicate reply
 	}
 	c.link.Registered()
+	c.epoch = m.Epoch
 	if m.HeartbeatMs > 0 {
 		c.heartbeat = time.Duration(m.HeartbeatMs) * time.Millisecond
 	}
@@ -244,7 +288,10 @@ func (c *Core) registered(now time.Time, from actors.Addr, m *messages.RunnerReg
 	if m.DeadAfterMs > 0 {
 		c.deadAfter = time.Duration(m.DeadAfterMs) * time.Millisecond
 	}
-	c.lastContact, c.lastAck = now, now
+	c.lastContact = now
+	if at, ok := c.acked(m.Seq); ok && at.After(c.lastAck) {
+		c.lastAck = at
+	}
 	c.nextHeartbeat = now
 	if c.job != nil {
 		c.job.seq = c.seq // judge the adopted job only by heartbeats sent from now on
@@ -257,7 +304,7 @@ func (c *Core) registered(now time.Time, from actors.Addr, m *messages.RunnerReg
 }
 
 func (c *Core) heartbeatAck(now time.Time, from actors.Addr, m *messages.HeartbeatAck) []actors.Effect {
-	if from != c.cfg.Dispatcher || m.RunnerId != c.cfg.ID || m.Incarnation != c.cfg.Incarnation {
+	if from != c.cfg.Dispatcher || m.RunnerId != c.cfg.ID || m.Incarnation != c.cfg.Incarnation || (m.Epoch != c.epoch && !m.Unknown) {
 		c.stale++
 		return nil
 	}
@@ -266,16 +313,20 @@ func (c *Core) heartbeatAck(now time.Time, from actors.Addr, m *messages.Heartbe
 		c.link.Lost(now)
 		return append([]actors.Effect{actors.Info("dispatcher does not know this runner: registering again")}, c.tick(now)...)
 	}
+	at, ok := c.acked(m.Seq)
+	renew := func() {
+		if ok && at.After(c.lastAck) {
+			c.lastAck = at
+		}
+	}
 	j := c.job
 	if j == nil || j.abandoned || m.Seq <= j.seq {
-		if j == nil || m.Seq <= j.seq {
-			c.lastAck = now
-		}
+		renew()
 		return nil
 	}
 	for _, v := range m.Valid {
 		if sameRef(v, j.ref) {
-			c.lastAck = now
+			renew()
 			return nil
 		}
 	}
@@ -286,7 +337,7 @@ func (c *Core) heartbeatAck(now time.Time, from actors.Addr, m *messages.Heartbe
 }
 
 func (c *Core) runJob(now time.Time, from actors.Addr, m *messages.RunJob) []actors.Effect {
-	if from != c.cfg.Dispatcher || m.RunnerId != c.cfg.ID || m.Incarnation != c.cfg.Incarnation || m.Job == nil {
+	if from != c.cfg.Dispatcher || m.RunnerId != c.cfg.ID || m.Incarnation != c.cfg.Incarnation || m.Job == nil || m.Epoch != c.epoch {
 		c.stale++
 		return []actors.Effect{actors.Warn("RunJob for another runner or incarnation ignored", "job", m.GetJob().GetId(), "runner", m.RunnerId, "incarnation", m.Incarnation)}
 	}
@@ -294,7 +345,16 @@ func (c *Core) runJob(now time.Time, from actors.Addr, m *messages.RunJob) []act
 		c.stale++
 		return []actors.Effect{actors.Warn("RunJob rejected", "error", err.Error())}
 	}
+	if !c.link.IsRegistered() || now.Sub(c.lastAck) > c.lease {
+		// Sent before the dispatcher lost track of us, or we could not hold
+		// it: our lease has lapsed (we were frozen). The dispatcher requeues it.
+		c.stale++
+		return []actors.Effect{actors.Warn("RunJob without a live lease ignored", "job", m.Job.Id, "attempt", m.Attempt)}
+	}
 	ref := &messages.JobRef{JobId: m.Job.Id, Attempt: m.Attempt}
+	if sameRef(c.lastDone, ref) {
+		return nil // a late duplicate of an attempt already finished
+	}
 	if c.job != nil {
 		if sameRef(c.job.ref, ref) {
 			return nil // a duplicate
@@ -302,7 +362,7 @@ func (c *Core) runJob(now time.Time, from actors.Addr, m *messages.RunJob) []act
 		c.stale++
 		return []actors.Effect{actors.Warn("RunJob while busy ignored", "job", m.Job.Id, "busy_with", c.job.ref.JobId)}
 	}
-	c.lastContact, c.lastAck = now, now
+	c.lastContact = now
 	c.job = &job{run: m, ref: ref, seq: c.seq}
 	return []actors.Effect{
 		actors.Info("job started", "job", m.Job.Id, "commit", m.Job.Commit, "attempt", m.Attempt),

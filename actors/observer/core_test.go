@@ -1,0 +1,359 @@
+package observer_test
+
+import (
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/actors/observer"
+	"github.com/voltci/volt/messages"
+)
+
+// t0 is the virtual clock's start; tests add durations to it.
+var t0 = time.Unix(1_700_000_000, 0)
+
+var (
+	dispAddr  = actors.NewAddr("127.0.0.1:8000", "dispatcher")
+	otherAddr = actors.NewAddr("127.0.0.1:8123", "dispatcher")
+)
+
+const (
+	repoURL   = "/srv/git/app.git"
+	repoName  = "app"
+	pollEvery = 5 * time.Second
+)
+
+func knownBug(t *testing.T, desc string) {
+	t.Helper()
+	if os.Getenv("VOLT_RUN_BUGS") == "" {
+		t.Skip("BUG: " + desc)
+	}
+}
+
+func commit(n int) string { return fmt.Sprintf("%040x", n) }
+
+func effectsOf[T any](fx []actors.Effect) []T {
+	var out []T
+	for _, e := range fx {
+		if x, ok := e.(T); ok {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// polls returns "branch@since" for each Poll effect.
+func polls(fx []actors.Effect) []string {
+	var out []string
+	for _, p := range effectsOf[observer.Poll](fx) {
+		out = append(out, p.Branch+"@"+p.Since)
+	}
+	return out
+}
+
+// observed returns the CommitObserved messages sent to the dispatcher.
+func observed(fx []actors.Effect) []*messages.CommitObserved {
+	var out []*messages.CommitObserved
+	for _, s := range effectsOf[actors.Send](fx) {
+		if m, ok := s.Msg.(*messages.CommitObserved); ok && s.To == dispAddr {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func registers(fx []actors.Effect) []*messages.RegisterObserver {
+	var out []*messages.RegisterObserver
+	for _, r := range effectsOf[actors.Register](fx) {
+		if r.To == dispAddr {
+			out = append(out, r.Msg.(*messages.RegisterObserver))
+		}
+	}
+	return out
+}
+
+type world struct {
+	t   *testing.T
+	c   *observer.Core
+	now time.Time
+	fx  []actors.Effect // what Start returned
+}
+
+func newWorld(t *testing.T, grace time.Duration) *world {
+	c := observer.New(observer.Config{ID: "obs", Dispatcher: dispAddr, Poll: pollEvery, Grace: grace, Token: "tok",
+		Repos: []*messages.WatchedRepo{{Url: repoURL, Name: repoName, Branches: []string{"main", "dev"}}}})
+	return &world{t: t, c: c, now: t0, fx: c.Start(t0)}
+}
+
+func (w *world) step(from actors.Addr, in any) []actors.Effect { return w.c.Step(w.now, from, in) }
+func (w *world) advance(d time.Duration)                       { w.now = w.now.Add(d) }
+func (w *world) tick() []actors.Effect                         { return w.step("", actors.Tick{}) }
+
+// register answers the registration with the dispatcher's cursors.
+func (w *world) register(cursors ...*messages.Cursor) []actors.Effect {
+	w.t.Helper()
+	fx := w.step(dispAddr, &messages.ObserverRegistered{Accepted: true, Cursors: cursors, SupportedVersions: messages.SupportedVersions})
+	return fx
+}
+
+func cursor(branch, commit string) *messages.Cursor {
+	return &messages.Cursor{Repo: repoURL, Branch: branch, Commit: commit}
+}
+
+func (w *world) polled(branch string, commits ...string) []actors.Effect {
+	p := observer.Polled{Repo: repoURL, Branch: branch, Commits: commits}
+	if len(commits) > 0 {
+		p.Tip = commits[len(commits)-1]
+	}
+	return w.step("", p)
+}
+
+func (w *world) ack(m *messages.CommitObserved, cur string) []actors.Effect {
+	return w.step(dispAddr, &messages.CommitObservedAck{ObserverId: m.ObserverId, Seq: m.Seq, Repo: m.Repo, Branch: m.Branch, Cursor: cur})
+}
+
+// registeredWith returns a registered observer whose main branch is at c1 and
+// both first polls are answered with nothing new.
+func registeredWith(t *testing.T) *world {
+	w := newWorld(t, 10*time.Second)
+	require.Equal(t, []string{"main@" + commit(1), "dev@"}, polls(w.register(cursor("main", commit(1)))))
+	w.polled("main")
+	w.polled("dev")
+	return w
+}
+
+func TestStartRegisters(t *testing.T) {
+	w := newWorld(t, 10*time.Second)
+
+	regs := registers(w.fx)
+	require.Len(t, regs, 1)
+	assert.Equal(t, "obs", regs[0].ObserverId)
+	assert.Equal(t, messages.ProtocolVersion, regs[0].ProtocolVersion)
+	assert.Equal(t, "tok", regs[0].Token)
+	require.Len(t, regs[0].Repos, 1)
+	assert.Equal(t, []string{"main", "dev"}, regs[0].Repos[0].Branches)
+	assert.Empty(t, polls(w.fx), "no polling before registration")
+	w.advance(time.Minute)
+	assert.Empty(t, polls(w.tick()))
+}
+
+func TestRegisteredPollsFromTheDispatchersCursors(t *testing.T) {
+	w := newWorld(t, 10*time.Second)
+
+	fx := w.register(cursor("main", commit(1)), &messages.Cursor{Repo: "/other.git", Branch: "dev", Commit: commit(9)})
+
+	assert.Contains(t, fx, actors.Effect(actors.Watch{Addr: dispAddr}))
+	assert.Equal(t, []string{"main@" + commit(1), "dev@"}, polls(fx), "Since is each branch's cursor")
+	for _, p := range effectsOf[observer.Poll](fx) {
+		assert.Equal(t, repoURL, p.Repo)
+		assert.Equal(t, 50, p.Max, "the default backlog cap")
+	}
+	assert.Equal(t, commit(1), w.c.Cursor(repoURL, "main"))
+	assert.Empty(t, w.step(otherAddr, &messages.ObserverRegistered{Accepted: false, Reason: "forged"}), "only the dispatcher counts")
+}
+
+func TestRegistrationRefusedExits(t *testing.T) {
+	w := newWorld(t, 10*time.Second)
+	fx := w.step(dispAddr, &messages.ObserverRegistered{Reason: "wrong or missing token"})
+	exits := effectsOf[actors.Exit](fx)
+	require.Len(t, exits, 1)
+	assert.Equal(t, 1, exits[0].Code)
+	assert.Contains(t, exits[0].Reason, "wrong or missing token")
+	assert.Contains(t, exits[0].Reason, "127.0.0.1:8000")
+	assert.Empty(t, w.tick())
+}
+
+func TestPolledCommitsSentOnceInFlightAndResent(t *testing.T) {
+	w := registeredWith(t)
+	w.advance(pollEvery)
+	require.Equal(t, []string{"main@" + commit(1), "dev@"}, polls(w.tick()))
+
+	fx := w.polled("main", commit(2), commit(3), commit(4))
+
+	sent := observed(fx)
+	require.Len(t, sent, 1)
+	m := sent[0]
+	assert.Equal(t, commit(1), m.Previous, "Previous is the cursor the commits were computed from")
+	assert.Equal(t, []string{commit(2), commit(3), commit(4)}, m.Commits, "oldest first")
+	assert.Equal(t, "main", m.Branch)
+	assert.Equal(t, repoURL, m.Repo)
+	assert.Equal(t, repoName, m.RepoName)
+	assert.Equal(t, "obs", m.ObserverId)
+	assert.Equal(t, commit(1), w.c.Cursor(repoURL, "main"), "the cursor waits for the ack")
+
+	// While in flight: no poll of main, so no second CommitObserved.
+	w.polled("dev")
+	assert.Equal(t, []string{"dev@"}, polls(w.step(dispAddr, &messages.PollNow{})), "main is not polled while its commits are in flight")
+	w.polled("dev")
+
+	w.advance(time.Second - time.Millisecond)
+	assert.Empty(t, observed(w.tick()))
+	w.advance(time.Millisecond)
+	resent := observed(w.tick())
+	require.Len(t, resent, 1, "resent after Resend without an ack")
+	assert.True(t, proto.Equal(m, resent[0]), "the same message, same seq")
+
+	// The next poll round skips main.
+	w.advance(pollEvery)
+	fx = w.tick()
+	assert.Equal(t, []string{"dev@"}, polls(fx))
+	assert.Len(t, observed(fx), 1, "and main is resent again")
+}
+
+func TestCursorAdvancesOnlyOnAck(t *testing.T) {
+	w := registeredWith(t)
+	w.advance(pollEvery)
+	w.tick()
+	w.polled("dev")
+	m := observed(w.polled("main", commit(2), commit(3)))[0]
+
+	// A minute of resends and stray acks: the cursor stays.
+	for i := 0; i < 60; i++ {
+		w.advance(time.Second)
+		for _, p := range effectsOf[observer.Poll](w.tick()) {
+			w.polled(p.Branch)
+		}
+	}
+	assert.Empty(t, w.step(dispAddr, &messages.CommitObservedAck{Seq: m.Seq + 1, Repo: repoURL, Branch: "main", Cursor: commit(3)}), "wrong seq")
+	assert.Empty(t, w.step(dispAddr, &messages.CommitObservedAck{Seq: m.Seq, Repo: repoURL, Branch: "dev", Cursor: commit(3)}), "wrong branch")
+	assert.Empty(t, w.step(otherAddr, &messages.CommitObservedAck{Seq: m.Seq, Repo: repoURL, Branch: "main", Cursor: commit(3)}), "not the dispatcher")
+	assert.Equal(t, commit(1), w.c.Cursor(repoURL, "main"), "no ack, no advance")
+
+	fx := w.ack(m, commit(3))
+	assert.Equal(t, commit(3), w.c.Cursor(repoURL, "main"))
+	assert.Equal(t, []string{"main@" + commit(3)}, polls(fx), "a new poll from the acked cursor")
+	w.polled("main")
+	w.advance(time.Minute)
+	assert.Empty(t, observed(w.tick()), "no resend after the ack")
+
+	assert.Empty(t, w.ack(m, commit(3)), "a duplicate ack changes nothing")
+}
+
+func TestAckCursorIsTheDispatchers(t *testing.T) {
+	w := registeredWith(t)
+	w.advance(pollEvery)
+	w.tick()
+	m := observed(w.polled("main", commit(2), commit(3)))[0]
+
+	fx := w.ack(m, commit(7)) // another observer moved the branch further
+	assert.Equal(t, commit(7), w.c.Cursor(repoURL, "main"))
+	assert.Equal(t, []string{"main@" + commit(7)}, polls(fx))
+}
+
+func TestPollNow(t *testing.T) {
+	tests := []struct {
+		name string
+		msg  *messages.PollNow
+		want []string
+	}{
+		{"everything", &messages.PollNow{}, []string{"main@" + commit(1), "dev@"}},
+		{"by repo url", &messages.PollNow{Repo: repoURL}, []string{"main@" + commit(1), "dev@"}},
+		{"by repo name and branch", &messages.PollNow{Repo: repoName, Branch: "dev"}, []string{"dev@"}},
+		{"another repo", &messages.PollNow{Repo: "other"}, nil},
+		{"another branch", &messages.PollNow{Branch: "gh-pages"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := registeredWith(t)
+			w.advance(time.Second) // well before the next poll round
+			assert.Equal(t, tt.want, polls(w.step(dispAddr, tt.msg)))
+		})
+	}
+}
+
+func TestPollNowDuringAPollPollsOnceMore(t *testing.T) {
+	w := registeredWith(t)
+	w.advance(pollEvery)
+	require.Equal(t, []string{"main@" + commit(1), "dev@"}, polls(w.tick()))
+
+	assert.Empty(t, polls(w.step(dispAddr, &messages.PollNow{Branch: "main"})), "not twice at once")
+	assert.Empty(t, polls(w.step(dispAddr, &messages.PollNow{Branch: "main"})))
+
+	fx := w.polled("main")
+	assert.Equal(t, []string{"main@" + commit(1)}, polls(fx), "one more look after the answer")
+	assert.Empty(t, polls(w.polled("main")), "and only one")
+	assert.Empty(t, polls(w.polled("dev")))
+}
+
+func TestPollErrorAndNothingNew(t *testing.T) {
+	w := registeredWith(t)
+	w.advance(pollEvery)
+	w.tick()
+
+	fx := w.step("", observer.Polled{Repo: repoURL, Branch: "main", Err: "fatal: not a git repository"})
+	assert.Empty(t, observed(fx))
+	assert.NotEmpty(t, effectsOf[actors.Note](fx), "the error is logged")
+
+	fx = w.step("", observer.Polled{Repo: repoURL, Branch: "dev", Tip: commit(1), Commits: nil})
+	assert.Empty(t, observed(fx))
+
+	w.advance(pollEvery)
+	assert.Equal(t, []string{"main@" + commit(1), "dev@"}, polls(w.tick()), "both polled again next round")
+}
+
+func TestDispatcherLostBeyondGraceExits(t *testing.T) {
+	w := registeredWith(t)
+	w.advance(pollEvery)
+	w.tick()
+	w.polled("dev")
+	w.polled("main", commit(2))
+	lost := w.now
+
+	fx := w.step("", actors.PeerTerminated{Addr: dispAddr, Reason: "connection closed"})
+	assert.Len(t, registers(fx), 1)
+
+	var regs int
+	var exit *actors.Exit
+	var exitAt time.Duration
+	for exit == nil && w.now.Sub(lost) < time.Minute {
+		w.advance(50 * time.Millisecond)
+		fx := w.tick()
+		regs += len(registers(fx))
+		assert.Empty(t, observed(fx), "nothing is resent to a lost dispatcher")
+		assert.Empty(t, polls(fx))
+		if e := effectsOf[actors.Exit](fx); len(e) > 0 {
+			exit, exitAt = &e[0], w.now.Sub(lost)
+		}
+	}
+	require.NotNil(t, exit)
+	assert.Equal(t, 10*time.Second, exitAt)
+	assert.Equal(t, 1, exit.Code)
+	assert.Contains(t, exit.Reason, "127.0.0.1:8000")
+	assert.Greater(t, regs, 5, "kept trying to register within the grace")
+	assert.Equal(t, commit(1), w.c.Cursor(repoURL, "main"), "exits with the acknowledged cursor")
+	assert.Empty(t, w.tick())
+}
+
+func TestReRegistrationResetsCursorsToTheDispatchers(t *testing.T) {
+	w := registeredWith(t)
+	w.advance(pollEvery)
+	w.tick()
+	w.polled("dev")
+	m := observed(w.polled("main", commit(2), commit(3)))[0]
+
+	w.advance(100 * time.Millisecond)
+	w.step("", actors.PeerTerminated{Addr: dispAddr})
+	w.advance(500 * time.Millisecond)
+	fx := w.register(cursor("main", commit(2)), cursor("dev", commit(5)))
+
+	assert.Equal(t, []string{"main@" + commit(2), "dev@" + commit(5)}, polls(fx), "the dispatcher's cursors are the truth")
+	assert.Equal(t, commit(2), w.c.Cursor(repoURL, "main"))
+	assert.Equal(t, commit(5), w.c.Cursor(repoURL, "dev"))
+	assert.Empty(t, w.ack(m, commit(3)), "the old in-flight message is forgotten")
+	w.advance(time.Minute)
+	assert.Empty(t, observed(w.tick()), "and not resent")
+}
+
+func TestGiveUpOnZeroGraceOnlyAfterTrying(t *testing.T) {
+	// Grace 0 ("at once") counts from a lost dispatcher: the first
+	// registration still gets Link.StartWindow.
+	w := newWorld(t, 0)
+	assert.Len(t, registers(w.fx), 1)
+	assert.Empty(t, effectsOf[actors.Exit](w.fx))
+}

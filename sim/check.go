@@ -1,0 +1,291 @@
+package sim
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/actors/dispatcher"
+	"github.com/voltci/volt/messages"
+)
+
+// Invariant names, as the summary prints them.
+const (
+	InvOneResult        = "one final result per build"
+	InvObservedOnly     = "results only for observed commits"
+	InvNoDeadAssignment = "no assignment to a dead or superseded runner"
+	InvOldIncarnation   = "older incarnations change nothing"
+	InvNoOverlap        = "never two attempts of one job at once (hung runners excepted)"
+	InvRunnersExit      = "runners exit within grace after the dispatcher is lost"
+	InvEveryCommit      = "every observed commit gets exactly one result (liveness)"
+	InvQueueDrains      = "the queue drains and no runner stays busy (liveness)"
+	InvAttemptCap       = "a job that kills its runners ends errored at the attempt cap"
+)
+
+// Invariants lists every invariant in the order the summary prints them.
+var Invariants = []string{InvOneResult, InvObservedOnly, InvNoDeadAssignment, InvOldIncarnation, InvNoOverlap,
+	InvRunnersExit, InvEveryCommit, InvQueueDrains, InvAttemptCap}
+
+// Violation is one broken invariant.
+type Violation struct {
+	Invariant string
+	At        time.Duration
+	Detail    string
+}
+
+func (v Violation) String() string {
+	return fmt.Sprintf("%s at %s: %s", v.Invariant, v.At, v.Detail)
+}
+
+type runnerKey struct {
+	id  string
+	inc int64
+}
+
+type live struct {
+	node    int
+	attempt int32
+	proc    uint64
+	hung    bool
+}
+
+// checker watches every step of a world.
+type checker struct {
+	w          *World
+	results    map[int64]*messages.Result // job id -> the recorded result
+	reported   map[string]*messages.Result
+	observed   map[string]bool // commits durably queued
+	poison     map[string]bool
+	maxInc     map[string]int64
+	dead       map[runnerKey]bool
+	byAddr     map[actors.Addr]runnerKey
+	running    map[int64][]live
+	lostCheck  bool
+	checked    map[string]bool // invariants that had something to check
+	violations []Violation
+}
+
+func newChecker(w *World) *checker {
+	return &checker{w: w, results: map[int64]*messages.Result{}, reported: map[string]*messages.Result{},
+		observed: map[string]bool{}, poison: map[string]bool{}, maxInc: map[string]int64{},
+		dead: map[runnerKey]bool{}, byAddr: map[actors.Addr]runnerKey{}, running: map[int64][]live{},
+		checked: map[string]bool{}}
+}
+
+func (c *checker) fail(inv, format string, args ...any) {
+	v := Violation{Invariant: inv, At: c.w.now.Sub(c.w.start), Detail: fmt.Sprintf(format, args...)}
+	c.violations = append(c.violations, v)
+	c.w.report.Violations = append(c.w.report.Violations, v)
+	c.w.traceWorld("VIOLATION " + v.String())
+}
+
+// dispatcherBooted forgets what the previous dispatcher incarnation knew.
+func (c *checker) dispatcherBooted() {
+	clear(c.maxInc)
+	clear(c.dead)
+	clear(c.byAddr)
+}
+
+func incOf(in any) (string, int64, bool) {
+	switch m := in.(type) {
+	case *messages.Heartbeat:
+		return m.RunnerId, m.Incarnation, true
+	case *messages.JobFinished:
+		return m.RunnerId, m.Incarnation, true
+	case *messages.RunnerStopping:
+		return m.RunnerId, m.Incarnation, true
+	}
+	return "", 0, false
+}
+
+// step checks one core step: its input and the effects it returned.
+func (c *checker) step(w *World, n *node, from actors.Addr, in any, fx []actors.Effect) {
+	if n.role != roleDispatcher {
+		return
+	}
+	if id, inc, ok := incOf(in); ok && inc < c.maxInc[id] {
+		c.checked[InvOldIncarnation] = true
+		for _, e := range fx {
+			switch e.(type) {
+			case dispatcher.Persist:
+				c.fail(InvOldIncarnation, "a %s from %s incarnation %d (current %d) persisted state", inputName(in), id, inc, c.maxInc[id])
+			}
+			if s, ok := e.(actors.Send); ok {
+				if _, isRun := s.Msg.(*messages.RunJob); isRun {
+					c.fail(InvOldIncarnation, "a %s from %s incarnation %d led to an assignment", inputName(in), id, inc)
+				}
+			}
+		}
+	}
+	switch m := in.(type) {
+	case *messages.RegisterRunner:
+		for _, e := range fx {
+			if s, ok := e.(actors.Send); ok {
+				if r, ok := s.Msg.(*messages.RunnerRegistered); ok && r.Accepted {
+					c.maxInc[m.RunnerId] = max(c.maxInc[m.RunnerId], m.Incarnation)
+					c.byAddr[from] = runnerKey{m.RunnerId, m.Incarnation}
+					delete(c.dead, runnerKey{m.RunnerId, m.Incarnation}) // back from a hang or partition
+				}
+			}
+		}
+	case actors.PeerTerminated:
+		if k, ok := c.byAddr[m.Addr]; ok {
+			c.dead[k] = true
+		}
+	case dispatcher.Observed:
+		for _, e := range fx {
+			if _, ok := e.(dispatcher.Persist); ok {
+				for _, commit := range m.Msg.Commits {
+					c.observed[commit] = true
+					if info := w.repo.commits[commit]; info != nil && info.poison {
+						c.poison[commit] = true
+					}
+				}
+			}
+		}
+	}
+	for _, e := range fx {
+		switch e := e.(type) {
+		case dispatcher.Persist:
+			for _, j := range e.Jobs {
+				if j.State != messages.JobState_JOB_STATE_DONE {
+					continue
+				}
+				c.checked[InvOneResult] = true
+				if !c.observed[j.Job.Commit] {
+					c.fail(InvObservedOnly, "job %d recorded for commit %s, which no CommitObserved queued", j.Job.Id, j.Job.Commit)
+				}
+				if prev := c.results[j.Job.Id]; prev != nil {
+					if prev.Attempt != j.Result.Attempt || prev.Status != j.Result.Status || prev.RunnerId != j.Result.RunnerId {
+						c.fail(InvOneResult, "job %d recorded twice: attempt %d %s on %q, then attempt %d %s on %q", j.Job.Id,
+							prev.Attempt, prev.Status.Name(), prev.RunnerId, j.Result.Attempt, j.Result.Status.Name(), j.Result.RunnerId)
+					}
+					continue
+				}
+				c.results[j.Job.Id] = j.Result
+			}
+		case actors.Send:
+			if r, ok := e.Msg.(*messages.RunJob); ok {
+				c.checked[InvNoDeadAssignment] = true
+				k := runnerKey{r.RunnerId, r.Incarnation}
+				if c.dead[k] || r.Incarnation < c.maxInc[r.RunnerId] {
+					c.fail(InvNoDeadAssignment, "job %d attempt %d assigned to %s incarnation %d, known dead or superseded", r.Job.Id, r.Attempt, r.RunnerId, r.Incarnation)
+				}
+			}
+		}
+	}
+}
+
+// note reads the dispatcher's trace events for what it learns by deadline.
+func (c *checker) note(n *node, e actors.Note) {
+	if n.role != roleDispatcher || e.Msg != "runner lost" {
+		return
+	}
+	var k runnerKey
+	for i := 0; i+1 < len(e.Args); i += 2 {
+		switch e.Args[i] {
+		case "runner":
+			k.id, _ = e.Args[i+1].(string)
+		case "incarnation":
+			k.inc, _ = e.Args[i+1].(int64)
+		}
+	}
+	c.dead[k] = true
+}
+
+func (c *checker) recorded(w *World, r *messages.Result) {
+	key := fmt.Sprintf("%s@%s#%d", r.Job.Repo, r.Job.Commit, r.Job.Build)
+	if prev := c.reported[key]; prev != nil {
+		if prev.Attempt != r.Attempt || prev.Status != r.Status {
+			c.fail(InvOneResult, "the reporter got two results for %s: attempt %d %s, then attempt %d %s", key,
+				prev.Attempt, prev.Status.Name(), r.Attempt, r.Status.Name())
+		}
+		return
+	}
+	c.reported[key] = r
+}
+
+func (c *checker) attemptStarted(w *World, n *node, p *proc) {
+	c.checked[InvNoOverlap] = true
+	for _, l := range c.running[p.ref.JobId] {
+		if !l.hung {
+			c.fail(InvNoOverlap, "job %d attempt %d started on %s while attempt %d still runs on %s",
+				p.ref.JobId, p.ref.Attempt, n.name, l.attempt, w.nodes[l.node].name)
+		}
+	}
+	c.running[p.ref.JobId] = append(c.running[p.ref.JobId], live{node: n.idx, attempt: p.ref.Attempt, proc: p.id})
+}
+
+func (c *checker) attemptEnded(n *node, p *proc) {
+	c.running[p.ref.JobId] = slices.DeleteFunc(c.running[p.ref.JobId], func(l live) bool { return l.node == n.idx })
+	if len(c.running[p.ref.JobId]) == 0 {
+		delete(c.running, p.ref.JobId)
+	}
+}
+
+func (c *checker) hung(n *node) {
+	for id, ls := range c.running {
+		for i := range ls {
+			if ls[i].node == n.idx {
+				c.running[id][i].hung = true
+			}
+		}
+	}
+}
+
+// dispatcherLost schedules the check that runners exit within their grace.
+func (c *checker) dispatcherLost(w *World) {
+	c.lostCheck = true
+}
+
+func (c *checker) healed(w *World) {}
+
+// final checks the end state: liveness after healing, or the runners'
+// exit after the dispatcher was lost for good.
+func (c *checker) end(w *World) {
+	if !w.lostAt.IsZero() {
+		c.checked[InvRunnersExit] = true
+		bound := w.cfg.RunnerGrace + w.dispCfg.DeadAfter + time.Second
+		for _, r := range w.runners() {
+			switch {
+			case r.up:
+				c.fail(InvRunnersExit, "%s still up %s after the dispatcher was lost (grace %s)", r.name, w.now.Sub(w.lostAt), w.cfg.RunnerGrace)
+			case r.exited && r.exitedAt.Sub(w.lostAt) > bound+r.hungLost:
+				c.fail(InvRunnersExit, "%s exited %s after the dispatcher was lost (bound %s)", r.name, r.exitedAt.Sub(w.lostAt), bound)
+			}
+		}
+		return
+	}
+	c.checked[InvEveryCommit] = true
+	var missing []string
+	for commit := range c.observed {
+		if c.reported[fmt.Sprintf("%s@%s#1", w.repo.URL, commit)] == nil {
+			missing = append(missing, commit[:12])
+		}
+	}
+	slices.Sort(missing)
+	if len(missing) > 0 {
+		c.fail(InvEveryCommit, "%d observed commits have no result after %s of calm: %s", len(missing), w.cfg.Settle, strings.Join(missing, " "))
+	}
+	c.checked[InvQueueDrains] = true
+	st := w.dispatcherNode().disp.Status()
+	for _, j := range st.Jobs {
+		if j.State != messages.JobState_JOB_STATE_DONE || !j.Forwarded {
+			c.fail(InvQueueDrains, "job %d still %s (forwarded %v) at the end", j.Job.Id, j.State.Name(), j.Forwarded)
+		}
+	}
+	for _, r := range w.runners() {
+		if r.up && r.run.Busy() {
+			c.fail(InvQueueDrains, "%s still busy at the end", r.name)
+		}
+	}
+	for commit := range c.poison {
+		c.checked[InvAttemptCap] = true
+		res := c.reported[fmt.Sprintf("%s@%s#1", w.repo.URL, commit)]
+		if res != nil && (res.Status != messages.Status_STATUS_ERRORED || !strings.Contains(res.Reason, "attempts")) {
+			c.fail(InvAttemptCap, "poison commit %s ended %s (%s), want errored at the attempt cap", commit[:12], res.Status.Name(), res.Reason)
+		}
+	}
+}

@@ -1,0 +1,16 @@
+// Package sim is Volt's deterministic simulator. One seed determines a whole
+// run: a single-threaded world with a virtual clock, an event queue ordered
+// by (virtual time, sequence), one seeded PRNG, a simulated network (delay,
+// reordering, drop, duplicate, partitions), a simulated repository (commits
+// arriving on several branches, force pushes, merges), a simulated executor
+// (durations, failures, hangs past the timeout, jobs that kill their
+// runner), a durable store that survives a dispatcher crash while memory
+// does not, and a supervisor model that restarts crashed roles as new
+// incarnations.
+//
+// It runs the production cores from actors/ unchanged; only the driver
+// differs. A Checker verifies the safety invariants after every step and
+// the liveness ones after the faults heal. `volt sim` exposes it to users.
+//
+// sim must not import gitexec, cluster, os/exec or net.
+package sim

@@ -1,0 +1,146 @@
+package sim
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+)
+
+// FaultKind names a kind of fault the simulator can inject.
+type FaultKind string
+
+// The fault kinds, as `volt sim --faults` spells them.
+const (
+	// FaultCrash kills a runner (idle or mid-job); its supervisor may restart it.
+	FaultCrash FaultKind = "crash"
+	// FaultHang freezes a runner (SIGSTOP): its connection stays open.
+	FaultHang FaultKind = "hang"
+	// FaultRestart kills a runner and restarts it at once as a new incarnation.
+	FaultRestart FaultKind = "restart"
+	// FaultDispatcher kills the dispatcher and restarts it on the same store.
+	FaultDispatcher FaultKind = "dispatcher"
+	// FaultDispatcherLoss kills the dispatcher for good.
+	FaultDispatcherLoss FaultKind = "dispatcher-loss"
+	// FaultObserver kills the observer and restarts it.
+	FaultObserver FaultKind = "observer"
+	// FaultPartition cuts a runner off from the dispatcher, both ways or one way.
+	FaultPartition FaultKind = "partition"
+	// FaultDrop drops messages for a while.
+	FaultDrop FaultKind = "drop"
+	// FaultDup duplicates messages for a while.
+	FaultDup FaultKind = "dup"
+	// FaultDelay delays (and so reorders) messages for a while.
+	FaultDelay FaultKind = "delay"
+	// FaultSlowGit makes repository reads slow for a while.
+	FaultSlowGit FaultKind = "slowgit"
+	// FaultForcePush rewrites a branch.
+	FaultForcePush FaultKind = "forcepush"
+	// FaultPoison adds commits whose tests kill the runner that runs them.
+	FaultPoison FaultKind = "poison"
+)
+
+// AllFaults lists every kind except dispatcher-loss, which ends liveness
+// checking and so is asked for explicitly.
+var AllFaults = []FaultKind{FaultCrash, FaultHang, FaultRestart, FaultDispatcher, FaultObserver,
+	FaultPartition, FaultDrop, FaultDup, FaultDelay, FaultSlowGit, FaultForcePush, FaultPoison}
+
+// ParseFaults reads a comma-separated list of fault kinds ("all" for AllFaults).
+func ParseFaults(s string) ([]FaultKind, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []FaultKind
+	for _, f := range strings.Split(s, ",") {
+		k := FaultKind(strings.TrimSpace(f))
+		switch {
+		case k == "all":
+			out = append(out, AllFaults...)
+		case k == FaultDispatcherLoss || slices.Contains(AllFaults, k):
+			out = append(out, k)
+		default:
+			return nil, fmt.Errorf("unknown fault %q: want a comma-separated list of %v, %s or all", k, AllFaults, FaultDispatcherLoss)
+		}
+	}
+	return out, nil
+}
+
+// Fault is one scheduled fault.
+type Fault struct {
+	// At is the virtual time from the start of the run.
+	At   time.Duration
+	Kind FaultKind
+	// Target is the runner it hits, for runner faults and partitions.
+	Target int
+	// Length is how long it lasts, or how long until the supervisor restarts
+	// a crashed role; negative means the role stays down.
+	Length time.Duration
+	// OneWay makes a partition drop only the dispatcher's messages to the runner.
+	OneWay bool
+}
+
+func (f Fault) String() string {
+	s := fmt.Sprintf("%s at %s", f.Kind, f.At)
+	switch f.Kind {
+	case FaultCrash, FaultHang, FaultRestart, FaultPartition:
+		s += fmt.Sprintf(" runner %d", f.Target+1)
+	}
+	if f.OneWay {
+		s += " one-way"
+	}
+	if f.Length != 0 {
+		s += fmt.Sprintf(" for %s", f.Length)
+	}
+	return s
+}
+
+// around draws a duration near one of the timers where the bugs live
+// (heartbeat 1 s, lease 2 s, dead-after 3 s), or anywhere up to max.
+func around(rng *rand.Rand, max time.Duration) time.Duration {
+	marks := []time.Duration{time.Second, 2 * time.Second, 3 * time.Second}
+	if rng.IntN(3) > 0 {
+		m := marks[rng.IntN(len(marks))]
+		return m + time.Duration(rng.Int64N(int64(600*time.Millisecond))) - 300*time.Millisecond
+	}
+	return time.Duration(rng.Int64N(int64(max))) + time.Millisecond
+}
+
+// drawSchedule picks about one fault per 8 virtual seconds from kinds.
+func drawSchedule(rng *rand.Rand, kinds []FaultKind, runners int, d time.Duration) []Fault {
+	if len(kinds) == 0 || d < 10*time.Second {
+		return nil
+	}
+	n := 1 + rng.IntN(int(d/(8*time.Second))+1)
+	var out []Fault
+	lost := false
+	for i := 0; i < n; i++ {
+		f := Fault{Kind: kinds[rng.IntN(len(kinds))], Target: rng.IntN(runners),
+			At: 2*time.Second + time.Duration(rng.Int64N(int64(d-4*time.Second)))}
+		switch f.Kind {
+		case FaultCrash:
+			f.Length = around(rng, 10*time.Second)
+			if rng.IntN(5) == 0 {
+				f.Length = -1
+			}
+		case FaultRestart:
+			f.Length = 0
+		case FaultHang, FaultPartition:
+			f.Length = around(rng, 8*time.Second)
+			f.OneWay = f.Kind == FaultPartition && rng.IntN(3) == 0
+		case FaultDispatcher, FaultObserver:
+			f.Length = time.Duration(rng.Int64N(int64(4 * time.Second)))
+		case FaultDispatcherLoss:
+			if lost {
+				continue
+			}
+			lost = true
+			f.Length = -1
+		case FaultDrop, FaultDup, FaultDelay, FaultSlowGit:
+			f.Length = time.Second + time.Duration(rng.Int64N(int64(8*time.Second)))
+		}
+		out = append(out, f)
+	}
+	slices.SortStableFunc(out, func(a, b Fault) int { return int(a.At - b.At) })
+	return out
+}

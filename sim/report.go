@@ -1,0 +1,47 @@
+package sim
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"time"
+)
+
+// Report is what one run found.
+type Report struct {
+	Seed        uint64
+	Events      int
+	VirtualTime time.Duration
+	Commits     int
+	Results     int
+	Schedule    []Fault
+	Faults      []Fault // the faults actually injected
+	Violations  []Violation
+	TraceHash   uint64
+	Trace       []string
+}
+
+// OK reports whether every invariant held.
+func (r *Report) OK() bool { return len(r.Violations) == 0 }
+
+// Summary writes the per-invariant verdicts and counts.
+func (r *Report) Summary(out io.Writer) {
+	fmt.Fprintf(out, "seed %d: %d events, %s virtual, %d commits observed, %d results, %d faults, trace %016x\n",
+		r.Seed, r.Events, r.VirtualTime, r.Commits, r.Results, len(r.Faults), r.TraceHash)
+	for _, f := range r.Faults {
+		fmt.Fprintf(out, "  fault: %s\n", f)
+	}
+	for _, inv := range Invariants {
+		verdict := "ok"
+		if slices.ContainsFunc(r.Violations, func(v Violation) bool { return v.Invariant == inv }) {
+			verdict = "VIOLATED"
+		}
+		fmt.Fprintf(out, "  %-8s %s\n", verdict, inv)
+	}
+	for _, v := range r.Violations {
+		fmt.Fprintf(out, "  violation: %s\n", v)
+	}
+}
+
+// Run runs one world.
+func Run(cfg Config) *Report { return New(cfg).Run() }

@@ -1,0 +1,69 @@
+package sim
+
+import (
+	"slices"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/voltci/volt/messages"
+)
+
+// durable is the simulated dispatcher store: it survives a dispatcher crash
+// while the core's memory does not. It keeps copies, as a database would.
+type durable struct {
+	jobs    map[int64]*messages.JobRecord
+	byKey   map[string]int64 // repo\x00commit -> id
+	cursors map[string]*messages.Cursor
+	maxID   int64
+}
+
+func newDurable() *durable {
+	return &durable{jobs: map[int64]*messages.JobRecord{}, byKey: map[string]int64{}, cursors: map[string]*messages.Cursor{}}
+}
+
+func (d *durable) save(jobs []*messages.JobRecord, cursors []*messages.Cursor) {
+	for _, j := range jobs {
+		c := proto.Clone(j).(*messages.JobRecord)
+		d.jobs[j.Job.Id] = c
+		d.byKey[j.Job.Repo+"\x00"+j.Job.Commit] = j.Job.Id
+		d.maxID = max(d.maxID, j.Job.Id)
+	}
+	for _, c := range cursors {
+		d.cursors[c.Repo+"\x00"+c.Branch] = proto.Clone(c).(*messages.Cursor)
+	}
+}
+
+// load returns what LoadQueue would: unfinished or unforwarded jobs, cursors, max id.
+func (d *durable) load() ([]*messages.JobRecord, []*messages.Cursor, int64) {
+	var jobs []*messages.JobRecord
+	for _, j := range d.jobs {
+		if j.State != messages.JobState_JOB_STATE_DONE || !j.Forwarded {
+			jobs = append(jobs, proto.Clone(j).(*messages.JobRecord))
+		}
+	}
+	slices.SortFunc(jobs, func(a, b *messages.JobRecord) int { return int(a.Job.Id - b.Job.Id) })
+	var cursors []*messages.Cursor
+	for _, c := range d.cursors {
+		cursors = append(cursors, proto.Clone(c).(*messages.Cursor))
+	}
+	slices.SortFunc(cursors, func(a, b *messages.Cursor) int {
+		if a.Repo+a.Branch < b.Repo+b.Branch {
+			return -1
+		}
+		return 1
+	})
+	return jobs, cursors, d.maxID
+}
+
+func (d *durable) archived(repo string, commits []string) map[string]int64 {
+	var out map[string]int64
+	for _, c := range commits {
+		if id, ok := d.byKey[repo+"\x00"+c]; ok {
+			if out == nil {
+				out = map[string]int64{}
+			}
+			out[c] = id
+		}
+	}
+	return out
+}

@@ -1,0 +1,755 @@
+package sim
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/actors/dispatcher"
+	"github.com/voltci/volt/actors/observer"
+	"github.com/voltci/volt/actors/reporter"
+	"github.com/voltci/volt/actors/runner"
+	"github.com/voltci/volt/messages"
+)
+
+// Config describes one simulated run.
+type Config struct {
+	Seed uint64
+	// Runners is the size of the pool (default 3).
+	Runners int
+	// Duration is the fault phase: commits arrive and faults strike (default 60 s).
+	Duration time.Duration
+	// Settle is the liveness phase after every fault heals (default 60 s).
+	Settle time.Duration
+	// Faults are the kinds drawn for the schedule when Schedule is nil.
+	Faults []FaultKind
+	// Schedule, when set, is used instead of a drawn one (property tests draw it).
+	Schedule []Fault
+	// CommitEvery is the mean time between repository changes (default 4 s).
+	CommitEvery time.Duration
+	// RunnerGrace is how long runners and the observer wait for a lost dispatcher (default 10 s).
+	RunnerGrace time.Duration
+	// Trace keeps a readable line per event in Report.Trace.
+	Trace bool
+}
+
+func (c *Config) defaults() {
+	if c.Runners <= 0 {
+		c.Runners = 3
+	}
+	if c.Duration <= 0 {
+		c.Duration = 60 * time.Second
+	}
+	if c.Settle <= 0 {
+		c.Settle = 60 * time.Second
+	}
+	if c.CommitEvery <= 0 {
+		c.CommitEvery = 4 * time.Second
+	}
+	if c.RunnerGrace <= 0 {
+		c.RunnerGrace = 10 * time.Second
+	}
+}
+
+type role uint8
+
+const (
+	roleDispatcher role = iota
+	roleObserver
+	roleReporter
+	roleRunner
+)
+
+// node is one simulated process.
+type node struct {
+	idx    int
+	role   role
+	name   string
+	addr   actors.Addr
+	host   string
+	up     bool
+	hung   bool
+	exited bool
+	gen    uint64
+	inbox  []event
+	tickAt time.Time
+
+	disp *dispatcher.Core
+	obs  *observer.Core
+	rep  *reporter.Core
+	run  *runner.Core
+
+	runnerID  string
+	proc      *proc
+	exitedAt  time.Time
+	hungSince time.Time
+	hungLost  time.Duration // time spent hung after the dispatcher was lost
+}
+
+// proc is a runner's job process (its process group).
+type proc struct {
+	id      uint64
+	ref     *messages.JobRef
+	job     *messages.Job
+	started time.Time
+	result  *messages.Result
+}
+
+// World is one simulated run.
+type World struct {
+	cfg   Config
+	rng   *rand.Rand
+	start time.Time
+	now   time.Time
+	q     queue
+	seq   uint64
+
+	nodes    []*node
+	byAddr   map[actors.Addr]int
+	watchers map[actors.Addr][]actors.Addr
+	store    *durable
+	repo     *Repo
+	check    *checker
+
+	dropP, dupP float64
+	extraDelay  time.Duration
+	slowGit     time.Duration
+	blocked     map[[2]string]int
+	schedule    []Fault
+	nextFault   int
+	lostAt      time.Time // dispatcher lost for good
+	procs       uint64
+	dispCfg     dispatcher.Config
+	report      Report
+	hash        uint64
+}
+
+// New builds a world from cfg; Run runs it.
+func New(cfg Config) *World {
+	cfg.defaults()
+	w := &World{
+		cfg:      cfg,
+		rng:      rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		start:    time.Unix(1_700_000_000, 0).UTC(),
+		byAddr:   map[actors.Addr]int{},
+		watchers: map[actors.Addr][]actors.Addr{},
+		store:    newDurable(),
+		repo:     newRepo("main", "dev"),
+		blocked:  map[[2]string]int{},
+		hash:     fnv.New64a().Sum64(),
+	}
+	w.now = w.start
+	w.check = newChecker(w)
+	w.dispCfg = dispatcher.DefaultConfig()
+	w.dispCfg.JobTimeout = 10 * time.Second
+	w.schedule = cfg.Schedule
+	if w.schedule == nil {
+		w.schedule = drawSchedule(w.rng, cfg.Faults, cfg.Runners, cfg.Duration)
+	}
+	w.addNode(roleDispatcher, "dispatcher", "disp")
+	w.addNode(roleObserver, "observer", "obs")
+	w.addNode(roleReporter, "reporter", "rep")
+	for i := 0; i < cfg.Runners; i++ {
+		w.addNode(roleRunner, "runner", fmt.Sprintf("r%d", i+1))
+	}
+	return w
+}
+
+func (w *World) addNode(r role, name, host string) {
+	n := &node{idx: len(w.nodes), role: r, name: host, host: host, addr: actors.NewAddr(host, name)}
+	if r == roleRunner {
+		n.runnerID = host
+	}
+	w.nodes = append(w.nodes, n)
+	w.byAddr[n.addr] = n.idx
+}
+
+func (w *World) dispatcherNode() *node { return w.nodes[0] }
+func (w *World) observerNode() *node   { return w.nodes[1] }
+func (w *World) reporterNode() *node   { return w.nodes[2] }
+func (w *World) runners() []*node      { return w.nodes[3:] }
+
+func (w *World) push(e event) {
+	w.seq++
+	e.seq = w.seq
+	w.q.push(e)
+}
+
+func (w *World) after(d time.Duration, e event) {
+	e.at = w.now.Add(d)
+	w.push(e)
+}
+
+// Run runs the world to the end of the settle phase and checks it.
+func (w *World) Run() *Report {
+	w.report.Seed = w.cfg.Seed
+	w.report.Schedule = w.schedule
+	for _, n := range w.nodes {
+		w.boot(n)
+	}
+	w.after(w.commitGap(), event{kind: evCommit})
+	if len(w.schedule) > 0 {
+		w.push(event{at: w.start.Add(w.schedule[0].At), kind: evFault})
+	}
+	healAt := w.start.Add(w.cfg.Duration)
+	end := healAt.Add(w.cfg.Settle)
+	healed := false
+	for len(w.q) > 0 {
+		if !healed && !w.q[0].at.Before(healAt) {
+			w.now = healAt
+			w.heal()
+			healed = true
+			continue
+		}
+		if w.q[0].at.After(end) {
+			break
+		}
+		e := w.q.pop()
+		w.now = e.at
+		w.report.Events++
+		w.handle(e)
+	}
+	w.now = end
+	w.check.end(w)
+	w.report.VirtualTime = end.Sub(w.start)
+	w.report.TraceHash = w.hash
+	w.report.Commits = len(w.check.observed)
+	w.report.Results = len(w.check.reported)
+	return &w.report
+}
+
+func (w *World) commitGap() time.Duration {
+	return time.Duration(w.rng.ExpFloat64() * float64(w.cfg.CommitEvery))
+}
+
+func (w *World) handle(e event) {
+	switch e.kind {
+	case evDeliver:
+		n := w.nodes[e.node]
+		if !n.up || e.gen != n.gen {
+			w.trace(n, "drop", e.msg, "(down)")
+			return
+		}
+		if n.hung {
+			n.inbox = append(n.inbox, e)
+			return
+		}
+		w.step(n, e.from, e.msg)
+	case evTick:
+		n := w.nodes[e.node]
+		if !n.up || n.hung || e.gen != n.gen || !e.at.Equal(n.tickAt) {
+			return
+		}
+		n.tickAt = time.Time{}
+		w.step(n, "", actors.Tick{})
+	case evJobEnd:
+		n := w.nodes[e.node]
+		if n.proc == nil || n.proc.id != uint64(e.arg) || e.gen != n.gen {
+			return
+		}
+		p := n.proc
+		n.proc = nil
+		w.check.attemptEnded(n, p)
+		w.deliverLocal(n, runner.JobDone{Ref: p.ref, Result: p.result})
+	case evCommit:
+		w.commit()
+		if w.now.Sub(w.start) < w.cfg.Duration {
+			w.after(w.commitGap(), event{kind: evCommit})
+		}
+	case evFault:
+		f := w.schedule[w.nextFault]
+		w.nextFault++
+		if w.nextFault < len(w.schedule) {
+			w.push(event{at: w.start.Add(w.schedule[w.nextFault].At), kind: evFault})
+		}
+		w.inject(f)
+	case evRestart:
+		n := w.nodes[e.node]
+		if !n.up && !w.isLost(n) {
+			w.boot(n)
+		}
+	case evUnhang:
+		n := w.nodes[e.node]
+		if n.up && n.hung && e.gen == n.gen {
+			w.unhang(n)
+		}
+	case evHeal:
+		w.healOne(e)
+	}
+}
+
+// isLost reports whether n must stay down because the dispatcher is gone for good.
+func (w *World) isLost(n *node) bool {
+	return !w.lostAt.IsZero() && (n.role == roleDispatcher || n.role == roleRunner || n.role == roleObserver)
+}
+
+// deliverLocal hands a shell's answer to its own node (no network).
+func (w *World) deliverLocal(n *node, msg any) {
+	w.push(event{at: w.now, kind: evDeliver, node: n.idx, gen: n.gen, msg: msg})
+}
+
+// boot starts (or restarts) a node with a fresh core.
+func (w *World) boot(n *node) {
+	n.up, n.hung, n.exited = true, false, false
+	n.gen++
+	n.inbox = nil
+	n.tickAt = time.Time{}
+	var fx []actors.Effect
+	disp := w.dispatcherNode().addr
+	switch n.role {
+	case roleDispatcher:
+		cfg := w.dispCfg
+		cfg.Epoch = w.now.UnixNano()
+		n.disp = dispatcher.New(cfg)
+		jobs, cursors, maxID := w.store.load()
+		fx = n.disp.Recover(w.now, jobs, cursors, maxID)
+		w.check.dispatcherBooted()
+	case roleObserver:
+		n.obs = observer.New(observer.Config{ID: "observer", Dispatcher: disp, Poll: time.Second, Grace: w.cfg.RunnerGrace,
+			MaxBacklog: 5, Repos: []*messages.WatchedRepo{{Url: w.repo.URL, Name: w.repo.Name, Branches: w.repo.order}}})
+		fx = n.obs.Start(w.now)
+	case roleReporter:
+		n.rep = reporter.New(reporter.Config{ID: "reporter", Dispatcher: disp})
+		fx = n.rep.Start(w.now)
+	case roleRunner:
+		// Each incarnation is its own actor (as in production), so a late
+		// PeerTerminated for the previous one cannot be mistaken for this one.
+		n.addr = actors.NewAddr(n.host, fmt.Sprintf("runner-%d", n.gen))
+		w.byAddr[n.addr] = n.idx
+		n.run = runner.New(runner.Config{ID: n.runnerID, Incarnation: w.now.UnixNano() + int64(n.idx), Hostname: n.host,
+			Dispatcher: disp, Grace: w.cfg.RunnerGrace})
+		fx = n.run.Start(w.now)
+	}
+	w.trace(n, "start", nil, fmt.Sprintf("generation %d", n.gen))
+	w.apply(n, fx)
+	w.scheduleTick(n)
+}
+
+func (w *World) deadline(n *node) time.Time {
+	switch n.role {
+	case roleDispatcher:
+		return n.disp.Deadline()
+	case roleObserver:
+		return n.obs.Deadline()
+	case roleReporter:
+		return n.rep.Deadline()
+	}
+	return n.run.Deadline()
+}
+
+func (w *World) scheduleTick(n *node) {
+	if !n.up || n.hung {
+		return
+	}
+	d := w.deadline(n)
+	if d.IsZero() {
+		return
+	}
+	if d.Before(w.now) {
+		d = w.now
+	}
+	if !n.tickAt.IsZero() && !n.tickAt.After(d) && !n.tickAt.Before(w.now) {
+		return
+	}
+	n.tickAt = d
+	w.push(event{at: d, kind: evTick, node: n.idx, gen: n.gen})
+}
+
+// step feeds one input to a node's core and carries out the effects.
+func (w *World) step(n *node, from actors.Addr, in any) {
+	var fx []actors.Effect
+	switch n.role {
+	case roleDispatcher:
+		if m, ok := in.(*messages.CommitObserved); ok {
+			in = dispatcher.Observed{Msg: m, Archived: w.store.archived(m.Repo, m.Commits)}
+		}
+		fx = n.disp.Step(w.now, from, in)
+	case roleObserver:
+		fx = n.obs.Step(w.now, from, in)
+	case roleReporter:
+		fx = n.rep.Step(w.now, from, in)
+	case roleRunner:
+		fx = n.run.Step(w.now, from, in)
+	}
+	w.trace(n, "recv", in, string(from))
+	w.check.step(w, n, from, in, fx)
+	w.apply(n, fx)
+	w.scheduleTick(n)
+}
+
+func (w *World) apply(n *node, fx []actors.Effect) {
+	for _, e := range fx {
+		if !n.up {
+			return // an Exit ended the node
+		}
+		switch e := e.(type) {
+		case actors.Send:
+			w.send(n, e.To, e.Msg)
+		case actors.Register:
+			if d, ok := w.byAddr[e.To]; ok && w.nodes[d].up {
+				w.send(n, e.To, e.Msg) // the port accepts connections
+			}
+		case actors.Watch:
+			if !slices.Contains(w.watchers[e.Addr], n.addr) {
+				w.watchers[e.Addr] = append(w.watchers[e.Addr], n.addr)
+			}
+		case actors.Unwatch:
+			w.watchers[e.Addr] = slices.DeleteFunc(w.watchers[e.Addr], func(a actors.Addr) bool { return a == n.addr })
+		case actors.Exit:
+			w.trace(n, "exit", nil, e.Reason)
+			w.down(n)
+			n.exited = true
+			n.exitedAt = w.now
+		case actors.Note:
+			w.check.note(n, e)
+			if w.cfg.Trace {
+				w.trace(n, "note", nil, e.Msg+formatArgs(e.Args))
+			}
+		case dispatcher.Persist:
+			w.store.save(e.Jobs, e.Cursors)
+		case runner.StartJob:
+			w.startJob(n, e.Run)
+		case runner.CancelRun:
+			if p := n.proc; p != nil && p.ref.JobId == e.Ref.JobId && p.ref.Attempt == e.Ref.Attempt {
+				w.procs++
+				p.id = w.procs
+				p.result = w.outcome(p, messages.Status_STATUS_CANCELLED, e.Reason)
+				w.after(5*time.Millisecond, event{kind: evJobEnd, node: n.idx, gen: n.gen, arg: int(p.id)})
+			}
+		case observer.Poll:
+			delay := time.Duration(1+w.rng.IntN(20)) * time.Millisecond
+			if w.slowGit > 0 {
+				delay += time.Duration(w.rng.Int64N(int64(w.slowGit)))
+			}
+			polled := w.repo.read(e)
+			w.after(delay, event{kind: evDeliver, node: n.idx, gen: n.gen, msg: polled})
+		case reporter.Record:
+			w.check.recorded(w, e.Result)
+			j := e.Result.Job
+			w.send(n, e.ReplyTo, &messages.ResultRecordedAck{JobId: j.Id, Repo: j.Repo, Commit: j.Commit, Build: j.Build})
+		case reporter.AppendLog:
+		case reporter.CloseLog:
+			w.send(n, e.ReplyTo, &messages.LogAck{JobId: e.Msg.Job.Id, Attempt: e.Msg.Attempt, Have: e.Msg.Size})
+		default:
+			panic(fmt.Sprintf("sim: effect %T not carried out", e))
+		}
+	}
+}
+
+// send puts a message on the simulated network.
+func (w *World) send(src *node, to actors.Addr, msg proto.Message) {
+	di, ok := w.byAddr[to]
+	if !ok {
+		return
+	}
+	dst := w.nodes[di]
+	if dst.addr != to {
+		return // an earlier incarnation's actor: nobody is there any more
+	}
+	if w.blocked[[2]string{src.host, dst.host}] > 0 || (w.dropP > 0 && w.rng.Float64() < w.dropP) {
+		w.trace(src, "lost", msg, string(to))
+		return
+	}
+	delay := 200*time.Microsecond + time.Duration(w.rng.Int64N(int64(2*time.Millisecond)))
+	if w.extraDelay > 0 {
+		delay += time.Duration(w.rng.Int64N(int64(w.extraDelay)))
+	}
+	w.push(event{at: w.now.Add(delay), kind: evDeliver, node: di, gen: dst.gen, from: src.addr, msg: msg})
+	if w.dupP > 0 && w.rng.Float64() < w.dupP {
+		w.push(event{at: w.now.Add(delay + time.Duration(w.rng.Int64N(int64(50*time.Millisecond)))), kind: evDeliver,
+			node: di, gen: dst.gen, from: src.addr, msg: msg})
+	}
+}
+
+func (w *World) outcome(p *proc, s messages.Status, reason string) *messages.Result {
+	return &messages.Result{Job: p.job, Attempt: p.ref.Attempt, Status: s, Reason: reason,
+		StartedUnixMs: p.started.UnixMilli(), FinishedUnixMs: w.now.UnixMilli()}
+}
+
+func (w *World) startJob(n *node, run *messages.RunJob) {
+	info := w.repo.commits[run.Job.Commit]
+	if info == nil {
+		info = &commitInfo{durationMs: 500}
+	}
+	w.procs++
+	p := &proc{id: w.procs, ref: &messages.JobRef{JobId: run.Job.Id, Attempt: run.Attempt}, job: run.Job, started: w.now}
+	n.proc = p
+	w.check.attemptStarted(w, n, p)
+	if info.poison {
+		w.trace(n, "poison", nil, run.Job.Commit)
+		w.crash(n, 500*time.Millisecond)
+		return
+	}
+	d := time.Duration(info.durationMs) * time.Millisecond
+	timeout := time.Duration(run.TimeoutMs) * time.Millisecond
+	status := messages.Status_STATUS_PASSED
+	if info.fails {
+		status = messages.Status_STATUS_FAILED
+	}
+	if info.hangs || d > timeout {
+		d, status = timeout, messages.Status_STATUS_TIMED_OUT
+	}
+	p.result = &messages.Result{Job: run.Job, Attempt: run.Attempt, Status: status,
+		StartedUnixMs: w.now.UnixMilli(), FinishedUnixMs: w.now.Add(d).UnixMilli()}
+	w.after(d, event{kind: evJobEnd, node: n.idx, gen: n.gen, arg: int(p.id)})
+}
+
+// down takes a node down: its job processes die with it (parent-death
+// signal), watchers hear of it, its own watches end.
+func (w *World) down(n *node) {
+	n.up, n.hung = false, false
+	n.gen++
+	n.inbox = nil
+	if p := n.proc; p != nil {
+		n.proc = nil
+		w.check.attemptEnded(n, p)
+	}
+	for t, ws := range w.watchers {
+		w.watchers[t] = slices.DeleteFunc(ws, func(a actors.Addr) bool { return a == n.addr })
+	}
+	for _, wa := range w.watchers[n.addr] {
+		wn := w.nodes[w.byAddr[wa]]
+		w.after(time.Duration(2+w.rng.IntN(8))*time.Millisecond, event{kind: evDeliver, node: wn.idx, gen: wn.gen,
+			msg: actors.PeerTerminated{Addr: n.addr, Reason: "AddressTerminated"}})
+	}
+	delete(w.watchers, n.addr)
+}
+
+// crash kills a node; the supervisor restarts it after restart (never if negative).
+func (w *World) crash(n *node, restart time.Duration) {
+	if !n.up {
+		return
+	}
+	w.trace(n, "crash", nil, "")
+	w.down(n)
+	if restart >= 0 {
+		w.after(restart, event{kind: evRestart, node: n.idx})
+	}
+}
+
+func (w *World) unhang(n *node) {
+	n.hung = false
+	if !w.lostAt.IsZero() {
+		from := n.hungSince
+		if from.Before(w.lostAt) {
+			from = w.lostAt
+		}
+		n.hungLost += w.now.Sub(from)
+	}
+	w.trace(n, "resume", nil, "")
+	inbox := n.inbox
+	n.inbox = nil
+	for _, e := range inbox {
+		e.at = w.now
+		w.push(e)
+	}
+	w.scheduleTick(n)
+}
+
+func (w *World) commit() {
+	info := &commitInfo{durationMs: 300 + w.rng.Int64N(3700)}
+	switch x := w.rng.IntN(100); {
+	case x < 15:
+		info.fails = true
+	case x < 17:
+		info.hangs = true
+	case x < 22 && slices.Contains(w.cfg.Faults, FaultPoison):
+		info.poison = true
+	}
+	branch := w.repo.order[w.rng.IntN(len(w.repo.order))]
+	switch x := w.rng.IntN(100); {
+	case x < 10 && w.repo.merge("main", "dev"):
+		w.traceWorld("merge dev into main")
+		return
+	case x < 18 && slices.Contains(w.cfg.Faults, FaultForcePush) && len(w.repo.branches[branch]) > 1:
+		id := w.repo.newCommit(w.rng, info)
+		w.repo.forcePush(branch, id)
+		w.traceWorld("force push " + branch + " " + id)
+		return
+	}
+	id := w.repo.newCommit(w.rng, info)
+	w.repo.push(branch, id)
+	w.traceWorld("commit " + branch + " " + id)
+}
+
+func (w *World) inject(f Fault) {
+	w.report.Faults = append(w.report.Faults, f)
+	w.traceWorld("fault: " + f.String())
+	r := w.runners()[f.Target%len(w.runners())]
+	switch f.Kind {
+	case FaultCrash:
+		w.crash(r, f.Length)
+	case FaultRestart:
+		w.crash(r, 0)
+	case FaultHang:
+		if r.up && !r.hung {
+			r.hung = true
+			r.hungSince = w.now
+			w.check.hung(r)
+			w.after(f.Length, event{kind: evUnhang, node: r.idx, gen: r.gen})
+		}
+	case FaultDispatcher:
+		w.crash(w.dispatcherNode(), f.Length)
+	case FaultDispatcherLoss:
+		w.lostAt = w.now
+		w.crash(w.dispatcherNode(), -1)
+		w.check.dispatcherLost(w)
+	case FaultObserver:
+		w.crash(w.observerNode(), f.Length)
+	case FaultPartition:
+		d := w.dispatcherNode().host
+		w.blocked[[2]string{d, r.host}]++
+		if !f.OneWay {
+			w.blocked[[2]string{r.host, d}]++
+		}
+		w.after(f.Length, event{kind: evHeal, node: r.idx, arg: boolInt(f.OneWay) + 1})
+	case FaultDrop:
+		w.dropP = 0.05 + w.rng.Float64()*0.3
+		w.after(f.Length, event{kind: evHeal, node: -1, msg: FaultDrop})
+	case FaultDup:
+		w.dupP = 0.1 + w.rng.Float64()*0.4
+		w.after(f.Length, event{kind: evHeal, node: -1, msg: FaultDup})
+	case FaultDelay:
+		w.extraDelay = time.Duration(50+w.rng.IntN(250)) * time.Millisecond
+		w.after(f.Length, event{kind: evHeal, node: -1, msg: FaultDelay})
+	case FaultSlowGit:
+		w.slowGit = time.Duration(200+w.rng.IntN(3000)) * time.Millisecond
+		w.after(f.Length, event{kind: evHeal, node: -1, msg: FaultSlowGit})
+	case FaultForcePush:
+		if b := w.repo.order[w.rng.IntN(len(w.repo.order))]; len(w.repo.branches[b]) > 0 {
+			w.repo.forcePush(b, w.repo.newCommit(w.rng, &commitInfo{durationMs: 500}))
+		}
+	case FaultPoison:
+		id := w.repo.newCommit(w.rng, &commitInfo{poison: true})
+		w.repo.push("main", id)
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (w *World) healOne(e event) {
+	if e.node >= 0 {
+		r := w.nodes[e.node]
+		d := w.dispatcherNode().host
+		if w.blocked[[2]string{d, r.host}] > 0 {
+			w.blocked[[2]string{d, r.host}]--
+		}
+		if e.arg == 1 && w.blocked[[2]string{r.host, d}] > 0 {
+			w.blocked[[2]string{r.host, d}]--
+		}
+		return
+	}
+	switch e.msg.(FaultKind) {
+	case FaultDrop:
+		w.dropP = 0
+	case FaultDup:
+		w.dupP = 0
+	case FaultDelay:
+		w.extraDelay = 0
+	case FaultSlowGit:
+		w.slowGit = 0
+	}
+}
+
+// heal ends the fault phase: the network heals, hung nodes resume, and the
+// supervisors bring back what is down (unless the dispatcher is gone for good).
+func (w *World) heal() {
+	w.traceWorld("heal: faults end, liveness phase begins")
+	w.nextFault = len(w.schedule)
+	w.dropP, w.dupP, w.extraDelay, w.slowGit = 0, 0, 0, 0
+	clear(w.blocked)
+	for _, n := range w.nodes {
+		if n.up && n.hung {
+			w.unhang(n)
+		}
+	}
+	if !w.lostAt.IsZero() {
+		return
+	}
+	for _, n := range w.nodes {
+		if !n.up {
+			w.boot(n)
+		}
+	}
+	w.check.healed(w)
+}
+
+var nodeTag = [...]string{"disp", "obs", "rep", "run"}
+
+// trace folds an event into the trace hash and, when asked, the text trace.
+func (w *World) trace(n *node, what string, msg any, detail string) {
+	h := w.hash
+	mix := func(s string) {
+		for i := 0; i < len(s); i++ {
+			h ^= uint64(s[i])
+			h *= 1099511628211
+		}
+	}
+	t := uint64(w.now.Sub(w.start))
+	for i := 0; i < 8; i++ {
+		h ^= t & 0xff
+		h *= 1099511628211
+		t >>= 8
+	}
+	h ^= uint64(n.idx)
+	h *= 1099511628211
+	mix(what)
+	name := inputName(msg)
+	mix(name)
+	w.hash = h
+	if w.cfg.Trace {
+		w.report.Trace = append(w.report.Trace, fmt.Sprintf("%10.3fs  %-5s %-10s %-20s %s",
+			w.now.Sub(w.start).Seconds(), n.name, what, name, detail))
+	}
+}
+
+func (w *World) traceWorld(s string) {
+	h := w.hash
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	w.hash = h
+	if w.cfg.Trace {
+		w.report.Trace = append(w.report.Trace, fmt.Sprintf("%10.3fs  %-5s %s", w.now.Sub(w.start).Seconds(), "world", s))
+	}
+}
+
+func inputName(in any) string {
+	switch m := in.(type) {
+	case nil:
+		return ""
+	case proto.Message:
+		return string(m.ProtoReflect().Descriptor().Name())
+	case actors.Tick:
+		return "Tick"
+	case actors.PeerTerminated:
+		return "PeerTerminated"
+	case dispatcher.Observed:
+		return "CommitObserved"
+	case runner.JobDone:
+		return "JobDone"
+	case observer.Polled:
+		return "Polled"
+	}
+	return fmt.Sprintf("%T", in)
+}
+
+func formatArgs(args []any) string {
+	var b strings.Builder
+	for i := 0; i+1 < len(args); i += 2 {
+		fmt.Fprintf(&b, " %v=%v", args[i], args[i+1])
+	}
+	return b.String()
+}
