@@ -108,6 +108,14 @@ func (q queueStore) LoadQueue() ([]*messages.JobRecord, []*messages.Cursor, int6
 	return q.db.LoadQueue()
 }
 
+func (q queueStore) SaveIncarnations(rs []*messages.RunnerIncarnation) error {
+	return q.db.SaveIncarnations(rs)
+}
+
+func (q queueStore) LoadIncarnations() ([]*messages.RunnerIncarnation, error) {
+	return q.db.LoadIncarnations()
+}
+
 func (q queueStore) Archived(repo string, commits []string) (map[string]int64, error) {
 	out := map[string]int64{}
 	for _, c := range commits {

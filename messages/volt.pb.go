@@ -531,6 +531,61 @@ func (x *Cursor) GetCommit() string {
 	return ""
 }
 
+// RunnerIncarnation is the newest incarnation the dispatcher has accepted
+// from a runner; it is kept durably so that a restarted dispatcher still
+// refuses older incarnations.
+type RunnerIncarnation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunnerId      string                 `protobuf:"bytes,1,opt,name=runner_id,json=runnerId,proto3" json:"runner_id,omitempty"`
+	Incarnation   int64                  `protobuf:"varint,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunnerIncarnation) Reset() {
+	*x = RunnerIncarnation{}
+	mi := &file_volt_v1_volt_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunnerIncarnation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunnerIncarnation) ProtoMessage() {}
+
+func (x *RunnerIncarnation) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunnerIncarnation.ProtoReflect.Descriptor instead.
+func (*RunnerIncarnation) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RunnerIncarnation) GetRunnerId() string {
+	if x != nil {
+		return x.RunnerId
+	}
+	return ""
+}
+
+func (x *RunnerIncarnation) GetIncarnation() int64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
 // WatchedRepo is a repository an observer polls.
 type WatchedRepo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -543,7 +598,7 @@ type WatchedRepo struct {
 
 func (x *WatchedRepo) Reset() {
 	*x = WatchedRepo{}
-	mi := &file_volt_v1_volt_proto_msgTypes[4]
+	mi := &file_volt_v1_volt_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -555,7 +610,7 @@ func (x *WatchedRepo) String() string {
 func (*WatchedRepo) ProtoMessage() {}
 
 func (x *WatchedRepo) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[4]
+	mi := &file_volt_v1_volt_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -568,7 +623,7 @@ func (x *WatchedRepo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchedRepo.ProtoReflect.Descriptor instead.
 func (*WatchedRepo) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{4}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *WatchedRepo) GetUrl() string {
@@ -605,7 +660,7 @@ type RegisterObserver struct {
 
 func (x *RegisterObserver) Reset() {
 	*x = RegisterObserver{}
-	mi := &file_volt_v1_volt_proto_msgTypes[5]
+	mi := &file_volt_v1_volt_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +672,7 @@ func (x *RegisterObserver) String() string {
 func (*RegisterObserver) ProtoMessage() {}
 
 func (x *RegisterObserver) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[5]
+	mi := &file_volt_v1_volt_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +685,7 @@ func (x *RegisterObserver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterObserver.ProtoReflect.Descriptor instead.
 func (*RegisterObserver) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{5}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RegisterObserver) GetObserverId() string {
@@ -674,7 +729,7 @@ type ObserverRegistered struct {
 
 func (x *ObserverRegistered) Reset() {
 	*x = ObserverRegistered{}
-	mi := &file_volt_v1_volt_proto_msgTypes[6]
+	mi := &file_volt_v1_volt_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +741,7 @@ func (x *ObserverRegistered) String() string {
 func (*ObserverRegistered) ProtoMessage() {}
 
 func (x *ObserverRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[6]
+	mi := &file_volt_v1_volt_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +754,7 @@ func (x *ObserverRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObserverRegistered.ProtoReflect.Descriptor instead.
 func (*ObserverRegistered) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{6}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ObserverRegistered) GetAccepted() bool {
@@ -749,7 +804,7 @@ type CommitObserved struct {
 
 func (x *CommitObserved) Reset() {
 	*x = CommitObserved{}
-	mi := &file_volt_v1_volt_proto_msgTypes[7]
+	mi := &file_volt_v1_volt_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +816,7 @@ func (x *CommitObserved) String() string {
 func (*CommitObserved) ProtoMessage() {}
 
 func (x *CommitObserved) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[7]
+	mi := &file_volt_v1_volt_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +829,7 @@ func (x *CommitObserved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitObserved.ProtoReflect.Descriptor instead.
 func (*CommitObserved) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{7}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CommitObserved) GetObserverId() string {
@@ -857,7 +912,7 @@ type CommitObservedAck struct {
 
 func (x *CommitObservedAck) Reset() {
 	*x = CommitObservedAck{}
-	mi := &file_volt_v1_volt_proto_msgTypes[8]
+	mi := &file_volt_v1_volt_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +924,7 @@ func (x *CommitObservedAck) String() string {
 func (*CommitObservedAck) ProtoMessage() {}
 
 func (x *CommitObservedAck) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[8]
+	mi := &file_volt_v1_volt_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +937,7 @@ func (x *CommitObservedAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitObservedAck.ProtoReflect.Descriptor instead.
 func (*CommitObservedAck) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{8}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CommitObservedAck) GetObserverId() string {
@@ -946,7 +1001,7 @@ type Notify struct {
 
 func (x *Notify) Reset() {
 	*x = Notify{}
-	mi := &file_volt_v1_volt_proto_msgTypes[9]
+	mi := &file_volt_v1_volt_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1013,7 @@ func (x *Notify) String() string {
 func (*Notify) ProtoMessage() {}
 
 func (x *Notify) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[9]
+	mi := &file_volt_v1_volt_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1026,7 @@ func (x *Notify) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notify.ProtoReflect.Descriptor instead.
 func (*Notify) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{9}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Notify) GetRepo() string {
@@ -1005,7 +1060,7 @@ type NotifyAck struct {
 
 func (x *NotifyAck) Reset() {
 	*x = NotifyAck{}
-	mi := &file_volt_v1_volt_proto_msgTypes[10]
+	mi := &file_volt_v1_volt_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1017,7 +1072,7 @@ func (x *NotifyAck) String() string {
 func (*NotifyAck) ProtoMessage() {}
 
 func (x *NotifyAck) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[10]
+	mi := &file_volt_v1_volt_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1030,7 +1085,7 @@ func (x *NotifyAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyAck.ProtoReflect.Descriptor instead.
 func (*NotifyAck) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{10}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *NotifyAck) GetObservers() int32 {
@@ -1051,7 +1106,7 @@ type PollNow struct {
 
 func (x *PollNow) Reset() {
 	*x = PollNow{}
-	mi := &file_volt_v1_volt_proto_msgTypes[11]
+	mi := &file_volt_v1_volt_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +1118,7 @@ func (x *PollNow) String() string {
 func (*PollNow) ProtoMessage() {}
 
 func (x *PollNow) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[11]
+	mi := &file_volt_v1_volt_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +1131,7 @@ func (x *PollNow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollNow.ProtoReflect.Descriptor instead.
 func (*PollNow) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{11}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PollNow) GetRepo() string {
@@ -1104,7 +1159,7 @@ type JobRef struct {
 
 func (x *JobRef) Reset() {
 	*x = JobRef{}
-	mi := &file_volt_v1_volt_proto_msgTypes[12]
+	mi := &file_volt_v1_volt_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1116,7 +1171,7 @@ func (x *JobRef) String() string {
 func (*JobRef) ProtoMessage() {}
 
 func (x *JobRef) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[12]
+	mi := &file_volt_v1_volt_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1129,7 +1184,7 @@ func (x *JobRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRef.ProtoReflect.Descriptor instead.
 func (*JobRef) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{12}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *JobRef) GetJobId() int64 {
@@ -1165,7 +1220,7 @@ type RegisterRunner struct {
 
 func (x *RegisterRunner) Reset() {
 	*x = RegisterRunner{}
-	mi := &file_volt_v1_volt_proto_msgTypes[13]
+	mi := &file_volt_v1_volt_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1177,7 +1232,7 @@ func (x *RegisterRunner) String() string {
 func (*RegisterRunner) ProtoMessage() {}
 
 func (x *RegisterRunner) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[13]
+	mi := &file_volt_v1_volt_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1190,7 +1245,7 @@ func (x *RegisterRunner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRunner.ProtoReflect.Descriptor instead.
 func (*RegisterRunner) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{13}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RegisterRunner) GetRunnerId() string {
@@ -1263,7 +1318,7 @@ type RunnerRegistered struct {
 
 func (x *RunnerRegistered) Reset() {
 	*x = RunnerRegistered{}
-	mi := &file_volt_v1_volt_proto_msgTypes[14]
+	mi := &file_volt_v1_volt_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1330,7 @@ func (x *RunnerRegistered) String() string {
 func (*RunnerRegistered) ProtoMessage() {}
 
 func (x *RunnerRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[14]
+	mi := &file_volt_v1_volt_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1343,7 @@ func (x *RunnerRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerRegistered.ProtoReflect.Descriptor instead.
 func (*RunnerRegistered) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{14}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RunnerRegistered) GetAccepted() bool {
@@ -1374,7 +1429,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_volt_v1_volt_proto_msgTypes[15]
+	mi := &file_volt_v1_volt_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1386,7 +1441,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[15]
+	mi := &file_volt_v1_volt_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1399,7 +1454,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{15}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Heartbeat) GetRunnerId() string {
@@ -1446,7 +1501,7 @@ type HeartbeatAck struct {
 
 func (x *HeartbeatAck) Reset() {
 	*x = HeartbeatAck{}
-	mi := &file_volt_v1_volt_proto_msgTypes[16]
+	mi := &file_volt_v1_volt_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1513,7 @@ func (x *HeartbeatAck) String() string {
 func (*HeartbeatAck) ProtoMessage() {}
 
 func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[16]
+	mi := &file_volt_v1_volt_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1526,7 @@ func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatAck.ProtoReflect.Descriptor instead.
 func (*HeartbeatAck) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{16}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HeartbeatAck) GetRunnerId() string {
@@ -1533,7 +1588,7 @@ type RunJob struct {
 
 func (x *RunJob) Reset() {
 	*x = RunJob{}
-	mi := &file_volt_v1_volt_proto_msgTypes[17]
+	mi := &file_volt_v1_volt_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1600,7 @@ func (x *RunJob) String() string {
 func (*RunJob) ProtoMessage() {}
 
 func (x *RunJob) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[17]
+	mi := &file_volt_v1_volt_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1613,7 @@ func (x *RunJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunJob.ProtoReflect.Descriptor instead.
 func (*RunJob) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{17}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RunJob) GetJob() *Job {
@@ -1623,7 +1678,7 @@ type RunnerStopping struct {
 
 func (x *RunnerStopping) Reset() {
 	*x = RunnerStopping{}
-	mi := &file_volt_v1_volt_proto_msgTypes[18]
+	mi := &file_volt_v1_volt_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1635,7 +1690,7 @@ func (x *RunnerStopping) String() string {
 func (*RunnerStopping) ProtoMessage() {}
 
 func (x *RunnerStopping) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[18]
+	mi := &file_volt_v1_volt_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1648,7 +1703,7 @@ func (x *RunnerStopping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerStopping.ProtoReflect.Descriptor instead.
 func (*RunnerStopping) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{18}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RunnerStopping) GetRunnerId() string {
@@ -1691,7 +1746,7 @@ type JobFinished struct {
 
 func (x *JobFinished) Reset() {
 	*x = JobFinished{}
-	mi := &file_volt_v1_volt_proto_msgTypes[19]
+	mi := &file_volt_v1_volt_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1703,7 +1758,7 @@ func (x *JobFinished) String() string {
 func (*JobFinished) ProtoMessage() {}
 
 func (x *JobFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[19]
+	mi := &file_volt_v1_volt_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1716,7 +1771,7 @@ func (x *JobFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFinished.ProtoReflect.Descriptor instead.
 func (*JobFinished) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{19}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JobFinished) GetRunnerId() string {
@@ -1751,7 +1806,7 @@ type JobFinishedAck struct {
 
 func (x *JobFinishedAck) Reset() {
 	*x = JobFinishedAck{}
-	mi := &file_volt_v1_volt_proto_msgTypes[20]
+	mi := &file_volt_v1_volt_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1763,7 +1818,7 @@ func (x *JobFinishedAck) String() string {
 func (*JobFinishedAck) ProtoMessage() {}
 
 func (x *JobFinishedAck) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[20]
+	mi := &file_volt_v1_volt_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1776,7 +1831,7 @@ func (x *JobFinishedAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFinishedAck.ProtoReflect.Descriptor instead.
 func (*JobFinishedAck) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{20}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JobFinishedAck) GetRef() *JobRef {
@@ -1804,7 +1859,7 @@ type CancelJob struct {
 
 func (x *CancelJob) Reset() {
 	*x = CancelJob{}
-	mi := &file_volt_v1_volt_proto_msgTypes[21]
+	mi := &file_volt_v1_volt_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1816,7 +1871,7 @@ func (x *CancelJob) String() string {
 func (*CancelJob) ProtoMessage() {}
 
 func (x *CancelJob) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[21]
+	mi := &file_volt_v1_volt_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +1884,7 @@ func (x *CancelJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
 func (*CancelJob) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{21}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CancelJob) GetRef() *JobRef {
@@ -1858,7 +1913,7 @@ type RegisterReporter struct {
 
 func (x *RegisterReporter) Reset() {
 	*x = RegisterReporter{}
-	mi := &file_volt_v1_volt_proto_msgTypes[22]
+	mi := &file_volt_v1_volt_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1870,7 +1925,7 @@ func (x *RegisterReporter) String() string {
 func (*RegisterReporter) ProtoMessage() {}
 
 func (x *RegisterReporter) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[22]
+	mi := &file_volt_v1_volt_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1883,7 +1938,7 @@ func (x *RegisterReporter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterReporter.ProtoReflect.Descriptor instead.
 func (*RegisterReporter) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{22}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RegisterReporter) GetReporterId() string {
@@ -1919,7 +1974,7 @@ type ReporterRegistered struct {
 
 func (x *ReporterRegistered) Reset() {
 	*x = ReporterRegistered{}
-	mi := &file_volt_v1_volt_proto_msgTypes[23]
+	mi := &file_volt_v1_volt_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1931,7 +1986,7 @@ func (x *ReporterRegistered) String() string {
 func (*ReporterRegistered) ProtoMessage() {}
 
 func (x *ReporterRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[23]
+	mi := &file_volt_v1_volt_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1944,7 +1999,7 @@ func (x *ReporterRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReporterRegistered.ProtoReflect.Descriptor instead.
 func (*ReporterRegistered) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{23}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReporterRegistered) GetAccepted() bool {
@@ -1978,7 +2033,7 @@ type ResultRecorded struct {
 
 func (x *ResultRecorded) Reset() {
 	*x = ResultRecorded{}
-	mi := &file_volt_v1_volt_proto_msgTypes[24]
+	mi := &file_volt_v1_volt_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1990,7 +2045,7 @@ func (x *ResultRecorded) String() string {
 func (*ResultRecorded) ProtoMessage() {}
 
 func (x *ResultRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[24]
+	mi := &file_volt_v1_volt_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2003,7 +2058,7 @@ func (x *ResultRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultRecorded.ProtoReflect.Descriptor instead.
 func (*ResultRecorded) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{24}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ResultRecorded) GetResult() *Result {
@@ -2026,7 +2081,7 @@ type ResultRecordedAck struct {
 
 func (x *ResultRecordedAck) Reset() {
 	*x = ResultRecordedAck{}
-	mi := &file_volt_v1_volt_proto_msgTypes[25]
+	mi := &file_volt_v1_volt_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2038,7 +2093,7 @@ func (x *ResultRecordedAck) String() string {
 func (*ResultRecordedAck) ProtoMessage() {}
 
 func (x *ResultRecordedAck) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[25]
+	mi := &file_volt_v1_volt_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2051,7 +2106,7 @@ func (x *ResultRecordedAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultRecordedAck.ProtoReflect.Descriptor instead.
 func (*ResultRecordedAck) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{25}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ResultRecordedAck) GetJobId() int64 {
@@ -2095,7 +2150,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_volt_v1_volt_proto_msgTypes[26]
+	mi := &file_volt_v1_volt_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2107,7 +2162,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[26]
+	mi := &file_volt_v1_volt_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2120,7 +2175,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{26}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LogChunk) GetJob() *Job {
@@ -2163,7 +2218,7 @@ type LogClosed struct {
 
 func (x *LogClosed) Reset() {
 	*x = LogClosed{}
-	mi := &file_volt_v1_volt_proto_msgTypes[27]
+	mi := &file_volt_v1_volt_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2175,7 +2230,7 @@ func (x *LogClosed) String() string {
 func (*LogClosed) ProtoMessage() {}
 
 func (x *LogClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[27]
+	mi := &file_volt_v1_volt_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2188,7 +2243,7 @@ func (x *LogClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogClosed.ProtoReflect.Descriptor instead.
 func (*LogClosed) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{27}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LogClosed) GetJob() *Job {
@@ -2224,7 +2279,7 @@ type LogAck struct {
 
 func (x *LogAck) Reset() {
 	*x = LogAck{}
-	mi := &file_volt_v1_volt_proto_msgTypes[28]
+	mi := &file_volt_v1_volt_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2236,7 +2291,7 @@ func (x *LogAck) String() string {
 func (*LogAck) ProtoMessage() {}
 
 func (x *LogAck) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[28]
+	mi := &file_volt_v1_volt_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2249,7 +2304,7 @@ func (x *LogAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogAck.ProtoReflect.Descriptor instead.
 func (*LogAck) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{28}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LogAck) GetJobId() int64 {
@@ -2283,7 +2338,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_volt_v1_volt_proto_msgTypes[29]
+	mi := &file_volt_v1_volt_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2295,7 +2350,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[29]
+	mi := &file_volt_v1_volt_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2308,7 +2363,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{29}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StatusRequest) GetToken() string {
@@ -2333,7 +2388,7 @@ type RunnerStatus struct {
 
 func (x *RunnerStatus) Reset() {
 	*x = RunnerStatus{}
-	mi := &file_volt_v1_volt_proto_msgTypes[30]
+	mi := &file_volt_v1_volt_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2345,7 +2400,7 @@ func (x *RunnerStatus) String() string {
 func (*RunnerStatus) ProtoMessage() {}
 
 func (x *RunnerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[30]
+	mi := &file_volt_v1_volt_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2358,7 +2413,7 @@ func (x *RunnerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerStatus.ProtoReflect.Descriptor instead.
 func (*RunnerStatus) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{30}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RunnerStatus) GetRunnerId() string {
@@ -2419,7 +2474,7 @@ type StatusReply struct {
 
 func (x *StatusReply) Reset() {
 	*x = StatusReply{}
-	mi := &file_volt_v1_volt_proto_msgTypes[31]
+	mi := &file_volt_v1_volt_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2431,7 +2486,7 @@ func (x *StatusReply) String() string {
 func (*StatusReply) ProtoMessage() {}
 
 func (x *StatusReply) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[31]
+	mi := &file_volt_v1_volt_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2444,7 +2499,7 @@ func (x *StatusReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusReply.ProtoReflect.Descriptor instead.
 func (*StatusReply) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{31}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StatusReply) GetRole() string {
@@ -2539,7 +2594,10 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x06Cursor\x12\x12\n" +
 	"\x04repo\x18\x01 \x01(\tR\x04repo\x12\x16\n" +
 	"\x06branch\x18\x02 \x01(\tR\x06branch\x12\x16\n" +
-	"\x06commit\x18\x03 \x01(\tR\x06commit\"O\n" +
+	"\x06commit\x18\x03 \x01(\tR\x06commit\"R\n" +
+	"\x11RunnerIncarnation\x12\x1b\n" +
+	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x12 \n" +
+	"\vincarnation\x18\x02 \x01(\x03R\vincarnation\"O\n" +
 	"\vWatchedRepo\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -2718,7 +2776,7 @@ func file_volt_v1_volt_proto_rawDescGZIP() []byte {
 }
 
 var file_volt_v1_volt_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_volt_v1_volt_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_volt_v1_volt_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_volt_v1_volt_proto_goTypes = []any{
 	(Status)(0),                // 0: volt.v1.Status
 	(JobState)(0),              // 1: volt.v1.JobState
@@ -2726,35 +2784,36 @@ var file_volt_v1_volt_proto_goTypes = []any{
 	(*Result)(nil),             // 3: volt.v1.Result
 	(*JobRecord)(nil),          // 4: volt.v1.JobRecord
 	(*Cursor)(nil),             // 5: volt.v1.Cursor
-	(*WatchedRepo)(nil),        // 6: volt.v1.WatchedRepo
-	(*RegisterObserver)(nil),   // 7: volt.v1.RegisterObserver
-	(*ObserverRegistered)(nil), // 8: volt.v1.ObserverRegistered
-	(*CommitObserved)(nil),     // 9: volt.v1.CommitObserved
-	(*CommitObservedAck)(nil),  // 10: volt.v1.CommitObservedAck
-	(*Notify)(nil),             // 11: volt.v1.Notify
-	(*NotifyAck)(nil),          // 12: volt.v1.NotifyAck
-	(*PollNow)(nil),            // 13: volt.v1.PollNow
-	(*JobRef)(nil),             // 14: volt.v1.JobRef
-	(*RegisterRunner)(nil),     // 15: volt.v1.RegisterRunner
-	(*RunnerRegistered)(nil),   // 16: volt.v1.RunnerRegistered
-	(*Heartbeat)(nil),          // 17: volt.v1.Heartbeat
-	(*HeartbeatAck)(nil),       // 18: volt.v1.HeartbeatAck
-	(*RunJob)(nil),             // 19: volt.v1.RunJob
-	(*RunnerStopping)(nil),     // 20: volt.v1.RunnerStopping
-	(*JobFinished)(nil),        // 21: volt.v1.JobFinished
-	(*JobFinishedAck)(nil),     // 22: volt.v1.JobFinishedAck
-	(*CancelJob)(nil),          // 23: volt.v1.CancelJob
-	(*RegisterReporter)(nil),   // 24: volt.v1.RegisterReporter
-	(*ReporterRegistered)(nil), // 25: volt.v1.ReporterRegistered
-	(*ResultRecorded)(nil),     // 26: volt.v1.ResultRecorded
-	(*ResultRecordedAck)(nil),  // 27: volt.v1.ResultRecordedAck
-	(*LogChunk)(nil),           // 28: volt.v1.LogChunk
-	(*LogClosed)(nil),          // 29: volt.v1.LogClosed
-	(*LogAck)(nil),             // 30: volt.v1.LogAck
-	(*StatusRequest)(nil),      // 31: volt.v1.StatusRequest
-	(*RunnerStatus)(nil),       // 32: volt.v1.RunnerStatus
-	(*StatusReply)(nil),        // 33: volt.v1.StatusReply
-	nil,                        // 34: volt.v1.StatusReply.CountersEntry
+	(*RunnerIncarnation)(nil),  // 6: volt.v1.RunnerIncarnation
+	(*WatchedRepo)(nil),        // 7: volt.v1.WatchedRepo
+	(*RegisterObserver)(nil),   // 8: volt.v1.RegisterObserver
+	(*ObserverRegistered)(nil), // 9: volt.v1.ObserverRegistered
+	(*CommitObserved)(nil),     // 10: volt.v1.CommitObserved
+	(*CommitObservedAck)(nil),  // 11: volt.v1.CommitObservedAck
+	(*Notify)(nil),             // 12: volt.v1.Notify
+	(*NotifyAck)(nil),          // 13: volt.v1.NotifyAck
+	(*PollNow)(nil),            // 14: volt.v1.PollNow
+	(*JobRef)(nil),             // 15: volt.v1.JobRef
+	(*RegisterRunner)(nil),     // 16: volt.v1.RegisterRunner
+	(*RunnerRegistered)(nil),   // 17: volt.v1.RunnerRegistered
+	(*Heartbeat)(nil),          // 18: volt.v1.Heartbeat
+	(*HeartbeatAck)(nil),       // 19: volt.v1.HeartbeatAck
+	(*RunJob)(nil),             // 20: volt.v1.RunJob
+	(*RunnerStopping)(nil),     // 21: volt.v1.RunnerStopping
+	(*JobFinished)(nil),        // 22: volt.v1.JobFinished
+	(*JobFinishedAck)(nil),     // 23: volt.v1.JobFinishedAck
+	(*CancelJob)(nil),          // 24: volt.v1.CancelJob
+	(*RegisterReporter)(nil),   // 25: volt.v1.RegisterReporter
+	(*ReporterRegistered)(nil), // 26: volt.v1.ReporterRegistered
+	(*ResultRecorded)(nil),     // 27: volt.v1.ResultRecorded
+	(*ResultRecordedAck)(nil),  // 28: volt.v1.ResultRecordedAck
+	(*LogChunk)(nil),           // 29: volt.v1.LogChunk
+	(*LogClosed)(nil),          // 30: volt.v1.LogClosed
+	(*LogAck)(nil),             // 31: volt.v1.LogAck
+	(*StatusRequest)(nil),      // 32: volt.v1.StatusRequest
+	(*RunnerStatus)(nil),       // 33: volt.v1.RunnerStatus
+	(*StatusReply)(nil),        // 34: volt.v1.StatusReply
+	nil,                        // 35: volt.v1.StatusReply.CountersEntry
 }
 var file_volt_v1_volt_proto_depIdxs = []int32{
 	2,  // 0: volt.v1.Result.job:type_name -> volt.v1.Job
@@ -2762,23 +2821,23 @@ var file_volt_v1_volt_proto_depIdxs = []int32{
 	2,  // 2: volt.v1.JobRecord.job:type_name -> volt.v1.Job
 	1,  // 3: volt.v1.JobRecord.state:type_name -> volt.v1.JobState
 	3,  // 4: volt.v1.JobRecord.result:type_name -> volt.v1.Result
-	6,  // 5: volt.v1.RegisterObserver.repos:type_name -> volt.v1.WatchedRepo
+	7,  // 5: volt.v1.RegisterObserver.repos:type_name -> volt.v1.WatchedRepo
 	5,  // 6: volt.v1.ObserverRegistered.cursors:type_name -> volt.v1.Cursor
-	14, // 7: volt.v1.RegisterRunner.running:type_name -> volt.v1.JobRef
-	14, // 8: volt.v1.Heartbeat.running:type_name -> volt.v1.JobRef
-	14, // 9: volt.v1.HeartbeatAck.valid:type_name -> volt.v1.JobRef
+	15, // 7: volt.v1.RegisterRunner.running:type_name -> volt.v1.JobRef
+	15, // 8: volt.v1.Heartbeat.running:type_name -> volt.v1.JobRef
+	15, // 9: volt.v1.HeartbeatAck.valid:type_name -> volt.v1.JobRef
 	2,  // 10: volt.v1.RunJob.job:type_name -> volt.v1.Job
-	14, // 11: volt.v1.RunnerStopping.released:type_name -> volt.v1.JobRef
+	15, // 11: volt.v1.RunnerStopping.released:type_name -> volt.v1.JobRef
 	3,  // 12: volt.v1.JobFinished.result:type_name -> volt.v1.Result
-	14, // 13: volt.v1.JobFinishedAck.ref:type_name -> volt.v1.JobRef
-	14, // 14: volt.v1.CancelJob.ref:type_name -> volt.v1.JobRef
+	15, // 13: volt.v1.JobFinishedAck.ref:type_name -> volt.v1.JobRef
+	15, // 14: volt.v1.CancelJob.ref:type_name -> volt.v1.JobRef
 	3,  // 15: volt.v1.ResultRecorded.result:type_name -> volt.v1.Result
 	2,  // 16: volt.v1.LogChunk.job:type_name -> volt.v1.Job
 	2,  // 17: volt.v1.LogClosed.job:type_name -> volt.v1.Job
-	14, // 18: volt.v1.RunnerStatus.job:type_name -> volt.v1.JobRef
-	32, // 19: volt.v1.StatusReply.runners:type_name -> volt.v1.RunnerStatus
+	15, // 18: volt.v1.RunnerStatus.job:type_name -> volt.v1.JobRef
+	33, // 19: volt.v1.StatusReply.runners:type_name -> volt.v1.RunnerStatus
 	4,  // 20: volt.v1.StatusReply.jobs:type_name -> volt.v1.JobRecord
-	34, // 21: volt.v1.StatusReply.counters:type_name -> volt.v1.StatusReply.CountersEntry
+	35, // 21: volt.v1.StatusReply.counters:type_name -> volt.v1.StatusReply.CountersEntry
 	22, // [22:22] is the sub-list for method output_type
 	22, // [22:22] is the sub-list for method input_type
 	22, // [22:22] is the sub-list for extension type_name
@@ -2797,7 +2856,7 @@ func file_volt_v1_volt_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volt_v1_volt_proto_rawDesc), len(file_volt_v1_volt_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -13,20 +13,22 @@ import (
 
 // Invariant names, as the summary prints them.
 const (
-	InvOneResult        = "one final result per build"
+	InvOneResult        = "one job and one final result per build, from its current attempt"
+	InvNoCommitLost     = "no pushed commit is lost (only the backlog cap and force pushes skip)"
 	InvObservedOnly     = "results only for observed commits"
 	InvNoDeadAssignment = "no assignment to a dead or superseded runner"
 	InvOldIncarnation   = "older incarnations change nothing"
-	InvNoOverlap        = "never two attempts of one job at once (hung runners excepted)"
+	InvNoOverlap        = "never two attempts of one job at once (hung or replaced runners excepted)"
 	InvRunnersExit      = "runners exit within grace after the dispatcher is lost"
 	InvEveryCommit      = "every observed commit gets exactly one result (liveness)"
 	InvQueueDrains      = "the queue drains and no runner stays busy (liveness)"
 	InvAttemptCap       = "a job that kills its runners ends errored at the attempt cap"
+	InvProgress         = "the system makes progress (no livelock)"
 )
 
 // Invariants lists every invariant in the order the summary prints them.
-var Invariants = []string{InvOneResult, InvObservedOnly, InvNoDeadAssignment, InvOldIncarnation, InvNoOverlap,
-	InvRunnersExit, InvEveryCommit, InvQueueDrains, InvAttemptCap}
+var Invariants = []string{InvOneResult, InvNoCommitLost, InvObservedOnly, InvNoDeadAssignment, InvOldIncarnation, InvNoOverlap,
+	InvRunnersExit, InvEveryCommit, InvQueueDrains, InvAttemptCap, InvProgress}
 
 // Violation is one broken invariant.
 type Violation struct {
@@ -62,6 +64,10 @@ type checker struct {
 	dead       map[runnerKey]bool
 	byAddr     map[actors.Addr]runnerKey
 	running    map[int64][]live
+	assigned   map[int64]int32   // job id -> latest attempt assigned
+	jobOf      map[string]int64  // repo@commit#build -> job id
+	firstSeq   map[string]uint64 // branch -> repo sequence when first queued
+	skipped    map[string]bool   // commits a backlog cap or force push skipped
 	lostCheck  bool
 	checked    map[string]bool // invariants that had something to check
 	violations []Violation
@@ -71,6 +77,7 @@ func newChecker(w *World) *checker {
 	return &checker{w: w, results: map[int64]*messages.Result{}, reported: map[string]*messages.Result{},
 		observed: map[string]bool{}, poison: map[string]bool{}, maxInc: map[string]int64{},
 		dead: map[runnerKey]bool{}, byAddr: map[actors.Addr]runnerKey{}, running: map[int64][]live{},
+		assigned: map[int64]int32{}, jobOf: map[string]int64{}, firstSeq: map[string]uint64{}, skipped: map[string]bool{},
 		checked: map[string]bool{}}
 }
 
@@ -108,14 +115,15 @@ func (c *checker) step(w *World, n *node, from actors.Addr, in any, fx []actors.
 	if id, inc, ok := incOf(in); ok && inc < c.maxInc[id] {
 		c.checked[InvOldIncarnation] = true
 		for _, e := range fx {
-			switch e.(type) {
+			switch e := e.(type) {
 			case dispatcher.Persist:
 				c.fail(InvOldIncarnation, "a %s from %s incarnation %d (current %d) persisted state", inputName(in), id, inc, c.maxInc[id])
-			}
-			if s, ok := e.(actors.Send); ok {
-				if _, isRun := s.Msg.(*messages.RunJob); isRun {
-					c.fail(InvOldIncarnation, "a %s from %s incarnation %d led to an assignment", inputName(in), id, inc)
+			case actors.Send:
+				// The only answer an older incarnation may get is "not recorded".
+				if ack, ok := e.Msg.(*messages.JobFinishedAck); ok && !ack.Recorded {
+					continue
 				}
+				c.fail(InvOldIncarnation, "a %s from %s incarnation %d (current %d) was answered with %s", inputName(in), id, inc, c.maxInc[id], inputName(e.Msg))
 			}
 		}
 	}
@@ -143,6 +151,10 @@ func (c *checker) step(w *World, n *node, from actors.Addr, in any, fx []actors.
 						c.poison[commit] = true
 					}
 				}
+				if _, seen := c.firstSeq[m.Msg.Branch]; !seen {
+					c.firstSeq[m.Msg.Branch] = w.repo.seq
+				}
+				c.markSkipped(w, m.Msg)
 			}
 		}
 	}
@@ -150,10 +162,18 @@ func (c *checker) step(w *World, n *node, from actors.Addr, in any, fx []actors.
 		switch e := e.(type) {
 		case dispatcher.Persist:
 			for _, j := range e.Jobs {
+				k := fmt.Sprintf("%s@%s#%d", j.Job.Repo, j.Job.Commit, j.Job.Build)
+				if id, ok := c.jobOf[k]; ok && id != j.Job.Id {
+					c.fail(InvOneResult, "jobs %d and %d are both build %d of %s", id, j.Job.Id, j.Job.Build, j.Job.Commit[:12])
+				}
+				c.jobOf[k] = j.Job.Id
 				if j.State != messages.JobState_JOB_STATE_DONE {
 					continue
 				}
 				c.checked[InvOneResult] = true
+				if _, fromRunner := in.(*messages.JobFinished); fromRunner && j.Result.Attempt != c.assigned[j.Job.Id] {
+					c.fail(InvOneResult, "job %d recorded attempt %d's result, but attempt %d is the current one", j.Job.Id, j.Result.Attempt, c.assigned[j.Job.Id])
+				}
 				if !c.observed[j.Job.Commit] {
 					c.fail(InvObservedOnly, "job %d recorded for commit %s, which no CommitObserved queued", j.Job.Id, j.Job.Commit)
 				}
@@ -168,6 +188,7 @@ func (c *checker) step(w *World, n *node, from actors.Addr, in any, fx []actors.
 			}
 		case actors.Send:
 			if r, ok := e.Msg.(*messages.RunJob); ok {
+				c.assigned[r.Job.Id] = max(c.assigned[r.Job.Id], r.Attempt)
 				c.checked[InvNoDeadAssignment] = true
 				k := runnerKey{r.RunnerId, r.Incarnation}
 				if c.dead[k] || r.Incarnation < c.maxInc[r.RunnerId] {
@@ -210,7 +231,9 @@ func (c *checker) recorded(w *World, r *messages.Result) {
 func (c *checker) attemptStarted(w *World, n *node, p *proc) {
 	c.checked[InvNoOverlap] = true
 	for _, l := range c.running[p.ref.JobId] {
-		if !l.hung {
+		// A hung runner cannot give its lease back, and a replaced one (an
+		// older incarnation still alive) is the same case: both exempt.
+		if !l.hung && !w.nodes[l.node].zombie && !n.zombie {
 			c.fail(InvNoOverlap, "job %d attempt %d started on %s while attempt %d still runs on %s",
 				p.ref.JobId, p.ref.Attempt, n.name, l.attempt, w.nodes[l.node].name)
 		}
@@ -252,8 +275,8 @@ func (c *checker) end(w *World) {
 			switch {
 			case r.up:
 				c.fail(InvRunnersExit, "%s still up %s after the dispatcher was lost (grace %s)", r.name, w.now.Sub(w.lostAt), w.cfg.RunnerGrace)
-			case r.exited && r.exitedAt.Sub(w.lostAt) > bound+r.hungLost:
-				c.fail(InvRunnersExit, "%s exited %s after the dispatcher was lost (bound %s)", r.name, r.exitedAt.Sub(w.lostAt), bound)
+			case r.exited && r.exitedAt.Sub(latest(w.lostAt, r.bootedAt)) > bound+r.hungLost:
+				c.fail(InvRunnersExit, "%s exited %s after the dispatcher was lost (bound %s)", r.name, r.exitedAt.Sub(latest(w.lostAt, r.bootedAt)), bound)
 			}
 		}
 		return
@@ -268,6 +291,23 @@ func (c *checker) end(w *World) {
 	slices.Sort(missing)
 	if len(missing) > 0 {
 		c.fail(InvEveryCommit, "%d observed commits have no result after %s of calm: %s", len(missing), w.cfg.Settle, strings.Join(missing, " "))
+	}
+	c.checked[InvNoCommitLost] = true
+	var lost []string
+	for _, b := range w.repo.order {
+		first, seen := c.firstSeq[b]
+		if !seen {
+			continue
+		}
+		for _, commit := range w.repo.branches[b] {
+			if w.repo.commits[commit].seq > first && !c.skipped[commit] &&
+				c.reported[fmt.Sprintf("%s@%s#1", w.repo.URL, commit)] == nil {
+				lost = append(lost, b+":"+commit[:12])
+			}
+		}
+	}
+	if len(lost) > 0 {
+		c.fail(InvNoCommitLost, "%d pushed commits were never built: %s", len(lost), strings.Join(lost, " "))
 	}
 	c.checked[InvQueueDrains] = true
 	st := w.dispatcherNode().disp.Status()
@@ -288,4 +328,35 @@ func (c *checker) end(w *World) {
 			c.fail(InvAttemptCap, "poison commit %s ended %s (%s), want errored at the attempt cap", commit[:12], res.Status.Name(), res.Reason)
 		}
 	}
+}
+
+// markSkipped records the commits an observation legitimately leaves out:
+// those the backlog cap dropped, and after a force push everything but the
+// new tip.
+func (c *checker) markSkipped(w *World, m *messages.CommitObserved) {
+	if len(m.Commits) == 0 {
+		return
+	}
+	h := w.repo.branches[m.Branch]
+	first := slices.Index(h, m.Commits[0])
+	if first < 0 {
+		return
+	}
+	from := 0
+	if !m.Forced {
+		if m.Skipped == 0 {
+			return
+		}
+		from = slices.Index(h, m.Previous) + 1
+	}
+	for _, commit := range h[from:first] {
+		c.skipped[commit] = true
+	}
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

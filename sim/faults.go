@@ -19,6 +19,11 @@ const (
 	FaultHang FaultKind = "hang"
 	// FaultRestart kills a runner and restarts it at once as a new incarnation.
 	FaultRestart FaultKind = "restart"
+	// FaultReplace freezes a runner and starts a new incarnation of it
+	// beside the frozen one, which wakes up later (a VM restored from a
+	// snapshot, a runner started twice): the older incarnation must change
+	// nothing.
+	FaultReplace FaultKind = "replace"
 	// FaultDispatcher kills the dispatcher and restarts it on the same store.
 	FaultDispatcher FaultKind = "dispatcher"
 	// FaultDispatcherLoss kills the dispatcher for good.
@@ -43,7 +48,7 @@ const (
 
 // AllFaults lists every kind except dispatcher-loss, which ends liveness
 // checking and so is asked for explicitly.
-var AllFaults = []FaultKind{FaultCrash, FaultHang, FaultRestart, FaultDispatcher, FaultObserver,
+var AllFaults = []FaultKind{FaultCrash, FaultHang, FaultRestart, FaultReplace, FaultDispatcher, FaultObserver,
 	FaultPartition, FaultDrop, FaultDup, FaultDelay, FaultSlowGit, FaultForcePush, FaultPoison}
 
 // ParseFaults reads a comma-separated list of fault kinds ("all" for AllFaults).
@@ -83,7 +88,7 @@ type Fault struct {
 func (f Fault) String() string {
 	s := fmt.Sprintf("%s at %s", f.Kind, f.At)
 	switch f.Kind {
-	case FaultCrash, FaultHang, FaultRestart, FaultPartition:
+	case FaultCrash, FaultHang, FaultRestart, FaultReplace, FaultPartition:
 		s += fmt.Sprintf(" runner %d", f.Target+1)
 	}
 	if f.OneWay {
@@ -125,7 +130,7 @@ func drawSchedule(rng *rand.Rand, kinds []FaultKind, runners int, d time.Duratio
 			}
 		case FaultRestart:
 			f.Length = 0
-		case FaultHang, FaultPartition:
+		case FaultHang, FaultPartition, FaultReplace:
 			f.Length = around(rng, 8*time.Second)
 			f.OneWay = f.Kind == FaultPartition && rng.IntN(3) == 0
 		case FaultDispatcher, FaultObserver:

@@ -1,8 +1,6 @@
 package sim
 
 import (
-	"time"
-
 	"github.com/voltci/volt/actors"
 )
 
@@ -21,7 +19,7 @@ const (
 
 // event is one entry of the world's queue.
 type event struct {
-	at   time.Time
+	at   int64 // virtual nanoseconds since the start
 	seq  uint64
 	kind eventKind
 	node int
@@ -35,8 +33,8 @@ type event struct {
 type queue []event
 
 func (q queue) less(i, j int) bool {
-	if !q[i].at.Equal(q[j].at) {
-		return q[i].at.Before(q[j].at)
+	if q[i].at != q[j].at {
+		return q[i].at < q[j].at
 	}
 	return q[i].seq < q[j].seq
 }

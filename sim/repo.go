@@ -20,6 +20,7 @@ type Repo struct {
 
 // commitInfo is what the simulated executor knows of a commit.
 type commitInfo struct {
+	seq        uint64 // creation order
 	durationMs int64
 	fails      bool
 	hangs      bool // runs past the job timeout
@@ -43,6 +44,7 @@ func (r *Repo) newCommit(rng *rand.Rand, info *commitInfo) string {
 	}
 	b[0], b[1] = byte(r.seq>>8), byte(r.seq)
 	id := hex.EncodeToString(b[:])
+	info.seq = r.seq
 	r.commits[id] = info
 	return id
 }

@@ -2,9 +2,11 @@ package sim
 
 import (
 	"slices"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/voltci/volt/actors/dispatcher"
 	"github.com/voltci/volt/messages"
 )
 
@@ -15,13 +17,17 @@ type durable struct {
 	byKey   map[string]int64 // repo\x00commit -> id
 	cursors map[string]*messages.Cursor
 	maxID   int64
+	incs    map[string]int64
 }
 
 func newDurable() *durable {
-	return &durable{jobs: map[int64]*messages.JobRecord{}, byKey: map[string]int64{}, cursors: map[string]*messages.Cursor{}}
+	return &durable{jobs: map[int64]*messages.JobRecord{}, byKey: map[string]int64{}, cursors: map[string]*messages.Cursor{}, incs: map[string]int64{}}
 }
 
-func (d *durable) save(jobs []*messages.JobRecord, cursors []*messages.Cursor) {
+func (d *durable) save(jobs []*messages.JobRecord, cursors []*messages.Cursor, incs []*messages.RunnerIncarnation) {
+	for _, r := range incs {
+		d.incs[r.RunnerId] = max(d.incs[r.RunnerId], r.Incarnation)
+	}
 	for _, j := range jobs {
 		c := proto.Clone(j).(*messages.JobRecord)
 		d.jobs[j.Job.Id] = c
@@ -33,8 +39,13 @@ func (d *durable) save(jobs []*messages.JobRecord, cursors []*messages.Cursor) {
 	}
 }
 
-// load returns what LoadQueue would: unfinished or unforwarded jobs, cursors, max id.
-func (d *durable) load() ([]*messages.JobRecord, []*messages.Cursor, int64) {
+// load returns what a restarted dispatcher recovers.
+func (d *durable) load() dispatcher.Durable {
+	var incs []*messages.RunnerIncarnation
+	for id, inc := range d.incs {
+		incs = append(incs, &messages.RunnerIncarnation{RunnerId: id, Incarnation: inc})
+	}
+	slices.SortFunc(incs, func(a, b *messages.RunnerIncarnation) int { return strings.Compare(a.RunnerId, b.RunnerId) })
 	var jobs []*messages.JobRecord
 	for _, j := range d.jobs {
 		if j.State != messages.JobState_JOB_STATE_DONE || !j.Forwarded {
@@ -52,7 +63,7 @@ func (d *durable) load() ([]*messages.JobRecord, []*messages.Cursor, int64) {
 		}
 		return 1
 	})
-	return jobs, cursors, d.maxID
+	return dispatcher.Durable{Jobs: jobs, Cursors: cursors, MaxID: d.maxID, Incarnations: incs}
 }
 
 func (d *durable) archived(repo string, commits []string) map[string]int64 {

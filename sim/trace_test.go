@@ -18,7 +18,11 @@ func TestTraceSeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := Run(Config{Seed: seed, Faults: AllFaults, Trace: true})
+	faults := AllFaults
+	if os.Getenv("SIM_LOSS") != "" {
+		faults = append(append([]FaultKind{}, AllFaults...), FaultDispatcherLoss)
+	}
+	r := Run(Config{Seed: seed, Faults: faults, Trace: true})
 	for _, l := range r.Trace {
 		if g := os.Getenv("SIM_GREP"); g == "" || strings.Contains(l, g) || strings.Contains(l, "fault") || strings.Contains(l, "VIOLATION") {
 			t.Log(l)

@@ -18,6 +18,9 @@ import (
 	"github.com/voltci/volt/messages"
 )
 
+// maxEvents bounds one world: a run that needs more is livelocked.
+const maxEvents = 2_000_000
+
 // Config describes one simulated run.
 type Config struct {
 	Seed uint64
@@ -89,6 +92,9 @@ type node struct {
 	proc      *proc
 	exitedAt  time.Time
 	hungSince time.Time
+	lastTick  time.Time
+	zombie    bool // an older incarnation replaced while frozen: never restarted
+	bootedAt  time.Time
 	hungLost  time.Duration // time spent hung after the dispatcher was lost
 }
 
@@ -181,8 +187,11 @@ func (w *World) push(e event) {
 	w.q.push(e)
 }
 
+// vt is a time as the queue orders it.
+func (w *World) vt(t time.Time) int64 { return int64(t.Sub(w.start)) }
+
 func (w *World) after(d time.Duration, e event) {
-	e.at = w.now.Add(d)
+	e.at = w.vt(w.now) + int64(d)
 	w.push(e)
 }
 
@@ -195,29 +204,33 @@ func (w *World) Run() *Report {
 	}
 	w.after(w.commitGap(), event{kind: evCommit})
 	if len(w.schedule) > 0 {
-		w.push(event{at: w.start.Add(w.schedule[0].At), kind: evFault})
+		w.push(event{at: int64(w.schedule[0].At), kind: evFault})
 	}
-	healAt := w.start.Add(w.cfg.Duration)
-	end := healAt.Add(w.cfg.Settle)
+	healAt := int64(w.cfg.Duration)
+	end := healAt + int64(w.cfg.Settle)
 	healed := false
 	for len(w.q) > 0 {
-		if !healed && !w.q[0].at.Before(healAt) {
-			w.now = healAt
+		if !healed && w.q[0].at >= healAt {
+			w.now = w.start.Add(time.Duration(healAt))
 			w.heal()
 			healed = true
 			continue
 		}
-		if w.q[0].at.After(end) {
+		if w.q[0].at > end {
 			break
 		}
 		e := w.q.pop()
-		w.now = e.at
+		w.now = w.start.Add(time.Duration(e.at))
 		w.report.Events++
+		if w.report.Events > maxEvents {
+			w.check.fail(InvProgress, "more than %d events by %s: a livelock", maxEvents, w.now.Sub(w.start))
+			break
+		}
 		w.handle(e)
 	}
-	w.now = end
+	w.now = w.start.Add(time.Duration(end))
 	w.check.end(w)
-	w.report.VirtualTime = end.Sub(w.start)
+	w.report.VirtualTime = time.Duration(end)
 	w.report.TraceHash = w.hash
 	w.report.Commits = len(w.check.observed)
 	w.report.Results = len(w.check.reported)
@@ -243,10 +256,11 @@ func (w *World) handle(e event) {
 		w.step(n, e.from, e.msg)
 	case evTick:
 		n := w.nodes[e.node]
-		if !n.up || n.hung || e.gen != n.gen || !e.at.Equal(n.tickAt) {
+		if !n.up || n.hung || e.gen != n.gen || e.at != w.vt(n.tickAt) {
 			return
 		}
 		n.tickAt = time.Time{}
+		n.lastTick = w.now
 		w.step(n, "", actors.Tick{})
 	case evJobEnd:
 		n := w.nodes[e.node]
@@ -258,20 +272,21 @@ func (w *World) handle(e event) {
 		w.check.attemptEnded(n, p)
 		w.deliverLocal(n, runner.JobDone{Ref: p.ref, Result: p.result})
 	case evCommit:
-		w.commit()
-		if w.now.Sub(w.start) < w.cfg.Duration {
-			w.after(w.commitGap(), event{kind: evCommit})
+		if w.now.Sub(w.start) >= w.cfg.Duration {
+			return // the repository is quiet in the liveness phase
 		}
+		w.commit()
+		w.after(w.commitGap(), event{kind: evCommit})
 	case evFault:
 		f := w.schedule[w.nextFault]
 		w.nextFault++
 		if w.nextFault < len(w.schedule) {
-			w.push(event{at: w.start.Add(w.schedule[w.nextFault].At), kind: evFault})
+			w.push(event{at: int64(w.schedule[w.nextFault].At), kind: evFault})
 		}
 		w.inject(f)
 	case evRestart:
 		n := w.nodes[e.node]
-		if !n.up && !w.isLost(n) {
+		if !n.up && !w.isLost(n) && !n.zombie {
 			w.boot(n)
 		}
 	case evUnhang:
@@ -291,12 +306,13 @@ func (w *World) isLost(n *node) bool {
 
 // deliverLocal hands a shell's answer to its own node (no network).
 func (w *World) deliverLocal(n *node, msg any) {
-	w.push(event{at: w.now, kind: evDeliver, node: n.idx, gen: n.gen, msg: msg})
+	w.push(event{at: w.vt(w.now), kind: evDeliver, node: n.idx, gen: n.gen, msg: msg})
 }
 
 // boot starts (or restarts) a node with a fresh core.
 func (w *World) boot(n *node) {
 	n.up, n.hung, n.exited = true, false, false
+	n.bootedAt = w.now
 	n.gen++
 	n.inbox = nil
 	n.tickAt = time.Time{}
@@ -307,8 +323,7 @@ func (w *World) boot(n *node) {
 		cfg := w.dispCfg
 		cfg.Epoch = w.now.UnixNano()
 		n.disp = dispatcher.New(cfg)
-		jobs, cursors, maxID := w.store.load()
-		fx = n.disp.Recover(w.now, jobs, cursors, maxID)
+		fx = n.disp.Recover(w.now, w.store.load())
 		w.check.dispatcherBooted()
 	case roleObserver:
 		n.obs = observer.New(observer.Config{ID: "observer", Dispatcher: disp, Poll: time.Second, Grace: w.cfg.RunnerGrace,
@@ -320,7 +335,7 @@ func (w *World) boot(n *node) {
 	case roleRunner:
 		// Each incarnation is its own actor (as in production), so a late
 		// PeerTerminated for the previous one cannot be mistaken for this one.
-		n.addr = actors.NewAddr(n.host, fmt.Sprintf("runner-%d", n.gen))
+		n.addr = actors.NewAddr(n.host, fmt.Sprintf("runner-%d-%d", n.idx, n.gen))
 		w.byAddr[n.addr] = n.idx
 		n.run = runner.New(runner.Config{ID: n.runnerID, Incarnation: w.now.UnixNano() + int64(n.idx), Hostname: n.host,
 			Dispatcher: disp, Grace: w.cfg.RunnerGrace})
@@ -354,11 +369,16 @@ func (w *World) scheduleTick(n *node) {
 	if d.Before(w.now) {
 		d = w.now
 	}
+	if !d.After(n.lastTick) {
+		// A core that asks for a tick at the instant it just ticked would
+		// spin without time passing: give it the next millisecond.
+		d = n.lastTick.Add(time.Millisecond)
+	}
 	if !n.tickAt.IsZero() && !n.tickAt.After(d) && !n.tickAt.Before(w.now) {
 		return
 	}
 	n.tickAt = d
-	w.push(event{at: d, kind: evTick, node: n.idx, gen: n.gen})
+	w.push(event{at: w.vt(d), kind: evTick, node: n.idx, gen: n.gen})
 }
 
 // step feeds one input to a node's core and carries out the effects.
@@ -412,7 +432,7 @@ func (w *World) apply(n *node, fx []actors.Effect) {
 				w.trace(n, "note", nil, e.Msg+formatArgs(e.Args))
 			}
 		case dispatcher.Persist:
-			w.store.save(e.Jobs, e.Cursors)
+			w.store.save(e.Jobs, e.Cursors, e.Incarnations)
 		case runner.StartJob:
 			w.startJob(n, e.Run)
 		case runner.CancelRun:
@@ -460,9 +480,9 @@ func (w *World) send(src *node, to actors.Addr, msg proto.Message) {
 	if w.extraDelay > 0 {
 		delay += time.Duration(w.rng.Int64N(int64(w.extraDelay)))
 	}
-	w.push(event{at: w.now.Add(delay), kind: evDeliver, node: di, gen: dst.gen, from: src.addr, msg: msg})
+	w.push(event{at: w.vt(w.now) + int64(delay), kind: evDeliver, node: di, gen: dst.gen, from: src.addr, msg: msg})
 	if w.dupP > 0 && w.rng.Float64() < w.dupP {
-		w.push(event{at: w.now.Add(delay + time.Duration(w.rng.Int64N(int64(50*time.Millisecond)))), kind: evDeliver,
+		w.push(event{at: w.vt(w.now) + int64(delay) + w.rng.Int64N(int64(50*time.Millisecond)), kind: evDeliver,
 			node: di, gen: dst.gen, from: src.addr, msg: msg})
 	}
 }
@@ -546,7 +566,7 @@ func (w *World) unhang(n *node) {
 	inbox := n.inbox
 	n.inbox = nil
 	for _, e := range inbox {
-		e.at = w.now
+		e.at = w.vt(w.now)
 		w.push(e)
 	}
 	w.scheduleTick(n)
@@ -581,7 +601,13 @@ func (w *World) commit() {
 func (w *World) inject(f Fault) {
 	w.report.Faults = append(w.report.Faults, f)
 	w.traceWorld("fault: " + f.String())
-	r := w.runners()[f.Target%len(w.runners())]
+	var pool []*node
+	for _, n := range w.runners() {
+		if !n.zombie {
+			pool = append(pool, n)
+		}
+	}
+	r := pool[f.Target%len(pool)]
 	switch f.Kind {
 	case FaultCrash:
 		w.crash(r, f.Length)
@@ -593,6 +619,16 @@ func (w *World) inject(f Fault) {
 			r.hungSince = w.now
 			w.check.hung(r)
 			w.after(f.Length, event{kind: evUnhang, node: r.idx, gen: r.gen})
+		}
+	case FaultReplace:
+		if r.up && !r.hung && !r.zombie {
+			r.hung, r.zombie = true, true
+			r.hungSince = w.now
+			w.check.hung(r)
+			w.after(f.Length, event{kind: evUnhang, node: r.idx, gen: r.gen})
+			twin := &node{idx: len(w.nodes), role: roleRunner, name: r.name, host: r.host, runnerID: r.runnerID, gen: r.gen}
+			w.nodes = append(w.nodes, twin)
+			w.boot(twin)
 		}
 	case FaultDispatcher:
 		w.crash(w.dispatcherNode(), f.Length)
@@ -678,7 +714,7 @@ func (w *World) heal() {
 		return
 	}
 	for _, n := range w.nodes {
-		if !n.up {
+		if !n.up && !n.zombie {
 			w.boot(n)
 		}
 	}
@@ -730,6 +766,10 @@ func inputName(in any) string {
 	switch m := in.(type) {
 	case nil:
 		return ""
+	case *messages.Heartbeat:
+		return "Heartbeat"
+	case *messages.HeartbeatAck:
+		return "HeartbeatAck"
 	case proto.Message:
 		return string(m.ProtoReflect().Descriptor().Name())
 	case actors.Tick:

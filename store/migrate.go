@@ -84,6 +84,12 @@ CREATE TABLE log_chunks (
 	PRIMARY KEY (repo, commit_hash, build, attempt, offset)
 );
 `},
+	{version: 4, sql: `
+CREATE TABLE runner_incarnations (
+	runner_id   TEXT    PRIMARY KEY,
+	incarnation INTEGER NOT NULL
+);
+`},
 }
 
 // schemaVersion is the newest schema this binary knows.

@@ -220,3 +220,53 @@ func (db *DB) oneJob(what, query string, args ...any) (*messages.JobRecord, erro
 	}
 	return recs[0], nil
 }
+
+// SaveIncarnations records the newest accepted incarnation of each runner;
+// an incarnation never goes backwards.
+func (db *DB) SaveIncarnations(rs []*messages.RunnerIncarnation) (err error) {
+	if err := db.writable("save runner incarnations"); err != nil {
+		return err
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	ctx := context.Background()
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("save runner incarnations in %s: begin: %w", db.path(), err)
+	}
+	defer endTx(tx, &err)
+	for _, r := range rs {
+		if _, err := tx.ExecContext(ctx, `
+			INSERT INTO runner_incarnations (runner_id, incarnation) VALUES (?, ?)
+			ON CONFLICT (runner_id) DO UPDATE SET incarnation = MAX(incarnation, excluded.incarnation)`,
+			r.GetRunnerId(), r.GetIncarnation()); err != nil {
+			return fmt.Errorf("save incarnation of runner %s in %s: %w", r.GetRunnerId(), db.path(), err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("save runner incarnations in %s: commit: %w", db.path(), err)
+	}
+	return nil
+}
+
+// LoadIncarnations returns the newest accepted incarnation of every runner, by id.
+func (db *DB) LoadIncarnations() (out []*messages.RunnerIncarnation, err error) {
+	rows, err := db.sql.QueryContext(context.Background(), `SELECT runner_id, incarnation FROM runner_incarnations ORDER BY runner_id`)
+	if err != nil {
+		return nil, fmt.Errorf("load runner incarnations from %s: %w", db.path(), err)
+	}
+	defer func() {
+		if cerr := rows.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	for rows.Next() {
+		r := &messages.RunnerIncarnation{}
+		if err := rows.Scan(&r.RunnerId, &r.Incarnation); err != nil {
+			return nil, fmt.Errorf("load runner incarnations from %s: %w", db.path(), err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}

@@ -47,10 +47,14 @@ func (a *Actor) Receive(ctx actor.Context) {
 		if err != nil {
 			panic(fmt.Errorf("load the dispatcher's queue: %w", err))
 		}
+		incs, err := a.store.LoadIncarnations()
+		if err != nil {
+			panic(fmt.Errorf("load runner incarnations: %w", err))
+		}
 		cfg := a.cfg
 		cfg.Epoch = now.UnixNano() // a new incarnation after every (re)start
 		a.core = New(cfg)
-		a.run(ctx, a.core.Recover(now, jobs, cursors, maxID))
+		a.run(ctx, a.core.Recover(now, Durable{Jobs: jobs, Cursors: cursors, MaxID: maxID, Incarnations: incs}))
 		a.StartTicks(ctx, a.Tick)
 		return
 	case *actor.Stopping, *actor.Restarting:
@@ -75,9 +79,16 @@ func (a *Actor) run(ctx actor.Context, fx []actors.Effect) {
 	for _, e := range fx {
 		switch e := e.(type) {
 		case Persist:
-			if err := a.store.SaveJobs(e.Jobs, e.Cursors); err != nil {
-				// Nothing after this may be sent: restart from the durable state.
-				panic(fmt.Errorf("persist the queue: %w", err))
+			// Nothing after a failed write may be sent: restart from the durable state.
+			if len(e.Jobs) > 0 || len(e.Cursors) > 0 {
+				if err := a.store.SaveJobs(e.Jobs, e.Cursors); err != nil {
+					panic(fmt.Errorf("persist the queue: %w", err))
+				}
+			}
+			if len(e.Incarnations) > 0 {
+				if err := a.store.SaveIncarnations(e.Incarnations); err != nil {
+					panic(fmt.Errorf("persist runner incarnations: %w", err))
+				}
 			}
 		default:
 			if !a.Do(ctx, e) {

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/actors/plant"
 	"github.com/voltci/volt/messages"
 )
 
@@ -76,11 +77,20 @@ type Observed struct {
 	Archived map[string]int64
 }
 
-// Persist asks the shell to make jobs and cursors durable before carrying
-// out the effects that follow it.
+// Persist asks the shell to make jobs, cursors and runner incarnations
+// durable before carrying out the effects that follow it.
 type Persist struct {
-	Jobs    []*messages.JobRecord
-	Cursors []*messages.Cursor
+	Jobs         []*messages.JobRecord
+	Cursors      []*messages.Cursor
+	Incarnations []*messages.RunnerIncarnation
+}
+
+// Durable is what a restarted dispatcher recovers.
+type Durable struct {
+	Jobs         []*messages.JobRecord
+	Cursors      []*messages.Cursor
+	MaxID        int64
+	Incarnations []*messages.RunnerIncarnation
 }
 
 type runnerState struct {
@@ -118,7 +128,8 @@ type Core struct {
 
 	runners      map[string]*runnerState
 	byAddr       map[actors.Addr]string
-	incarnations map[string]int64 // highest incarnation seen per runner id
+	incarnations map[string]int64 // highest incarnation seen per runner id (durable)
+	lost         map[string]int64 // incarnation of each runner this core declared lost
 
 	orphans map[int64]time.Time // running jobs recovered without a runner: deadline to be claimed
 
@@ -157,6 +168,7 @@ func New(cfg Config) *Core {
 		runners:      map[string]*runnerState{},
 		byAddr:       map[actors.Addr]string{},
 		incarnations: map[string]int64{},
+		lost:         map[string]int64{},
 		orphans:      map[int64]time.Time{},
 		observers:    map[actors.Addr]*observerState{},
 		lastSend:     map[int64]time.Time{},
@@ -171,10 +183,14 @@ func key(a, b string) string { return a + "\x00" + b }
 // Recover loads the durable state after a (re)start. Jobs that were running
 // wait DeadAfter for their runner to re-register and claim them, then go
 // back to the queue.
-func (c *Core) Recover(now time.Time, jobs []*messages.JobRecord, cursors []*messages.Cursor, maxID int64) []actors.Effect {
-	c.nextID = maxID + 1
-	for _, cur := range cursors {
+func (c *Core) Recover(now time.Time, d Durable) []actors.Effect {
+	jobs := d.Jobs
+	c.nextID = d.MaxID + 1
+	for _, cur := range d.Cursors {
 		c.cursors[key(cur.Repo, cur.Branch)] = cur
+	}
+	for _, r := range d.Incarnations {
+		c.incarnations[r.RunnerId] = r.Incarnation
 	}
 	sort.Slice(jobs, func(i, j int) bool { return jobs[i].Job.Id < jobs[j].Job.Id })
 	queued, running := 0, 0
@@ -183,6 +199,10 @@ func (c *Core) Recover(now time.Time, jobs []*messages.JobRecord, cursors []*mes
 		c.byKey[key(j.Job.Repo, j.Job.Commit)] = j.Job.Id
 		switch j.State {
 		case messages.JobState_JOB_STATE_QUEUED:
+			if plant.On(plant.QueueNotRestored) {
+				delete(c.jobs, j.Job.Id)
+				continue
+			}
 			c.queue = append(c.queue, j.Job.Id)
 			queued++
 		case messages.JobState_JOB_STATE_RUNNING:
@@ -269,7 +289,10 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 		fx = append(fx, c.loseRunner(now, old, "replaced by a newer incarnation")...)
 		old = nil
 	}
-	c.incarnations[m.RunnerId] = m.Incarnation
+	if c.incarnations[m.RunnerId] != m.Incarnation {
+		c.incarnations[m.RunnerId] = m.Incarnation
+		fx = append(fx, Persist{Incarnations: []*messages.RunnerIncarnation{{RunnerId: m.RunnerId, Incarnation: m.Incarnation}}})
+	}
 	r := old
 	if r == nil {
 		r = &runnerState{id: m.RunnerId, incarnation: m.Incarnation, idleSince: now}
@@ -329,7 +352,7 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 // nil when the runner or incarnation is unknown or superseded.
 func (c *Core) current(id string, inc int64) *runnerState {
 	r := c.runners[id]
-	if r == nil || r.incarnation != inc {
+	if r == nil || (r.incarnation != inc && !plant.On(plant.OldIncarnationAccepted)) {
 		return nil
 	}
 	return r
@@ -381,7 +404,7 @@ func (c *Core) jobFinished(now time.Time, from actors.Addr, m *messages.JobFinis
 		ack.Msg.(*messages.JobFinishedAck).Recorded = true // a duplicate of what we recorded
 		return []actors.Effect{ack}
 	}
-	if r == nil && c.incarnations[m.RunnerId] == 0 {
+	if r == nil && c.runners[m.RunnerId] == nil && m.Incarnation >= c.incarnations[m.RunnerId] && c.lost[m.RunnerId] != m.Incarnation {
 		// Unknown after a restart of ours: have it register first; it keeps
 		// the outcome and sends it again once registered (and re-adopted).
 		return []actors.Effect{actors.Send{To: from, Msg: &messages.HeartbeatAck{
@@ -391,8 +414,8 @@ func (c *Core) jobFinished(now time.Time, from actors.Addr, m *messages.JobFinis
 		ack.Msg.(*messages.JobFinishedAck).Recorded = true // a duplicate of what we recorded and forwarded
 		return []actors.Effect{ack}
 	}
-	if j == nil || r == nil || j.State != messages.JobState_JOB_STATE_RUNNING || j.Attempt != res.Attempt ||
-		j.RunnerId != m.RunnerId || j.RunnerIncarnation != m.Incarnation {
+	if j == nil || r == nil || j.State != messages.JobState_JOB_STATE_RUNNING ||
+		((j.Attempt != res.Attempt || j.RunnerId != m.RunnerId || j.RunnerIncarnation != m.Incarnation) && !plant.On(plant.ResultsNotFenced)) {
 		c.counters[CounterStale]++
 		return []actors.Effect{
 			actors.Warn("stale result ignored", "job", res.Job.Id, "attempt", res.Attempt, "runner", m.RunnerId, "incarnation", m.Incarnation),
@@ -439,7 +462,7 @@ func (c *Core) requeue(now time.Time, j *messages.JobRecord, why string) []actor
 	j.LastError = why
 	j.RunnerId, j.RunnerIncarnation = "", 0
 	delete(c.orphans, j.Job.Id)
-	if int(j.Attempt) >= c.cfg.MaxAttempts {
+	if int(j.Attempt) >= c.cfg.MaxAttempts && !plant.On(plant.AttemptCapIgnored) {
 		c.counters[CounterGaveUp]++
 		return c.finish(now, j, &messages.Result{
 			Job: j.Job, Attempt: j.Attempt, Status: messages.Status_STATUS_ERRORED,
@@ -457,11 +480,16 @@ func (c *Core) requeue(now time.Time, j *messages.JobRecord, why string) []actor
 }
 
 func (c *Core) loseRunner(now time.Time, r *runnerState, why string) []actors.Effect {
-	delete(c.runners, r.id)
-	delete(c.byAddr, r.addr)
+	if plant.On(plant.DeadRunnerStaysIdle) {
+		r.job = 0
+	} else {
+		delete(c.runners, r.id)
+		delete(c.byAddr, r.addr)
+	}
 	c.counters[CounterRunnersLost]++
+	c.lost[r.id] = r.incarnation
 	fx := []actors.Effect{actors.Unwatch{Addr: r.addr}, actors.Warn("runner lost", "runner", r.id, "incarnation", r.incarnation, "reason", why)}
-	if j := c.jobs[r.job]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && j.RunnerId == r.id {
+	if j := c.jobs[r.job]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && j.RunnerId == r.id && !plant.On(plant.LostJobNotRequeued) {
 		fx = append(fx, c.requeue(now, j, fmt.Sprintf("runner %s was lost (%s)", r.id, why))...)
 	}
 	return fx
@@ -669,7 +697,9 @@ func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Ef
 	var saves []*messages.JobRecord
 	var fx []actors.Effect
 	for _, commit := range m.Commits {
-		if id, ok := c.byKey[key(m.Repo, commit)]; ok {
+		if plant.On(plant.DuplicateObservedCreatesJobs) {
+			o.Archived = nil
+		} else if id, ok := c.byKey[key(m.Repo, commit)]; ok {
 			j := c.jobs[id]
 			if !slices.Contains(j.Job.Branches, m.Branch) {
 				j.Job.Branches = append(j.Job.Branches, m.Branch)

@@ -675,7 +675,7 @@ func runningRecord(id int64, runner string, inc int64, attempt int32) *messages.
 func recovered(t *testing.T, jobs ...*messages.JobRecord) *world {
 	t.Helper()
 	d := dispatcher.New(dispatcher.DefaultConfig())
-	fx := d.Recover(t0, jobs, nil, 10)
+	fx := d.Recover(t0, dispatcher.Durable{Jobs: jobs, MaxID: 10})
 	require.Len(t, effectsOf[actors.Note](fx), 1)
 	return &world{t: t, d: d, now: t0}
 }
@@ -763,7 +763,7 @@ func TestRecoverKeepsQueueOrderAndJobIDs(t *testing.T) {
 			State: messages.JobState_JOB_STATE_QUEUED}
 	}
 	d := dispatcher.New(dispatcher.DefaultConfig())
-	d.Recover(t0, []*messages.JobRecord{queued(5), queued(3)}, []*messages.Cursor{{Repo: repoURL, Branch: "main", Commit: commit(5)}}, 12)
+	d.Recover(t0, dispatcher.Durable{Jobs: []*messages.JobRecord{queued(5), queued(3)}, Cursors: []*messages.Cursor{{Repo: repoURL, Branch: "main", Commit: commit(5)}}, MaxID: 12})
 	w := &world{t: t, d: d, now: t0}
 
 	fx := w.addObserver(obsAddr)
@@ -935,7 +935,7 @@ func TestObserverUnknownAfterRestartIsToldToRegister(t *testing.T) {
 	// panic) the observer gets no PeerTerminated; the fresh core must tell it
 	// to register again rather than ignore it.
 	d := dispatcher.New(dispatcher.DefaultConfig())
-	d.Recover(t0, nil, []*messages.Cursor{{Repo: repoURL, Branch: "main", Commit: commit(1)}}, 1)
+	d.Recover(t0, dispatcher.Durable{Cursors: []*messages.Cursor{{Repo: repoURL, Branch: "main", Commit: commit(1)}}, MaxID: 1})
 	w := &world{t: t, d: d, now: t0}
 
 	fx := w.observe("main", commit(1), commit(2))

@@ -99,7 +99,7 @@ func requireSameEffects(t *testing.T, step int, a, b []actors.Effect) {
 func TestSameInputsSameEffects(t *testing.T) {
 	a := dispatcher.New(dispatcher.DefaultConfig())
 	b := dispatcher.New(dispatcher.DefaultConfig())
-	requireSameEffects(t, -1, a.Recover(t0, nil, nil, 0), b.Recover(t0, nil, nil, 0))
+	requireSameEffects(t, -1, a.Recover(t0, dispatcher.Durable{}), b.Recover(t0, dispatcher.Durable{}))
 
 	now := t0
 	total, runJobs := 0, 0

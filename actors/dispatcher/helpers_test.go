@@ -140,7 +140,7 @@ type world struct {
 func newWorld(t *testing.T, cfg dispatcher.Config) *world {
 	t.Helper()
 	d := dispatcher.New(cfg)
-	d.Recover(t0, nil, nil, 0)
+	d.Recover(t0, dispatcher.Durable{})
 	return &world{t: t, d: d, now: t0}
 }
 

@@ -10,4 +10,8 @@ type Queue interface {
 	// LoadQueue returns every job that is not finished or not yet forwarded,
 	// all cursors and the largest job id ever used.
 	LoadQueue() (jobs []*messages.JobRecord, cursors []*messages.Cursor, maxID int64, err error)
+	// SaveIncarnations makes the newest accepted runner incarnations durable.
+	SaveIncarnations(rs []*messages.RunnerIncarnation) error
+	// LoadIncarnations returns them.
+	LoadIncarnations() ([]*messages.RunnerIncarnation, error)
 }

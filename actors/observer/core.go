@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/actors/plant"
 	"github.com/voltci/volt/messages"
 )
 
@@ -303,6 +304,9 @@ func (c *Core) polled(now time.Time, m Polled) []actors.Effect {
 			fx = append(fx, actors.Info("force push: building only the new tip", "repo", b.repo.Name, "branch", b.name, "tip", m.Tip))
 		}
 		fx = append(fx, actors.Send{To: c.cfg.Dispatcher, Msg: b.inflight})
+		if plant.On(plant.ObserverAdvancesEarly) {
+			b.cursor, b.inflight = m.Tip, nil
+		}
 	}
 	if b.again {
 		b.again = false

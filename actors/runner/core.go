@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/actors/plant"
 	"github.com/voltci/volt/messages"
 )
 
@@ -208,12 +209,12 @@ func sameRef(a, b *messages.JobRef) bool {
 	return a != nil && b != nil && a.JobId == b.JobId && a.Attempt == b.Attempt
 }
 
-// running lists the attempt this runner holds. Heartbeats also list an
-// abandoned attempt until its processes are gone, so that the dispatcher
-// does not start it elsewhere while it is still being killed; a
-// registration does not, so that it is not adopted again.
-func (c *Core) running(dying bool) []*messages.JobRef {
-	if c.job == nil || (c.job.abandoned && !dying) {
+// running lists the attempt this runner holds, including one it has given
+// up until its processes are gone, so that the dispatcher does not start it
+// elsewhere while it is still being killed (a dispatcher that adopts such an
+// attempt requeues it once heartbeats stop listing it).
+func (c *Core) running() []*messages.JobRef {
+	if c.job == nil {
 		return nil
 	}
 	return []*messages.JobRef{c.job.ref}
@@ -225,18 +226,18 @@ func (c *Core) tick(now time.Time) []actors.Effect {
 		c.link.Lost(c.lastContact)
 		fx = append(fx, actors.Warn("dispatcher stopped answering", "dispatcher", string(c.cfg.Dispatcher), "silent_for", now.Sub(c.lastContact).String()))
 	}
-	if j := c.job; j != nil && !j.done && !j.abandoned && now.Sub(c.lastAck) > c.lease {
+	if j := c.job; j != nil && !j.done && !j.abandoned && now.Sub(c.lastAck) > c.lease && !plant.On(plant.LeaseIgnored) {
 		fx = append(fx, c.abandon(fmt.Sprintf("lease lapsed: no acknowledgement from the dispatcher for %s", c.lease))...)
 	}
 	if !c.link.IsRegistered() {
-		if c.link.Expired(now) {
+		if c.link.Expired(now) && !plant.On(plant.RunnerIgnoresDispatcherLoss) {
 			return append(fx, c.exit(1, fmt.Sprintf("dispatcher %s unreachable for %s (--dispatcher-grace %s): giving up; start the dispatcher, or point --dispatcher-server at it",
 				dispatcherHost(c.cfg.Dispatcher), now.Sub(c.link.LostSince()).Round(time.Millisecond), c.cfg.Grace))...)
 		}
 		if c.link.Due(now) {
 			fx = append(fx, actors.Register{To: c.cfg.Dispatcher, Msg: &messages.RegisterRunner{
 				RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, ProtocolVersion: messages.ProtocolVersion,
-				Token: c.cfg.Token, Hostname: c.cfg.Hostname, Running: c.running(false), Seq: c.send(now),
+				Token: c.cfg.Token, Hostname: c.cfg.Hostname, Running: c.running(), Seq: c.send(now),
 			}})
 		}
 		return fx
@@ -244,7 +245,7 @@ func (c *Core) tick(now time.Time) []actors.Effect {
 	if !now.Before(c.nextHeartbeat) {
 		c.nextHeartbeat = now.Add(c.heartbeat)
 		fx = append(fx, actors.Send{To: c.cfg.Dispatcher, Msg: &messages.Heartbeat{
-			RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, Seq: c.send(now), Running: c.running(true)}})
+			RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, Seq: c.send(now), Running: c.running()}})
 	}
 	if j := c.job; j != nil && j.done && now.Sub(j.lastSent) >= time.Second {
 		fx = append(fx, c.sendResult(now)...)
@@ -345,7 +346,7 @@ func (c *Core) runJob(now time.Time, from actors.Addr, m *messages.RunJob) []act
 		c.stale++
 		return []actors.Effect{actors.Warn("RunJob rejected", "error", err.Error())}
 	}
-	if !c.link.IsRegistered() || now.Sub(c.lastAck) > c.lease {
+	if !c.link.IsRegistered() || (now.Sub(c.lastAck) > c.lease && !plant.On(plant.LeaseIgnored)) {
 		// Sent before the dispatcher lost track of us, or we could not hold
 		// it: our lease has lapsed (we were frozen). The dispatcher requeues it.
 		c.stale++

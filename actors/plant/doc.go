@@ -1,0 +1,57 @@
+// Package plant holds deliberate bugs that keep the simulator's checker
+// honest: a test plants one, runs the simulator, and proves the checker
+// catches it. The bugs exist only in test binaries built with the build tag
+// `plantedbugs`; in every other build On is a constant false that the
+// compiler removes, and no user flag can reach them.
+//
+// plant must not import anything of Volt.
+package plant
+
+// Bug names one planted bug.
+type Bug int
+
+// The planted bugs. Each names the mistake, in the core it lives in.
+const (
+	None Bug = iota
+	// LostJobNotRequeued: the dispatcher forgets a lost runner's job.
+	LostJobNotRequeued
+	// ResultsNotFenced: the dispatcher records a result from any attempt.
+	ResultsNotFenced
+	// OldIncarnationAccepted: the dispatcher takes messages from any incarnation.
+	OldIncarnationAccepted
+	// DeadRunnerStaysIdle: a lost runner stays in the idle pool.
+	DeadRunnerStaysIdle
+	// RunnerIgnoresDispatcherLoss: a runner never gives up on its dispatcher.
+	RunnerIgnoresDispatcherLoss
+	// ObserverAdvancesEarly: the observer moves its cursor when it sends,
+	// not when the dispatcher acknowledges, and does not resend.
+	ObserverAdvancesEarly
+	// AttemptCapIgnored: a job that kills runners is retried forever.
+	AttemptCapIgnored
+	// QueueNotRestored: a restarted dispatcher forgets its queued jobs.
+	QueueNotRestored
+	// DuplicateObservedCreatesJobs: the dispatcher does not deduplicate commits.
+	DuplicateObservedCreatesJobs
+	// LeaseIgnored: a runner keeps its job when its lease lapses.
+	LeaseIgnored
+	bugCount
+)
+
+// All lists every planted bug.
+func All() []Bug {
+	var out []Bug
+	for b := None + 1; b < bugCount; b++ {
+		out = append(out, b)
+	}
+	return out
+}
+
+var names = map[Bug]string{
+	LostJobNotRequeued: "lost job not requeued", ResultsNotFenced: "results not fenced by attempt",
+	OldIncarnationAccepted: "older incarnation accepted", DeadRunnerStaysIdle: "dead runner left idle",
+	RunnerIgnoresDispatcherLoss: "runner ignores dispatcher loss", ObserverAdvancesEarly: "observer advances before ack",
+	AttemptCapIgnored: "attempt cap ignored", QueueNotRestored: "queue not restored after restart",
+	DuplicateObservedCreatesJobs: "duplicate CommitObserved creates jobs", LeaseIgnored: "lease ignored",
+}
+
+func (b Bug) String() string { return names[b] }
