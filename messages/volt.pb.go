@@ -238,8 +238,10 @@ type Result struct {
 	FinishedUnixMs int64                  `protobuf:"varint,8,opt,name=finished_unix_ms,json=finishedUnixMs,proto3" json:"finished_unix_ms,omitempty"`
 	FailedStep     string                 `protobuf:"bytes,9,opt,name=failed_step,json=failedStep,proto3" json:"failed_step,omitempty"`
 	// log_bytes is the size of the kept log; log_dropped counts bytes cut by the cap.
-	LogBytes      int64 `protobuf:"varint,10,opt,name=log_bytes,json=logBytes,proto3" json:"log_bytes,omitempty"`
-	LogDropped    int64 `protobuf:"varint,11,opt,name=log_dropped,json=logDropped,proto3" json:"log_dropped,omitempty"`
+	LogBytes   int64 `protobuf:"varint,10,opt,name=log_bytes,json=logBytes,proto3" json:"log_bytes,omitempty"`
+	LogDropped int64 `protobuf:"varint,11,opt,name=log_dropped,json=logDropped,proto3" json:"log_dropped,omitempty"`
+	// queued_unix_ms is when the build was queued (for queue-wait figures).
+	QueuedUnixMs  int64 `protobuf:"varint,12,opt,name=queued_unix_ms,json=queuedUnixMs,proto3" json:"queued_unix_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -351,6 +353,13 @@ func (x *Result) GetLogDropped() int64 {
 	return 0
 }
 
+func (x *Result) GetQueuedUnixMs() int64 {
+	if x != nil {
+		return x.QueuedUnixMs
+	}
+	return 0
+}
+
 // JobRecord is the dispatcher's durable state of one job.
 type JobRecord struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -365,9 +374,12 @@ type JobRecord struct {
 	QueuedUnixMs   int64 `protobuf:"varint,8,opt,name=queued_unix_ms,json=queuedUnixMs,proto3" json:"queued_unix_ms,omitempty"`
 	AssignedUnixMs int64 `protobuf:"varint,9,opt,name=assigned_unix_ms,json=assignedUnixMs,proto3" json:"assigned_unix_ms,omitempty"`
 	// last_error says why the previous attempt ended without a result.
-	LastError     string `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LastError string `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// cancel_requested is set by a user's cancel: a lost attempt then ends
+	// the build as cancelled instead of going back to the queue.
+	CancelRequested bool `protobuf:"varint,11,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *JobRecord) Reset() {
@@ -468,6 +480,13 @@ func (x *JobRecord) GetLastError() string {
 		return x.LastError
 	}
 	return ""
+}
+
+func (x *JobRecord) GetCancelRequested() bool {
+	if x != nil {
+		return x.CancelRequested
+	}
+	return false
 }
 
 // Cursor is the last commit of a branch the dispatcher has accepted.
@@ -1848,11 +1867,14 @@ func (x *JobFinishedAck) GetRecorded() bool {
 	return false
 }
 
-// CancelJob asks a runner to stop an attempt.
+// CancelJob asks a runner to stop an attempt. With report set (a user's
+// cancel) the runner reports the attempt as cancelled; without it (the
+// attempt was superseded) it reports nothing.
 type CancelJob struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Ref           *JobRef                `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
 	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Report        bool                   `protobuf:"varint,3,opt,name=report,proto3" json:"report,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1901,6 +1923,257 @@ func (x *CancelJob) GetReason() string {
 	return ""
 }
 
+func (x *CancelJob) GetReport() bool {
+	if x != nil {
+		return x.Report
+	}
+	return false
+}
+
+// CancelRequest asks the dispatcher to cancel a build (`volt cancel`, the web UI).
+type CancelRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         int64                  `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Token         string                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	Who           string                 `protobuf:"bytes,3,opt,name=who,proto3" json:"who,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelRequest) Reset() {
+	*x = CancelRequest{}
+	mi := &file_volt_v1_volt_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelRequest) ProtoMessage() {}
+
+func (x *CancelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
+func (*CancelRequest) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *CancelRequest) GetJobId() int64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
+}
+
+func (x *CancelRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *CancelRequest) GetWho() string {
+	if x != nil {
+		return x.Who
+	}
+	return ""
+}
+
+// CancelReply answers CancelRequest; error is empty on success.
+type CancelReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         int64                  `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelReply) Reset() {
+	*x = CancelReply{}
+	mi := &file_volt_v1_volt_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelReply) ProtoMessage() {}
+
+func (x *CancelReply) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelReply.ProtoReflect.Descriptor instead.
+func (*CancelReply) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CancelReply) GetJobId() int64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
+}
+
+func (x *CancelReply) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// RebuildRequest asks the dispatcher for a new build of a commit it has built.
+type RebuildRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Repo          string                 `protobuf:"bytes,1,opt,name=repo,proto3" json:"repo,omitempty"`
+	Commit        string                 `protobuf:"bytes,2,opt,name=commit,proto3" json:"commit,omitempty"`
+	Token         string                 `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	Who           string                 `protobuf:"bytes,4,opt,name=who,proto3" json:"who,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RebuildRequest) Reset() {
+	*x = RebuildRequest{}
+	mi := &file_volt_v1_volt_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebuildRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebuildRequest) ProtoMessage() {}
+
+func (x *RebuildRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebuildRequest.ProtoReflect.Descriptor instead.
+func (*RebuildRequest) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RebuildRequest) GetRepo() string {
+	if x != nil {
+		return x.Repo
+	}
+	return ""
+}
+
+func (x *RebuildRequest) GetCommit() string {
+	if x != nil {
+		return x.Commit
+	}
+	return ""
+}
+
+func (x *RebuildRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *RebuildRequest) GetWho() string {
+	if x != nil {
+		return x.Who
+	}
+	return ""
+}
+
+// RebuildReply answers RebuildRequest; error is empty on success.
+type RebuildReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         int64                  `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Build         int32                  `protobuf:"varint,2,opt,name=build,proto3" json:"build,omitempty"`
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RebuildReply) Reset() {
+	*x = RebuildReply{}
+	mi := &file_volt_v1_volt_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebuildReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebuildReply) ProtoMessage() {}
+
+func (x *RebuildReply) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebuildReply.ProtoReflect.Descriptor instead.
+func (*RebuildReply) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RebuildReply) GetJobId() int64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
+}
+
+func (x *RebuildReply) GetBuild() int32 {
+	if x != nil {
+		return x.Build
+	}
+	return 0
+}
+
+func (x *RebuildReply) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // RegisterReporter announces the reporter that records results and logs.
 type RegisterReporter struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -1913,7 +2186,7 @@ type RegisterReporter struct {
 
 func (x *RegisterReporter) Reset() {
 	*x = RegisterReporter{}
-	mi := &file_volt_v1_volt_proto_msgTypes[23]
+	mi := &file_volt_v1_volt_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1925,7 +2198,7 @@ func (x *RegisterReporter) String() string {
 func (*RegisterReporter) ProtoMessage() {}
 
 func (x *RegisterReporter) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[23]
+	mi := &file_volt_v1_volt_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1938,7 +2211,7 @@ func (x *RegisterReporter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterReporter.ProtoReflect.Descriptor instead.
 func (*RegisterReporter) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{23}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RegisterReporter) GetReporterId() string {
@@ -1974,7 +2247,7 @@ type ReporterRegistered struct {
 
 func (x *ReporterRegistered) Reset() {
 	*x = ReporterRegistered{}
-	mi := &file_volt_v1_volt_proto_msgTypes[24]
+	mi := &file_volt_v1_volt_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1986,7 +2259,7 @@ func (x *ReporterRegistered) String() string {
 func (*ReporterRegistered) ProtoMessage() {}
 
 func (x *ReporterRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[24]
+	mi := &file_volt_v1_volt_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1999,7 +2272,7 @@ func (x *ReporterRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReporterRegistered.ProtoReflect.Descriptor instead.
 func (*ReporterRegistered) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{24}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReporterRegistered) GetAccepted() bool {
@@ -2033,7 +2306,7 @@ type ResultRecorded struct {
 
 func (x *ResultRecorded) Reset() {
 	*x = ResultRecorded{}
-	mi := &file_volt_v1_volt_proto_msgTypes[25]
+	mi := &file_volt_v1_volt_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2045,7 +2318,7 @@ func (x *ResultRecorded) String() string {
 func (*ResultRecorded) ProtoMessage() {}
 
 func (x *ResultRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[25]
+	mi := &file_volt_v1_volt_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2058,7 +2331,7 @@ func (x *ResultRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultRecorded.ProtoReflect.Descriptor instead.
 func (*ResultRecorded) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{25}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ResultRecorded) GetResult() *Result {
@@ -2081,7 +2354,7 @@ type ResultRecordedAck struct {
 
 func (x *ResultRecordedAck) Reset() {
 	*x = ResultRecordedAck{}
-	mi := &file_volt_v1_volt_proto_msgTypes[26]
+	mi := &file_volt_v1_volt_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2093,7 +2366,7 @@ func (x *ResultRecordedAck) String() string {
 func (*ResultRecordedAck) ProtoMessage() {}
 
 func (x *ResultRecordedAck) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[26]
+	mi := &file_volt_v1_volt_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2106,7 +2379,7 @@ func (x *ResultRecordedAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultRecordedAck.ProtoReflect.Descriptor instead.
 func (*ResultRecordedAck) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{26}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ResultRecordedAck) GetJobId() int64 {
@@ -2150,7 +2423,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_volt_v1_volt_proto_msgTypes[27]
+	mi := &file_volt_v1_volt_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2162,7 +2435,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[27]
+	mi := &file_volt_v1_volt_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2175,7 +2448,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{27}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *LogChunk) GetJob() *Job {
@@ -2218,7 +2491,7 @@ type LogClosed struct {
 
 func (x *LogClosed) Reset() {
 	*x = LogClosed{}
-	mi := &file_volt_v1_volt_proto_msgTypes[28]
+	mi := &file_volt_v1_volt_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2230,7 +2503,7 @@ func (x *LogClosed) String() string {
 func (*LogClosed) ProtoMessage() {}
 
 func (x *LogClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[28]
+	mi := &file_volt_v1_volt_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2243,7 +2516,7 @@ func (x *LogClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogClosed.ProtoReflect.Descriptor instead.
 func (*LogClosed) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{28}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LogClosed) GetJob() *Job {
@@ -2279,7 +2552,7 @@ type LogAck struct {
 
 func (x *LogAck) Reset() {
 	*x = LogAck{}
-	mi := &file_volt_v1_volt_proto_msgTypes[29]
+	mi := &file_volt_v1_volt_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2291,7 +2564,7 @@ func (x *LogAck) String() string {
 func (*LogAck) ProtoMessage() {}
 
 func (x *LogAck) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[29]
+	mi := &file_volt_v1_volt_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2304,7 +2577,7 @@ func (x *LogAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogAck.ProtoReflect.Descriptor instead.
 func (*LogAck) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{29}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LogAck) GetJobId() int64 {
@@ -2338,7 +2611,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_volt_v1_volt_proto_msgTypes[30]
+	mi := &file_volt_v1_volt_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2350,7 +2623,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[30]
+	mi := &file_volt_v1_volt_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2363,7 +2636,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{30}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *StatusRequest) GetToken() string {
@@ -2388,7 +2661,7 @@ type RunnerStatus struct {
 
 func (x *RunnerStatus) Reset() {
 	*x = RunnerStatus{}
-	mi := &file_volt_v1_volt_proto_msgTypes[31]
+	mi := &file_volt_v1_volt_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2400,7 +2673,7 @@ func (x *RunnerStatus) String() string {
 func (*RunnerStatus) ProtoMessage() {}
 
 func (x *RunnerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[31]
+	mi := &file_volt_v1_volt_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2413,7 +2686,7 @@ func (x *RunnerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerStatus.ProtoReflect.Descriptor instead.
 func (*RunnerStatus) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{31}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RunnerStatus) GetRunnerId() string {
@@ -2474,7 +2747,7 @@ type StatusReply struct {
 
 func (x *StatusReply) Reset() {
 	*x = StatusReply{}
-	mi := &file_volt_v1_volt_proto_msgTypes[32]
+	mi := &file_volt_v1_volt_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2486,7 +2759,7 @@ func (x *StatusReply) String() string {
 func (*StatusReply) ProtoMessage() {}
 
 func (x *StatusReply) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[32]
+	mi := &file_volt_v1_volt_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2499,7 +2772,7 @@ func (x *StatusReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusReply.ProtoReflect.Descriptor instead.
 func (*StatusReply) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{32}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StatusReply) GetRole() string {
@@ -2562,7 +2835,7 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\trepo_name\x18\x03 \x01(\tR\brepoName\x12\x16\n" +
 	"\x06commit\x18\x04 \x01(\tR\x06commit\x12\x1a\n" +
 	"\bbranches\x18\x05 \x03(\tR\bbranches\x12\x14\n" +
-	"\x05build\x18\x06 \x01(\x05R\x05build\"\xee\x02\n" +
+	"\x05build\x18\x06 \x01(\x05R\x05build\"\x94\x03\n" +
 	"\x06Result\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.volt.v1.JobR\x03job\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x1b\n" +
@@ -2577,7 +2850,8 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\tlog_bytes\x18\n" +
 	" \x01(\x03R\blogBytes\x12\x1f\n" +
 	"\vlog_dropped\x18\v \x01(\x03R\n" +
-	"logDropped\"\xf0\x02\n" +
+	"logDropped\x12$\n" +
+	"\x0equeued_unix_ms\x18\f \x01(\x03R\fqueuedUnixMs\"\x9b\x03\n" +
 	"\tJobRecord\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.volt.v1.JobR\x03job\x12'\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x11.volt.v1.JobStateR\x05state\x12\x18\n" +
@@ -2590,7 +2864,8 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x10assigned_unix_ms\x18\t \x01(\x03R\x0eassignedUnixMs\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\n" +
-	" \x01(\tR\tlastError\"L\n" +
+	" \x01(\tR\tlastError\x12)\n" +
+	"\x10cancel_requested\x18\v \x01(\bR\x0fcancelRequested\"L\n" +
 	"\x06Cursor\x12\x12\n" +
 	"\x04repo\x18\x01 \x01(\tR\x04repo\x12\x16\n" +
 	"\x06branch\x18\x02 \x01(\tR\x06branch\x12\x16\n" +
@@ -2697,10 +2972,27 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x06result\x18\x03 \x01(\v2\x0f.volt.v1.ResultR\x06result\"O\n" +
 	"\x0eJobFinishedAck\x12!\n" +
 	"\x03ref\x18\x01 \x01(\v2\x0f.volt.v1.JobRefR\x03ref\x12\x1a\n" +
-	"\brecorded\x18\x02 \x01(\bR\brecorded\"F\n" +
+	"\brecorded\x18\x02 \x01(\bR\brecorded\"^\n" +
 	"\tCancelJob\x12!\n" +
 	"\x03ref\x18\x01 \x01(\v2\x0f.volt.v1.JobRefR\x03ref\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"t\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06report\x18\x03 \x01(\bR\x06report\"N\n" +
+	"\rCancelRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\x12\x10\n" +
+	"\x03who\x18\x03 \x01(\tR\x03who\":\n" +
+	"\vCancelReply\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"d\n" +
+	"\x0eRebuildRequest\x12\x12\n" +
+	"\x04repo\x18\x01 \x01(\tR\x04repo\x12\x16\n" +
+	"\x06commit\x18\x02 \x01(\tR\x06commit\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\tR\x05token\x12\x10\n" +
+	"\x03who\x18\x04 \x01(\tR\x03who\"Q\n" +
+	"\fRebuildReply\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x14\n" +
+	"\x05build\x18\x02 \x01(\x05R\x05build\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"t\n" +
 	"\x10RegisterReporter\x12\x1f\n" +
 	"\vreporter_id\x18\x01 \x01(\tR\n" +
 	"reporterId\x12)\n" +
@@ -2776,7 +3068,7 @@ func file_volt_v1_volt_proto_rawDescGZIP() []byte {
 }
 
 var file_volt_v1_volt_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_volt_v1_volt_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_volt_v1_volt_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_volt_v1_volt_proto_goTypes = []any{
 	(Status)(0),                // 0: volt.v1.Status
 	(JobState)(0),              // 1: volt.v1.JobState
@@ -2803,17 +3095,21 @@ var file_volt_v1_volt_proto_goTypes = []any{
 	(*JobFinished)(nil),        // 22: volt.v1.JobFinished
 	(*JobFinishedAck)(nil),     // 23: volt.v1.JobFinishedAck
 	(*CancelJob)(nil),          // 24: volt.v1.CancelJob
-	(*RegisterReporter)(nil),   // 25: volt.v1.RegisterReporter
-	(*ReporterRegistered)(nil), // 26: volt.v1.ReporterRegistered
-	(*ResultRecorded)(nil),     // 27: volt.v1.ResultRecorded
-	(*ResultRecordedAck)(nil),  // 28: volt.v1.ResultRecordedAck
-	(*LogChunk)(nil),           // 29: volt.v1.LogChunk
-	(*LogClosed)(nil),          // 30: volt.v1.LogClosed
-	(*LogAck)(nil),             // 31: volt.v1.LogAck
-	(*StatusRequest)(nil),      // 32: volt.v1.StatusRequest
-	(*RunnerStatus)(nil),       // 33: volt.v1.RunnerStatus
-	(*StatusReply)(nil),        // 34: volt.v1.StatusReply
-	nil,                        // 35: volt.v1.StatusReply.CountersEntry
+	(*CancelRequest)(nil),      // 25: volt.v1.CancelRequest
+	(*CancelReply)(nil),        // 26: volt.v1.CancelReply
+	(*RebuildRequest)(nil),     // 27: volt.v1.RebuildRequest
+	(*RebuildReply)(nil),       // 28: volt.v1.RebuildReply
+	(*RegisterReporter)(nil),   // 29: volt.v1.RegisterReporter
+	(*ReporterRegistered)(nil), // 30: volt.v1.ReporterRegistered
+	(*ResultRecorded)(nil),     // 31: volt.v1.ResultRecorded
+	(*ResultRecordedAck)(nil),  // 32: volt.v1.ResultRecordedAck
+	(*LogChunk)(nil),           // 33: volt.v1.LogChunk
+	(*LogClosed)(nil),          // 34: volt.v1.LogClosed
+	(*LogAck)(nil),             // 35: volt.v1.LogAck
+	(*StatusRequest)(nil),      // 36: volt.v1.StatusRequest
+	(*RunnerStatus)(nil),       // 37: volt.v1.RunnerStatus
+	(*StatusReply)(nil),        // 38: volt.v1.StatusReply
+	nil,                        // 39: volt.v1.StatusReply.CountersEntry
 }
 var file_volt_v1_volt_proto_depIdxs = []int32{
 	2,  // 0: volt.v1.Result.job:type_name -> volt.v1.Job
@@ -2835,9 +3131,9 @@ var file_volt_v1_volt_proto_depIdxs = []int32{
 	2,  // 16: volt.v1.LogChunk.job:type_name -> volt.v1.Job
 	2,  // 17: volt.v1.LogClosed.job:type_name -> volt.v1.Job
 	15, // 18: volt.v1.RunnerStatus.job:type_name -> volt.v1.JobRef
-	33, // 19: volt.v1.StatusReply.runners:type_name -> volt.v1.RunnerStatus
+	37, // 19: volt.v1.StatusReply.runners:type_name -> volt.v1.RunnerStatus
 	4,  // 20: volt.v1.StatusReply.jobs:type_name -> volt.v1.JobRecord
-	35, // 21: volt.v1.StatusReply.counters:type_name -> volt.v1.StatusReply.CountersEntry
+	39, // 21: volt.v1.StatusReply.counters:type_name -> volt.v1.StatusReply.CountersEntry
 	22, // [22:22] is the sub-list for method output_type
 	22, // [22:22] is the sub-list for method input_type
 	22, // [22:22] is the sub-list for extension type_name
@@ -2856,7 +3152,7 @@ func file_volt_v1_volt_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volt_v1_volt_proto_rawDesc), len(file_volt_v1_volt_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   34,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -10,10 +10,12 @@ import (
 	"github.com/voltci/volt/messages"
 )
 
-// Archive answers, for commits no longer in the dispatcher's memory, which
-// job built them (commit -> job id).
+// Archive answers questions about builds no longer in the dispatcher's memory.
 type Archive interface {
+	// Archived maps each commit already built to the id of its newest build's job.
 	Archived(repo string, commits []string) (map[string]int64, error)
+	// LatestJob returns the newest build of a commit, nil if it was never built.
+	LatestJob(repo, commit string) (*messages.Job, error)
 }
 
 // Store is what the dispatcher's shell needs of durable storage.
@@ -59,6 +61,13 @@ func (a *Actor) Receive(ctx actor.Context) {
 		return
 	case *actor.Stopping, *actor.Restarting:
 		a.Wait()
+		return
+	case *messages.RebuildRequest:
+		prev, err := a.store.LatestJob(m.Repo, m.Commit)
+		if err != nil {
+			panic(fmt.Errorf("look up the commit to rebuild: %w", err))
+		}
+		a.run(ctx, a.core.Step(now, actors.AddrOf(ctx.Sender()), Rebuild{Msg: m, Prev: prev}))
 		return
 	case *messages.CommitObserved:
 		archived, err := a.store.Archived(m.Repo, m.Commits)

@@ -77,6 +77,13 @@ type Observed struct {
 	Archived map[string]int64
 }
 
+// Rebuild is a RebuildRequest as the shell hands it to the core, with the
+// newest build of the commit from the durable store (nil if none).
+type Rebuild struct {
+	Msg  *messages.RebuildRequest
+	Prev *messages.Job
+}
+
 // Persist asks the shell to make jobs, cursors and runner incarnations
 // durable before carrying out the effects that follow it.
 type Persist struct {
@@ -244,6 +251,10 @@ func (c *Core) Step(now time.Time, from actors.Addr, in any) []actors.Effect {
 		fx = c.notify(from, m)
 	case *messages.StatusRequest:
 		fx = c.status(from, m)
+	case *messages.CancelRequest:
+		fx = c.cancel(now, from, m)
+	case Rebuild:
+		fx = c.rebuild(now, from, m)
 	default:
 		c.counters[CounterRejected]++
 		return []actors.Effect{actors.Warn("dispatcher ignored an unknown message", "type", fmt.Sprintf("%T", in), "from", string(from))}
@@ -428,7 +439,7 @@ func (c *Core) jobFinished(now time.Time, from actors.Addr, m *messages.JobFinis
 	final := &messages.Result{
 		Job: j.Job, Attempt: j.Attempt, RunnerId: m.RunnerId, Status: res.Status, Reason: res.Reason,
 		ExitCode: res.ExitCode, StartedUnixMs: res.StartedUnixMs, FinishedUnixMs: res.FinishedUnixMs,
-		FailedStep: res.FailedStep, LogBytes: res.LogBytes, LogDropped: res.LogDropped,
+		FailedStep: res.FailedStep, LogBytes: res.LogBytes, LogDropped: res.LogDropped, QueuedUnixMs: j.QueuedUnixMs,
 	}
 	fx := c.finish(now, j, final)
 	ack.Msg.(*messages.JobFinishedAck).Recorded = true
@@ -462,12 +473,18 @@ func (c *Core) requeue(now time.Time, j *messages.JobRecord, why string) []actor
 	j.LastError = why
 	j.RunnerId, j.RunnerIncarnation = "", 0
 	delete(c.orphans, j.Job.Id)
+	if j.CancelRequested {
+		return c.finish(now, j, &messages.Result{
+			Job: j.Job, Attempt: j.Attempt, Status: messages.Status_STATUS_CANCELLED, QueuedUnixMs: j.QueuedUnixMs,
+			Reason: "cancelled; its runner was lost before it stopped (" + why + ")", FinishedUnixMs: now.UnixMilli(), StartedUnixMs: j.AssignedUnixMs,
+		})
+	}
 	if int(j.Attempt) >= c.cfg.MaxAttempts && !plant.On(plant.AttemptCapIgnored) {
 		c.counters[CounterGaveUp]++
 		return c.finish(now, j, &messages.Result{
 			Job: j.Job, Attempt: j.Attempt, Status: messages.Status_STATUS_ERRORED,
 			Reason:         fmt.Sprintf("gave up after %d attempts; the last one ended because %s", j.Attempt, why),
-			FinishedUnixMs: now.UnixMilli(), StartedUnixMs: j.AssignedUnixMs,
+			FinishedUnixMs: now.UnixMilli(), StartedUnixMs: j.AssignedUnixMs, QueuedUnixMs: j.QueuedUnixMs,
 		})
 	}
 	j.State = messages.JobState_JOB_STATE_QUEUED
@@ -764,6 +781,79 @@ func (c *Core) notify(from actors.Addr, m *messages.Notify) []actors.Effect {
 		fx = append(fx, actors.Send{To: a, Msg: &messages.PollNow{Repo: m.Repo, Branch: m.Branch}})
 	}
 	return append(fx, actors.Send{To: from, Msg: &messages.NotifyAck{Observers: int32(len(addrs))}})
+}
+
+func (c *Core) cancel(now time.Time, from actors.Addr, m *messages.CancelRequest) []actors.Effect {
+	reply := &messages.CancelReply{JobId: m.JobId}
+	j := c.jobs[m.JobId]
+	switch {
+	case !c.tokenOK(m.Token):
+		reply.Error = "wrong or missing token: cancelling needs the dispatcher's --token"
+	case j == nil || j.State == messages.JobState_JOB_STATE_DONE:
+		reply.Error = fmt.Sprintf("job %d is not queued or running", m.JobId)
+	}
+	if reply.Error != "" {
+		return []actors.Effect{actors.Send{To: from, Msg: reply}}
+	}
+	who := m.Who
+	if who == "" {
+		who = "a user"
+	}
+	if j.State == messages.JobState_JOB_STATE_QUEUED {
+		fx := c.finish(now, j, &messages.Result{Job: j.Job, Attempt: j.Attempt, Status: messages.Status_STATUS_CANCELLED,
+			Reason: "cancelled by " + who + " while queued", FinishedUnixMs: now.UnixMilli(), QueuedUnixMs: j.QueuedUnixMs})
+		return append(fx, actors.Send{To: from, Msg: reply})
+	}
+	j.CancelRequested = true
+	var fx []actors.Effect
+	fx = append(fx, Persist{Jobs: []*messages.JobRecord{j}}, actors.Info("cancel requested", "job", j.Job.Id, "attempt", j.Attempt, "by", who))
+	if r := c.runners[j.RunnerId]; r != nil && r.job == j.Job.Id {
+		fx = append(fx, actors.Send{To: r.addr, Msg: &messages.CancelJob{
+			Ref: &messages.JobRef{JobId: j.Job.Id, Attempt: j.Attempt}, Reason: "cancelled by " + who, Report: true}})
+	}
+	return append(fx, actors.Send{To: from, Msg: reply})
+}
+
+func (c *Core) rebuild(now time.Time, from actors.Addr, m Rebuild) []actors.Effect {
+	reply := &messages.RebuildReply{}
+	send := func() []actors.Effect { return []actors.Effect{actors.Send{To: from, Msg: reply}} }
+	switch {
+	case !c.tokenOK(m.Msg.Token):
+		reply.Error = "wrong or missing token: rebuilding needs the dispatcher's --token"
+		return send()
+	case messages.ValidateCommit(m.Msg.Commit) != nil:
+		reply.Error = messages.ValidateCommit(m.Msg.Commit).Error()
+		return send()
+	case m.Prev == nil:
+		reply.Error = fmt.Sprintf("commit %s of %s was never built here: nothing to rebuild", m.Msg.Commit, m.Msg.Repo)
+		return send()
+	}
+	if id, ok := c.byKey[key(m.Msg.Repo, m.Msg.Commit)]; ok {
+		if j := c.jobs[id]; j != nil && j.State != messages.JobState_JOB_STATE_DONE {
+			reply.Error = fmt.Sprintf("commit %s is already %s as job %d", m.Msg.Commit, j.State.Name(), id)
+			return send()
+		}
+	}
+	build := m.Prev.Build + 1
+	if id, ok := c.byKey[key(m.Msg.Repo, m.Msg.Commit)]; ok && c.jobs[id] != nil && c.jobs[id].Job.Build >= build {
+		build = c.jobs[id].Job.Build + 1
+	}
+	j := &messages.JobRecord{
+		Job: &messages.Job{Id: c.nextID, Repo: m.Prev.Repo, RepoName: m.Prev.RepoName, Commit: m.Prev.Commit,
+			Branches: append([]string(nil), m.Prev.Branches...), Build: build},
+		State: messages.JobState_JOB_STATE_QUEUED, QueuedUnixMs: now.UnixMilli(),
+	}
+	c.nextID++
+	c.jobs[j.Job.Id] = j
+	c.byKey[key(j.Job.Repo, j.Job.Commit)] = j.Job.Id
+	c.queue = append(c.queue, j.Job.Id)
+	c.counters[CounterJobsQueued]++
+	reply.JobId, reply.Build = j.Job.Id, build
+	return []actors.Effect{
+		Persist{Jobs: []*messages.JobRecord{j}},
+		actors.Info("rebuild queued", "job", j.Job.Id, "commit", j.Job.Commit, "build", build, "by", m.Msg.Who),
+		actors.Send{To: from, Msg: reply},
+	}
 }
 
 func (c *Core) status(from actors.Addr, m *messages.StatusRequest) []actors.Effect {

@@ -45,6 +45,7 @@ type job struct {
 	seq       uint64 // heartbeat seq when the job arrived: older acks do not judge it
 	done      bool
 	abandoned bool // lease lapsed or superseded: killed, never reported
+	cancelled bool // a user cancelled it: killed, reported as cancelled
 	result    *messages.Result
 	lastSent  time.Time
 }
@@ -159,6 +160,13 @@ func (c *Core) handle(now time.Time, from actors.Addr, in any) []actors.Effect {
 	case *messages.CancelJob:
 		if from != c.cfg.Dispatcher || c.job == nil || !sameRef(c.job.ref, m.Ref) {
 			return nil
+		}
+		if m.Report {
+			if c.job.done || c.job.abandoned || c.job.cancelled {
+				return nil
+			}
+			c.job.cancelled = true // killed, and reported as cancelled
+			return []actors.Effect{actors.Info("job cancelled", "job", m.Ref.JobId, "reason", m.Reason), CancelRun{Ref: c.job.ref, Reason: m.Reason}}
 		}
 		return c.abandon(m.Reason)
 	case JobDone:

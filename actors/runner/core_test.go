@@ -642,3 +642,15 @@ func TestHeartbeatAckFromAnotherEpochIgnored(t *testing.T) {
 	assert.EqualValues(t, 1, w.c.Stale())
 	assert.True(t, w.c.Busy())
 }
+
+func TestUserCancelIsReportedAsCancelled(t *testing.T) {
+	w := newWorld(t, 10*time.Second)
+	w.register()
+	w.runJob(1, 1)
+	fx := w.step(dispAddr, &messages.CancelJob{Ref: &messages.JobRef{JobId: 1, Attempt: 1}, Reason: "cancelled by ann", Report: true})
+	require.Len(t, effectsOf[runner.CancelRun](fx), 1, "the processes are killed")
+	fx = w.step("", runner.JobDone{Ref: &messages.JobRef{JobId: 1, Attempt: 1}, Result: &messages.Result{Status: messages.Status_STATUS_CANCELLED}})
+	finished := sends[*messages.JobFinished](fx)
+	require.Len(t, finished, 1, "a user's cancel is reported, unlike a superseded attempt")
+	assert.Equal(t, messages.Status_STATUS_CANCELLED, finished[0].Result.Status)
+}
