@@ -80,7 +80,13 @@ Or run the four roles as separate processes (see the README):
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageErr("%v (see `%s --help`)", err, c.CommandPath())
 	})
-	root.AddCommand(newUpCommand(), newDispatcherCommand(), newRunnerCommand(), newReporterCommand(),
-		newObserverCommand(), newNotifyCommand(), newStatusCommand(), newResultsCommand())
+	root.AddCommand(newUpCommand())
+	root.AddCommand(newDispatcherCommand())
+	root.AddCommand(newRunnerCommand())
+	root.AddCommand(newReporterCommand())
+	root.AddCommand(newObserverCommand())
+	root.AddCommand(newNotifyCommand())
+	root.AddCommand(newStatusCommand())
+	root.AddCommand(newResultsCommand())
 	return root
 }
