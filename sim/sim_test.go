@@ -1,40 +1,159 @@
 package sim
 
 import (
+	"flag"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
 
+var update = flag.Bool("update", false, "rewrite the golden traces in testdata/scenarios")
+
 func TestCalmRunPasses(t *testing.T) {
-	r := Run(Config{Seed: 1, Trace: testing.Verbose()})
-	if testing.Verbose() {
-		for _, l := range r.Trace {
-			t.Log(l)
-		}
-	}
-	r.Summary(os.Stderr)
+	r := Run(Config{Seed: 1})
 	if !r.OK() {
 		t.Fatalf("violations: %v", r.Violations)
 	}
 	if r.Commits == 0 || r.Results != r.Commits {
-		t.Fatalf("commits %d results %d", r.Commits, r.Results)
+		t.Fatalf("want a result for each of the commits, got %d commits, %d results", r.Commits, r.Results)
 	}
-	_ = time.Second
 }
 
-func TestSweepAllFaults(t *testing.T) {
+// TestDeterminism: one seed, one run: the same seed gives the same trace,
+// byte for byte; different seeds give different ones.
+func TestDeterminism(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 77, 12345} {
+		cfg := Config{Seed: seed, Faults: AllFaults, Trace: true}
+		a, b := Run(cfg), Run(cfg)
+		if a.TraceHash != b.TraceHash || strings.Join(a.Trace, "\n") != strings.Join(b.Trace, "\n") {
+			t.Fatalf("seed %d: two runs differ (hash %x vs %x)", seed, a.TraceHash, b.TraceHash)
+		}
+		if noTrace := Run(Config{Seed: seed, Faults: AllFaults}); noTrace.TraceHash != a.TraceHash {
+			t.Fatalf("seed %d: tracing changed the run (hash %x vs %x)", seed, noTrace.TraceHash, a.TraceHash)
+		}
+	}
+	seen := map[uint64]uint64{}
+	for seed := uint64(1); seed <= 50; seed++ {
+		h := Run(Config{Seed: seed, Faults: AllFaults}).TraceHash
+		if other, dup := seen[h]; dup {
+			t.Fatalf("seeds %d and %d gave the same trace %x", other, seed, h)
+		}
+		seen[h] = seed
+	}
+}
+
+// sweepSeeds is how many seeds TestSweep runs: 2000 normally, fewer under
+// the race detector (which is ten times slower; `make test` runs the full
+// sweep once more without it).
+func sweepSeeds() uint64 {
+	if raceEnabled {
+		return 200
+	}
+	return 2000
+}
+
+// TestSweep runs many seeds with every fault kind; every fifth seed may also
+// lose the dispatcher for good.
+func TestSweep(t *testing.T) {
+	withLoss := append(append([]FaultKind{}, AllFaults...), FaultDispatcherLoss)
 	bad := 0
-	for seed := uint64(1); seed <= 300; seed++ {
-		r := Run(Config{Seed: seed, Faults: AllFaults})
-		if !r.OK() {
+	for seed := uint64(1); seed <= sweepSeeds(); seed++ {
+		f := AllFaults
+		if seed%5 == 0 {
+			f = withLoss
+		}
+		if r := Run(Config{Seed: seed, Faults: f}); !r.OK() {
 			bad++
-			if bad <= 8 {
-				t.Errorf("seed %d: %v (faults %v)", seed, r.Violations[0], r.Faults)
+			if bad <= 5 {
+				t.Errorf("seed %d (faults %v): %s; replay: volt sim --seed %d --faults %s --trace",
+					seed, r.Faults, r.Violations[0], seed, faultList(f))
 			}
 		}
 	}
 	if bad > 0 {
-		t.Errorf("%d/300 seeds failed", bad)
+		t.Errorf("%d of %d seeds broke an invariant", bad, sweepSeeds())
+	}
+}
+
+func faultList(f []FaultKind) string {
+	var s []string
+	for _, k := range f {
+		s = append(s, string(k))
+	}
+	return strings.Join(s, ",")
+}
+
+// scenarios freeze the schedules that once revealed real bugs in the
+// cores; each keeps its trace as a golden file (go test ./sim -update).
+var scenarios = []struct {
+	name   string
+	bug    string
+	config Config
+}{
+	{"hung-runner-resumes-with-stale-runjob",
+		"a frozen runner started a RunJob that had waited in its mailbox after its lease lapsed",
+		Config{Seed: 1, Duration: 30 * time.Second, Settle: 20 * time.Second, Schedule: []Fault{
+			{Kind: FaultHang, At: 6 * time.Second, Target: 0, Length: 2500 * time.Millisecond},
+			{Kind: FaultHang, At: 12 * time.Second, Target: 1, Length: 3500 * time.Millisecond},
+			{Kind: FaultHang, At: 20 * time.Second, Target: 2, Length: 2100 * time.Millisecond}}}},
+	{"heartbeats-dropped-as-a-job-starts",
+		"the lease ran from RunJob receipt, so a runner kept a job its dispatcher had already reassigned",
+		Config{Seed: 273, Duration: 30 * time.Second, Settle: 20 * time.Second, Schedule: []Fault{
+			{Kind: FaultDrop, At: 5 * time.Second, Length: 8 * time.Second},
+			{Kind: FaultDrop, At: 18 * time.Second, Length: 7 * time.Second}}}},
+	{"restarted-runner-and-late-terminated",
+		"a restarted runner's new incarnation was taken down by the old one's late Terminated",
+		Config{Seed: 2148, Duration: 30 * time.Second, Settle: 20 * time.Second, Schedule: []Fault{
+			{Kind: FaultDelay, At: 3 * time.Second, Length: 20 * time.Second},
+			{Kind: FaultRestart, At: 8 * time.Second, Target: 0},
+			{Kind: FaultRestart, At: 14 * time.Second, Target: 1},
+			{Kind: FaultRestart, At: 21 * time.Second, Target: 2}}}},
+	{"replaced-runner-after-dispatcher-restart",
+		"a restarted dispatcher forgot runner incarnations and took an older, replaced incarnation back",
+		Config{Seed: 1969, Duration: 30 * time.Second, Settle: 20 * time.Second, Schedule: []Fault{
+			{Kind: FaultReplace, At: 8 * time.Second, Target: 2, Length: 4600 * time.Millisecond},
+			{Kind: FaultDispatcher, At: 9 * time.Second, Length: 3300 * time.Millisecond}}}},
+	{"dispatcher-restart-while-an-attempt-dies",
+		"a runner re-registered while its given-up attempt was still being killed, and the dispatcher started the attempt elsewhere",
+		Config{Seed: 0x1fa1f78d, Duration: 40 * time.Second, Settle: 20 * time.Second, Schedule: []Fault{
+			{Kind: FaultDispatcher, At: 39 * time.Second, Length: time.Second}}}},
+}
+
+func TestScenarios(t *testing.T) {
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			cfg := sc.config
+			cfg.Trace = true
+			r := Run(cfg)
+			if !r.OK() {
+				t.Fatalf("%s (once: %s): %v", sc.name, sc.bug, r.Violations)
+			}
+			got := "# " + sc.bug + "\n" + strings.Join(r.Trace, "\n") + "\n"
+			path := filepath.Join("testdata", "scenarios", sc.name+".trace")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("read golden trace: %v (run go test ./sim -run TestScenarios -update)", err)
+			}
+			if got != string(want) {
+				gl, wl := strings.Split(got, "\n"), strings.Split(string(want), "\n")
+				for i := 0; i < len(gl) && i < len(wl); i++ {
+					if gl[i] != wl[i] {
+						t.Fatalf("trace differs from %s at line %d:\n got: %s\nwant: %s\n(if the change is intended: go test ./sim -run TestScenarios -update, and review the diff)", path, i+1, gl[i], wl[i])
+					}
+				}
+				t.Fatalf("trace differs from %s in length: %d lines, want %d", path, len(gl), len(wl))
+			}
+		})
 	}
 }

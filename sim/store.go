@@ -29,7 +29,7 @@ func (d *durable) save(jobs []*messages.JobRecord, cursors []*messages.Cursor, i
 		d.incs[r.RunnerId] = max(d.incs[r.RunnerId], r.Incarnation)
 	}
 	for _, j := range jobs {
-		c := proto.Clone(j).(*messages.JobRecord)
+		c := messages.CloneJobRecord(j)
 		d.jobs[j.Job.Id] = c
 		d.byKey[j.Job.Repo+"\x00"+j.Job.Commit] = j.Job.Id
 		d.maxID = max(d.maxID, j.Job.Id)
@@ -49,7 +49,7 @@ func (d *durable) load() dispatcher.Durable {
 	var jobs []*messages.JobRecord
 	for _, j := range d.jobs {
 		if j.State != messages.JobState_JOB_STATE_DONE || !j.Forwarded {
-			jobs = append(jobs, proto.Clone(j).(*messages.JobRecord))
+			jobs = append(jobs, messages.CloneJobRecord(j))
 		}
 	}
 	slices.SortFunc(jobs, func(a, b *messages.JobRecord) int { return int(a.Job.Id - b.Job.Id) })

@@ -428,9 +428,11 @@ func (w *World) apply(n *node, fx []actors.Effect) {
 			n.exitedAt = w.now
 		case actors.Note:
 			w.check.note(n, e)
+			detail := ""
 			if w.cfg.Trace {
-				w.trace(n, "note", nil, e.Msg+formatArgs(e.Args))
+				detail = formatArgs(e.Args)
 			}
+			w.trace(n, "note", e.Msg, detail)
 		case dispatcher.Persist:
 			w.store.save(e.Jobs, e.Cursors, e.Incarnations)
 		case runner.StartJob:
@@ -745,7 +747,7 @@ func (w *World) trace(n *node, what string, msg any, detail string) {
 	mix(name)
 	w.hash = h
 	if w.cfg.Trace {
-		w.report.Trace = append(w.report.Trace, fmt.Sprintf("%10.3fs  %-5s %-10s %-20s %s",
+		w.report.Trace = append(w.report.Trace, fmt.Sprintf("%10.3fs  %-5s %-6s %-20s %s",
 			w.now.Sub(w.start).Seconds(), n.name, what, name, detail))
 	}
 }
@@ -766,6 +768,8 @@ func inputName(in any) string {
 	switch m := in.(type) {
 	case nil:
 		return ""
+	case string:
+		return m
 	case *messages.Heartbeat:
 		return "Heartbeat"
 	case *messages.HeartbeatAck:

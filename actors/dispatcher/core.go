@@ -7,8 +7,6 @@ import (
 	"sort"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/plant"
 	"github.com/voltci/volt/messages"
@@ -464,7 +462,7 @@ func (c *Core) forward(now time.Time, j *messages.JobRecord) []actors.Effect {
 		return nil
 	}
 	c.lastSend[j.Job.Id] = now
-	return []actors.Effect{actors.Send{To: c.reporter, Msg: &messages.ResultRecorded{Result: proto.Clone(j.Result).(*messages.Result)}}}
+	return []actors.Effect{actors.Send{To: c.reporter, Msg: &messages.ResultRecorded{Result: messages.CloneResult(j.Result)}}}
 }
 
 // requeue puts a job whose attempt ended without a result back in the queue,
@@ -601,7 +599,7 @@ func (c *Core) assign(now time.Time) []actors.Effect {
 		r.job = id
 		saves = append(saves, j)
 		// Messages get copies: a local receiver must not share what the core mutates.
-		run := &messages.RunJob{Job: proto.Clone(j.Job).(*messages.Job), Attempt: j.Attempt, RunnerId: r.id, Incarnation: r.incarnation,
+		run := &messages.RunJob{Job: messages.CloneJob(j.Job), Attempt: j.Attempt, RunnerId: r.id, Incarnation: r.incarnation,
 			LogSink: string(c.reporter), TimeoutMs: c.cfg.JobTimeout.Milliseconds(), Epoch: c.cfg.Epoch}
 		sends = append(sends, actors.Send{To: r.addr, Msg: run},
 			actors.Info("job assigned", "job", id, "commit", j.Job.Commit, "attempt", j.Attempt, "runner", r.id))
