@@ -2,7 +2,7 @@
 GO ?= go
 SHELL := /bin/bash
 
-.PHONY: all build test deps verify proto bench clean
+.PHONY: all build test deps verify proto bench sim clean
 
 all: build
 
@@ -27,8 +27,17 @@ verify:
 	$(GO) vet ./...
 	$(GO) test -count=1 -run 'TestGeneratedCodeMatchesProto' ./messages/
 
+# test runs every test with the race detector, then the simulator's full
+# 2000-seed sweep and the planted-bug checks without it (ten times faster).
 test: deps verify
 	$(GO) test -race -count=1 -timeout 14m ./...
+	$(GO) test -count=1 -run 'TestSweep|TestScenarios|TestDeterminism' ./sim/
+	$(GO) test -count=1 -tags plantedbugs -run TestPlantedBugsAreCaught ./property_test/
+
+# sim sweeps SEEDS seeds of the simulator on every core: make sim SEEDS=1000000
+SEEDS ?= 100000
+sim:
+	$(GO) run ./cmd/volt sim --seeds $(SEEDS)
 
 # proto regenerates messages/volt.pb.go (needs buf and protoc-gen-go:
 #   go install github.com/bufbuild/buf/cmd/buf@v1.75.0

@@ -174,6 +174,7 @@ func (c *checker) step(w *World, n *node, from actors.Addr, in any, fx []actors.
 				if _, fromRunner := in.(*messages.JobFinished); fromRunner && j.Result.Attempt != c.assigned[j.Job.Id] {
 					c.fail(InvOneResult, "job %d recorded attempt %d's result, but attempt %d is the current one", j.Job.Id, j.Result.Attempt, c.assigned[j.Job.Id])
 				}
+				c.checked[InvObservedOnly] = true
 				if !c.observed[j.Job.Commit] {
 					c.fail(InvObservedOnly, "job %d recorded for commit %s, which no CommitObserved queued", j.Job.Id, j.Job.Commit)
 				}
@@ -188,6 +189,9 @@ func (c *checker) step(w *World, n *node, from actors.Addr, in any, fx []actors.
 			}
 		case actors.Send:
 			if r, ok := e.Msg.(*messages.RunJob); ok {
+				if r.Attempt > 1 {
+					w.report.Reassignments++
+				}
 				c.assigned[r.Job.Id] = max(c.assigned[r.Job.Id], r.Attempt)
 				c.checked[InvNoDeadAssignment] = true
 				k := runnerKey{r.RunnerId, r.Incarnation}
@@ -293,6 +297,7 @@ func (c *checker) end(w *World) {
 		c.fail(InvEveryCommit, "%d observed commits have no result after %s of calm: %s", len(missing), w.cfg.Settle, strings.Join(missing, " "))
 	}
 	c.checked[InvNoCommitLost] = true
+	c.checked[InvProgress] = true
 	var lost []string
 	for _, b := range w.repo.order {
 		first, seen := c.firstSeq[b]

@@ -14,11 +14,15 @@ type Report struct {
 	VirtualTime time.Duration
 	Commits     int
 	Results     int
-	Schedule    []Fault
-	Faults      []Fault // the faults actually injected
-	Violations  []Violation
-	TraceHash   uint64
-	Trace       []string
+	// Reassignments counts attempts after the first (jobs moved to another runner).
+	Reassignments int
+	Schedule      []Fault
+	Faults        []Fault // the faults actually injected
+	Violations    []Violation
+	// Checked names the invariants that had something to check in this run.
+	Checked   map[string]bool
+	TraceHash uint64
+	Trace     []string
 }
 
 // OK reports whether every invariant held.
@@ -26,13 +30,16 @@ func (r *Report) OK() bool { return len(r.Violations) == 0 }
 
 // Summary writes the per-invariant verdicts and counts.
 func (r *Report) Summary(out io.Writer) {
-	fmt.Fprintf(out, "seed %d: %d events, %s virtual, %d commits observed, %d results, %d faults, trace %016x\n",
-		r.Seed, r.Events, r.VirtualTime, r.Commits, r.Results, len(r.Faults), r.TraceHash)
+	fmt.Fprintf(out, "seed %d: %d events, %s virtual, %d commits observed, %d results, %d faults, %d reassignments, trace %016x\n",
+		r.Seed, r.Events, r.VirtualTime, r.Commits, r.Results, len(r.Faults), r.Reassignments, r.TraceHash)
 	for _, f := range r.Faults {
 		fmt.Fprintf(out, "  fault: %s\n", f)
 	}
 	for _, inv := range Invariants {
 		verdict := "ok"
+		if !r.Checked[inv] {
+			verdict = "n/a"
+		}
 		if slices.ContainsFunc(r.Violations, func(v Violation) bool { return v.Invariant == inv }) {
 			verdict = "VIOLATED"
 		}

@@ -232,6 +232,7 @@ func (w *World) Run() *Report {
 	w.check.end(w)
 	w.report.VirtualTime = time.Duration(end)
 	w.report.TraceHash = w.hash
+	w.report.Checked = w.check.checked
 	w.report.Commits = len(w.check.observed)
 	w.report.Results = len(w.check.reported)
 	return &w.report

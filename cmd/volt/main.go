@@ -88,5 +88,6 @@ Or run the four roles as separate processes (see the README):
 	root.AddCommand(newNotifyCommand())
 	root.AddCommand(newStatusCommand())
 	root.AddCommand(newResultsCommand())
+	root.AddCommand(newSimCommand())
 	return root
 }
