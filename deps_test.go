@@ -14,13 +14,15 @@ const module = "github.com/voltci/volt"
 // forbidden maps a package prefix (relative to the module) to the imports
 // it must never have, directly or through its dependencies.
 var forbidden = map[string][]string{
-	"messages": {module + "/"},
-	"actors":   {"os/exec", "net", module + "/gitexec", module + "/sim", module + "/cluster", module + "/store"},
-	"gitexec":  {module + "/actors", module + "/cluster", "github.com/asynkron/protoactor-go"},
-	"jobspec":  {module + "/actors", module + "/cluster", "github.com/asynkron/protoactor-go"},
-	"store":    {module + "/actors", "github.com/asynkron/protoactor-go"},
-	"cluster":  {module + "/sim"},
-	"cmd/volt": {"testing"},
+	"messages":     {module + "/"},
+	"actors":       {"os/exec", "net", module + "/gitexec", module + "/sim", module + "/cluster", module + "/store"},
+	"gitexec":      {module + "/actors", module + "/cluster", "github.com/asynkron/protoactor-go"},
+	"jobspec":      {module + "/actors", module + "/cluster", "github.com/asynkron/protoactor-go"},
+	"store":        {module + "/actors", "github.com/asynkron/protoactor-go"},
+	"cluster":      {module + "/sim"},
+	"sim":          {"os/exec", "net", module + "/gitexec", module + "/cluster", module + "/store"},
+	"actors/plant": {module + "/"},
+	"cmd/volt":     {"testing"},
 }
 
 type pkg struct {
