@@ -90,6 +90,17 @@ type Persist struct {
 	Incarnations []*messages.RunnerIncarnation
 }
 
+// persist snapshots jobs for a Persist effect: the core goes on changing
+// its records within the same step (an observed job is assigned at once),
+// and what is written must be the state at this point, not a later one.
+func persist(cursors []*messages.Cursor, jobs ...*messages.JobRecord) Persist {
+	p := Persist{Cursors: cursors, Jobs: make([]*messages.JobRecord, len(jobs))}
+	for i, j := range jobs {
+		p.Jobs[i] = messages.CloneJobRecord(j)
+	}
+	return p
+}
+
 // Durable is what a restarted dispatcher recovers.
 type Durable struct {
 	Jobs         []*messages.JobRecord
@@ -337,7 +348,7 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 		fx = append(fx, actors.Send{To: from, Msg: &messages.CancelJob{Ref: ref, Reason: "superseded: the dispatcher no longer assigns this attempt to you"}})
 	}
 	if len(saves) > 0 {
-		fx = append([]actors.Effect{Persist{Jobs: saves}}, fx...)
+		fx = append([]actors.Effect{persist(nil, saves...)}, fx...)
 	}
 	// A job assigned to this runner that the registration does not list is
 	// left to the heartbeat check: the registration may have been sent
@@ -451,7 +462,7 @@ func (c *Core) finish(now time.Time, j *messages.JobRecord, res *messages.Result
 	delete(c.orphans, j.Job.Id)
 	c.counters[CounterRecorded]++
 	fx := []actors.Effect{
-		Persist{Jobs: []*messages.JobRecord{j}},
+		persist(nil, j),
 		actors.Info("result recorded", "job", j.Job.Id, "commit", j.Job.Commit, "build", j.Job.Build, "attempt", res.Attempt, "status", res.Status.Name(), "runner", res.RunnerId),
 	}
 	return append(fx, c.forward(now, j)...)
@@ -489,7 +500,7 @@ func (c *Core) requeue(now time.Time, j *messages.JobRecord, why string) []actor
 	c.queue = append([]int64{j.Job.Id}, c.queue...) // a reassigned job goes first
 	c.counters[CounterReassigned]++
 	return []actors.Effect{
-		Persist{Jobs: []*messages.JobRecord{j}},
+		persist(nil, j),
 		actors.Info("job re-queued", "job", j.Job.Id, "attempt", j.Attempt, "reason", why),
 	}
 }
@@ -607,7 +618,7 @@ func (c *Core) assign(now time.Time) []actors.Effect {
 	if len(saves) == 0 {
 		return nil
 	}
-	return append([]actors.Effect{Persist{Jobs: saves}}, sends...)
+	return append([]actors.Effect{persist(nil, saves...)}, sends...)
 }
 
 func (c *Core) registerReporter(now time.Time, from actors.Addr, m *messages.RegisterReporter) []actors.Effect {
@@ -658,7 +669,7 @@ func (c *Core) resultAcked(m *messages.ResultRecordedAck) []actors.Effect {
 	}
 	delete(c.lastSend, m.JobId)
 	c.counters[CounterResultsAcked]++
-	return []actors.Effect{Persist{Jobs: []*messages.JobRecord{j}}}
+	return []actors.Effect{persist(nil, j)}
 }
 
 func (c *Core) registerObserver(from actors.Addr, m *messages.RegisterObserver) []actors.Effect {
@@ -763,7 +774,7 @@ func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Ef
 		fx = append(fx, actors.Warn("backlog capped: older commits skipped", "repo", m.RepoName, "branch", m.Branch, "skipped", m.Skipped))
 	}
 	if len(saves) > 0 || len(curs) > 0 {
-		fx = append([]actors.Effect{Persist{Jobs: saves, Cursors: curs}}, fx...)
+		fx = append([]actors.Effect{persist(curs, saves...)}, fx...)
 	}
 	return append(fx, actors.Send{To: from, Msg: ack})
 }
@@ -804,7 +815,7 @@ func (c *Core) cancel(now time.Time, from actors.Addr, m *messages.CancelRequest
 	}
 	j.CancelRequested = true
 	var fx []actors.Effect
-	fx = append(fx, Persist{Jobs: []*messages.JobRecord{j}}, actors.Info("cancel requested", "job", j.Job.Id, "attempt", j.Attempt, "by", who))
+	fx = append(fx, persist(nil, j), actors.Info("cancel requested", "job", j.Job.Id, "attempt", j.Attempt, "by", who))
 	if r := c.runners[j.RunnerId]; r != nil && r.job == j.Job.Id {
 		fx = append(fx, actors.Send{To: r.addr, Msg: &messages.CancelJob{
 			Ref: &messages.JobRef{JobId: j.Job.Id, Attempt: j.Attempt}, Reason: "cancelled by " + who, Report: true}})
@@ -848,7 +859,7 @@ func (c *Core) rebuild(now time.Time, from actors.Addr, m Rebuild) []actors.Effe
 	c.counters[CounterJobsQueued]++
 	reply.JobId, reply.Build = j.Job.Id, build
 	return []actors.Effect{
-		Persist{Jobs: []*messages.JobRecord{j}},
+		persist(nil, j),
 		actors.Info("rebuild queued", "job", j.Job.Id, "commit", j.Job.Commit, "build", build, "by", m.Msg.Who),
 		actors.Send{To: from, Msg: reply},
 	}
