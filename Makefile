@@ -9,11 +9,13 @@ all: build
 build:
 	$(GO) build -o bin/volt ./cmd/volt
 
-# deps installs what the tests need and a fresh machine may lack (git, python3).
+# deps installs what the tests need and a fresh machine may lack (git,
+# python3, and Debian's chromium for the web UI's browser tests).
 deps:
 	@missing=""; \
 	command -v git >/dev/null || missing="$$missing git"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -47,8 +49,14 @@ proto:
 	cd messages && PATH="$$PATH:$$($(GO) env GOPATH)/bin" buf generate
 	cd messages && VOLT_WRITE_PROTO_SUM=1 $(GO) test -count=1 -run TestProtoSumWriter .
 
+# bench runs every package's Go benchmarks, then the end-to-end harness in
+# bench/ (real volt processes on 127.0.0.1, see BENCHMARKS.md), all in the
+# format benchstat reads: make bench | tee new.txt; benchstat new.txt
+# BENCH_COUNT (default 5) and BENCH_FLAGS (say -benchtime 10x, or
+# -bench Throughput) tune the bench/ part.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./...
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 $$($(GO) list ./... | grep -v '/bench$$')
+	$(GO) test -run '^$$' -bench . -count $(or $(BENCH_COUNT),5) -timeout 30m $(BENCH_FLAGS) ./bench/
 
 clean:
 	rm -rf bin

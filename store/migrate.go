@@ -90,6 +90,14 @@ CREATE TABLE runner_incarnations (
 	incarnation INTEGER NOT NULL
 );
 `},
+	// 5: indexes for the web dashboard and the JSON API: a result by its
+	// job, the branches of a repository (skip-scanned), results by the
+	// repository's short name.
+	{version: 5, sql: `
+CREATE INDEX results_job ON results (job_id);
+CREATE INDEX results_repo_branches ON results (repo, branches, finished_unix_ms DESC, id DESC);
+CREATE INDEX results_name_finished ON results (repo_name, finished_unix_ms DESC, id DESC);
+`},
 }
 
 // schemaVersion is the newest schema this binary knows.

@@ -18,6 +18,9 @@ type Actor struct {
 	core   *Core
 	// Tick is the interval between deadline checks.
 	Tick time.Duration
+	// OnPoll, if set, is called after each read of a branch with the time
+	// it took (for metrics). It runs in the reading goroutine.
+	OnPoll func(time.Duration)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -54,9 +57,14 @@ func (a *Actor) run(ctx actor.Context, fx []actors.Effect) {
 	for _, e := range fx {
 		switch e := e.(type) {
 		case Poll:
-			root, self, reader, pctx := ctx.ActorSystem().Root, ctx.Self(), a.reader, a.ctx
+			root, self, reader, pctx, onPoll := ctx.ActorSystem().Root, ctx.Self(), a.reader, a.ctx, a.OnPoll
 			a.Go(func() {
-				root.Send(self, reader.Read(pctx, e.Repo, e.Branch, e.Since, e.Max))
+				start := time.Now()
+				polled := reader.Read(pctx, e.Repo, e.Branch, e.Since, e.Max)
+				if onPoll != nil {
+					onPoll(time.Since(start))
+				}
+				root.Send(self, polled)
 			})
 		default:
 			if !a.Do(ctx, e) {

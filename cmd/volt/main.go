@@ -88,6 +88,9 @@ Or run the four roles as separate processes (see the README):
 	root.AddCommand(newNotifyCommand())
 	root.AddCommand(newStatusCommand())
 	root.AddCommand(newResultsCommand())
+	root.AddCommand(newRunnersCommand())
+	root.AddCommand(newCancelCommand())
+	root.AddCommand(newRebuildCommand())
 	root.AddCommand(newSimCommand())
 	return root
 }

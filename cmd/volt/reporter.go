@@ -7,6 +7,7 @@ import (
 	"github.com/voltci/volt/actors/reporter"
 	"github.com/voltci/volt/cluster"
 	"github.com/voltci/volt/store"
+	"github.com/voltci/volt/web"
 )
 
 func newReporterCommand() *cobra.Command {
@@ -15,6 +16,7 @@ func newReporterCommand() *cobra.Command {
 		listen     string
 		dispServer string
 		dataDir    string
+		wf         webFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "reporter",
@@ -27,7 +29,10 @@ func newReporterCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.requireToken(listen, dispServer); err != nil {
+			if err := c.requireToken(listen, dispServer, wf.http); err != nil {
+				return err
+			}
+			if err := wf.validate(); err != nil {
 				return err
 			}
 			disp, err := cluster.Resolve(dispServer)
@@ -48,6 +53,13 @@ func newReporterCommand() *cobra.Command {
 				node.Shutdown()
 				return fatal("start the reporter", err)
 			}
+			stopWeb, err := startWeb(cmd, wf, db, node.DispatcherClient(disp), c.token, web.NewMetrics(), logger)
+			if err != nil {
+				node.Shutdown()
+				return fatal("start the web UI", err)
+			}
+			defer stopWeb()
+			defer startRetention(wf, db, logger)()
 			logger.Info("reporter ready", "address", node.Address, "dispatcher", disp, "results", dataDir+"/test_results")
 			return serve(node, logger, nil)
 		},
@@ -56,5 +68,6 @@ func newReporterCommand() *cobra.Command {
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8001", "host:port for Proto.Actor remote")
 	cmd.Flags().StringVar(&dispServer, "dispatcher-server", "localhost:8000", "the dispatcher's host:port")
 	cmd.Flags().StringVar(&dataDir, "data-dir", ".volt", "directory of results, logs and test_results/")
+	wf.register(cmd)
 	return cmd
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/voltci/volt/messages"
 	"github.com/voltci/volt/store"
+	"github.com/voltci/volt/web"
 )
 
 func newResultsCommand() *cobra.Command {
@@ -20,18 +22,27 @@ func newResultsCommand() *cobra.Command {
 		limit   int
 		repo    string
 		status  string
+		branch  string
+		srv     serverClient
 	)
 	cmd := &cobra.Command{
 		Use:   "results [COMMIT]",
 		Short: "List recorded results, or show one commit's result with its output (exit 3 if unknown)",
 		Example: `  volt results
-  volt results 3f2a9c1 --data-dir .volt`,
+  volt results 3f2a9c1 --data-dir .volt
+  volt results --server http://127.0.0.1:8080 --status failed --branch main`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if status != "" {
 				if _, err := messages.ParseStatus(status); err != nil {
 					return usageErr("--status: %v", err)
 				}
+			}
+			if cmd.Flags().Changed("server") {
+				return serverResults(&srv, args, repo, branch, status, limit)
+			}
+			if branch != "" {
+				return usageErr("--branch needs --server (the data-dir mode filters by --repo and --status)")
 			}
 			db, err := store.OpenReadOnly(dataDir)
 			if err != nil {
@@ -63,6 +74,11 @@ func newResultsCommand() *cobra.Command {
 	fs.IntVar(&limit, "limit", 50, "most results listed")
 	fs.StringVar(&repo, "repo", "", "only this repository (its URL or path)")
 	fs.StringVar(&status, "status", "", "only this status: passed, failed, timed_out, errored or cancelled")
+	fs.StringVar(&branch, "branch", "", "only this branch (with --server)")
+	srv.register(fs, false)
+	srv.server = ""
+	fs.Lookup("server").DefValue = ""
+	fs.Lookup("server").Usage = "ask this Volt web server (for example " + defaultServer + ") instead of reading --data-dir"
 	return cmd
 }
 
@@ -93,4 +109,67 @@ func showResult(db *store.DB, commit string) error {
 		return fatal("read the log", err)
 	}
 	return nil
+}
+
+// serverResults is `volt results --server`: the same listing and detail,
+// from a Volt web server's JSON API.
+func serverResults(c *serverClient, args []string, repo, branch, status string, limit int) error {
+	if len(args) == 1 {
+		var r web.JobWithLog
+		if err := c.do("GET", "/api/v1/results/"+url.PathEscape(args[0]), &r); err != nil {
+			return err
+		}
+		fmt.Printf("status: %s\nrepo: %s\nbranches: %s\ncommit: %s\nbuild: %d\nattempt: %d\nrunner: %s\nduration: %s\n",
+			r.Status, r.RepoName, strings.Join(r.Branches, ","), r.Commit, r.Build, r.Attempt, r.Runner, msDuration(r.DurationMS))
+		if r.Reason != "" {
+			fmt.Printf("reason: %s\n", r.Reason)
+		}
+		fmt.Println()
+		fmt.Print(r.Log)
+		return nil
+	}
+	if limit < 1 || limit > 500 {
+		return usageErr("--limit must be from 1 to 500 with --server")
+	}
+	q := url.Values{}
+	q.Set("limit", fmt.Sprint(limit))
+	if repo != "" {
+		key := "repo"
+		if strings.ContainsAny(repo, "/:") {
+			key = "repo_url"
+		}
+		q.Set(key, repo)
+	}
+	if branch != "" {
+		q.Set("branch", branch)
+	}
+	if status != "" {
+		q.Set("status", status)
+	}
+	var page web.ResultsPage
+	if err := c.do("GET", "/api/v1/results?"+q.Encode(), &page); err != nil {
+		return err
+	}
+	if len(page.Results) == 0 {
+		fmt.Println("no results yet")
+		return nil
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "COMMIT\tSTATUS\tREPO\tBRANCHES\tBUILD\tATTEMPT\tDURATION\tFINISHED")
+	for _, r := range page.Results {
+		finished := "-"
+		if r.FinishedAt != nil {
+			finished = r.FinishedAt.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(tw, "%.12s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.Commit, r.Status, r.RepoName,
+			strings.Join(r.Branches, ","), r.Build, r.Attempt, msDuration(r.DurationMS), finished)
+	}
+	return tw.Flush()
+}
+
+func msDuration(ms *int64) string {
+	if ms == nil {
+		return "-"
+	}
+	return (time.Duration(*ms) * time.Millisecond).String()
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/voltci/volt/actors/runner"
 	"github.com/voltci/volt/cluster"
 	"github.com/voltci/volt/store"
+	"github.com/voltci/volt/web"
 )
 
 func newUpCommand() *cobra.Command {
@@ -24,6 +25,7 @@ func newUpCommand() *cobra.Command {
 		dataDir   string
 		listen    string
 		outputCap = sizeValue(defaultOutputCap)
+		wf        webFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -39,7 +41,10 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 			if err != nil {
 				return err
 			}
-			if err := c.requireToken(listen); err != nil {
+			if err := c.requireToken(listen, wf.http); err != nil {
+				return err
+			}
+			if err := wf.validate(); err != nil {
 				return err
 			}
 			if runners < 0 {
@@ -67,6 +72,7 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 				return fatal("start", err)
 			}
 			disp := node.Addr(cluster.DispatcherName)
+			metrics := web.NewMetrics()
 			start := func() error {
 				if _, err := node.StartDispatcher(dcfg, db); err != nil {
 					return err
@@ -87,13 +93,20 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 						return err
 					}
 				}
-				_, err := node.StartObserver(w.config("up", disp, watched, -1, c.token), repos)
+				_, err := node.StartObserverTimed(w.config("up", disp, watched, -1, c.token), repos, metrics.ObservePoll)
 				return err
 			}
 			if err := start(); err != nil {
 				node.Shutdown()
 				return fatal("start", err)
 			}
+			stopWeb, err := startWeb(cmd, wf, db, node.DispatcherClient(node.Address), c.token, metrics, logger)
+			if err != nil {
+				node.Shutdown()
+				return fatal("start the web UI", err)
+			}
+			defer stopWeb()
+			defer startRetention(wf, db, logger)()
 			logger.Info("volt is up", "address", node.Address, "repos", repoList(watched), "runners", runners,
 				"results", filepath.Join(dataDir, "test_results"), "poll", w.poll.String())
 			return serve(node, logger, nil)
@@ -107,5 +120,6 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 	fs.StringVar(&dataDir, "data-dir", ".volt", "directory of the queue, results, logs, test_results/ and runner workspaces")
 	fs.StringVar(&listen, "listen", "127.0.0.1:8000", "host:port for Proto.Actor remote, where extra runners join")
 	fs.Var(&outputCap, "output-cap", "bytes of a job's output kept; the rest is dropped with a marker")
+	wf.register(cmd)
 	return cmd
 }

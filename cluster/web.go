@@ -1,0 +1,82 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/voltci/volt/actors/observer"
+	"github.com/voltci/volt/gitexec"
+	"github.com/voltci/volt/messages"
+)
+
+// DispatcherClient asks a dispatcher questions over Proto.Actor for the web
+// server (it implements web.Backend). The dispatcher may be in this process
+// or, when the node has remote, in another one.
+type DispatcherClient struct {
+	root *actor.RootContext
+	pid  *actor.PID
+}
+
+// DispatcherClient returns a client for the dispatcher at address (host:port
+// as the node names it; this node's own Address for a local dispatcher).
+func (n *Node) DispatcherClient(address string) *DispatcherClient {
+	return &DispatcherClient{root: n.System.Root, pid: actor.NewPID(address, DispatcherName)}
+}
+
+// ask sends req and waits for an answer of type T until ctx ends.
+func ask[T any](ctx context.Context, c *DispatcherClient, req any) (T, error) {
+	var zero T
+	timeout := 3 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	if timeout <= 0 {
+		return zero, fmt.Errorf("ask the dispatcher at %s: %w", c.pid.Address, context.DeadlineExceeded)
+	}
+	res, err := c.root.RequestFuture(c.pid, req, timeout).Result()
+	if err != nil {
+		return zero, fmt.Errorf("no answer from the dispatcher at %s within %s (is it running?): %w", c.pid.Address, timeout.Round(time.Millisecond), err)
+	}
+	t, ok := res.(T)
+	if !ok {
+		return zero, fmt.Errorf("the dispatcher at %s answered %T, want %T: are both the same Volt version?", c.pid.Address, res, zero)
+	}
+	return t, nil
+}
+
+// Status implements web.Backend.
+func (c *DispatcherClient) Status(ctx context.Context) (*messages.StatusReply, error) {
+	return ask[*messages.StatusReply](ctx, c, &messages.StatusRequest{})
+}
+
+// Cancel implements web.Backend.
+func (c *DispatcherClient) Cancel(ctx context.Context, req *messages.CancelRequest) (*messages.CancelReply, error) {
+	return ask[*messages.CancelReply](ctx, c, req)
+}
+
+// Rebuild implements web.Backend.
+func (c *DispatcherClient) Rebuild(ctx context.Context, req *messages.RebuildRequest) (*messages.RebuildReply, error) {
+	return ask[*messages.RebuildReply](ctx, c, req)
+}
+
+// Notify implements web.Backend.
+func (c *DispatcherClient) Notify(ctx context.Context, req *messages.Notify) (*messages.NotifyAck, error) {
+	return ask[*messages.NotifyAck](ctx, c, req)
+}
+
+// StartObserverTimed is StartObserver with onPoll called after each read of
+// a branch with the time it took (for the poll-duration metric).
+func (n *Node) StartObserverTimed(cfg observer.Config, repos []*gitexec.Repo, onPoll func(time.Duration)) (*actor.PID, error) {
+	rd := repoReader{repos: map[string]*gitexec.Repo{}}
+	for _, r := range repos {
+		rd.repos[r.URL()] = r
+	}
+	return n.Spawn(ObserverName, func() actor.Actor {
+		a := observer.NewActor(cfg, rd, n.env("observer"))
+		a.OnPoll = onPoll
+		return a
+	})
+}

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/voltci/volt/store"
+	"github.com/voltci/volt/web"
+)
+
+// defaultHTTP is where `volt up` and `volt reporter` serve the web UI.
+const defaultHTTP = "127.0.0.1:8080"
+
+// webFlags are the web server's and the results retention's flags.
+type webFlags struct {
+	http       string
+	keepBuilds int
+	keepFor    time.Duration
+}
+
+func (f *webFlags) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringVar(&f.http, "http", defaultHTTP, "host:port of the web dashboard, JSON API and /metrics; \"\" for none (off loopback it needs --token)")
+	fs.IntVar(&f.keepBuilds, "keep-builds", 500, "results kept per branch of each repository (older ones are pruned with their logs and result files); 0 keeps all")
+	fs.Var(newDuration(&f.keepFor, 0), "keep-for", "also prune results older than this (for example 720h); 0 keeps results of any age")
+}
+
+func (f *webFlags) validate() error {
+	if f.keepBuilds < 0 {
+		return usageErr("--keep-builds must be 0 or more")
+	}
+	return nil
+}
+
+// startWeb serves the web UI on f.http until the returned stop is called. A
+// default address that is taken only disables the UI with a warning, so
+// that a second Volt on one machine still runs; an address given with
+// --http must work.
+func startWeb(cmd *cobra.Command, f webFlags, db *store.DB, backend web.Backend, token string, metrics *web.Metrics, logger *slog.Logger) (stop func(), err error) {
+	if f.http == "" {
+		return func() {}, nil
+	}
+	srv, err := web.New(web.Config{DB: db, Backend: backend, Token: token, Logger: logger.With("component", "web"), Metrics: metrics})
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", f.http)
+	if err != nil {
+		if !cmd.Flags().Changed("http") {
+			logger.Warn("web UI disabled: its default address is taken; pass --http HOST:PORT to choose another", "http", f.http, "error", err)
+			return func() {}, nil
+		}
+		return nil, fmt.Errorf("listen on --http %s: %w (is another Volt already serving there? pass another --http)", f.http, err)
+	}
+	logger.Info("web UI ready", "url", "http://"+l.Addr().String()+"/")
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := srv.Serve(ctx, l); err != nil {
+			logger.Error("web server stopped", "error", err)
+		}
+	})
+	return func() { cancel(); wg.Wait() }, nil
+}
+
+// pruneEvery is how often retention runs (and once at start).
+const pruneEvery = time.Hour
+
+// startRetention prunes old results now and every pruneEvery until stop.
+func startRetention(f webFlags, db *store.DB, logger *slog.Logger) (stop func()) {
+	rt := store.Retention{KeepBuilds: f.keepBuilds, KeepFor: f.keepFor}
+	if rt.KeepBuilds <= 0 && rt.KeepFor <= 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(pruneEvery)
+		defer t.Stop()
+		for {
+			st, err := db.Prune(rt, time.Now())
+			switch {
+			case err != nil && !errors.Is(err, context.Canceled):
+				logger.Error("pruning old results failed; will retry", "error", err, "retry_in", pruneEvery)
+			case st.Results > 0:
+				logger.Info("pruned old results", "results", st.Results, "logs", st.Logs, "result_files", st.ResultFiles)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return func() { cancel(); wg.Wait() }
+}
