@@ -8,6 +8,7 @@ import (
 	"github.com/voltci/volt/actors/dispatcher"
 	"github.com/voltci/volt/cluster"
 	"github.com/voltci/volt/store"
+	"github.com/voltci/volt/web"
 )
 
 // dispatcherFlags are the dispatcher's timers and limits.
@@ -42,6 +43,7 @@ func newDispatcherCommand() *cobra.Command {
 		df      dispatcherFlags
 		listen  string
 		dataDir string
+		metrics string
 	)
 	cmd := &cobra.Command{
 		Use:   "dispatcher",
@@ -54,7 +56,7 @@ func newDispatcherCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.requireToken(listen); err != nil {
+			if err := c.requireToken(listen, metrics); err != nil {
 				return err
 			}
 			cfg, err := df.config(c.token)
@@ -74,6 +76,14 @@ func newDispatcherCommand() *cobra.Command {
 				node.Shutdown()
 				return fatal("start the dispatcher", err)
 			}
+			m := web.NewMetrics()
+			m.WatchDispatcher(node.DispatcherClient(node.Address), 3*time.Second)
+			stopMetrics, err := startMetrics(metrics, m, logger)
+			if err != nil {
+				node.Shutdown()
+				return usageErr("%v", err)
+			}
+			defer stopMetrics()
 			logger.Info("dispatcher ready", "address", node.Address, "data_dir", dataDir)
 			return serve(node, logger, nil)
 		},
@@ -82,5 +92,6 @@ func newDispatcherCommand() *cobra.Command {
 	df.register(cmd)
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8000", "host:port for Proto.Actor remote")
 	cmd.Flags().StringVar(&dataDir, "data-dir", ".volt", "directory of the durable queue (SQLite)")
+	metricsFlag(cmd, &metrics)
 	return cmd
 }

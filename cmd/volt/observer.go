@@ -14,6 +14,7 @@ import (
 	"github.com/voltci/volt/cluster"
 	"github.com/voltci/volt/gitexec"
 	"github.com/voltci/volt/messages"
+	"github.com/voltci/volt/web"
 )
 
 // watchFlags are the observer's flags, shared by `volt observer` and `volt up`.
@@ -79,6 +80,7 @@ func newObserverCommand() *cobra.Command {
 		listen     string
 		grace      time.Duration
 		dataDir    string
+		metrics    string
 	)
 	cmd := &cobra.Command{
 		Use:   "observer",
@@ -91,7 +93,7 @@ func newObserverCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.requireToken(listen, dispServer); err != nil {
+			if err := c.requireToken(listen, dispServer, metrics); err != nil {
 				return err
 			}
 			disp, err := cluster.Resolve(dispServer)
@@ -108,10 +110,17 @@ func newObserverCommand() *cobra.Command {
 			}
 			host, _ := os.Hostname()
 			cfg := w.config(host+"/"+node.Address, actors.NewAddr(disp, cluster.DispatcherName), watched, grace, c.token)
-			if _, err := node.StartObserver(cfg, repos); err != nil {
+			m := web.NewMetrics()
+			if _, err := node.StartObserverTimed(cfg, repos, m.ObservePoll); err != nil {
 				node.Shutdown()
 				return fatal("start the observer", err)
 			}
+			stopMetrics, err := startMetrics(metrics, m, logger)
+			if err != nil {
+				node.Shutdown()
+				return usageErr("%v", err)
+			}
+			defer stopMetrics()
 			logger.Info("observer started", "dispatcher", disp, "repos", repoList(watched), "poll", w.poll.String())
 			return serve(node, logger, nil)
 		},
@@ -123,6 +132,7 @@ func newObserverCommand() *cobra.Command {
 	fs.StringVar(&listen, "listen", "127.0.0.1:0", "host:port for Proto.Actor remote (the dispatcher answers here)")
 	fs.Var(newDuration(&grace, 10*time.Second), "dispatcher-grace", "exit when the dispatcher has been unreachable this long")
 	fs.StringVar(&dataDir, "data-dir", ".volt", "directory for mirrors of repositories given as URLs")
+	metricsFlag(cmd, &metrics)
 	return cmd
 }
 

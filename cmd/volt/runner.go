@@ -12,6 +12,7 @@ import (
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/runner"
 	"github.com/voltci/volt/cluster"
+	"github.com/voltci/volt/web"
 )
 
 // Runner defaults (DESIGN.md, Who finds whom).
@@ -32,6 +33,7 @@ func newRunnerCommand() *cobra.Command {
 		fallback   string
 		id         string
 		outputCap  = sizeValue(defaultOutputCap)
+		metrics    string
 	)
 	cmd := &cobra.Command{
 		Use:   "runner",
@@ -45,7 +47,7 @@ func newRunnerCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.requireToken(listen, dispServer); err != nil {
+			if err := c.requireToken(listen, dispServer, metrics); err != nil {
 				return err
 			}
 			disp, err := cluster.Resolve(dispServer)
@@ -92,6 +94,12 @@ func newRunnerCommand() *cobra.Command {
 				node.Shutdown()
 				return fatal("start the runner", err)
 			}
+			stopMetrics, err := startMetrics(metrics, web.NewMetrics(), logger)
+			if err != nil {
+				node.Shutdown()
+				return usageErr("%v", err)
+			}
+			defer stopMetrics()
 			logger.Info("runner started", "runner", id, "address", node.Address, "dispatcher", disp, "work_dir", workDir, "dispatcher_grace", grace.String())
 			return serve(node, logger, func(s os.Signal) {
 				runner.Stop(node.System.Root, pid, fmt.Sprintf("received %s", s))
@@ -108,5 +116,6 @@ func newRunnerCommand() *cobra.Command {
 	fs.StringVar(&fallback, "repo", "", "a local clone to fetch commits from before the job's repository URL")
 	fs.StringVar(&id, "id", "", "runner id (default HOST:PORT); a restarted runner with the same id is a new incarnation")
 	fs.Var(&outputCap, "output-cap", "bytes of a job's output kept; the rest is dropped with a marker")
+	metricsFlag(cmd, &metrics)
 	return cmd
 }

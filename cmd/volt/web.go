@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
@@ -100,4 +101,40 @@ func startRetention(f webFlags, db *store.DB, logger *slog.Logger) (stop func())
 		}
 	})
 	return func() { cancel(); wg.Wait() }
+}
+
+// startMetrics serves m on addr (`--metrics HOST:PORT` of volt dispatcher,
+// runner and observer) until the returned stop is called; "" serves nothing.
+func startMetrics(addr string, m *web.Metrics, logger *slog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on --metrics %s: %w (pass another --metrics)", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	logger.Info("metrics ready", "url", "http://"+l.Addr().String()+"/metrics")
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics server stopped", "error", err)
+		}
+	})
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			logger.Warn("metrics server shutdown", "error", err)
+		}
+		wg.Wait()
+	}, nil
+}
+
+// metricsFlag registers --metrics on a role's command.
+func metricsFlag(cmd *cobra.Command, addr *string) {
+	cmd.Flags().StringVar(addr, "metrics", "", "host:port serving this process's Prometheus /metrics (default none; off loopback it needs --token)")
 }
