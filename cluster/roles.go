@@ -192,6 +192,13 @@ func (rd repoReader) Read(ctx context.Context, repo, branch, since string, max i
 		return p
 	}
 	p.Commits, p.Forced, p.Skipped = rg.Commits, rg.Forced, rg.Skipped
+	for _, c := range p.Commits {
+		s, err := r.Subject(ctx, c)
+		if err != nil {
+			break // subjects are for display only
+		}
+		p.Subjects = append(p.Subjects, s)
+	}
 	return p
 }
 

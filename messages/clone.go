@@ -7,7 +7,7 @@ func CloneJob(j *Job) *Job {
 		return nil
 	}
 	return &Job{Id: j.Id, Repo: j.Repo, RepoName: j.RepoName, Commit: j.Commit,
-		Branches: append([]string(nil), j.Branches...), Build: j.Build}
+		Branches: append([]string(nil), j.Branches...), Build: j.Build, Subject: j.Subject}
 }
 
 // CloneResult copies a Result without reflection.

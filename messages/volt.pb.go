@@ -145,10 +145,12 @@ type Job struct {
 	// repo is the URL or absolute path runners fetch from.
 	Repo string `protobuf:"bytes,2,opt,name=repo,proto3" json:"repo,omitempty"`
 	// repo_name is the short name shown to users.
-	RepoName      string   `protobuf:"bytes,3,opt,name=repo_name,json=repoName,proto3" json:"repo_name,omitempty"`
-	Commit        string   `protobuf:"bytes,4,opt,name=commit,proto3" json:"commit,omitempty"`
-	Branches      []string `protobuf:"bytes,5,rep,name=branches,proto3" json:"branches,omitempty"`
-	Build         int32    `protobuf:"varint,6,opt,name=build,proto3" json:"build,omitempty"`
+	RepoName string   `protobuf:"bytes,3,opt,name=repo_name,json=repoName,proto3" json:"repo_name,omitempty"`
+	Commit   string   `protobuf:"bytes,4,opt,name=commit,proto3" json:"commit,omitempty"`
+	Branches []string `protobuf:"bytes,5,rep,name=branches,proto3" json:"branches,omitempty"`
+	Build    int32    `protobuf:"varint,6,opt,name=build,proto3" json:"build,omitempty"`
+	// subject is the first line of the commit message (shown, never interpreted).
+	Subject       string `protobuf:"bytes,7,opt,name=subject,proto3" json:"subject,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -223,6 +225,13 @@ func (x *Job) GetBuild() int32 {
 		return x.Build
 	}
 	return 0
+}
+
+func (x *Job) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
 }
 
 // Result is the one final result of a build.
@@ -813,10 +822,12 @@ type CommitObserved struct {
 	RepoName   string                 `protobuf:"bytes,4,opt,name=repo_name,json=repoName,proto3" json:"repo_name,omitempty"`
 	Branch     string                 `protobuf:"bytes,5,opt,name=branch,proto3" json:"branch,omitempty"`
 	// previous is the cursor the observer computed from ("" the first time).
-	Previous      string   `protobuf:"bytes,6,opt,name=previous,proto3" json:"previous,omitempty"`
-	Commits       []string `protobuf:"bytes,7,rep,name=commits,proto3" json:"commits,omitempty"`
-	Forced        bool     `protobuf:"varint,8,opt,name=forced,proto3" json:"forced,omitempty"`
-	Skipped       int32    `protobuf:"varint,9,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	Previous string   `protobuf:"bytes,6,opt,name=previous,proto3" json:"previous,omitempty"`
+	Commits  []string `protobuf:"bytes,7,rep,name=commits,proto3" json:"commits,omitempty"`
+	Forced   bool     `protobuf:"varint,8,opt,name=forced,proto3" json:"forced,omitempty"`
+	Skipped  int32    `protobuf:"varint,9,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	// subjects[i] is the subject line of commits[i] (may be shorter when unknown).
+	Subjects      []string `protobuf:"bytes,10,rep,name=subjects,proto3" json:"subjects,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -912,6 +923,13 @@ func (x *CommitObserved) GetSkipped() int32 {
 		return x.Skipped
 	}
 	return 0
+}
+
+func (x *CommitObserved) GetSubjects() []string {
+	if x != nil {
+		return x.Subjects
+	}
+	return nil
 }
 
 // CommitObservedAck tells the observer its cursor may advance.
@@ -2828,14 +2846,15 @@ var File_volt_v1_volt_proto protoreflect.FileDescriptor
 
 const file_volt_v1_volt_proto_rawDesc = "" +
 	"\n" +
-	"\x12volt/v1/volt.proto\x12\avolt.v1\"\x90\x01\n" +
+	"\x12volt/v1/volt.proto\x12\avolt.v1\"\xaa\x01\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x12\n" +
 	"\x04repo\x18\x02 \x01(\tR\x04repo\x12\x1b\n" +
 	"\trepo_name\x18\x03 \x01(\tR\brepoName\x12\x16\n" +
 	"\x06commit\x18\x04 \x01(\tR\x06commit\x12\x1a\n" +
 	"\bbranches\x18\x05 \x03(\tR\bbranches\x12\x14\n" +
-	"\x05build\x18\x06 \x01(\x05R\x05build\"\x94\x03\n" +
+	"\x05build\x18\x06 \x01(\x05R\x05build\x12\x18\n" +
+	"\asubject\x18\a \x01(\tR\asubject\"\x94\x03\n" +
 	"\x06Result\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.volt.v1.JobR\x03job\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x1b\n" +
@@ -2887,7 +2906,7 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\baccepted\x18\x01 \x01(\bR\baccepted\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12)\n" +
 	"\acursors\x18\x03 \x03(\v2\x0f.volt.v1.CursorR\acursors\x12-\n" +
-	"\x12supported_versions\x18\x04 \x03(\x05R\x11supportedVersions\"\xf4\x01\n" +
+	"\x12supported_versions\x18\x04 \x03(\x05R\x11supportedVersions\"\x90\x02\n" +
 	"\x0eCommitObserved\x12\x1f\n" +
 	"\vobserver_id\x18\x01 \x01(\tR\n" +
 	"observerId\x12\x10\n" +
@@ -2898,7 +2917,9 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\bprevious\x18\x06 \x01(\tR\bprevious\x12\x18\n" +
 	"\acommits\x18\a \x03(\tR\acommits\x12\x16\n" +
 	"\x06forced\x18\b \x01(\bR\x06forced\x12\x18\n" +
-	"\askipped\x18\t \x01(\x05R\askipped\"\xbd\x01\n" +
+	"\askipped\x18\t \x01(\x05R\askipped\x12\x1a\n" +
+	"\bsubjects\x18\n" +
+	" \x03(\tR\bsubjects\"\xbd\x01\n" +
 	"\x11CommitObservedAck\x12\x1f\n" +
 	"\vobserver_id\x18\x01 \x01(\tR\n" +
 	"observerId\x12\x10\n" +

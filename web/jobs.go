@@ -19,6 +19,7 @@ type Job struct {
 	Repo       string     `json:"repo"`
 	RepoName   string     `json:"repo_name"`
 	Commit     string     `json:"commit"`
+	Subject    string     `json:"subject,omitempty"`
 	Branches   []string   `json:"branches"`
 	Build      int32      `json:"build"`
 	State      string     `json:"state"`
@@ -60,7 +61,7 @@ func msPtr(v int64) *int64 { return &v }
 func fromResult(r *messages.Result) Job {
 	j := r.GetJob()
 	v := Job{
-		JobID: j.GetId(), Repo: j.GetRepo(), RepoName: j.GetRepoName(), Commit: j.GetCommit(),
+		JobID: j.GetId(), Repo: j.GetRepo(), RepoName: j.GetRepoName(), Commit: j.GetCommit(), Subject: j.GetSubject(),
 		Branches: append([]string{}, j.GetBranches()...), Build: j.GetBuild(), State: stateDone,
 		Status: r.GetStatus().Name(), Attempt: r.GetAttempt(), Runner: r.GetRunnerId(), Reason: r.GetReason(),
 		FailedStep: r.GetFailedStep(), ExitCode: r.GetExitCode(),
@@ -83,7 +84,7 @@ func fromRecord(rec *messages.JobRecord) Job {
 	}
 	j := rec.GetJob()
 	return Job{
-		JobID: j.GetId(), Repo: j.GetRepo(), RepoName: j.GetRepoName(), Commit: j.GetCommit(),
+		JobID: j.GetId(), Repo: j.GetRepo(), RepoName: j.GetRepoName(), Commit: j.GetCommit(), Subject: j.GetSubject(),
 		Branches: append([]string{}, j.GetBranches()...), Build: j.GetBuild(), State: rec.GetState().Name(),
 		Attempt: rec.GetAttempt(), Runner: rec.GetRunnerId(), Reason: rec.GetLastError(),
 		QueuedAt: msTime(rec.GetQueuedUnixMs()), StartedAt: msTime(rec.GetAssignedUnixMs()), job: j,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/voltci/volt/actors"
@@ -722,7 +723,7 @@ func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Ef
 	ack := &messages.CommitObservedAck{ObserverId: m.ObserverId, Seq: m.Seq, Repo: m.Repo, Branch: m.Branch}
 	var saves []*messages.JobRecord
 	var fx []actors.Effect
-	for _, commit := range m.Commits {
+	for i, commit := range m.Commits {
 		if plant.On(plant.DuplicateObservedCreatesJobs) {
 			o.Archived = nil
 		} else if id, ok := c.byKey[key(m.Repo, commit)]; ok {
@@ -740,7 +741,7 @@ func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Ef
 		}
 		j := &messages.JobRecord{
 			Job: &messages.Job{Id: c.nextID, Repo: m.Repo, RepoName: m.RepoName, Commit: commit,
-				Branches: []string{m.Branch}, Build: 1},
+				Branches: []string{m.Branch}, Build: 1, Subject: subject(m.Subjects, i)},
 			State:        messages.JobState_JOB_STATE_QUEUED,
 			QueuedUnixMs: now.UnixMilli(),
 		}
@@ -777,6 +778,21 @@ func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Ef
 		fx = append([]actors.Effect{persist(curs, saves...)}, fx...)
 	}
 	return append(fx, actors.Send{To: from, Msg: ack})
+}
+
+// subject returns subjects[i] cut to one line of at most 200 bytes.
+func subject(subjects []string, i int) string {
+	if i >= len(subjects) {
+		return ""
+	}
+	s := subjects[i]
+	if n := strings.IndexAny(s, "\r\n"); n >= 0 {
+		s = s[:n]
+	}
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
 }
 
 func (c *Core) notify(from actors.Addr, m *messages.Notify) []actors.Effect {
@@ -849,7 +865,7 @@ func (c *Core) rebuild(now time.Time, from actors.Addr, m Rebuild) []actors.Effe
 	}
 	j := &messages.JobRecord{
 		Job: &messages.Job{Id: c.nextID, Repo: m.Prev.Repo, RepoName: m.Prev.RepoName, Commit: m.Prev.Commit,
-			Branches: append([]string(nil), m.Prev.Branches...), Build: build},
+			Branches: append([]string(nil), m.Prev.Branches...), Build: build, Subject: m.Prev.Subject},
 		State: messages.JobState_JOB_STATE_QUEUED, QueuedUnixMs: now.UnixMilli(),
 	}
 	c.nextID++

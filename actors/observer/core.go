@@ -38,6 +38,7 @@ type Polled struct {
 	Repo, Branch string
 	Tip          string
 	Commits      []string // oldest first, at most Max
+	Subjects     []string // subject lines of Commits, where known
 	Forced       bool
 	Skipped      int
 	Err          string
@@ -294,7 +295,7 @@ func (c *Core) polled(now time.Time, m Polled) []actors.Effect {
 		c.seq++
 		b.inflight = &messages.CommitObserved{
 			ObserverId: c.cfg.ID, Seq: c.seq, Repo: b.repo.Url, RepoName: b.repo.Name, Branch: b.name,
-			Previous: b.cursor, Commits: m.Commits, Forced: m.Forced, Skipped: int32(m.Skipped)}
+			Previous: b.cursor, Commits: m.Commits, Subjects: m.Subjects, Forced: m.Forced, Skipped: int32(m.Skipped)}
 		b.sentAt = now
 		b.tries = 1
 		if m.Skipped > 0 {
