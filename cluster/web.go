@@ -49,7 +49,7 @@ func ask[T any](ctx context.Context, c *DispatcherClient, req any) (T, error) {
 
 // Status implements web.Backend.
 func (c *DispatcherClient) Status(ctx context.Context) (*messages.StatusReply, error) {
-	return ask[*messages.StatusReply](ctx, c, &messages.StatusRequest{})
+	return ask[*messages.StatusReply](ctx, c, &messages.StatusRequest{OpenOnly: true})
 }
 
 // Cancel implements web.Backend.

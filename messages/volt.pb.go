@@ -2621,8 +2621,11 @@ func (x *LogAck) GetHave() int64 {
 
 // StatusRequest asks any role for its state (the original `status` command).
 type StatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Token string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// open_only leaves finished jobs out of StatusReply.jobs (the web UI polls
+	// the status twice a second and needs only the queue and running jobs).
+	OpenOnly      bool `protobuf:"varint,2,opt,name=open_only,json=openOnly,proto3" json:"open_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2662,6 +2665,13 @@ func (x *StatusRequest) GetToken() string {
 		return x.Token
 	}
 	return ""
+}
+
+func (x *StatusRequest) GetOpenOnly() bool {
+	if x != nil {
+		return x.OpenOnly
+	}
+	return false
 }
 
 // RunnerStatus is one runner as the dispatcher sees it.
@@ -3042,9 +3052,10 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x06LogAck\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
-	"\x04have\x18\x03 \x01(\x03R\x04have\"%\n" +
+	"\x04have\x18\x03 \x01(\x03R\x04have\"B\n" +
 	"\rStatusRequest\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"\xd5\x01\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n" +
+	"\topen_only\x18\x02 \x01(\bR\bopenOnly\"\xd5\x01\n" +
 	"\fRunnerStatus\x12\x1b\n" +
 	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x03R\vincarnation\x12\x18\n" +

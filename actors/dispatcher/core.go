@@ -882,7 +882,11 @@ func (c *Core) rebuild(now time.Time, from actors.Addr, m Rebuild) []actors.Effe
 }
 
 func (c *Core) status(from actors.Addr, m *messages.StatusRequest) []actors.Effect {
-	return []actors.Effect{actors.Send{To: from, Msg: c.Status()}}
+	s := c.Status()
+	if m.OpenOnly {
+		s.Jobs = slices.DeleteFunc(s.Jobs, func(j *messages.JobRecord) bool { return j.State == messages.JobState_JOB_STATE_DONE })
+	}
+	return []actors.Effect{actors.Send{To: from, Msg: s}}
 }
 
 // Status describes the runners, the jobs in memory and the counters.
@@ -899,7 +903,7 @@ func (c *Core) Status() *messages.StatusReply {
 		s.Runners = append(s.Runners, rs)
 	}
 	for _, id := range sortedKeys(c.jobs) {
-		s.Jobs = append(s.Jobs, c.jobs[id])
+		s.Jobs = append(s.Jobs, messages.CloneJobRecord(c.jobs[id]))
 	}
 	for _, a := range sortedKeys(c.observers) {
 		s.Observers = append(s.Observers, c.observers[a].id)
