@@ -27,9 +27,11 @@ type Env struct {
 type Shell struct {
 	Env
 
-	wg     sync.WaitGroup
-	ticker *time.Ticker
-	done   chan struct{}
+	wg      sync.WaitGroup
+	ticker  *time.Ticker
+	done    chan struct{}
+	timer   *time.Timer
+	armedAt time.Time
 }
 
 // PID turns an address into a Proto.Actor PID.
@@ -64,13 +66,45 @@ func (s *Shell) StartTicks(ctx actor.Context, interval time.Duration) {
 	})
 }
 
-// StopTicks stops the ticks started by StartTicks.
+// StopTicks stops the ticks started by StartTicks and the timer Rearm set.
 func (s *Shell) StopTicks() {
 	if s.ticker != nil {
 		s.ticker.Stop()
 		close(s.done)
 		s.ticker = nil
 	}
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	s.armedAt = time.Time{}
+}
+
+// Rearm makes the actor get a Tick at deadline, its core's next one (zero:
+// none), instead of on a fixed interval: an idle role wakes only when it has
+// something to do. Call it after every message the core handled.
+func (s *Shell) Rearm(ctx actor.Context, deadline time.Time) {
+	if deadline.IsZero() {
+		if s.timer != nil {
+			s.timer.Stop()
+		}
+		s.armedAt = time.Time{}
+		return
+	}
+	if deadline.Equal(s.armedAt) {
+		return
+	}
+	d := time.Until(deadline) + time.Millisecond // cores compare strictly: wake just after
+	if d < time.Millisecond {
+		d = time.Millisecond
+	}
+	s.armedAt = deadline
+	if s.timer == nil {
+		root, self := ctx.ActorSystem().Root, ctx.Self()
+		s.timer = time.AfterFunc(d, func() { root.Send(self, Tick{}) })
+		return
+	}
+	s.timer.Reset(d)
 }
 
 // Go runs f in a goroutine owned by the shell; Wait waits for all of them.

@@ -16,7 +16,9 @@ type Actor struct {
 	cfg    Config
 	reader RepoReader
 	core   *Core
-	// Tick is the interval between deadline checks.
+	// Tick, when set, checks deadlines on a fixed interval (tests that
+	// deliver ticks themselves set it long); zero wakes the actor exactly at
+	// its core's next deadline.
 	Tick time.Duration
 	// OnPoll, if set, is called after each read of a branch with the time
 	// it took (for metrics). It runs in the reading goroutine.
@@ -28,7 +30,7 @@ type Actor struct {
 
 // NewActor returns the shell around a fresh core.
 func NewActor(cfg Config, reader RepoReader, env actors.Env) *Actor {
-	return &Actor{Shell: actors.Shell{Env: env}, cfg: cfg, reader: reader, Tick: 50 * time.Millisecond}
+	return &Actor{Shell: actors.Shell{Env: env}, cfg: cfg, reader: reader}
 }
 
 // Receive implements actor.Actor.
@@ -39,7 +41,11 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.ctx, a.cancel = context.WithCancel(context.Background())
 		a.core = New(a.cfg)
 		a.run(ctx, a.core.Start(now))
-		a.StartTicks(ctx, a.Tick)
+		if a.Tick > 0 {
+			a.StartTicks(ctx, a.Tick)
+		} else {
+			a.Rearm(ctx, a.core.Deadline())
+		}
 		return
 	case *actor.Stopping, *actor.Restarting:
 		a.cancel()
@@ -51,6 +57,9 @@ func (a *Actor) Receive(ctx actor.Context) {
 		return
 	}
 	a.run(ctx, a.core.Step(now, actors.AddrOf(ctx.Sender()), in))
+	if a.Tick == 0 {
+		a.Rearm(ctx, a.core.Deadline())
+	}
 }
 
 func (a *Actor) run(ctx actor.Context, fx []actors.Effect) {

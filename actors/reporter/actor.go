@@ -16,7 +16,9 @@ type Actor struct {
 	cfg   Config
 	store Store
 	core  *Core
-	// Tick is the interval between registration attempts' checks.
+	// Tick, when set, checks deadlines on a fixed interval (tests that
+	// deliver ticks themselves set it long); zero wakes the actor exactly at
+	// its core's next deadline.
 	Tick time.Duration
 
 	recorded, duplicates int64
@@ -24,7 +26,7 @@ type Actor struct {
 
 // NewActor returns the shell around a fresh core.
 func NewActor(cfg Config, store Store, env actors.Env) *Actor {
-	return &Actor{Shell: actors.Shell{Env: env}, cfg: cfg, store: store, Tick: 100 * time.Millisecond}
+	return &Actor{Shell: actors.Shell{Env: env}, cfg: cfg, store: store}
 }
 
 // Receive implements actor.Actor.
@@ -34,7 +36,11 @@ func (a *Actor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.core = New(a.cfg)
 		a.run(ctx, a.core.Start(now))
-		a.StartTicks(ctx, a.Tick)
+		if a.Tick > 0 {
+			a.StartTicks(ctx, a.Tick)
+		} else {
+			a.Rearm(ctx, a.core.Deadline())
+		}
 		return
 	case *actor.Stopping, *actor.Restarting:
 		a.Wait()
@@ -53,6 +59,9 @@ func (a *Actor) Receive(ctx actor.Context) {
 		return
 	}
 	a.run(ctx, a.core.Step(now, actors.AddrOf(ctx.Sender()), in))
+	if a.Tick == 0 {
+		a.Rearm(ctx, a.core.Deadline())
+	}
 }
 
 func (a *Actor) run(ctx actor.Context, fx []actors.Effect) {

@@ -18,7 +18,9 @@ type Actor struct {
 	cfg  Config
 	exec JobExecutor
 	core *Core
-	// Tick is the interval between deadline checks.
+	// Tick, when set, checks deadlines on a fixed interval (tests that
+	// deliver ticks themselves set it long); zero wakes the actor exactly at
+	// its core's next deadline.
 	Tick time.Duration
 	// LogDir keeps each attempt's output while it is streamed, for resends.
 	LogDir string
@@ -30,7 +32,7 @@ type Actor struct {
 
 // NewActor returns the shell around a fresh core.
 func NewActor(cfg Config, exec JobExecutor, logDir string, env actors.Env) *Actor {
-	return &Actor{Shell: actors.Shell{Env: env}, cfg: cfg, exec: exec, LogDir: logDir, Tick: 50 * time.Millisecond, ChunkSize: 64 << 10}
+	return &Actor{Shell: actors.Shell{Env: env}, cfg: cfg, exec: exec, LogDir: logDir, ChunkSize: 64 << 10}
 }
 
 // Receive implements actor.Actor.
@@ -41,7 +43,11 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.core = New(a.cfg)
 		a.cancels = map[int64]context.CancelFunc{}
 		a.run(ctx, a.core.Start(now))
-		a.StartTicks(ctx, a.Tick)
+		if a.Tick > 0 {
+			a.StartTicks(ctx, a.Tick)
+		} else {
+			a.Rearm(ctx, a.core.Deadline())
+		}
 		return
 	case *actor.Stopping, *actor.Restarting:
 		for _, cancel := range a.cancels {
@@ -58,6 +64,9 @@ func (a *Actor) Receive(ctx actor.Context) {
 		delete(a.cancels, done.Ref.JobId)
 	}
 	a.run(ctx, a.core.Step(now, actors.AddrOf(ctx.Sender()), in))
+	if a.Tick == 0 {
+		a.Rearm(ctx, a.core.Deadline())
+	}
 }
 
 // Stop asks the runner to give its job back and exit (SIGINT/SIGTERM).
