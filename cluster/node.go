@@ -47,6 +47,9 @@ type Node struct {
 	code     int
 	reason   string
 	monitor  *actor.PID
+
+	bg     sync.WaitGroup // background work the node owns (workspace pruning)
+	stopBG chan struct{}
 }
 
 // levelHandler drops records below a level.
@@ -69,7 +72,7 @@ func (h levelHandler) WithGroup(g string) slog.Handler {
 func Start(cfg NodeConfig) (*Node, error) {
 	actorLog := slog.New(levelHandler{cfg.Logger.Handler(), cfg.ActorLogLevel}).With("component", "protoactor")
 	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return actorLog }))
-	n := &Node{System: sys, logger: cfg.Logger, done: make(chan struct{}), Address: sys.Address()}
+	n := &Node{System: sys, logger: cfg.Logger, done: make(chan struct{}), Address: sys.Address(), stopBG: make(chan struct{})}
 	n.monitor = sys.Root.Spawn(actor.PropsFromFunc(n.watch))
 	if cfg.Listen == "" {
 		return n, nil
@@ -199,9 +202,13 @@ func (n *Node) ExitStatus() (int, string) {
 // processes), newest first, then remote.
 func (n *Node) Shutdown() {
 	n.mu.Lock()
+	if !n.stopping {
+		close(n.stopBG)
+	}
 	n.stopping = true
 	roles := append([]*actor.PID(nil), n.roles...)
 	n.mu.Unlock()
+	n.bg.Wait()
 	for i := len(roles) - 1; i >= 0; i-- {
 		if err := n.System.Root.PoisonFuture(roles[i]).Wait(); err != nil && !errors.Is(err, actor.ErrTimeout) {
 			n.logger.Warn("stopping role", "role", roles[i].Id, "error", err)

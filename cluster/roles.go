@@ -70,16 +70,54 @@ type RunnerSetup struct {
 	OutputCap int64
 	// Wrapper is the argv prefix that starts each step (see gitexec.WrapperMain).
 	Wrapper []string
+	// PruneUnused removes mirrors and worktrees of repositories not built
+	// for this long, checked hourly; zero means a week.
+	PruneUnused time.Duration
+}
+
+// pruneEvery is how often a runner looks for repositories to prune.
+const pruneEvery = time.Hour
+
+// prune removes unused repositories from ws now and every pruneEvery until
+// the node shuts down.
+func (n *Node) prune(ws *gitexec.Workspace, unused time.Duration, logger *slog.Logger) {
+	if unused <= 0 {
+		unused = 7 * 24 * time.Hour
+	}
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		t := time.NewTicker(pruneEvery)
+		defer t.Stop()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		for {
+			st, err := ws.Prune(ctx, unused, time.Now())
+			switch {
+			case err != nil:
+				logger.Warn("pruning unused repositories failed; will retry", "error", err, "retry_in", pruneEvery)
+			case st.Mirrors > 0:
+				logger.Info("pruned repositories not built recently", "mirrors", st.Mirrors, "worktrees", st.Worktrees, "unused_for", unused)
+			}
+			select {
+			case <-n.stopBG:
+				return
+			case <-t.C:
+			}
+		}
+	}()
 }
 
 // StartRunner starts a runner role named name.
 func (n *Node) StartRunner(name string, cfg runner.Config, setup RunnerSetup) (*actor.PID, error) {
+	ws := gitexec.NewWorkspace(setup.WorkDir, setup.Fallback)
 	exec := &jobExecutor{
-		ws:        gitexec.NewWorkspace(setup.WorkDir, setup.Fallback),
+		ws:        ws,
 		exec:      &gitexec.Executor{Wrapper: setup.Wrapper},
 		outputCap: setup.OutputCap,
 		logger:    n.logger.With("role", "runner", "runner", cfg.ID),
 	}
+	n.prune(ws, setup.PruneUnused, exec.logger)
 	logDir := setup.WorkDir + "/logs"
 	// Each incarnation is its own actor id: a restarted runner usually gets
 	// the same address back, and a late Terminated for the old incarnation

@@ -101,6 +101,7 @@ func (w *Workspace) Prepare(ctx context.Context, repoURL, commit string, slot in
 	if err != nil {
 		return "", fmt.Errorf("prepare %s at %s in %s: %w", url, commit, wt, err)
 	}
+	touch(mirror)
 	return wt, nil
 }
 
