@@ -230,12 +230,8 @@ func (rd repoReader) Read(ctx context.Context, repo, branch, since string, max i
 		return p
 	}
 	p.Commits, p.Forced, p.Skipped = rg.Commits, rg.Forced, rg.Skipped
-	for _, c := range p.Commits {
-		s, err := r.Subject(ctx, c)
-		if err != nil {
-			break // subjects are for display only
-		}
-		p.Subjects = append(p.Subjects, s)
+	if subjects, err := r.Subjects(ctx, p.Commits); err == nil {
+		p.Subjects = subjects // for display only: a failure leaves them out
 	}
 	return p
 }

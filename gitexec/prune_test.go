@@ -37,3 +37,17 @@ func TestPruneRemovesOnlyUnusedRepositories(t *testing.T) {
 	require.NoError(t, err)
 	require.FileExists(t, filepath.Join(again, "a.txt"))
 }
+
+func TestSubjectsInOneCall(t *testing.T) {
+	ctx := context.Background()
+	dir := newRepo(t)
+	a := commitFiles(t, dir, "first subject", map[string]string{"a": "1"})
+	b := commitFiles(t, dir, "second <b>subject</b>\n\nbody", map[string]string{"b": "2"})
+	r, err := OpenRepo(ctx, dir, t.TempDir())
+	require.NoError(t, err)
+	got, err := r.Subjects(ctx, []string{b, a})
+	require.NoError(t, err)
+	require.Equal(t, []string{"second <b>subject</b>", "first subject"}, got)
+	_, err = r.Subjects(ctx, []string{"--upload-pack=touch pwned"})
+	require.Error(t, err)
+}

@@ -336,3 +336,31 @@ func (r *Repo) Subject(ctx context.Context, commit string) (string, error) {
 	}
 	return strings.TrimRight(string(out), "\n"), nil
 }
+
+// Subjects returns the subject lines of commits, in order, with one git
+// process for all of them.
+func (r *Repo) Subjects(ctx context.Context, commits []string) ([]string, error) {
+	if len(commits) == 0 {
+		return nil, nil
+	}
+	for _, c := range commits {
+		if err := ValidateCommit(c); err != nil {
+			return nil, err
+		}
+	}
+	args := append([]string{"log", "--no-walk=unsorted", "--format=%H %s", "--end-of-options"}, commits...)
+	out, err := git(ctx, r.gitDir, append(args, "--")...)
+	if err != nil {
+		return nil, fmt.Errorf("subjects of %d commits in %s: %w", len(commits), r.url, err)
+	}
+	byID := map[string]string{}
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		id, subject, _ := strings.Cut(line, " ")
+		byID[id] = subject
+	}
+	subjects := make([]string, len(commits))
+	for i, c := range commits {
+		subjects[i] = byID[c]
+	}
+	return subjects, nil
+}
