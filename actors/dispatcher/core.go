@@ -118,6 +118,12 @@ type runnerState struct {
 	lastSeen    time.Time
 	job         int64 // 0 when idle
 	idleSince   time.Time
+	idleMark    uint64 // its current entry in Core.idle
+}
+
+type idleEntry struct {
+	r    *runnerState
+	mark uint64
 }
 
 type observerState struct {
@@ -144,6 +150,8 @@ type Core struct {
 	nextID  int64
 
 	runners      map[string]*runnerState
+	idle         []idleEntry // runners in the order they became idle; stale entries are skipped
+	idleSeq      uint64
 	byAddr       map[actors.Addr]string
 	incarnations map[string]int64 // highest incarnation seen per runner id (durable)
 	lost         map[string]int64 // incarnation of each runner this core declared lost
@@ -316,7 +324,7 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 	}
 	r := old
 	if r == nil {
-		r = &runnerState{id: m.RunnerId, incarnation: m.Incarnation, idleSince: now}
+		r = &runnerState{id: m.RunnerId, incarnation: m.Incarnation}
 		c.runners[m.RunnerId] = r
 		fx = append(fx, actors.Info("runner registered", "runner", m.RunnerId, "incarnation", m.Incarnation, "addr", string(from)))
 	}
@@ -361,6 +369,9 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 			fx = append(fx, c.requeue(now, j, fmt.Sprintf("runner %s came back without it", r.id))...)
 		}
 	}
+	if r.job == 0 {
+		c.setIdle(r, now)
+	}
 	reply.Accepted = true
 	reply.Epoch = c.cfg.Epoch
 	reply.HeartbeatMs = c.cfg.Heartbeat.Milliseconds()
@@ -403,8 +414,7 @@ func (c *Core) heartbeat(now time.Time, from actors.Addr, m *messages.Heartbeat)
 		if j := c.jobs[r.job]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING &&
 			now.Sub(time.UnixMilli(j.AssignedUnixMs)) > c.cfg.StartGrace {
 			fx = append(fx, c.requeue(now, j, "the runner never started it (RunJob lost in transit?)")...)
-			r.job = 0
-			r.idleSince = now
+			c.setIdle(r, now)
 		}
 	}
 	return append(fx, actors.Send{To: from, Msg: ack})
@@ -444,8 +454,7 @@ func (c *Core) jobFinished(now time.Time, from actors.Addr, m *messages.JobFinis
 		}
 	}
 	r.lastSeen = now
-	r.job = 0
-	r.idleSince = now
+	c.setIdle(r, now)
 	final := &messages.Result{
 		Job: j.Job, Attempt: j.Attempt, RunnerId: m.RunnerId, Status: res.Status, Reason: res.Reason,
 		ExitCode: res.ExitCode, StartedUnixMs: res.StartedUnixMs, FinishedUnixMs: res.FinishedUnixMs,
@@ -508,7 +517,7 @@ func (c *Core) requeue(now time.Time, j *messages.JobRecord, why string) []actor
 
 func (c *Core) loseRunner(now time.Time, r *runnerState, why string) []actors.Effect {
 	if plant.On(plant.DeadRunnerStaysIdle) {
-		r.job = 0
+		defer c.setIdle(r, now)
 	} else {
 		delete(c.runners, r.id)
 		delete(c.byAddr, r.addr)
@@ -573,37 +582,47 @@ func (c *Core) tick(now time.Time) []actors.Effect {
 	return fx
 }
 
-// assign hands queued jobs to idle runners, the longest idle first.
+// setIdle marks r idle and puts it at the back of the idle line.
+func (c *Core) setIdle(r *runnerState, now time.Time) {
+	r.job = 0
+	r.idleSince = now
+	c.idleSeq++
+	r.idleMark = c.idleSeq
+	c.idle = append(c.idle, idleEntry{r: r, mark: r.idleMark})
+}
+
+// nextIdle returns the runner idle the longest without taking it off the
+// line, skipping entries that no longer hold (lost, busy, or re-queued).
+func (c *Core) nextIdle() *runnerState {
+	for len(c.idle) > 0 {
+		e := c.idle[0]
+		if c.runners[e.r.id] == e.r && e.r.job == 0 && e.r.idleMark == e.mark {
+			return e.r
+		}
+		c.idle[0] = idleEntry{}
+		c.idle = c.idle[1:]
+	}
+	return nil
+}
+
+// assign hands queued jobs to idle runners, the longest idle first, in time
+// independent of the pool's size.
 func (c *Core) assign(now time.Time) []actors.Effect {
-	if len(c.queue) == 0 {
-		return nil
-	}
-	var idle []*runnerState
-	for _, r := range c.runners {
-		if r.job == 0 {
-			idle = append(idle, r)
-		}
-	}
-	if len(idle) == 0 {
-		return nil
-	}
-	sort.Slice(idle, func(i, k int) bool {
-		if !idle[i].idleSince.Equal(idle[k].idleSince) {
-			return idle[i].idleSince.Before(idle[k].idleSince)
-		}
-		return idle[i].id < idle[k].id
-	})
 	var saves []*messages.JobRecord
 	var sends []actors.Effect
-	for len(c.queue) > 0 && len(idle) > 0 {
+	for len(c.queue) > 0 {
+		r := c.nextIdle()
+		if r == nil {
+			break
+		}
 		id := c.queue[0]
 		c.queue = c.queue[1:]
 		j := c.jobs[id]
 		if j == nil || j.State != messages.JobState_JOB_STATE_QUEUED {
 			continue
 		}
-		r := idle[0]
-		idle = idle[1:]
+		c.idle[0] = idleEntry{}
+		c.idle = c.idle[1:]
 		j.State = messages.JobState_JOB_STATE_RUNNING
 		j.Attempt++
 		j.RunnerId, j.RunnerIncarnation = r.id, r.incarnation
