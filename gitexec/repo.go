@@ -327,14 +327,11 @@ func (r *Repo) isForced(ctx context.Context, since, tip string) (bool, error) {
 
 // Subject returns the first line of commit's message.
 func (r *Repo) Subject(ctx context.Context, commit string) (string, error) {
-	if err := ValidateCommit(commit); err != nil {
+	subjects, err := r.Subjects(ctx, []string{commit})
+	if err != nil {
 		return "", err
 	}
-	out, err := git(ctx, r.gitDir, "log", "-1", "--format=%s", "--end-of-options", commit, "--")
-	if err != nil {
-		return "", fmt.Errorf("subject of %s in %s: %w", commit, r.url, err)
-	}
-	return strings.TrimRight(string(out), "\n"), nil
+	return subjects[0], nil
 }
 
 // Subjects returns the subject lines of commits, in order, with one git

@@ -128,17 +128,8 @@ func (s *Server) withLog(w http.ResponseWriter, v Job, log []byte) {
 }
 
 func (s *Server) apiResult(w http.ResponseWriter, r *http.Request) {
-	commit := r.PathValue("commit")
-	res, err := s.db.ResultForCommit(commit)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		s.fail(w, http.StatusNotFound, "no result for commit %s (it may still be queued or running: see /api/v1/queue)", commit)
-		return
-	case errors.Is(err, store.ErrInvalidCommit), errors.Is(err, store.ErrAmbiguous):
-		s.fail(w, http.StatusBadRequest, "%v", err)
-		return
-	case err != nil:
-		s.fail(w, http.StatusInternalServerError, "look up %s: %v", commit, err)
+	res, ok := s.resultFor(w, r.PathValue("commit"), "no result for commit %s (it may still be queued or running: see /api/v1/queue)")
+	if !ok {
 		return
 	}
 	log, err := s.db.ReadLog(res.GetJob(), res.GetAttempt())
@@ -280,17 +271,8 @@ func (s *Server) apiRebuild(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusUnauthorized, "wrong or missing token: send Authorization: Bearer <token>")
 		return
 	}
-	commit := r.PathValue("commit")
-	res, err := s.db.ResultForCommit(commit)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		s.fail(w, http.StatusNotFound, "commit %s was never built here: nothing to rebuild", commit)
-		return
-	case errors.Is(err, store.ErrInvalidCommit), errors.Is(err, store.ErrAmbiguous):
-		s.fail(w, http.StatusBadRequest, "%v", err)
-		return
-	case err != nil:
-		s.fail(w, http.StatusInternalServerError, "look up %s: %v", commit, err)
+	res, ok := s.resultFor(w, r.PathValue("commit"), "commit %s was never built here: nothing to rebuild")
+	if !ok {
 		return
 	}
 	reply, code, msg := s.rebuild(r, res.GetJob().GetRepo(), res.GetJob().GetCommit())
@@ -359,4 +341,23 @@ func (s *Server) apiHook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.writeJSON(w, http.StatusOK, map[string]any{"observers": ack.GetObservers(), "repo": repo, "branch": branch})
+}
+
+// resultFor looks up the newest result of a commit (full id or unique
+// prefix) and answers the error itself when there is none: 404 with
+// notFound (a format taking the commit), 400 for a bad or ambiguous id.
+func (s *Server) resultFor(w http.ResponseWriter, commit, notFound string) (*messages.Result, bool) {
+	res, err := s.db.ResultForCommit(commit)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.fail(w, http.StatusNotFound, notFound, commit)
+		return nil, false
+	case errors.Is(err, store.ErrInvalidCommit), errors.Is(err, store.ErrAmbiguous):
+		s.fail(w, http.StatusBadRequest, "%v", err)
+		return nil, false
+	case err != nil:
+		s.fail(w, http.StatusInternalServerError, "look up %s: %v", commit, err)
+		return nil, false
+	}
+	return res, true
 }
