@@ -26,6 +26,11 @@ type Env struct {
 // goroutines it starts for them. Each role actor embeds one.
 type Shell struct {
 	Env
+	// Tick, when set, checks the core's deadlines on a fixed interval (the
+	// dispatcher, whose Deadline walks every runner and job; tests that
+	// deliver ticks themselves set it long). Zero wakes the actor exactly
+	// at its core's next deadline.
+	Tick time.Duration
 
 	wg      sync.WaitGroup
 	ticker  *time.Ticker
@@ -78,6 +83,24 @@ func (s *Shell) StopTicks() {
 		s.timer = nil
 	}
 	s.armedAt = time.Time{}
+}
+
+// StartTimer begins the actor's ticks: on the fixed Tick interval, or at
+// deadline, its core's first one. Call it when the actor starts.
+func (s *Shell) StartTimer(ctx actor.Context, deadline time.Time) {
+	if s.Tick > 0 {
+		s.StartTicks(ctx, s.Tick)
+		return
+	}
+	s.Rearm(ctx, deadline)
+}
+
+// AfterStep moves the deadline timer to the core's next deadline (nothing
+// on a fixed interval). Call it after every message the core handled.
+func (s *Shell) AfterStep(ctx actor.Context, deadline time.Time) {
+	if s.Tick == 0 {
+		s.Rearm(ctx, deadline)
+	}
 }
 
 // Rearm makes the actor get a Tick at deadline, its core's next one (zero:

@@ -30,14 +30,12 @@ type Actor struct {
 	cfg   Config
 	store Store
 	core  *Core
-	// Tick is the interval between deadline checks.
-	Tick time.Duration
 }
 
 // NewActor returns the shell around a fresh core; Receive recovers the
 // queue from store when the actor starts (or restarts after a panic).
 func NewActor(cfg Config, store Store, env actors.Env) *Actor {
-	return &Actor{Shell: actors.Shell{Env: env}, cfg: cfg, store: store, Tick: 100 * time.Millisecond}
+	return &Actor{Shell: actors.Shell{Env: env, Tick: 100 * time.Millisecond}, cfg: cfg, store: store}
 }
 
 // Receive implements actor.Actor.
@@ -57,7 +55,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 		cfg.Epoch = now.UnixNano() // a new incarnation after every (re)start
 		a.core = New(cfg)
 		a.run(ctx, a.core.Recover(now, Durable{Jobs: jobs, Cursors: cursors, MaxID: maxID, Incarnations: incs}))
-		a.StartTicks(ctx, a.Tick)
+		a.StartTimer(ctx, time.Time{})
 		return
 	case *actor.Stopping, *actor.Restarting:
 		a.Wait()

@@ -16,10 +16,6 @@ type Actor struct {
 	cfg    Config
 	reader RepoReader
 	core   *Core
-	// Tick, when set, checks deadlines on a fixed interval (tests that
-	// deliver ticks themselves set it long); zero wakes the actor exactly at
-	// its core's next deadline.
-	Tick time.Duration
 	// OnPoll, if set, is called after each read of a branch with the time
 	// it took (for metrics). It runs in the reading goroutine.
 	OnPoll func(time.Duration)
@@ -41,11 +37,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.ctx, a.cancel = context.WithCancel(context.Background())
 		a.core = New(a.cfg)
 		a.run(ctx, a.core.Start(now))
-		if a.Tick > 0 {
-			a.StartTicks(ctx, a.Tick)
-		} else {
-			a.Rearm(ctx, a.core.Deadline())
-		}
+		a.StartTimer(ctx, a.core.Deadline())
 		return
 	case *actor.Stopping, *actor.Restarting:
 		a.cancel()
@@ -57,9 +49,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 		return
 	}
 	a.run(ctx, a.core.Step(now, actors.AddrOf(ctx.Sender()), in))
-	if a.Tick == 0 {
-		a.Rearm(ctx, a.core.Deadline())
-	}
+	a.AfterStep(ctx, a.core.Deadline())
 }
 
 func (a *Actor) run(ctx actor.Context, fx []actors.Effect) {

@@ -18,10 +18,6 @@ type Actor struct {
 	cfg  Config
 	exec JobExecutor
 	core *Core
-	// Tick, when set, checks deadlines on a fixed interval (tests that
-	// deliver ticks themselves set it long); zero wakes the actor exactly at
-	// its core's next deadline.
-	Tick time.Duration
 	// LogDir keeps each attempt's output while it is streamed, for resends.
 	LogDir string
 	// ChunkSize is the largest log chunk sent at once.
@@ -43,11 +39,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.core = New(a.cfg)
 		a.cancels = map[int64]context.CancelFunc{}
 		a.run(ctx, a.core.Start(now))
-		if a.Tick > 0 {
-			a.StartTicks(ctx, a.Tick)
-		} else {
-			a.Rearm(ctx, a.core.Deadline())
-		}
+		a.StartTimer(ctx, a.core.Deadline())
 		return
 	case *actor.Stopping, *actor.Restarting:
 		for _, cancel := range a.cancels {
@@ -64,9 +56,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 		delete(a.cancels, done.Ref.JobId)
 	}
 	a.run(ctx, a.core.Step(now, actors.AddrOf(ctx.Sender()), in))
-	if a.Tick == 0 {
-		a.Rearm(ctx, a.core.Deadline())
-	}
+	a.AfterStep(ctx, a.core.Deadline())
 }
 
 // Stop asks the runner to give its job back and exit (SIGINT/SIGTERM).
