@@ -170,17 +170,7 @@ func (q queueStore) LatestJob(repo, commit string) (*messages.Job, error) {
 }
 
 func (q queueStore) Archived(repo string, commits []string) (map[string]int64, error) {
-	out := map[string]int64{}
-	for _, c := range commits {
-		build, id, err := q.db.LatestBuild(repo, c)
-		if err != nil {
-			return nil, err
-		}
-		if build > 0 {
-			out[c] = id
-		}
-	}
-	return out, nil
+	return q.db.LatestJobIDs(repo, commits)
 }
 
 // resultStore adapts store.DB to the reporter's Store port.

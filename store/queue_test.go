@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -274,4 +275,22 @@ func BenchmarkSaveJobs(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestLatestJobIDsInOneQuery(t *testing.T) {
+	db, err := store.Open(t.TempDir())
+	require.NoError(t, err)
+	defer db.Close()
+	a, b, never := strings.Repeat("a", 40), strings.Repeat("b", 40), strings.Repeat("c", 40)
+	rec := func(id int64, commit string, build int32) *messages.JobRecord {
+		return &messages.JobRecord{Job: &messages.Job{Id: id, Repo: "/r", RepoName: "r", Commit: commit, Build: build},
+			State: messages.JobState_JOB_STATE_QUEUED}
+	}
+	require.NoError(t, db.SaveJobs([]*messages.JobRecord{rec(1, a, 1), rec(2, b, 1), rec(3, a, 2)}, nil))
+	got, err := db.LatestJobIDs("/r", []string{a, b, never})
+	require.NoError(t, err)
+	require.Equal(t, map[string]int64{a: 3, b: 2}, got, "the newest build of each, nothing for a commit never built")
+	got, err = db.LatestJobIDs("/other", []string{a})
+	require.NoError(t, err)
+	require.Empty(t, got)
 }
