@@ -17,6 +17,12 @@ type Env struct {
 	// is sent only once it does, so that it is not parked behind Proto.Actor's
 	// redial of a peer that is down. Nil means always.
 	Probe func(address string) bool
+	// Unstick, when set, is called with the peer's host:port after its probe
+	// succeeded and just before a registration is sent to it: it drops a
+	// connection to the peer that has not come up since it was last lost
+	// (Proto.Actor parks messages 2 s behind a failed dial), so that the
+	// registration dials afresh. Nil means nothing to drop.
+	Unstick func(address string)
 	// OnExit ends the process; called once for an Exit effect.
 	OnExit func(code int, reason string)
 }
@@ -156,11 +162,15 @@ func (s *Shell) Do(ctx actor.Context, e Effect) bool {
 			ctx.Request(pid, e.Msg)
 			return true
 		}
-		root, self, probe := ctx.ActorSystem().Root, ctx.Self(), s.Probe
+		root, self, probe, unstick := ctx.ActorSystem().Root, ctx.Self(), s.Probe, s.Unstick
 		s.Go(func() {
-			if probe(pid.Address) {
-				root.RequestWithCustomSender(pid, e.Msg, self)
+			if !probe(pid.Address) {
+				return
 			}
+			if unstick != nil {
+				unstick(pid.Address)
+			}
+			root.RequestWithCustomSender(pid, e.Msg, self)
 		})
 	case Watch:
 		ctx.Watch(PID(e.Addr))

@@ -47,6 +47,7 @@ type Node struct {
 	code     int
 	reason   string
 	monitor  *actor.PID
+	links    *endpoints // nil without remote
 
 	bg     sync.WaitGroup // background work the node owns (workspace pruning)
 	stopBG chan struct{}
@@ -97,6 +98,7 @@ func Start(cfg NodeConfig) (*Node, error) {
 		r, addr, err := startRemote(sys, host, p, cfg.Advertise)
 		if err == nil {
 			n.Remote, n.Address = r, addr
+			n.links = trackEndpoints(sys, actorLog)
 			cfg.Logger.Info("listening", "address", addr)
 			return n, nil
 		}

@@ -33,7 +33,11 @@ const (
 )
 
 func (n *Node) env(role string) actors.Env {
-	return actors.Env{Logger: n.logger.With("role", role), Probe: Probe, OnExit: n.Exit}
+	env := actors.Env{Logger: n.logger.With("role", role), Probe: Probe, OnExit: n.Exit}
+	if n.links != nil {
+		env.Unstick = n.links.unstick
+	}
+	return env
 }
 
 // Addr is the address of a role actor on this node.
