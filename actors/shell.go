@@ -23,6 +23,11 @@ type Env struct {
 	// (Proto.Actor parks messages 2 s behind a failed dial), so that the
 	// registration dials afresh. Nil means nothing to drop.
 	Unstick func(address string)
+	// Clock is the time the shell hands its core; nil means time.Now. Tests
+	// that schedule the actors deterministically freeze it, so that no
+	// timer (a registration retry, a heartbeat) fires because the machine
+	// was slow.
+	Clock func() time.Time
 	// OnExit ends the process; called once for an Exit effect.
 	OnExit func(code int, reason string)
 }
@@ -43,6 +48,14 @@ type Shell struct {
 	done    chan struct{}
 	timer   *time.Timer
 	armedAt time.Time
+}
+
+// Now is the time by the shell's Clock.
+func (e Env) Now() time.Time {
+	if e.Clock != nil {
+		return e.Clock()
+	}
+	return time.Now()
 }
 
 // PID turns an address into a Proto.Actor PID.
@@ -123,7 +136,7 @@ func (s *Shell) Rearm(ctx actor.Context, deadline time.Time) {
 	if deadline.Equal(s.armedAt) {
 		return
 	}
-	d := time.Until(deadline) + time.Millisecond // cores compare strictly: wake just after
+	d := deadline.Sub(s.Now()) + time.Millisecond // cores compare strictly: wake just after
 	if d < time.Millisecond {
 		d = time.Millisecond
 	}

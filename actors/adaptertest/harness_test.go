@@ -121,6 +121,10 @@ func (s *sched) until(t tb, what string, done func() bool) {
 	}
 }
 
+// frozenClock is the time the shells under test see: always the same, so
+// that only the messages the schedule delivers move the cores.
+func frozenClock() time.Time { return time.Unix(1_800_000_000, 0) }
+
 // newSystem is a purely local actor system whose logs are discarded.
 func newSystem() *actor.ActorSystem {
 	return actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {

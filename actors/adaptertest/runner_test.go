@@ -150,7 +150,9 @@ func newRunWorld(t tb, s *sched, block, assign, supervised bool, logger *slog.Lo
 	w.fdPID = spawnPeer(t, w.sys, s, w.j, "fdisp", w.fd.react)
 	cfg := runner.Config{ID: "r1", Incarnation: 1, Hostname: "h1", Dispatcher: actors.AddrOf(w.fdPID), Grace: -1}
 	props := actor.PropsFromProducer(func() actor.Actor {
-		a := runner.NewActor(cfg, w.exec, "", actors.Env{Logger: logger})
+		// A frozen clock: the schedule, not the machine's speed, decides
+		// what happens (a slow step must not make a registration retry due).
+		a := runner.NewActor(cfg, w.exec, "", actors.Env{Logger: logger, Clock: frozenClock})
 		a.Tick = time.Hour // the tests send the ticks
 		return a
 	}, actor.WithDispatcher(s), actor.WithSenderMiddleware(recordSends(w.j)), actor.WithReceiverMiddleware(recordLife(w.j)))

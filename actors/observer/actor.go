@@ -31,7 +31,7 @@ func NewActor(cfg Config, reader RepoReader, env actors.Env) *Actor {
 
 // Receive implements actor.Actor.
 func (a *Actor) Receive(ctx actor.Context) {
-	now := time.Now()
+	now := a.Now()
 	switch ctx.Message().(type) {
 	case *actor.Started:
 		a.ctx, a.cancel = context.WithCancel(context.Background())

@@ -2,7 +2,6 @@ package reporter
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -27,7 +26,7 @@ func NewActor(cfg Config, store Store, env actors.Env) *Actor {
 
 // Receive implements actor.Actor.
 func (a *Actor) Receive(ctx actor.Context) {
-	now := time.Now()
+	now := a.Now()
 	switch ctx.Message().(type) {
 	case *actor.Started:
 		a.core = New(a.cfg)

@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -33,7 +32,7 @@ func NewActor(cfg Config, exec JobExecutor, logDir string, env actors.Env) *Acto
 
 // Receive implements actor.Actor.
 func (a *Actor) Receive(ctx actor.Context) {
-	now := time.Now()
+	now := a.Now()
 	switch ctx.Message().(type) {
 	case *actor.Started:
 		a.core = New(a.cfg)
