@@ -55,9 +55,18 @@ import (
 //     exactly one job is in flight in the whole system. rtt-p50-us and
 //     rtt-p99-us are the target's figures (≤ 150 and ≤ 300).
 //
+// cpu-us/job is the CPU time of all the processes of the set (dispatcher
+// and runners, or ping and echoes), from /proc/PID/task/*/schedstat over the
+// batch, per job (per round trip for bare): what a job costs, whatever share
+// of the shared machine the processes got. 2 cores × 10⁶ / cpu-us/job is
+// the most jobs a second this machine could do with nothing else running.
+//
 // The -vs-bare units are real/bare within the same iteration. Set
 // VOLT_BENCH_PPROF=DIR to get a CPU profile of every process
-// (DIR/<benchmark>.<process>.pprof, the process's whole life).
+// (DIR/<benchmark>.<process>.pprof, the process's whole life), and
+// VOLT_BENCH_TRACE=DIR for the wall-clock time of each job's points in the
+// dispatcher and runner processes (DIR/<benchmark>.<process>.trace; the
+// runner's actor is then wrapped to mark its RunJob and JobDone deliveries).
 func BenchmarkRemoteNoopJobs(b *testing.B) {
 	for _, tc := range []struct {
 		runners, jobs, window, chunk int
@@ -69,14 +78,19 @@ func BenchmarkRemoteNoopJobs(b *testing.B) {
 			bin := noopNodeBin(b)
 			dir := b.TempDir()
 			disp := startNoopNode(b, bin, dir, "dispatcher", "-mode", "dispatcher")
+			realProcs := []*noopProc{disp}
 			var echoes []string
+			var bareProcs []*noopProc
 			for i := range tc.runners {
 				name := fmt.Sprintf("runner-%d", i)
-				startNoopNode(b, bin, dir, name, "-mode", "runner", "-dispatcher", disp.addr, "-id", name,
-					"-log-dir", filepath.Join(dir, name, "logs"))
-				echoes = append(echoes, startNoopNode(b, bin, dir, fmt.Sprintf("echo-%d", i), "-mode", "echo").addr)
+				realProcs = append(realProcs, startNoopNode(b, bin, dir, name, "-mode", "runner", "-dispatcher", disp.addr, "-id", name,
+					"-log-dir", filepath.Join(dir, name, "logs")))
+				echo := startNoopNode(b, bin, dir, fmt.Sprintf("echo-%d", i), "-mode", "echo")
+				echoes = append(echoes, echo.addr)
+				bareProcs = append(bareProcs, echo)
 			}
 			ping := startNoopNode(b, bin, dir, "ping", "-mode", "ping", "-peers", strings.Join(echoes, ","))
+			bareProcs = append(bareProcs, ping)
 			if r := disp.request(b, fmt.Sprintf("wait-runners %d", tc.runners), 30*time.Second); r != "ok" {
 				b.Fatalf("wait-runners: %s", r)
 			}
@@ -88,16 +102,37 @@ func BenchmarkRemoteNoopJobs(b *testing.B) {
 
 			s := newSamples()
 			for b.Loop() {
+				r0 := cpuOf(b, realProcs)
 				jobs := disp.batch(b, runJobs)
+				r1 := cpuOf(b, realProcs)
+				b0 := cpuOf(b, bareProcs)
 				bare := ping.batch(b, runPings)
-				s.record(b, "jobs/s", jobs.perSec(), "rtt-p50-us", jobs.pct(50), "rtt-p99-us", jobs.pct(99),
-					"bare-jobs/s", bare.perSec(), "bare-rtt-p50-us", bare.pct(50), "bare-rtt-p99-us", bare.pct(99),
+				b1 := cpuOf(b, bareProcs)
+				jobCPU := float64((r1 - r0).Nanoseconds()) / 1e3 / float64(jobs.n)
+				bareCPU := float64((b1 - b0).Nanoseconds()) / 1e3 / float64(bare.n)
+				s.record(b, "jobs/s", jobs.perSec(), "rtt-p50-us", jobs.pct(50), "rtt-p99-us", jobs.pct(99), "cpu-us/job", jobCPU,
+					"bare-jobs/s", bare.perSec(), "bare-rtt-p50-us", bare.pct(50), "bare-rtt-p99-us", bare.pct(99), "bare-cpu-us/job", bareCPU,
 					"jobs/s-vs-bare", jobs.perSec()/bare.perSec(), "rtt-p50-vs-bare", jobs.pct(50)/bare.pct(50),
-					"rtt-p99-vs-bare", jobs.pct(99)/bare.pct(99))
+					"rtt-p99-vs-bare", jobs.pct(99)/bare.pct(99), "cpu-vs-bare", jobCPU/bareCPU)
 			}
 			s.report(b)
 		})
 	}
+}
+
+// cpuOf is the CPU time the processes have used so far (schedstat of their
+// threads, nanosecond resolution).
+func cpuOf(b *testing.B, ps []*noopProc) time.Duration {
+	b.Helper()
+	var sum time.Duration
+	for _, p := range ps {
+		t, ok := schedTime(p.pid())
+		if !ok {
+			b.Fatalf("%s (pid %d) is gone:\n%s", p.name, p.pid(), tail(p.log, 20))
+		}
+		sum += t
+	}
+	return sum
 }
 
 var noopNode struct {
@@ -140,6 +175,10 @@ func startNoopNode(b *testing.B, bin, dir, name string, args ...string) *noopPro
 	if pd := os.Getenv("VOLT_BENCH_PPROF"); pd != "" {
 		out := filepath.Join(pd, strings.NewReplacer("/", "_", "=", "-").Replace(b.Name())+"."+name+".pprof")
 		args = append(args, "-cpuprofile", out)
+	}
+	if td := os.Getenv("VOLT_BENCH_TRACE"); td != "" && (name == "dispatcher" || strings.HasPrefix(name, "runner-")) {
+		out := filepath.Join(td, strings.NewReplacer("/", "_", "=", "-").Replace(b.Name())+"."+name+".trace")
+		args = append(args, "-trace", out)
 	}
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.Create(logPath)

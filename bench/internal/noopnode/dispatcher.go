@@ -42,6 +42,7 @@ func (memStore) LatestJob(string, string) (*messages.Job, error)          { retu
 // serialisation) and each JobFinished it receives (receiver middleware: when
 // the mailbox delivers it, before the core sees it).
 type probe struct {
+	t     *tracer // also marks "run-sent" and "finished-received" per job
 	mu    sync.Mutex
 	sent  map[int64]time.Time
 	rtts  []time.Duration
@@ -60,6 +61,7 @@ func (p *probe) reset() {
 func (p *probe) send(next actor.SenderFunc) actor.SenderFunc {
 	return func(c actor.SenderContext, target *actor.PID, env *actor.MessageEnvelope) {
 		if run, ok := env.Message.(*messages.RunJob); ok {
+			p.t.mark(run.Job.GetId(), "run-sent")
 			now := time.Now()
 			p.mu.Lock()
 			p.sent[run.Job.GetId()] = now
@@ -77,6 +79,7 @@ func (p *probe) receive(next actor.ReceiverFunc) actor.ReceiverFunc {
 		if m, ok := env.Message.(*messages.JobFinished); ok {
 			now := time.Now()
 			id := m.GetResult().GetJob().GetId()
+			p.t.mark(id, "finished-received")
 			p.mu.Lock()
 			if at, ok := p.sent[id]; ok {
 				p.rtts = append(p.rtts, now.Sub(at))
@@ -168,6 +171,7 @@ func (o *observer) feed(ctx actor.Context) {
 // reporter is the fake reporter: it registers, acknowledges every
 // ResultRecorded and LogClosed at once, and counts results for the observer.
 type reporter struct {
+	t          *tracer // marks "logclosed-received"
 	disp       *actor.PID
 	observer   *actor.PID
 	registered chan struct{}
@@ -191,6 +195,7 @@ func (r *reporter) Receive(ctx actor.Context) {
 		}
 		ctx.Send(r.observer, recorded{})
 	case *messages.LogClosed:
+		r.t.mark(m.GetJob().GetId(), "logclosed-received")
 		ctx.Request(ctx.Sender(), &messages.LogAck{JobId: m.GetJob().GetId(), Attempt: m.Attempt, Have: m.Size})
 	}
 }
@@ -204,8 +209,8 @@ type dispatcherNode struct {
 	probe    *probe
 }
 
-func startDispatcher(node *cluster.Node, logger *slog.Logger) (*dispatcherNode, error) {
-	d := &dispatcherNode{node: node, probe: &probe{}}
+func startDispatcher(node *cluster.Node, logger *slog.Logger, t *tracer) (*dispatcherNode, error) {
+	d := &dispatcherNode{node: node, probe: &probe{t: t}}
 	d.probe.reset()
 	env := actors.Env{Logger: logger.With("role", "dispatcher"), Probe: cluster.Probe, OnExit: node.Exit}
 	cfg := dispatcher.DefaultConfig()
@@ -224,7 +229,7 @@ func startDispatcher(node *cluster.Node, logger *slog.Logger) (*dispatcherNode, 
 		return nil, err
 	}
 	if _, err := node.System.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
-		return &reporter{disp: pid, observer: d.observer, registered: repReady, logger: logger.With("role", "reporter")}
+		return &reporter{t: t, disp: pid, observer: d.observer, registered: repReady, logger: logger.With("role", "reporter")}
 	}), cluster.ReporterName); err != nil {
 		return nil, err
 	}

@@ -33,6 +33,7 @@ func run() error {
 		peers      = flag.String("peers", "", "ping: the echo nodes' host:port, comma-separated")
 		level      = flag.String("log-level", "info", "debug, info, warn or error (info is volt's default)")
 		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of the process's life to this file")
+		tracePath  = flag.String("trace", "", "dispatcher, runner: write the time of each job's points to this file at exit (see trace.go)")
 	)
 	flag.Parse()
 	var l slog.Level
@@ -58,13 +59,22 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	var t *tracer
+	if *tracePath != "" {
+		t = &tracer{}
+		defer func() {
+			if err := t.write(*tracePath); err != nil {
+				logger.Error("write the trace", "error", err)
+			}
+		}()
+	}
 	var (
 		handle func(cmd []string, out io.Writer) error // a control command
 		stop   func()                                  // before node.Shutdown
 	)
 	switch *mode {
 	case "dispatcher":
-		d, err := startDispatcher(node, logger)
+		d, err := startDispatcher(node, logger, t)
 		if err != nil {
 			node.Shutdown()
 			return err
@@ -75,7 +85,7 @@ func run() error {
 			node.Shutdown()
 			return fmt.Errorf("-mode runner needs -dispatcher")
 		}
-		stop, err = startRunner(node, logger, *id, *dispServer, *logDir)
+		stop, err = startRunner(node, logger, *id, *dispServer, *logDir, t)
 		if err != nil {
 			node.Shutdown()
 			return err

@@ -18,9 +18,10 @@ import (
 
 // noopExecutor is a runner.JobExecutor that runs nothing: every attempt
 // passes at once, with no output.
-type noopExecutor struct{}
+type noopExecutor struct{ t *tracer }
 
-func (noopExecutor) Execute(_ context.Context, run *messages.RunJob, _ io.Writer) *messages.Result {
+func (e noopExecutor) Execute(_ context.Context, run *messages.RunJob, _ io.Writer) *messages.Result {
+	e.t.mark(run.GetJob().GetId(), "execute")
 	now := time.Now().UnixMilli()
 	return &messages.Result{Job: run.Job, Attempt: run.Attempt, RunnerId: run.RunnerId, Status: messages.Status_STATUS_PASSED,
 		StartedUnixMs: now, FinishedUnixMs: now}
@@ -30,7 +31,10 @@ func (noopExecutor) Execute(_ context.Context, run *messages.RunJob, _ io.Writer
 // (an actor id per incarnation, aliased to the plain name), with the no-op
 // executor in place of git and processes. stop asks it to give its job back
 // and exit, as SIGTERM does to `volt runner`.
-func startRunner(node *cluster.Node, logger *slog.Logger, id, dispServer, logDir string) (stop func(), err error) {
+//
+// With a tracer, the actor is wrapped to mark when its mailbox delivers each
+// RunJob and JobDone, and the executor marks when it is called.
+func startRunner(node *cluster.Node, logger *slog.Logger, id, dispServer, logDir string, t *tracer) (stop func(), err error) {
 	disp, err := cluster.Resolve(dispServer)
 	if err != nil {
 		return nil, err
@@ -40,7 +44,11 @@ func startRunner(node *cluster.Node, logger *slog.Logger, id, dispServer, logDir
 		Dispatcher: actors.NewAddr(disp, cluster.DispatcherName), Grace: 10 * time.Second}
 	env := actors.Env{Logger: logger.With("role", "runner"), Probe: cluster.Probe, OnExit: node.Exit}
 	pid, err := node.Spawn(fmt.Sprintf("%s-%d", cluster.RunnerName, cfg.Incarnation), func() actor.Actor {
-		return runner.NewActor(cfg, noopExecutor{}, logDir, env)
+		a := runner.NewActor(cfg, noopExecutor{t}, logDir, env)
+		if t != nil {
+			return tracedRunner{a, t}
+		}
+		return a
 	})
 	if err != nil {
 		return nil, err
