@@ -67,6 +67,7 @@ import (
 // VOLT_BENCH_TRACE=DIR for the wall-clock time of each job's points in the
 // dispatcher and runner processes (DIR/<benchmark>.<process>.trace; the
 // runner's actor is then wrapped to mark its RunJob and JobDone deliveries).
+// VOLT_BENCH_NOOPNODE=PATH uses a noopnode built beforehand (A/B runs).
 func BenchmarkRemoteNoopJobs(b *testing.B) {
 	for _, tc := range []struct {
 		runners, jobs, window, chunk int
@@ -142,9 +143,14 @@ var noopNode struct {
 }
 
 // noopNodeBin builds bench/internal/noopnode once, beside the volt binary
-// (TestMain removes that directory at the end).
+// (TestMain removes that directory at the end). $VOLT_BENCH_NOOPNODE, when
+// set, names a noopnode binary built beforehand instead: to compare two
+// versions of the actors alternately, run by run.
 func noopNodeBin(b *testing.B) string {
 	b.Helper()
+	if bin := os.Getenv("VOLT_BENCH_NOOPNODE"); bin != "" {
+		return bin
+	}
 	noopNode.once.Do(func() {
 		noopNode.bin = filepath.Join(filepath.Dir(voltBin), "noopnode")
 		build := exec.Command("go", "build", "-o", noopNode.bin, "./bench/internal/noopnode")
