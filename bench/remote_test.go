@@ -117,6 +117,16 @@ func BenchmarkRemoteNoopJobs(b *testing.B) {
 					"rtt-p99-vs-bare", jobs.pct(99)/bare.pct(99), "cpu-vs-bare", jobCPU/bareCPU)
 			}
 			s.report(b)
+			// One job per runner at a time, each passed at its first attempt:
+			// nothing warned (a RunJob while busy, a stale result, a lease
+			// lapsed, a job that did not pass).
+			for _, p := range append(realProcs, bareProcs...) {
+				for _, line := range strings.Split(p.logText(), "\n") {
+					if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+						b.Errorf("%s: %s", p.name, line)
+					}
+				}
+			}
 		})
 	}
 }
