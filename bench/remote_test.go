@@ -122,7 +122,7 @@ func BenchmarkRemoteNoopJobs(b *testing.B) {
 			// lapsed, a job that did not pass).
 			for _, p := range append(realProcs, bareProcs...) {
 				for _, line := range strings.Split(p.logText(), "\n") {
-					if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+					if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") || strings.Contains(line, "DATA RACE") || strings.HasPrefix(line, "panic:") {
 						b.Errorf("%s: %s", p.name, line)
 					}
 				}
