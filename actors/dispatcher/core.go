@@ -166,6 +166,43 @@ type job struct {
 	sent   int64 // when its result was last sent to the reporter: nanoseconds after Core.base
 	unsent links[job]
 	resent links[job]
+	// The arguments of its trace notes, each made an interface once.
+	idArg, commitArg, runnerArg any
+}
+
+// noteArgs returns j's id and commit as note arguments.
+func (j *job) noteArgs() (id, commit any) {
+	if j.idArg == nil {
+		j.idArg, j.commitArg = j.Job.Id, j.Job.Commit
+	}
+	return j.idArg, j.commitArg
+}
+
+// statusArgs are the status names as note arguments.
+var statusArgs = func() (a [6]any) {
+	for s := range a {
+		a[s] = messages.Status(s).Name()
+	}
+	return a
+}()
+
+func statusArg(s messages.Status) any {
+	if int(s) >= 0 && int(s) < len(statusArgs) {
+		return statusArgs[s]
+	}
+	return s.Name()
+}
+
+// newJob returns a job of commit, queued at now, with its Job and its one
+// branch made in one allocation.
+func newJob(id int64, repo, repoName, commit, branch, subject string, build int32, queuedMs int64) *job {
+	b := new(struct {
+		job      messages.Job
+		branches [1]string
+	})
+	b.branches[0] = branch
+	b.job = messages.Job{Id: id, Repo: repo, RepoName: repoName, Commit: commit, Branches: b.branches[:], Build: build, Subject: subject}
+	return &job{JobRecord: messages.JobRecord{Job: &b.job, State: messages.JobState_JOB_STATE_QUEUED, QueuedUnixMs: queuedMs}}
 }
 
 type observerState struct {
@@ -226,6 +263,10 @@ type Core struct {
 	recentHead int
 
 	counters [nCounters]int64
+
+	// The last repository name and branch observed, as note arguments.
+	repoName, branch       string
+	repoNameArg, branchArg any
 }
 
 // Counter names reported in status and metrics.
@@ -552,7 +593,13 @@ func (c *Core) jobFinished(now time.Time, from actors.Addr, m *messages.JobFinis
 		c.counters[cRejected]++
 		return []actors.Effect{actors.Warn("malformed JobFinished ignored", "from", string(from))}
 	}
-	fin := &messages.JobFinishedAck{Ref: &messages.JobRef{JobId: res.Job.Id, Attempt: res.Attempt}}
+	a := new(struct {
+		ack messages.JobFinishedAck
+		ref messages.JobRef
+	})
+	a.ref.JobId, a.ref.Attempt = res.Job.Id, res.Attempt
+	fin := &a.ack
+	fin.Ref = &a.ref
 	ack := actors.Send{To: from, Msg: fin}
 	j := c.jobs[res.Job.Id]
 	r := c.current(m.RunnerId, m.Incarnation)
@@ -598,9 +645,14 @@ func (c *Core) finish(now time.Time, fx []actors.Effect, j *job, res *messages.R
 	delete(c.orphans, j.Job.Id)
 	c.counters[cRecorded]++
 	c.unsent.pushBack(j)
+	id, commit := j.noteArgs()
+	runner := j.runnerArg
+	if s, ok := runner.(string); !ok || s != res.RunnerId {
+		runner = res.RunnerId
+	}
 	fx = append(fx,
 		persistOne(nil, j),
-		actors.Info("result recorded", "job", j.Job.Id, "commit", j.Job.Commit, "build", j.Job.Build, "attempt", res.Attempt, "status", res.Status.Name(), "runner", res.RunnerId),
+		actors.Info("result recorded", "job", id, "commit", commit, "build", j.Job.Build, "attempt", res.Attempt, "status", statusArg(res.Status), "runner", runner),
 	)
 	return c.forward(now, fx, j)
 }
@@ -793,8 +845,10 @@ func (c *Core) assign(now time.Time, fx []actors.Effect) []actors.Effect {
 		// Job is shared: the core never changes it (see snapshot).
 		run := &messages.RunJob{Job: j.Job, Attempt: j.Attempt, RunnerId: r.id, Incarnation: r.incarnation,
 			LogSink: string(c.reporter), TimeoutMs: c.cfg.JobTimeout.Milliseconds(), Epoch: c.cfg.Epoch}
+		idArg, commitArg := j.noteArgs()
+		j.runnerArg = r.id
 		fx = append(fx, actors.Send{To: r.addr, Msg: run},
-			actors.Info("job assigned", "job", id, "commit", j.Job.Commit, "attempt", j.Attempt, "runner", r.id))
+			actors.Info("job assigned", "job", idArg, "commit", commitArg, "attempt", j.Attempt, "runner", j.runnerArg))
 	}
 	switch {
 	case one == nil:
@@ -859,7 +913,13 @@ func (c *Core) resultAcked(m *messages.ResultRecordedAck) []actors.Effect {
 	}
 	c.counters[cResultsAcked]++
 	// The record leaves the core: it is written as it is, not copied.
-	return []actors.Effect{Persist{Jobs: []*messages.JobRecord{&j.JobRecord}}}
+	b := new(struct {
+		fx   [1]actors.Effect
+		jobs [1]*messages.JobRecord
+	})
+	b.jobs[0] = &j.JobRecord
+	b.fx[0] = Persist{Jobs: b.jobs[:]}
+	return b.fx[:]
 }
 
 // remember adds a forwarded result to c.recent, forgetting the oldest
@@ -938,14 +998,29 @@ func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Ef
 			return []actors.Effect{actors.Warn("CommitObserved rejected", "error", err.Error())}
 		}
 	}
-	ack := &messages.CommitObservedAck{ObserverId: m.ObserverId, Seq: m.Seq, Repo: m.Repo, Branch: m.Branch,
-		JobIds: make([]int64, 0, len(m.Commits))}
-	var saves []*job
+	a := new(struct {
+		ack messages.CommitObservedAck
+		ids [1]int64
+	})
+	ack := &a.ack
+	ack.ObserverId, ack.Seq, ack.Repo, ack.Branch = m.ObserverId, m.Seq, m.Repo, m.Branch
+	if len(m.Commits) <= 1 {
+		ack.JobIds = a.ids[:0]
+	} else {
+		ack.JobIds = make([]int64, 0, len(m.Commits))
+	}
+	var one [1]*job
+	saves := one[:0]
 	// The Persist first, then a note per new job, the ack, and the
 	// assignments (a Persist, then a send and a note per job).
 	fx := make([]actors.Effect, 1, 4+3*len(m.Commits))
 	// The notes' arguments that every job shares, made once.
-	var repoName, branch any = m.RepoName, m.Branch
+	if c.repoNameArg == nil || m.RepoName != c.repoName {
+		c.repoName, c.repoNameArg = m.RepoName, m.RepoName
+	}
+	if c.branchArg == nil || m.Branch != c.branch {
+		c.branch, c.branchArg = m.Branch, m.Branch
+	}
 	queuedMs := now.UnixMilli()
 	for i, commit := range m.Commits {
 		if plant.On(plant.DuplicateObservedCreatesJobs) {
@@ -963,12 +1038,7 @@ func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Ef
 			ack.JobIds = append(ack.JobIds, id)
 			continue
 		}
-		j := &job{JobRecord: messages.JobRecord{
-			Job: &messages.Job{Id: c.nextID, Repo: m.Repo, RepoName: m.RepoName, Commit: commit,
-				Branches: []string{m.Branch}, Build: 1, Subject: subject(m.Subjects, i)},
-			State:        messages.JobState_JOB_STATE_QUEUED,
-			QueuedUnixMs: queuedMs,
-		}}
+		j := newJob(c.nextID, m.Repo, m.RepoName, commit, m.Branch, subject(m.Subjects, i), 1, queuedMs)
 		c.nextID++
 		c.jobs[j.Job.Id] = j
 		c.byKey[pair{m.Repo, commit}] = j.Job.Id
@@ -976,7 +1046,8 @@ func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Ef
 		c.counters[cJobsQueued]++
 		saves = append(saves, j)
 		ack.JobIds = append(ack.JobIds, j.Job.Id)
-		fx = append(fx, actors.Info("commit queued", "job", j.Job.Id, "repo", repoName, "branch", branch, "commit", commit))
+		idArg, commitArg := j.noteArgs()
+		fx = append(fx, actors.Info("commit queued", "job", idArg, "repo", c.repoNameArg, "branch", c.branchArg, "commit", commitArg))
 	}
 	var curs []*messages.Cursor
 	cur := c.cursors[pair{m.Repo, m.Branch}]
@@ -986,9 +1057,15 @@ func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Ef
 		// older message must not move it back.
 		if cur == nil || cur.Commit == m.Previous || m.Forced {
 			if cur == nil || cur.Commit != tip {
-				cur = &messages.Cursor{Repo: m.Repo, Branch: m.Branch, Commit: tip}
+				b := new(struct {
+					cur  messages.Cursor
+					curs [1]*messages.Cursor
+				})
+				cur = &b.cur
+				cur.Repo, cur.Branch, cur.Commit = m.Repo, m.Branch, tip
 				c.cursors[pair{m.Repo, m.Branch}] = cur
-				curs = append(curs, cur)
+				b.curs[0] = cur
+				curs = b.curs[:]
 			}
 		}
 	}
