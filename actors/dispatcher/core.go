@@ -239,12 +239,12 @@ type Core struct {
 	cursors map[pair]*messages.Cursor // repo, branch
 	nextID  int64
 
-	runners      map[string]*runnerState
+	runners      index             // by id
 	alive        line[runnerState] // every runner, the longest unheard first
 	idle         line[runnerState] // idle runners in the order they became idle
-	byAddr       map[actors.Addr]*runnerState
-	incarnations map[string]int64 // highest incarnation seen per runner id not registered (durable)
-	lost         map[string]int64 // incarnation of each runner this core declared lost
+	byAddr       index             // by address
+	incarnations map[string]int64  // highest incarnation seen per runner id not registered (durable)
+	lost         map[string]int64  // incarnation of each runner this core declared lost
 
 	orphans   map[int64]time.Time // running jobs recovered without a runner: deadline to be claimed
 	orphanDue time.Time           // the earliest of those deadlines (or earlier)
@@ -308,8 +308,8 @@ func New(cfg Config) *Core {
 		jobs:         map[int64]*job{},
 		byKey:        map[pair]int64{},
 		cursors:      map[pair]*messages.Cursor{},
-		runners:      map[string]*runnerState{},
-		byAddr:       map[actors.Addr]*runnerState{},
+		runners:      newIndex(false),
+		byAddr:       newIndex(true),
 		incarnations: map[string]int64{},
 		lost:         map[string]int64{},
 		orphans:      map[int64]time.Time{},
@@ -347,7 +347,7 @@ func (c *Core) heard(r *runnerState, now time.Time) {
 
 // incarnation is the highest incarnation seen of runner id.
 func (c *Core) incarnation(id string) int64 {
-	if r := c.runners[id]; r != nil {
+	if r := c.runners.get(id); r != nil {
 		return r.incarnation
 	}
 	return c.incarnations[id]
@@ -470,7 +470,7 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 		return reject(fmt.Sprintf("incarnation %d is older than %d, which already registered", m.Incarnation, c.incarnation(m.RunnerId)))
 	}
 	var fx []actors.Effect
-	old := c.runners[m.RunnerId]
+	old := c.runners.get(m.RunnerId)
 	if old != nil && old.incarnation != m.Incarnation {
 		fx = append(fx, c.loseRunner(now, old, "replaced by a newer incarnation")...)
 		old = nil
@@ -480,23 +480,23 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 	}
 	r := old
 	if r == nil {
-		if prev := c.runners[m.RunnerId]; prev != nil {
+		if prev := c.runners.get(m.RunnerId); prev != nil {
 			// Left registered by a planted bug: replaced, it stands in no line.
 			c.alive.remove(prev)
 			c.idle.remove(prev)
 		}
 		r = &runnerState{id: m.RunnerId, incarnation: m.Incarnation}
-		c.runners[m.RunnerId] = r
+		c.runners.set(r)
 		fx = append(fx, actors.Info("runner registered", "runner", m.RunnerId, "incarnation", m.Incarnation, "addr", string(from)))
 	}
 	delete(c.incarnations, m.RunnerId) // r holds it now
 	if r.addr != from {
 		if r.addr != "" {
-			delete(c.byAddr, r.addr)
+			c.byAddr.del(string(r.addr))
 			fx = append(fx, actors.Unwatch{Addr: r.addr})
 		}
 		r.addr = from
-		c.byAddr[from] = r
+		c.byAddr.set(r)
 		fx = append(fx, actors.Watch{Addr: from})
 	}
 	c.heard(r, now)
@@ -550,7 +550,7 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 // current returns the registered runner a message claims to come from, or
 // nil when the runner or incarnation is unknown or superseded.
 func (c *Core) current(id string, inc int64) *runnerState {
-	r := c.runners[id]
+	r := c.runners.get(id)
 	if r == nil || (r.incarnation != inc && !plant.On(plant.OldIncarnationAccepted)) {
 		return nil
 	}
@@ -608,7 +608,7 @@ func (c *Core) jobFinished(now time.Time, from actors.Addr, m *messages.JobFinis
 		fin.Recorded = true // a duplicate of what we recorded
 		return []actors.Effect{ack}
 	}
-	if r == nil && c.runners[m.RunnerId] == nil && m.Incarnation >= c.incarnation(m.RunnerId) && c.lost[m.RunnerId] != m.Incarnation {
+	if r == nil && c.runners.get(m.RunnerId) == nil && m.Incarnation >= c.incarnation(m.RunnerId) && c.lost[m.RunnerId] != m.Incarnation {
 		// Unknown after a restart of ours: have it register first; it keeps
 		// the outcome and sends it again once registered (and re-adopted).
 		return []actors.Effect{actors.Send{To: from, Msg: &messages.HeartbeatAck{
@@ -701,8 +701,8 @@ func (c *Core) loseRunner(now time.Time, r *runnerState, why string) []actors.Ef
 	if plant.On(plant.DeadRunnerStaysIdle) {
 		defer c.setIdle(r)
 	} else {
-		delete(c.runners, r.id)
-		delete(c.byAddr, r.addr)
+		c.runners.del(r.id)
+		c.byAddr.del(string(r.addr))
 		c.alive.remove(r)
 		c.idle.remove(r)
 		c.incarnations[r.id] = r.incarnation
@@ -717,8 +717,8 @@ func (c *Core) loseRunner(now time.Time, r *runnerState, why string) []actors.Ef
 }
 
 func (c *Core) peerTerminated(now time.Time, m actors.PeerTerminated) []actors.Effect {
-	if r, ok := c.byAddr[m.Addr]; ok {
-		return c.loseRunner(now, c.runners[r.id], "connection closed")
+	if r := c.byAddr.get(string(m.Addr)); r != nil {
+		return c.loseRunner(now, c.runners.get(r.id), "connection closed")
 	}
 	if m.Addr == c.reporter {
 		c.reporter = ""
@@ -801,7 +801,7 @@ func (c *Core) busy(r *runnerState, id int64) {
 // incarnation while left in the line).
 func (c *Core) nextIdle() *runnerState {
 	for r := c.idle.head; r != nil; r = c.idle.head {
-		if c.runners[r.id] == r && r.job == 0 {
+		if c.runners.get(r.id) == r && r.job == 0 {
 			return r
 		}
 		c.idle.remove(r)
@@ -1135,7 +1135,7 @@ func (c *Core) cancel(now time.Time, from actors.Addr, m *messages.CancelRequest
 	j.CancelRequested = true
 	var fx []actors.Effect
 	fx = append(fx, persistOne(nil, j), actors.Info("cancel requested", "job", j.Job.Id, "attempt", j.Attempt, "by", who))
-	if r := c.runners[j.RunnerId]; r != nil && r.job == j.Job.Id {
+	if r := c.runners.get(j.RunnerId); r != nil && r.job == j.Job.Id {
 		fx = append(fx, actors.Send{To: r.addr, Msg: &messages.CancelJob{
 			Ref: &messages.JobRef{JobId: j.Job.Id, Attempt: j.Attempt}, Reason: "cancelled by " + who, Report: true}})
 	}
@@ -1196,8 +1196,7 @@ func (c *Core) status(from actors.Addr, m *messages.StatusRequest) []actors.Effe
 // Status describes the runners, the jobs in memory and the counters.
 func (c *Core) Status() *messages.StatusReply {
 	s := &messages.StatusReply{Role: "dispatcher", Reporter: string(c.reporter), Counters: map[string]int64{}}
-	for _, id := range sortedKeys(c.runners) {
-		r := c.runners[id]
+	for _, r := range c.runners.sorted() {
 		rs := &messages.RunnerStatus{RunnerId: r.id, Incarnation: r.incarnation, Address: string(r.addr),
 			State: "idle", LastHeartbeatUnixMs: c.time(r.seen).UnixMilli()}
 		if j := c.jobs[r.job]; r.job != 0 && j != nil {

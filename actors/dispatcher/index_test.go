@@ -1,0 +1,78 @@
+package dispatcher
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/messages"
+)
+
+// TestIndexAgreesWithAMap drives the runner index and a Go map with the
+// same random sets and deletions, over few keys so that probe chains wrap
+// and backward shifts happen.
+func TestIndexAgreesWithAMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, byAddr := range []bool{false, true} {
+		x := newIndex(byAddr)
+		want := map[string]*runnerState{}
+		for step := range 50000 {
+			k := fmt.Sprintf("k%d", rng.IntN(300))
+			switch rng.IntN(3) {
+			case 0, 1:
+				r := &runnerState{id: k, addr: actors.Addr(k)}
+				x.set(r)
+				want[k] = r
+			case 2:
+				x.del(k)
+				delete(want, k)
+			}
+			require.Same(t, want[k], x.get(k), "step %d key %s", step, k)
+			if step%1000 == 0 {
+				require.Equal(t, len(want), x.n)
+				for k, r := range want {
+					require.Same(t, r, x.get(k), "step %d key %s", step, k)
+				}
+				rs := x.sorted()
+				require.Len(t, rs, len(want))
+				for i := 1; i < len(rs); i++ {
+					require.Less(t, x.key(rs[i-1]), x.key(rs[i]))
+				}
+			}
+		}
+	}
+}
+
+// TestCopyRecordCopiesEveryField fails when JobRecord gains a field that
+// copyRecord (and so every Persist snapshot) would drop.
+func TestCopyRecordCopiesEveryField(t *testing.T) {
+	src := &messages.JobRecord{}
+	m := src.ProtoReflect()
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		f := fields.Get(i)
+		switch f.Kind() {
+		case protoreflect.MessageKind:
+			m.Set(f, protoreflect.ValueOfMessage(m.NewField(f).Message()))
+		case protoreflect.StringKind:
+			m.Set(f, protoreflect.ValueOfString("x"))
+		case protoreflect.BoolKind:
+			m.Set(f, protoreflect.ValueOfBool(true))
+		case protoreflect.EnumKind:
+			m.Set(f, protoreflect.ValueOfEnum(1))
+		case protoreflect.Int32Kind:
+			m.Set(f, protoreflect.ValueOfInt32(7))
+		case protoreflect.Int64Kind:
+			m.Set(f, protoreflect.ValueOfInt64(7))
+		default:
+			t.Fatalf("field %s of kind %s: teach this test and copyRecord about it", f.Name(), f.Kind())
+		}
+	}
+	src.Job.Id, src.Result.Attempt = 1, 1
+	require.True(t, proto.Equal(src, snapshot(src)), "a snapshot lost a field")
+}
