@@ -97,15 +97,10 @@ type Persist struct {
 // instead of copying them, and neither the shell, the store nor a local
 // receiver may change them either.
 
-// snapshot copies a job record for a Persist effect: the core goes on
-// changing its records within the same step (an observed job is assigned
-// at once), and what is written must be the state at this point, not a
-// later one. Job and Result are shared (see above).
-func snapshot(j *messages.JobRecord) *messages.JobRecord {
-	return copyRecord(new(messages.JobRecord), j)
-}
-
-// copyRecord copies src's fields into dst, sharing Job and Result.
+// copyRecord copies src's fields into dst, sharing Job and Result. Persist
+// effects carry such snapshots: the core goes on changing its records
+// within the same step (an observed job is assigned at once), and what is
+// written must be the state at this point, not a later one.
 func copyRecord(dst, src *messages.JobRecord) *messages.JobRecord {
 	dst.Job, dst.State, dst.Attempt, dst.RunnerId = src.Job, src.State, src.Attempt, src.RunnerId
 	dst.RunnerIncarnation, dst.Result, dst.Forwarded = src.RunnerIncarnation, src.Result, src.Forwarded

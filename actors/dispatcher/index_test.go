@@ -6,11 +6,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/voltci/volt/actors"
-	"github.com/voltci/volt/messages"
 )
 
 // TestIndexAgreesWithAMap drives the runner index and a Go map with the
@@ -46,33 +43,4 @@ func TestIndexAgreesWithAMap(t *testing.T) {
 			}
 		}
 	}
-}
-
-// TestCopyRecordCopiesEveryField fails when JobRecord gains a field that
-// copyRecord (and so every Persist snapshot) would drop.
-func TestCopyRecordCopiesEveryField(t *testing.T) {
-	src := &messages.JobRecord{}
-	m := src.ProtoReflect()
-	fields := m.Descriptor().Fields()
-	for i := range fields.Len() {
-		f := fields.Get(i)
-		switch f.Kind() {
-		case protoreflect.MessageKind:
-			m.Set(f, protoreflect.ValueOfMessage(m.NewField(f).Message()))
-		case protoreflect.StringKind:
-			m.Set(f, protoreflect.ValueOfString("x"))
-		case protoreflect.BoolKind:
-			m.Set(f, protoreflect.ValueOfBool(true))
-		case protoreflect.EnumKind:
-			m.Set(f, protoreflect.ValueOfEnum(1))
-		case protoreflect.Int32Kind:
-			m.Set(f, protoreflect.ValueOfInt32(7))
-		case protoreflect.Int64Kind:
-			m.Set(f, protoreflect.ValueOfInt64(7))
-		default:
-			t.Fatalf("field %s of kind %s: teach this test and copyRecord about it", f.Name(), f.Kind())
-		}
-	}
-	src.Job.Id, src.Result.Attempt = 1, 1
-	require.True(t, proto.Equal(src, snapshot(src)), "a snapshot lost a field")
 }

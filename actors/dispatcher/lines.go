@@ -118,6 +118,3 @@ func (q *ring[T]) popFront() T {
 	q.n--
 	return x
 }
-
-// at returns the i-th element from the front.
-func (q *ring[T]) at(i int) T { return q.buf[(q.head+i)%len(q.buf)] }
