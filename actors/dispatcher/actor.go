@@ -35,7 +35,7 @@ type Actor struct {
 // NewActor returns the shell around a fresh core; Receive recovers the
 // queue from store when the actor starts (or restarts after a panic).
 func NewActor(cfg Config, store Store, env actors.Env) *Actor {
-	return &Actor{Shell: actors.Shell{Env: env, Tick: 100 * time.Millisecond}, cfg: cfg, store: store}
+	return &Actor{Shell: actors.Shell{Env: env}, cfg: cfg, store: store}
 }
 
 // Receive implements actor.Actor.
@@ -55,7 +55,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 		cfg.Epoch = now.UnixNano() // a new incarnation after every (re)start
 		a.core = New(cfg)
 		a.run(ctx, a.core.Recover(now, Durable{Jobs: jobs, Cursors: cursors, MaxID: maxID, Incarnations: incs}))
-		a.StartTimer(ctx, time.Time{})
+		a.StartTimer(ctx, a.core.Deadline())
 		return
 	case *actor.Stopping, *actor.Restarting:
 		a.Wait()
@@ -103,4 +103,5 @@ func (a *Actor) run(ctx actor.Context, fx []actors.Effect) {
 			}
 		}
 	}
+	a.AfterStep(ctx, a.core.Deadline())
 }

@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"cmp"
 	"crypto/subtle"
 	"fmt"
 	"slices"
@@ -91,13 +92,42 @@ type Persist struct {
 	Incarnations []*messages.RunnerIncarnation
 }
 
-// persist snapshots jobs for a Persist effect: the core goes on changing
-// its records within the same step (an observed job is assigned at once),
-// and what is written must be the state at this point, not a later one.
-func persist(cursors []*messages.Cursor, jobs ...*messages.JobRecord) Persist {
+// A job's Job and Result are never changed once made: a change (a new
+// branch) makes new ones. Snapshots, RunJob and ResultRecorded share them
+// instead of copying them, and neither the shell, the store nor a local
+// receiver may change them either.
+
+// copyRecord copies src's fields into dst, sharing Job and Result. Persist
+// effects carry such snapshots: the core goes on changing its records
+// within the same step (an observed job is assigned at once), and what is
+// written must be the state at this point, not a later one.
+func copyRecord(dst, src *messages.JobRecord) *messages.JobRecord {
+	dst.Job, dst.State, dst.Attempt, dst.RunnerId = src.Job, src.State, src.Attempt, src.RunnerId
+	dst.RunnerIncarnation, dst.Result, dst.Forwarded = src.RunnerIncarnation, src.Result, src.Forwarded
+	dst.QueuedUnixMs, dst.AssignedUnixMs, dst.LastError, dst.CancelRequested = src.QueuedUnixMs, src.AssignedUnixMs, src.LastError, src.CancelRequested
+	return dst
+}
+
+// persistOne is a Persist of one job's snapshot, made in one allocation.
+func persistOne(cursors []*messages.Cursor, j *job) Persist {
+	s := new(struct {
+		rec  messages.JobRecord
+		jobs [1]*messages.JobRecord
+	})
+	copyRecord(&s.rec, &j.JobRecord)
+	s.jobs[0] = &s.rec
+	return Persist{Cursors: cursors, Jobs: s.jobs[:]}
+}
+
+// persist is a Persist of the snapshots of jobs.
+func persist(cursors []*messages.Cursor, jobs []*job) Persist {
+	if len(jobs) == 1 {
+		return persistOne(cursors, jobs[0])
+	}
+	recs := make([]messages.JobRecord, len(jobs))
 	p := Persist{Cursors: cursors, Jobs: make([]*messages.JobRecord, len(jobs))}
 	for i, j := range jobs {
-		p.Jobs[i] = messages.CloneJobRecord(j)
+		p.Jobs[i] = copyRecord(&recs[i], &j.JobRecord)
 	}
 	return p
 }
@@ -110,20 +140,64 @@ type Durable struct {
 	Incarnations []*messages.RunnerIncarnation
 }
 
+// runnerState is a registered runner: kept small, as a dispatcher holds
+// one for each of thousands of mostly idle runners. Its id and address are
+// the strings its registration carried, shared with the keys of
+// Core.runners and Core.byAddr; its incarnation is the highest seen for
+// its id (Core.incarnations holds those of runners not registered).
 type runnerState struct {
 	id          string
-	incarnation int64
 	addr        actors.Addr
-	hostname    string
-	lastSeen    time.Time
+	incarnation int64
 	job         int64 // 0 when idle
-	idleSince   time.Time
-	idleMark    uint64 // its current entry in Core.idle
+	seen        int64 // last heard from: nanoseconds after Core.base
+	alive       links[runnerState]
+	idle        links[runnerState]
 }
 
-type idleEntry struct {
-	r    *runnerState
-	mark uint64
+// job is a job record with the core's bookkeeping around it.
+type job struct {
+	messages.JobRecord
+	sent   int64 // when its result was last sent to the reporter: nanoseconds after Core.base
+	unsent links[job]
+	resent links[job]
+	// The arguments of its trace notes, each made an interface once.
+	idArg, commitArg, runnerArg any
+}
+
+// noteArgs returns j's id and commit as note arguments.
+func (j *job) noteArgs() (id, commit any) {
+	if j.idArg == nil {
+		j.idArg, j.commitArg = j.Job.Id, j.Job.Commit
+	}
+	return j.idArg, j.commitArg
+}
+
+// statusArgs are the status names as note arguments.
+var statusArgs = func() (a [6]any) {
+	for s := range a {
+		a[s] = messages.Status(s).Name()
+	}
+	return a
+}()
+
+func statusArg(s messages.Status) any {
+	if int(s) >= 0 && int(s) < len(statusArgs) {
+		return statusArgs[s]
+	}
+	return s.Name()
+}
+
+// newJob returns a job of commit, queued at now, with its Job and its one
+// branch made in one allocation.
+func newJob(id int64, repo, repoName, commit, branch, subject string, build int32, queuedMs int64) *job {
+	b := new(struct {
+		job      messages.Job
+		branches [1]string
+	})
+	b.branches[0] = branch
+	b.job = messages.Job{Id: id, Repo: repo, RepoName: repoName, Commit: commit, Branches: b.branches[:], Build: build, Subject: subject}
+	return &job{JobRecord: messages.JobRecord{Job: &b.job, State: messages.JobState_JOB_STATE_QUEUED, QueuedUnixMs: queuedMs}}
 }
 
 type observerState struct {
@@ -139,35 +213,55 @@ type recentResult struct {
 // recentMax bounds Core.recent.
 const recentMax = 1024
 
-// Core is the dispatcher's deterministic state machine.
+// pair keys a map by two strings: repo and commit, or repo and branch.
+type pair struct{ a, b string }
+
+// Core is the dispatcher's deterministic state machine. No step walks the
+// runners or the jobs: runners stand in a line ordered by when they were
+// last heard from and idle runners in a line ordered by when they became
+// idle; results awaiting the reporter's acknowledgement stand in lines
+// ordered by when they were last sent. Deadline and Tick look only at the
+// front of each line.
 type Core struct {
 	cfg Config
+	// base is the time runner and result times count from (the first now
+	// seen): an int64 is a third of a time.Time.
+	base time.Time
 
-	jobs    map[int64]*messages.JobRecord // unfinished, or finished and not forwarded
-	byKey   map[string]int64              // repo\x00commit -> newest active job id
-	queue   []int64                       // queued job ids, in order
-	cursors map[string]*messages.Cursor   // repo\x00branch
+	jobs    map[int64]*job            // unfinished, or finished and not forwarded
+	byKey   map[pair]int64            // repo, commit -> newest active job id
+	queue   ring[int64]               // queued job ids, in order
+	cursors map[pair]*messages.Cursor // repo, branch
 	nextID  int64
 
-	runners      map[string]*runnerState
-	idle         []idleEntry // runners in the order they became idle; stale entries are skipped
-	idleSeq      uint64
-	byAddr       map[actors.Addr]string
-	incarnations map[string]int64 // highest incarnation seen per runner id (durable)
-	lost         map[string]int64 // incarnation of each runner this core declared lost
+	runners      index             // by id
+	alive        line[runnerState] // every runner, the longest unheard first
+	idle         line[runnerState] // idle runners in the order they became idle
+	byAddr       index             // by address
+	incarnations map[string]int64  // highest incarnation seen per runner id not registered (durable)
+	lost         map[string]int64  // incarnation of each runner this core declared lost
 
-	orphans map[int64]time.Time // running jobs recovered without a runner: deadline to be claimed
+	orphans   map[int64]time.Time // running jobs recovered without a runner: deadline to be claimed
+	orphanDue time.Time           // the earliest of those deadlines (or earlier)
+	orphansOf map[string][]int64  // runner id -> its orphans' ids, ascending (some no longer orphans)
 
 	observers map[actors.Addr]*observerState
 	reporter  actors.Addr
-	lastSend  map[int64]time.Time // last ResultRecorded sent per job
+	unsent    line[job] // finished, not forwarded, never sent to the reporter, in the order they finished
+	sent      line[job] // finished, not forwarded, sent: the longest ago first
 	// recent remembers the last forwarded results (job id -> attempt and
 	// runner), so that a late duplicate JobFinished is acknowledged as the
-	// recorded result rather than counted as stale.
-	recent      map[int64]recentResult
-	recentOrder []int64
+	// recorded result rather than counted as stale; recentIDs holds their
+	// ids, oldest first, from recentHead on.
+	recent     map[int64]recentResult
+	recentIDs  [recentMax]int64
+	recentHead int
 
-	counters map[string]int64
+	counters [nCounters]int64
+
+	// The last repository name and branch observed, as note arguments.
+	repoName, branch       string
+	repoNameArg, branchArg any
 }
 
 // Counter names reported in status and metrics.
@@ -183,56 +277,114 @@ const (
 	CounterStaleMessages = "stale_messages_ignored"
 )
 
+// counter indexes Core.counters.
+type counter int
+
+const (
+	cRecorded counter = iota
+	cStale
+	cReassigned
+	cRunnersLost
+	cGaveUp
+	cRejected
+	cJobsQueued
+	cResultsAcked
+	cStaleMessages
+	nCounters
+)
+
+var counterNames = [nCounters]string{CounterRecorded, CounterStale, CounterReassigned, CounterRunnersLost,
+	CounterGaveUp, CounterRejected, CounterJobsQueued, CounterResultsAcked, CounterStaleMessages}
+
 // New returns a dispatcher core with nothing recovered yet; call Recover.
 func New(cfg Config) *Core {
-	return &Core{
+	c := &Core{
 		cfg:          cfg,
-		jobs:         map[int64]*messages.JobRecord{},
-		byKey:        map[string]int64{},
-		cursors:      map[string]*messages.Cursor{},
-		runners:      map[string]*runnerState{},
-		byAddr:       map[actors.Addr]string{},
+		jobs:         map[int64]*job{},
+		byKey:        map[pair]int64{},
+		cursors:      map[pair]*messages.Cursor{},
+		runners:      newIndex(false),
+		byAddr:       newIndex(true),
 		incarnations: map[string]int64{},
 		lost:         map[string]int64{},
 		orphans:      map[int64]time.Time{},
+		orphansOf:    map[string][]int64{},
 		observers:    map[actors.Addr]*observerState{},
-		lastSend:     map[int64]time.Time{},
 		recent:       map[int64]recentResult{},
-		counters:     map[string]int64{},
 		nextID:       1,
 	}
+	c.alive.at = func(r *runnerState) *links[runnerState] { return &r.alive }
+	c.idle.at = func(r *runnerState) *links[runnerState] { return &r.idle }
+	c.unsent.at = func(j *job) *links[job] { return &j.unsent }
+	c.sent.at = func(j *job) *links[job] { return &j.resent }
+	return c
 }
 
-func key(a, b string) string { return a + "\x00" + b }
+// at is now as nanoseconds after c.base.
+func (c *Core) at(now time.Time) int64 {
+	if c.base.IsZero() {
+		c.base = now
+	}
+	return int64(now.Sub(c.base))
+}
+
+// time is the inverse of at.
+func (c *Core) time(t int64) time.Time { return c.base.Add(time.Duration(t)) }
+
+func seenKey(r *runnerState) int64 { return r.seen }
+func sentKey(j *job) int64         { return j.sent }
+
+// heard records that r was heard from now.
+func (c *Core) heard(r *runnerState, now time.Time) {
+	r.seen = c.at(now)
+	c.alive.place(r, seenKey)
+}
+
+// incarnation is the highest incarnation seen of runner id.
+func (c *Core) incarnation(id string) int64 {
+	if r := c.runners.get(id); r != nil {
+		return r.incarnation
+	}
+	return c.incarnations[id]
+}
 
 // Recover loads the durable state after a (re)start. Jobs that were running
 // wait DeadAfter for their runner to re-register and claim them, then go
 // back to the queue.
 func (c *Core) Recover(now time.Time, d Durable) []actors.Effect {
-	jobs := d.Jobs
+	c.at(now)
+	recs := d.Jobs
 	c.nextID = d.MaxID + 1
 	for _, cur := range d.Cursors {
-		c.cursors[key(cur.Repo, cur.Branch)] = cur
+		c.cursors[pair{cur.Repo, cur.Branch}] = cur
 	}
 	for _, r := range d.Incarnations {
 		c.incarnations[r.RunnerId] = r.Incarnation
 	}
-	sort.Slice(jobs, func(i, j int) bool { return jobs[i].Job.Id < jobs[j].Job.Id })
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Job.Id < recs[j].Job.Id })
 	queued, running := 0, 0
-	for _, j := range jobs {
+	for _, rec := range recs {
+		j := &job{}
+		copyRecord(&j.JobRecord, rec)
 		c.jobs[j.Job.Id] = j
-		c.byKey[key(j.Job.Repo, j.Job.Commit)] = j.Job.Id
+		c.byKey[pair{j.Job.Repo, j.Job.Commit}] = j.Job.Id
 		switch j.State {
 		case messages.JobState_JOB_STATE_QUEUED:
 			if plant.On(plant.QueueNotRestored) {
 				delete(c.jobs, j.Job.Id)
 				continue
 			}
-			c.queue = append(c.queue, j.Job.Id)
+			c.queue.pushBack(j.Job.Id)
 			queued++
 		case messages.JobState_JOB_STATE_RUNNING:
 			c.orphans[j.Job.Id] = now.Add(c.cfg.DeadAfter)
+			c.orphanDue = now.Add(c.cfg.DeadAfter)
+			c.orphansOf[j.RunnerId] = append(c.orphansOf[j.RunnerId], j.Job.Id)
 			running++
+		case messages.JobState_JOB_STATE_DONE:
+			if !j.Forwarded {
+				c.unsent.pushBack(j)
+			}
 		}
 	}
 	return []actors.Effect{actors.Info("dispatcher recovered its queue", "queued", queued, "running", running, "next_job_id", c.nextID)}
@@ -274,10 +426,10 @@ func (c *Core) Step(now time.Time, from actors.Addr, in any) []actors.Effect {
 	case Rebuild:
 		fx = c.rebuild(now, from, m)
 	default:
-		c.counters[CounterRejected]++
+		c.counters[cRejected]++
 		return []actors.Effect{actors.Warn("dispatcher ignored an unknown message", "type", fmt.Sprintf("%T", in), "from", string(from))}
 	}
-	return append(fx, c.assign(now)...)
+	return c.assign(now, fx)
 }
 
 func (c *Core) tokenOK(token string) bool {
@@ -295,7 +447,7 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 		Seq:               m.Seq,
 	}
 	reject := func(reason string) []actors.Effect {
-		c.counters[CounterRejected]++
+		c.counters[cRejected]++
 		reply.Reason = reason
 		return []actors.Effect{
 			actors.Warn("runner refused", "runner", m.RunnerId, "reason", reason),
@@ -309,38 +461,42 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 		return reject("wrong or missing token: start the runner with the dispatcher's --token (or VOLT_TOKEN)")
 	case m.RunnerId == "":
 		return reject("empty runner id")
-	case m.Incarnation < c.incarnations[m.RunnerId]:
-		return reject(fmt.Sprintf("incarnation %d is older than %d, which already registered", m.Incarnation, c.incarnations[m.RunnerId]))
+	case m.Incarnation < c.incarnation(m.RunnerId):
+		return reject(fmt.Sprintf("incarnation %d is older than %d, which already registered", m.Incarnation, c.incarnation(m.RunnerId)))
 	}
 	var fx []actors.Effect
-	old := c.runners[m.RunnerId]
+	old := c.runners.get(m.RunnerId)
 	if old != nil && old.incarnation != m.Incarnation {
 		fx = append(fx, c.loseRunner(now, old, "replaced by a newer incarnation")...)
 		old = nil
 	}
-	if c.incarnations[m.RunnerId] != m.Incarnation {
-		c.incarnations[m.RunnerId] = m.Incarnation
+	if c.incarnation(m.RunnerId) != m.Incarnation {
 		fx = append(fx, Persist{Incarnations: []*messages.RunnerIncarnation{{RunnerId: m.RunnerId, Incarnation: m.Incarnation}}})
 	}
 	r := old
 	if r == nil {
+		if prev := c.runners.get(m.RunnerId); prev != nil {
+			// Left registered by a planted bug: replaced, it stands in no line.
+			c.alive.remove(prev)
+			c.idle.remove(prev)
+		}
 		r = &runnerState{id: m.RunnerId, incarnation: m.Incarnation}
-		c.runners[m.RunnerId] = r
+		c.runners.set(r)
 		fx = append(fx, actors.Info("runner registered", "runner", m.RunnerId, "incarnation", m.Incarnation, "addr", string(from)))
 	}
+	delete(c.incarnations, m.RunnerId) // r holds it now
 	if r.addr != from {
 		if r.addr != "" {
-			delete(c.byAddr, r.addr)
+			c.byAddr.del(string(r.addr))
 			fx = append(fx, actors.Unwatch{Addr: r.addr})
 		}
 		r.addr = from
-		c.byAddr[from] = r.id
+		c.byAddr.set(r)
 		fx = append(fx, actors.Watch{Addr: from})
 	}
-	r.hostname = m.Hostname
-	r.lastSeen = now
+	c.heard(r, now)
 	// Adopt what the runner still runs if it is the current attempt; cancel the rest.
-	var saves []*messages.JobRecord
+	var saves []*job
 	for _, ref := range m.Running {
 		j := c.jobs[ref.JobId]
 		if j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && j.Attempt == ref.Attempt &&
@@ -351,26 +507,32 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 				fx = append(fx, actors.Info("job re-adopted", "job", ref.JobId, "attempt", ref.Attempt, "runner", r.id))
 			}
 			delete(c.orphans, ref.JobId)
-			r.job = ref.JobId
+			c.busy(r, ref.JobId)
 			continue
 		}
 		fx = append(fx, actors.Send{To: from, Msg: &messages.CancelJob{Ref: ref, Reason: "superseded: the dispatcher no longer assigns this attempt to you"}})
 	}
 	if len(saves) > 0 {
-		fx = append([]actors.Effect{persist(nil, saves...)}, fx...)
+		fx = append([]actors.Effect{persist(nil, saves)}, fx...)
 	}
 	// A job assigned to this runner that the registration does not list is
 	// left to the heartbeat check: the registration may have been sent
 	// before the RunJob arrived. A job recovered as running on this runner
 	// that it no longer reports is lost, though: no RunJob of this epoch
 	// exists for it, and the runner ignores those of other epochs.
-	for _, id := range sortedKeys(c.orphans) {
-		if j := c.jobs[id]; j != nil && j.RunnerId == r.id && r.job != id {
-			fx = append(fx, c.requeue(now, j, fmt.Sprintf("runner %s came back without it", r.id))...)
+	if ids, ok := c.orphansOf[r.id]; ok {
+		delete(c.orphansOf, r.id)
+		for _, id := range ids {
+			if _, orphan := c.orphans[id]; !orphan {
+				continue
+			}
+			if j := c.jobs[id]; j != nil && j.RunnerId == r.id && r.job != id {
+				fx = append(fx, c.requeue(now, j, fmt.Sprintf("runner %s came back without it", r.id))...)
+			}
 		}
 	}
 	if r.job == 0 {
-		c.setIdle(r, now)
+		c.setIdle(r)
 	}
 	reply.Accepted = true
 	reply.Epoch = c.cfg.Epoch
@@ -383,7 +545,7 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 // current returns the registered runner a message claims to come from, or
 // nil when the runner or incarnation is unknown or superseded.
 func (c *Core) current(id string, inc int64) *runnerState {
-	r := c.runners[id]
+	r := c.runners.get(id)
 	if r == nil || (r.incarnation != inc && !plant.On(plant.OldIncarnationAccepted)) {
 		return nil
 	}
@@ -394,15 +556,14 @@ func (c *Core) heartbeat(now time.Time, from actors.Addr, m *messages.Heartbeat)
 	r := c.current(m.RunnerId, m.Incarnation)
 	ack := &messages.HeartbeatAck{RunnerId: m.RunnerId, Incarnation: m.Incarnation, Seq: m.Seq, Epoch: c.cfg.Epoch}
 	if r == nil {
-		if m.Incarnation < c.incarnations[m.RunnerId] {
-			c.counters[CounterStaleMessages]++
+		if m.Incarnation < c.incarnation(m.RunnerId) {
+			c.counters[cStaleMessages]++
 			return []actors.Effect{actors.Debug("heartbeat from an older incarnation ignored", "runner", m.RunnerId, "incarnation", m.Incarnation)}
 		}
 		ack.Unknown = true
 		return []actors.Effect{actors.Send{To: from, Msg: ack}}
 	}
-	r.lastSeen = now
-	var fx []actors.Effect
+	c.heard(r, now)
 	listed := false
 	for _, ref := range m.Running {
 		if j := c.jobs[ref.JobId]; ref.JobId == r.job && j != nil && j.Attempt == ref.Attempt {
@@ -413,116 +574,135 @@ func (c *Core) heartbeat(now time.Time, from actors.Addr, m *messages.Heartbeat)
 	if r.job != 0 && !listed {
 		if j := c.jobs[r.job]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING &&
 			now.Sub(time.UnixMilli(j.AssignedUnixMs)) > c.cfg.StartGrace {
-			fx = append(fx, c.requeue(now, j, "the runner never started it (RunJob lost in transit?)")...)
-			c.setIdle(r, now)
+			fx := c.requeue(now, j, "the runner never started it (RunJob lost in transit?)")
+			c.setIdle(r)
+			return append(fx, actors.Send{To: from, Msg: ack})
 		}
 	}
-	return append(fx, actors.Send{To: from, Msg: ack})
+	return []actors.Effect{actors.Send{To: from, Msg: ack}}
 }
 
 func (c *Core) jobFinished(now time.Time, from actors.Addr, m *messages.JobFinished) []actors.Effect {
 	res := m.Result
 	if res == nil || res.Job == nil {
-		c.counters[CounterRejected]++
+		c.counters[cRejected]++
 		return []actors.Effect{actors.Warn("malformed JobFinished ignored", "from", string(from))}
 	}
-	ref := &messages.JobRef{JobId: res.Job.Id, Attempt: res.Attempt}
-	ack := actors.Send{To: from, Msg: &messages.JobFinishedAck{Ref: ref}}
+	a := new(struct {
+		ack messages.JobFinishedAck
+		ref messages.JobRef
+	})
+	a.ref.JobId, a.ref.Attempt = res.Job.Id, res.Attempt
+	fin := &a.ack
+	fin.Ref = &a.ref
+	ack := actors.Send{To: from, Msg: fin}
 	j := c.jobs[res.Job.Id]
 	r := c.current(m.RunnerId, m.Incarnation)
 	if j != nil && j.State == messages.JobState_JOB_STATE_DONE && j.Result != nil &&
 		j.Result.Attempt == res.Attempt && j.Result.RunnerId == m.RunnerId {
-		ack.Msg.(*messages.JobFinishedAck).Recorded = true // a duplicate of what we recorded
+		fin.Recorded = true // a duplicate of what we recorded
 		return []actors.Effect{ack}
 	}
-	if r == nil && c.runners[m.RunnerId] == nil && m.Incarnation >= c.incarnations[m.RunnerId] && c.lost[m.RunnerId] != m.Incarnation {
+	if r == nil && c.runners.get(m.RunnerId) == nil && m.Incarnation >= c.incarnation(m.RunnerId) && c.lost[m.RunnerId] != m.Incarnation {
 		// Unknown after a restart of ours: have it register first; it keeps
 		// the outcome and sends it again once registered (and re-adopted).
 		return []actors.Effect{actors.Send{To: from, Msg: &messages.HeartbeatAck{
 			RunnerId: m.RunnerId, Incarnation: m.Incarnation, Unknown: true, Epoch: c.cfg.Epoch}}}
 	}
 	if rr, ok := c.recent[res.Job.Id]; ok && j == nil && rr.attempt == res.Attempt && rr.runner == m.RunnerId {
-		ack.Msg.(*messages.JobFinishedAck).Recorded = true // a duplicate of what we recorded and forwarded
+		fin.Recorded = true // a duplicate of what we recorded and forwarded
 		return []actors.Effect{ack}
 	}
 	if j == nil || r == nil || j.State != messages.JobState_JOB_STATE_RUNNING ||
 		((j.Attempt != res.Attempt || j.RunnerId != m.RunnerId || j.RunnerIncarnation != m.Incarnation) && !plant.On(plant.ResultsNotFenced)) {
-		c.counters[CounterStale]++
+		c.counters[cStale]++
 		return []actors.Effect{
 			actors.Warn("stale result ignored", "job", res.Job.Id, "attempt", res.Attempt, "runner", m.RunnerId, "incarnation", m.Incarnation),
 			ack,
 		}
 	}
-	r.lastSeen = now
-	c.setIdle(r, now)
+	c.heard(r, now)
+	c.setIdle(r)
 	final := &messages.Result{
 		Job: j.Job, Attempt: j.Attempt, RunnerId: m.RunnerId, Status: res.Status, Reason: res.Reason,
 		ExitCode: res.ExitCode, StartedUnixMs: res.StartedUnixMs, FinishedUnixMs: res.FinishedUnixMs,
 		FailedStep: res.FailedStep, LogBytes: res.LogBytes, LogDropped: res.LogDropped, QueuedUnixMs: j.QueuedUnixMs,
 	}
-	fx := c.finish(now, j, final)
-	ack.Msg.(*messages.JobFinishedAck).Recorded = true
+	fx := c.finish(now, make([]actors.Effect, 0, 6), j, final)
+	fin.Recorded = true
 	return append(fx, ack)
 }
 
 // finish records the one final result of j and forwards it.
-func (c *Core) finish(now time.Time, j *messages.JobRecord, res *messages.Result) []actors.Effect {
+func (c *Core) finish(now time.Time, fx []actors.Effect, j *job, res *messages.Result) []actors.Effect {
 	j.State = messages.JobState_JOB_STATE_DONE
 	j.Result = res
 	delete(c.orphans, j.Job.Id)
-	c.counters[CounterRecorded]++
-	fx := []actors.Effect{
-		persist(nil, j),
-		actors.Info("result recorded", "job", j.Job.Id, "commit", j.Job.Commit, "build", j.Job.Build, "attempt", res.Attempt, "status", res.Status.Name(), "runner", res.RunnerId),
+	c.counters[cRecorded]++
+	c.unsent.pushBack(j)
+	id, commit := j.noteArgs()
+	runner := j.runnerArg
+	if s, ok := runner.(string); !ok || s != res.RunnerId {
+		runner = res.RunnerId
 	}
-	return append(fx, c.forward(now, j)...)
+	fx = append(fx,
+		persistOne(nil, j),
+		actors.Info("result recorded", "job", id, "commit", commit, "build", j.Job.Build, "attempt", res.Attempt, "status", statusArg(res.Status), "runner", runner),
+	)
+	return c.forward(now, fx, j)
 }
 
-func (c *Core) forward(now time.Time, j *messages.JobRecord) []actors.Effect {
+// forward sends j's result to the reporter, if there is one.
+func (c *Core) forward(now time.Time, fx []actors.Effect, j *job) []actors.Effect {
 	if c.reporter == "" {
-		return nil
+		return fx
 	}
-	c.lastSend[j.Job.Id] = now
-	return []actors.Effect{actors.Send{To: c.reporter, Msg: &messages.ResultRecorded{Result: messages.CloneResult(j.Result)}}}
+	c.unsent.remove(j)
+	j.sent = c.at(now)
+	c.sent.place(j, sentKey)
+	return append(fx, actors.Send{To: c.reporter, Msg: &messages.ResultRecorded{Result: j.Result}})
 }
 
 // requeue puts a job whose attempt ended without a result back in the queue,
 // or ends it errored at the attempts cap.
-func (c *Core) requeue(now time.Time, j *messages.JobRecord, why string) []actors.Effect {
+func (c *Core) requeue(now time.Time, j *job, why string) []actors.Effect {
 	j.LastError = why
 	j.RunnerId, j.RunnerIncarnation = "", 0
 	delete(c.orphans, j.Job.Id)
 	if j.CancelRequested {
-		return c.finish(now, j, &messages.Result{
+		return c.finish(now, nil, j, &messages.Result{
 			Job: j.Job, Attempt: j.Attempt, Status: messages.Status_STATUS_CANCELLED, QueuedUnixMs: j.QueuedUnixMs,
 			Reason: "cancelled; its runner was lost before it stopped (" + why + ")", FinishedUnixMs: now.UnixMilli(), StartedUnixMs: j.AssignedUnixMs,
 		})
 	}
 	if int(j.Attempt) >= c.cfg.MaxAttempts && !plant.On(plant.AttemptCapIgnored) {
-		c.counters[CounterGaveUp]++
-		return c.finish(now, j, &messages.Result{
+		c.counters[cGaveUp]++
+		return c.finish(now, nil, j, &messages.Result{
 			Job: j.Job, Attempt: j.Attempt, Status: messages.Status_STATUS_ERRORED,
 			Reason:         fmt.Sprintf("gave up after %d attempts; the last one ended because %s", j.Attempt, why),
 			FinishedUnixMs: now.UnixMilli(), StartedUnixMs: j.AssignedUnixMs, QueuedUnixMs: j.QueuedUnixMs,
 		})
 	}
 	j.State = messages.JobState_JOB_STATE_QUEUED
-	c.queue = append([]int64{j.Job.Id}, c.queue...) // a reassigned job goes first
-	c.counters[CounterReassigned]++
+	c.queue.pushFront(j.Job.Id) // a reassigned job goes first
+	c.counters[cReassigned]++
 	return []actors.Effect{
-		persist(nil, j),
+		persistOne(nil, j),
 		actors.Info("job re-queued", "job", j.Job.Id, "attempt", j.Attempt, "reason", why),
 	}
 }
 
 func (c *Core) loseRunner(now time.Time, r *runnerState, why string) []actors.Effect {
 	if plant.On(plant.DeadRunnerStaysIdle) {
-		defer c.setIdle(r, now)
+		defer c.setIdle(r)
 	} else {
-		delete(c.runners, r.id)
-		delete(c.byAddr, r.addr)
+		c.runners.del(r.id)
+		c.byAddr.del(string(r.addr))
+		c.alive.remove(r)
+		c.idle.remove(r)
+		c.incarnations[r.id] = r.incarnation
 	}
-	c.counters[CounterRunnersLost]++
+	c.counters[cRunnersLost]++
 	c.lost[r.id] = r.incarnation
 	fx := []actors.Effect{actors.Unwatch{Addr: r.addr}, actors.Warn("runner lost", "runner", r.id, "incarnation", r.incarnation, "reason", why)}
 	if j := c.jobs[r.job]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && j.RunnerId == r.id && !plant.On(plant.LostJobNotRequeued) {
@@ -532,8 +712,8 @@ func (c *Core) loseRunner(now time.Time, r *runnerState, why string) []actors.Ef
 }
 
 func (c *Core) peerTerminated(now time.Time, m actors.PeerTerminated) []actors.Effect {
-	if id, ok := c.byAddr[m.Addr]; ok {
-		return c.loseRunner(now, c.runners[id], "connection closed")
+	if r := c.byAddr.get(string(m.Addr)); r != nil {
+		return c.loseRunner(now, c.runners.get(r.id), "connection closed")
 	}
 	if m.Addr == c.reporter {
 		c.reporter = ""
@@ -549,96 +729,130 @@ func (c *Core) peerTerminated(now time.Time, m actors.PeerTerminated) []actors.E
 func (c *Core) runnerStopping(now time.Time, m *messages.RunnerStopping) []actors.Effect {
 	r := c.current(m.RunnerId, m.Incarnation)
 	if r == nil {
-		c.counters[CounterStaleMessages]++
+		c.counters[cStaleMessages]++
 		return nil
 	}
 	return c.loseRunner(now, r, "runner shut down: "+m.Reason)
 }
 
+// tick acts on the deadlines that have passed. It looks only at the fronts
+// of the lines, so a tick with nothing due costs O(1).
 func (c *Core) tick(now time.Time) []actors.Effect {
 	var fx []actors.Effect
-	for _, id := range sortedKeys(c.runners) {
-		r := c.runners[id]
-		if now.Sub(r.lastSeen) > c.cfg.DeadAfter {
-			fx = append(fx, c.loseRunner(now, r, fmt.Sprintf("no heartbeat for %s", c.cfg.DeadAfter))...)
-		}
+	t := c.at(now)
+	var dead []*runnerState
+	for r := c.alive.head; r != nil && t-r.seen > int64(c.cfg.DeadAfter); r = r.alive.next {
+		dead = append(dead, r)
 	}
-	for _, id := range sortedKeys(c.orphans) {
-		if deadline := c.orphans[id]; !now.Before(deadline) {
-			if j := c.jobs[id]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING {
-				fx = append(fx, c.requeue(now, j, "its runner did not come back after the dispatcher restarted")...)
+	slices.SortFunc(dead, func(a, b *runnerState) int { return strings.Compare(a.id, b.id) })
+	for _, r := range dead {
+		fx = append(fx, c.loseRunner(now, r, fmt.Sprintf("no heartbeat for %s", c.cfg.DeadAfter))...)
+	}
+	if len(c.orphans) > 0 && !now.Before(c.orphanDue) {
+		var next time.Time
+		for _, id := range sortedKeys(c.orphans) {
+			if deadline := c.orphans[id]; !now.Before(deadline) {
+				if j := c.jobs[id]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING {
+					fx = append(fx, c.requeue(now, j, "its runner did not come back after the dispatcher restarted")...)
+				}
+				delete(c.orphans, id)
+			} else {
+				next = actors.Earliest(next, deadline)
 			}
-			delete(c.orphans, id)
 		}
+		c.orphanDue = next
 	}
 	if c.reporter != "" {
-		for _, id := range sortedKeys(c.jobs) {
-			j := c.jobs[id]
-			if j.State == messages.JobState_JOB_STATE_DONE && !j.Forwarded && now.Sub(c.lastSend[id]) >= c.cfg.ResultRetry {
-				fx = append(fx, c.forward(now, j)...)
-			}
+		var due []*job
+		for j := c.unsent.head; j != nil; j = j.unsent.next {
+			due = append(due, j) // never sent: due at once
+		}
+		for j := c.sent.head; j != nil && t-j.sent >= int64(c.cfg.ResultRetry); j = j.resent.next {
+			due = append(due, j)
+		}
+		slices.SortFunc(due, func(a, b *job) int { return cmp.Compare(a.Job.Id, b.Job.Id) })
+		for _, j := range due {
+			fx = c.forward(now, fx, j)
 		}
 	}
 	return fx
 }
 
 // setIdle marks r idle and puts it at the back of the idle line.
-func (c *Core) setIdle(r *runnerState, now time.Time) {
+func (c *Core) setIdle(r *runnerState) {
 	r.job = 0
-	r.idleSince = now
-	c.idleSeq++
-	r.idleMark = c.idleSeq
-	c.idle = append(c.idle, idleEntry{r: r, mark: r.idleMark})
+	c.idle.remove(r)
+	c.idle.pushBack(r)
+}
+
+// busy marks r as running job id.
+func (c *Core) busy(r *runnerState, id int64) {
+	r.job = id
+	c.idle.remove(r)
 }
 
 // nextIdle returns the runner idle the longest without taking it off the
-// line, skipping entries that no longer hold (lost, busy, or re-queued).
+// line, dropping runners that no longer hold (replaced by a newer
+// incarnation while left in the line).
 func (c *Core) nextIdle() *runnerState {
-	for len(c.idle) > 0 {
-		e := c.idle[0]
-		if c.runners[e.r.id] == e.r && e.r.job == 0 && e.r.idleMark == e.mark {
-			return e.r
+	for r := c.idle.head; r != nil; r = c.idle.head {
+		if c.runners.get(r.id) == r && r.job == 0 {
+			return r
 		}
-		c.idle[0] = idleEntry{}
-		c.idle = c.idle[1:]
+		c.idle.remove(r)
 	}
 	return nil
 }
 
 // assign hands queued jobs to idle runners, the longest idle first, in time
-// independent of the pool's size.
-func (c *Core) assign(now time.Time) []actors.Effect {
-	var saves []*messages.JobRecord
-	var sends []actors.Effect
-	for len(c.queue) > 0 {
+// independent of the pool's size, and appends its effects to fx.
+func (c *Core) assign(now time.Time, fx []actors.Effect) []actors.Effect {
+	if c.queue.len() == 0 || c.idle.head == nil {
+		return fx
+	}
+	var one *job
+	var saves []*job
+	slot := len(fx)
+	for c.queue.len() > 0 {
 		r := c.nextIdle()
 		if r == nil {
 			break
 		}
-		id := c.queue[0]
-		c.queue = c.queue[1:]
+		id := c.queue.popFront()
 		j := c.jobs[id]
 		if j == nil || j.State != messages.JobState_JOB_STATE_QUEUED {
 			continue
 		}
-		c.idle[0] = idleEntry{}
-		c.idle = c.idle[1:]
+		c.busy(r, id)
 		j.State = messages.JobState_JOB_STATE_RUNNING
 		j.Attempt++
 		j.RunnerId, j.RunnerIncarnation = r.id, r.incarnation
 		j.AssignedUnixMs = now.UnixMilli()
-		r.job = id
-		saves = append(saves, j)
-		// Messages get copies: a local receiver must not share what the core mutates.
-		run := &messages.RunJob{Job: messages.CloneJob(j.Job), Attempt: j.Attempt, RunnerId: r.id, Incarnation: r.incarnation,
+		switch {
+		case one == nil:
+			one = j
+			fx = append(fx, nil) // the Persist, filled in below
+		case saves == nil:
+			saves = append(make([]*job, 0, c.queue.len()+2), one, j)
+		default:
+			saves = append(saves, j)
+		}
+		// Job is shared: the core never changes it (see snapshot).
+		run := &messages.RunJob{Job: j.Job, Attempt: j.Attempt, RunnerId: r.id, Incarnation: r.incarnation,
 			LogSink: string(c.reporter), TimeoutMs: c.cfg.JobTimeout.Milliseconds(), Epoch: c.cfg.Epoch}
-		sends = append(sends, actors.Send{To: r.addr, Msg: run},
-			actors.Info("job assigned", "job", id, "commit", j.Job.Commit, "attempt", j.Attempt, "runner", r.id))
+		idArg, commitArg := j.noteArgs()
+		j.runnerArg = r.id
+		fx = append(fx, actors.Send{To: r.addr, Msg: run},
+			actors.Info("job assigned", "job", idArg, "commit", commitArg, "attempt", j.Attempt, "runner", j.runnerArg))
 	}
-	if len(saves) == 0 {
-		return nil
+	switch {
+	case one == nil:
+	case saves == nil:
+		fx[slot] = persistOne(nil, one)
+	default:
+		fx[slot] = persist(nil, saves)
 	}
-	return append([]actors.Effect{persist(nil, saves...)}, sends...)
+	return fx
 }
 
 func (c *Core) registerReporter(now time.Time, from actors.Addr, m *messages.RegisterReporter) []actors.Effect {
@@ -650,7 +864,7 @@ func (c *Core) registerReporter(now time.Time, from actors.Addr, m *messages.Reg
 		reply.Reason = "wrong or missing token: start the reporter with the dispatcher's --token (or VOLT_TOKEN)"
 	}
 	if reply.Reason != "" {
-		c.counters[CounterRejected]++
+		c.counters[cRejected]++
 		return []actors.Effect{actors.Send{To: from, Msg: reply}}
 	}
 	var fx []actors.Effect
@@ -663,10 +877,17 @@ func (c *Core) registerReporter(now time.Time, from actors.Addr, m *messages.Reg
 	}
 	reply.Accepted = true
 	fx = append(fx, actors.Send{To: from, Msg: reply})
-	for _, id := range sortedKeys(c.jobs) {
-		if j := c.jobs[id]; j.State == messages.JobState_JOB_STATE_DONE && !j.Forwarded {
-			fx = append(fx, c.forward(now, j)...)
-		}
+	// Every result not yet acknowledged, in job order: one send each.
+	var pending []*job
+	for j := c.unsent.head; j != nil; j = j.unsent.next {
+		pending = append(pending, j)
+	}
+	for j := c.sent.head; j != nil; j = j.resent.next {
+		pending = append(pending, j)
+	}
+	slices.SortFunc(pending, func(a, b *job) int { return cmp.Compare(a.Job.Id, b.Job.Id) })
+	for _, j := range pending {
+		fx = c.forward(now, fx, j)
 	}
 	return fx
 }
@@ -678,18 +899,36 @@ func (c *Core) resultAcked(m *messages.ResultRecordedAck) []actors.Effect {
 	}
 	j.Forwarded = true
 	delete(c.jobs, m.JobId)
-	c.recent[m.JobId] = recentResult{attempt: j.Result.GetAttempt(), runner: j.Result.GetRunnerId()}
-	c.recentOrder = append(c.recentOrder, m.JobId)
-	if len(c.recentOrder) > recentMax {
-		delete(c.recent, c.recentOrder[0])
-		c.recentOrder = c.recentOrder[1:]
+	c.unsent.remove(j)
+	c.sent.remove(j)
+	c.remember(m.JobId, recentResult{attempt: j.Result.GetAttempt(), runner: j.Result.GetRunnerId()})
+	k := pair{j.Job.Repo, j.Job.Commit}
+	if id, ok := c.byKey[k]; ok && id == j.Job.Id {
+		delete(c.byKey, k)
 	}
-	if id, ok := c.byKey[key(j.Job.Repo, j.Job.Commit)]; ok && id == j.Job.Id {
-		delete(c.byKey, key(j.Job.Repo, j.Job.Commit))
+	c.counters[cResultsAcked]++
+	// The record leaves the core: it is written as it is, not copied.
+	b := new(struct {
+		fx   [1]actors.Effect
+		jobs [1]*messages.JobRecord
+	})
+	b.jobs[0] = &j.JobRecord
+	b.fx[0] = Persist{Jobs: b.jobs[:]}
+	return b.fx[:]
+}
+
+// remember adds a forwarded result to c.recent, forgetting the oldest
+// beyond recentMax.
+func (c *Core) remember(id int64, rr recentResult) {
+	n := len(c.recent)
+	c.recent[id] = rr
+	if n < recentMax {
+		c.recentIDs[(c.recentHead+n)%recentMax] = id
+		return
 	}
-	delete(c.lastSend, m.JobId)
-	c.counters[CounterResultsAcked]++
-	return []actors.Effect{persist(nil, j)}
+	delete(c.recent, c.recentIDs[c.recentHead])
+	c.recentIDs[c.recentHead] = id
+	c.recentHead = (c.recentHead + 1) % recentMax
 }
 
 func (c *Core) registerObserver(from actors.Addr, m *messages.RegisterObserver) []actors.Effect {
@@ -701,7 +940,7 @@ func (c *Core) registerObserver(from actors.Addr, m *messages.RegisterObserver) 
 		reply.Reason = "wrong or missing token: start the observer with the dispatcher's --token (or VOLT_TOKEN)"
 	}
 	if reply.Reason != "" {
-		c.counters[CounterRejected]++
+		c.counters[cRejected]++
 		return []actors.Effect{actors.Send{To: from, Msg: reply}}
 	}
 	var fx []actors.Effect
@@ -711,7 +950,7 @@ func (c *Core) registerObserver(from actors.Addr, m *messages.RegisterObserver) 
 	c.observers[from] = &observerState{id: m.ObserverId, repos: m.Repos}
 	for _, repo := range m.Repos {
 		for _, b := range repo.Branches {
-			if cur := c.cursors[key(repo.Url, b)]; cur != nil {
+			if cur := c.cursors[pair{repo.Url, b}]; cur != nil {
 				reply.Cursors = append(reply.Cursors, cur)
 			}
 		}
@@ -720,35 +959,71 @@ func (c *Core) registerObserver(from actors.Addr, m *messages.RegisterObserver) 
 	return append(fx, actors.Send{To: from, Msg: reply})
 }
 
+// withBranch gives j a new Job that also names branch (Job is never
+// changed in place: see snapshot), and its result, if it names the old one,
+// a new Result with the new Job.
+func withBranch(j *job, branch string) {
+	old := j.Job
+	nj := messages.CloneJob(old)
+	nj.Branches = append(nj.Branches, branch)
+	j.Job = nj
+	if j.Result != nil && j.Result.Job == old {
+		res := messages.CloneResult(j.Result)
+		res.Job = nj
+		j.Result = res
+	}
+}
+
 func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Effect {
 	m := o.Msg
 	if _, ok := c.observers[from]; !ok {
-		c.counters[CounterRejected]++
+		c.counters[cRejected]++
 		return []actors.Effect{
 			actors.Warn("CommitObserved from an unregistered observer: asking it to register", "from", string(from)),
 			actors.Send{To: from, Msg: &messages.CommitObservedAck{ObserverId: m.ObserverId, Seq: m.Seq, Repo: m.Repo, Branch: m.Branch, Unknown: true}},
 		}
 	}
 	if err := messages.ValidateRef(m.Branch); err != nil {
-		c.counters[CounterRejected]++
+		c.counters[cRejected]++
 		return []actors.Effect{actors.Warn("CommitObserved rejected", "error", err.Error())}
 	}
 	for _, commit := range m.Commits {
 		if err := messages.ValidateCommit(commit); err != nil {
-			c.counters[CounterRejected]++
+			c.counters[cRejected]++
 			return []actors.Effect{actors.Warn("CommitObserved rejected", "error", err.Error())}
 		}
 	}
-	ack := &messages.CommitObservedAck{ObserverId: m.ObserverId, Seq: m.Seq, Repo: m.Repo, Branch: m.Branch}
-	var saves []*messages.JobRecord
-	var fx []actors.Effect
+	a := new(struct {
+		ack messages.CommitObservedAck
+		ids [1]int64
+	})
+	ack := &a.ack
+	ack.ObserverId, ack.Seq, ack.Repo, ack.Branch = m.ObserverId, m.Seq, m.Repo, m.Branch
+	if len(m.Commits) <= 1 {
+		ack.JobIds = a.ids[:0]
+	} else {
+		ack.JobIds = make([]int64, 0, len(m.Commits))
+	}
+	var one [1]*job
+	saves := one[:0]
+	// The Persist first, then a note per new job, the ack, and the
+	// assignments (a Persist, then a send and a note per job).
+	fx := make([]actors.Effect, 1, 4+3*len(m.Commits))
+	// The notes' arguments that every job shares, made once.
+	if c.repoNameArg == nil || m.RepoName != c.repoName {
+		c.repoName, c.repoNameArg = m.RepoName, m.RepoName
+	}
+	if c.branchArg == nil || m.Branch != c.branch {
+		c.branch, c.branchArg = m.Branch, m.Branch
+	}
+	queuedMs := now.UnixMilli()
 	for i, commit := range m.Commits {
 		if plant.On(plant.DuplicateObservedCreatesJobs) {
 			o.Archived = nil
-		} else if id, ok := c.byKey[key(m.Repo, commit)]; ok {
+		} else if id, ok := c.byKey[pair{m.Repo, commit}]; ok {
 			j := c.jobs[id]
 			if !slices.Contains(j.Job.Branches, m.Branch) {
-				j.Job.Branches = append(j.Job.Branches, m.Branch)
+				withBranch(j, m.Branch)
 				saves = append(saves, j)
 			}
 			ack.JobIds = append(ack.JobIds, id)
@@ -758,32 +1033,34 @@ func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Ef
 			ack.JobIds = append(ack.JobIds, id)
 			continue
 		}
-		j := &messages.JobRecord{
-			Job: &messages.Job{Id: c.nextID, Repo: m.Repo, RepoName: m.RepoName, Commit: commit,
-				Branches: []string{m.Branch}, Build: 1, Subject: subject(m.Subjects, i)},
-			State:        messages.JobState_JOB_STATE_QUEUED,
-			QueuedUnixMs: now.UnixMilli(),
-		}
+		j := newJob(c.nextID, m.Repo, m.RepoName, commit, m.Branch, subject(m.Subjects, i), 1, queuedMs)
 		c.nextID++
 		c.jobs[j.Job.Id] = j
-		c.byKey[key(m.Repo, commit)] = j.Job.Id
-		c.queue = append(c.queue, j.Job.Id)
-		c.counters[CounterJobsQueued]++
+		c.byKey[pair{m.Repo, commit}] = j.Job.Id
+		c.queue.pushBack(j.Job.Id)
+		c.counters[cJobsQueued]++
 		saves = append(saves, j)
 		ack.JobIds = append(ack.JobIds, j.Job.Id)
-		fx = append(fx, actors.Info("commit queued", "job", j.Job.Id, "repo", m.RepoName, "branch", m.Branch, "commit", commit))
+		idArg, commitArg := j.noteArgs()
+		fx = append(fx, actors.Info("commit queued", "job", idArg, "repo", c.repoNameArg, "branch", c.branchArg, "commit", commitArg))
 	}
 	var curs []*messages.Cursor
-	cur := c.cursors[key(m.Repo, m.Branch)]
+	cur := c.cursors[pair{m.Repo, m.Branch}]
 	if len(m.Commits) > 0 {
 		tip := m.Commits[len(m.Commits)-1]
 		// Move the cursor only from where the observer computed; a reordered
 		// older message must not move it back.
 		if cur == nil || cur.Commit == m.Previous || m.Forced {
 			if cur == nil || cur.Commit != tip {
-				cur = &messages.Cursor{Repo: m.Repo, Branch: m.Branch, Commit: tip}
-				c.cursors[key(m.Repo, m.Branch)] = cur
-				curs = append(curs, cur)
+				b := new(struct {
+					cur  messages.Cursor
+					curs [1]*messages.Cursor
+				})
+				cur = &b.cur
+				cur.Repo, cur.Branch, cur.Commit = m.Repo, m.Branch, tip
+				c.cursors[pair{m.Repo, m.Branch}] = cur
+				b.curs[0] = cur
+				curs = b.curs[:]
 			}
 		}
 	}
@@ -794,7 +1071,9 @@ func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Ef
 		fx = append(fx, actors.Warn("backlog capped: older commits skipped", "repo", m.RepoName, "branch", m.Branch, "skipped", m.Skipped))
 	}
 	if len(saves) > 0 || len(curs) > 0 {
-		fx = append([]actors.Effect{persist(curs, saves...)}, fx...)
+		fx[0] = persist(curs, saves)
+	} else {
+		fx = fx[1:]
 	}
 	return append(fx, actors.Send{To: from, Msg: ack})
 }
@@ -816,7 +1095,7 @@ func subject(subjects []string, i int) string {
 
 func (c *Core) notify(from actors.Addr, m *messages.Notify) []actors.Effect {
 	if !c.tokenOK(m.Token) {
-		c.counters[CounterRejected]++
+		c.counters[cRejected]++
 		return []actors.Effect{actors.Send{To: from, Msg: &messages.NotifyAck{Observers: -1}}}
 	}
 	var fx []actors.Effect
@@ -844,14 +1123,14 @@ func (c *Core) cancel(now time.Time, from actors.Addr, m *messages.CancelRequest
 		who = "a user"
 	}
 	if j.State == messages.JobState_JOB_STATE_QUEUED {
-		fx := c.finish(now, j, &messages.Result{Job: j.Job, Attempt: j.Attempt, Status: messages.Status_STATUS_CANCELLED,
+		fx := c.finish(now, nil, j, &messages.Result{Job: j.Job, Attempt: j.Attempt, Status: messages.Status_STATUS_CANCELLED,
 			Reason: "cancelled by " + who + " while queued", FinishedUnixMs: now.UnixMilli(), QueuedUnixMs: j.QueuedUnixMs})
 		return append(fx, actors.Send{To: from, Msg: reply})
 	}
 	j.CancelRequested = true
 	var fx []actors.Effect
-	fx = append(fx, persist(nil, j), actors.Info("cancel requested", "job", j.Job.Id, "attempt", j.Attempt, "by", who))
-	if r := c.runners[j.RunnerId]; r != nil && r.job == j.Job.Id {
+	fx = append(fx, persistOne(nil, j), actors.Info("cancel requested", "job", j.Job.Id, "attempt", j.Attempt, "by", who))
+	if r := c.runners.get(j.RunnerId); r != nil && r.job == j.Job.Id {
 		fx = append(fx, actors.Send{To: r.addr, Msg: &messages.CancelJob{
 			Ref: &messages.JobRef{JobId: j.Job.Id, Attempt: j.Attempt}, Reason: "cancelled by " + who, Report: true}})
 	}
@@ -872,29 +1151,30 @@ func (c *Core) rebuild(now time.Time, from actors.Addr, m Rebuild) []actors.Effe
 		reply.Error = fmt.Sprintf("commit %s of %s was never built here: nothing to rebuild", m.Msg.Commit, m.Msg.Repo)
 		return send()
 	}
-	if id, ok := c.byKey[key(m.Msg.Repo, m.Msg.Commit)]; ok {
+	k := pair{m.Msg.Repo, m.Msg.Commit}
+	if id, ok := c.byKey[k]; ok {
 		if j := c.jobs[id]; j != nil && j.State != messages.JobState_JOB_STATE_DONE {
 			reply.Error = fmt.Sprintf("commit %s is already %s as job %d", m.Msg.Commit, j.State.Name(), id)
 			return send()
 		}
 	}
 	build := m.Prev.Build + 1
-	if id, ok := c.byKey[key(m.Msg.Repo, m.Msg.Commit)]; ok && c.jobs[id] != nil && c.jobs[id].Job.Build >= build {
+	if id, ok := c.byKey[k]; ok && c.jobs[id] != nil && c.jobs[id].Job.Build >= build {
 		build = c.jobs[id].Job.Build + 1
 	}
-	j := &messages.JobRecord{
+	j := &job{JobRecord: messages.JobRecord{
 		Job: &messages.Job{Id: c.nextID, Repo: m.Prev.Repo, RepoName: m.Prev.RepoName, Commit: m.Prev.Commit,
 			Branches: append([]string(nil), m.Prev.Branches...), Build: build, Subject: m.Prev.Subject},
 		State: messages.JobState_JOB_STATE_QUEUED, QueuedUnixMs: now.UnixMilli(),
-	}
+	}}
 	c.nextID++
 	c.jobs[j.Job.Id] = j
-	c.byKey[key(j.Job.Repo, j.Job.Commit)] = j.Job.Id
-	c.queue = append(c.queue, j.Job.Id)
-	c.counters[CounterJobsQueued]++
+	c.byKey[pair{j.Job.Repo, j.Job.Commit}] = j.Job.Id
+	c.queue.pushBack(j.Job.Id)
+	c.counters[cJobsQueued]++
 	reply.JobId, reply.Build = j.Job.Id, build
 	return []actors.Effect{
-		persist(nil, j),
+		persistOne(nil, j),
 		actors.Info("rebuild queued", "job", j.Job.Id, "commit", j.Job.Commit, "build", build, "by", m.Msg.Who),
 		actors.Send{To: from, Msg: reply},
 	}
@@ -911,10 +1191,9 @@ func (c *Core) status(from actors.Addr, m *messages.StatusRequest) []actors.Effe
 // Status describes the runners, the jobs in memory and the counters.
 func (c *Core) Status() *messages.StatusReply {
 	s := &messages.StatusReply{Role: "dispatcher", Reporter: string(c.reporter), Counters: map[string]int64{}}
-	for _, id := range sortedKeys(c.runners) {
-		r := c.runners[id]
+	for _, r := range c.runners.sorted() {
 		rs := &messages.RunnerStatus{RunnerId: r.id, Incarnation: r.incarnation, Address: string(r.addr),
-			State: "idle", LastHeartbeatUnixMs: r.lastSeen.UnixMilli()}
+			State: "idle", LastHeartbeatUnixMs: c.time(r.seen).UnixMilli()}
 		if j := c.jobs[r.job]; r.job != 0 && j != nil {
 			rs.State = "busy"
 			rs.Job = &messages.JobRef{JobId: r.job, Attempt: j.Attempt}
@@ -922,40 +1201,50 @@ func (c *Core) Status() *messages.StatusReply {
 		s.Runners = append(s.Runners, rs)
 	}
 	for _, id := range sortedKeys(c.jobs) {
-		s.Jobs = append(s.Jobs, messages.CloneJobRecord(c.jobs[id]))
+		s.Jobs = append(s.Jobs, messages.CloneJobRecord(&c.jobs[id].JobRecord))
 	}
 	for _, a := range sortedKeys(c.observers) {
 		s.Observers = append(s.Observers, c.observers[a].id)
 	}
-	for k, v := range c.counters {
-		s.Counters[k] = v
+	for i, v := range c.counters {
+		if v != 0 { // counters only grow: a zero one was never counted
+			s.Counters[counterNames[i]] = v
+		}
 	}
-	s.Counters["queued"] = int64(len(c.queue))
+	s.Counters["queued"] = int64(c.queue.len())
 	return s
 }
 
-// Deadline is the next time the core needs a Tick (zero for none). The
-// simulator ticks only then; production ticks on a fixed interval.
+// Deadline is the next time the core needs a Tick (zero for none), from the
+// fronts of its lines: O(1) however many runners and jobs it keeps.
 func (c *Core) Deadline() time.Time {
 	var d time.Time
-	for _, r := range c.runners {
-		d = actors.Earliest(d, r.lastSeen.Add(c.cfg.DeadAfter+time.Nanosecond))
+	if r := c.alive.head; r != nil {
+		d = c.time(r.seen).Add(c.cfg.DeadAfter + time.Nanosecond)
 	}
-	for _, at := range c.orphans {
-		d = actors.Earliest(d, at)
+	if len(c.orphans) > 0 {
+		d = actors.Earliest(d, c.orphanDue)
 	}
 	if c.reporter != "" {
-		for id, j := range c.jobs {
-			if j.State == messages.JobState_JOB_STATE_DONE && !j.Forwarded {
-				d = actors.Earliest(d, c.lastSend[id].Add(c.cfg.ResultRetry))
-			}
+		if c.unsent.head != nil {
+			d = actors.Earliest(d, time.Time{}.Add(c.cfg.ResultRetry))
+		}
+		if j := c.sent.head; j != nil {
+			d = actors.Earliest(d, c.time(j.sent).Add(c.cfg.ResultRetry))
 		}
 	}
 	return d
 }
 
 // Counter returns one counter's value.
-func (c *Core) Counter(name string) int64 { return c.counters[name] }
+func (c *Core) Counter(name string) int64 {
+	for i, n := range counterNames {
+		if n == name {
+			return c.counters[i]
+		}
+	}
+	return 0
+}
 
 func sortedKeys[K ~string | ~int64, V any](m map[K]V) []K {
 	ks := make([]K, 0, len(m))

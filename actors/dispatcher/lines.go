@@ -1,0 +1,120 @@
+package dispatcher
+
+// The core's ordered structures: every step touches them in O(1), so that
+// no step walks the runners or the jobs.
+
+// links are an element's two neighbours in one line.
+type links[T any] struct{ prev, next *T }
+
+// line is an intrusive doubly linked list: its elements carry their links
+// (at returns them), so joining and leaving allocate nothing and a runner or
+// job leaves its line in O(1) wherever it stands.
+type line[T any] struct {
+	head, tail *T
+	at         func(*T) *links[T]
+}
+
+// has reports whether x stands in the line.
+func (l *line[T]) has(x *T) bool { return l.head == x || l.at(x).prev != nil }
+
+// pushBack puts x, not in the line, at its back.
+func (l *line[T]) pushBack(x *T) {
+	lx := l.at(x)
+	lx.prev, lx.next = l.tail, nil
+	if l.tail != nil {
+		l.at(l.tail).next = x
+	} else {
+		l.head = x
+	}
+	l.tail = x
+}
+
+// remove takes x out of the line if it stands in it.
+func (l *line[T]) remove(x *T) {
+	if !l.has(x) {
+		return
+	}
+	lx := l.at(x)
+	if lx.prev != nil {
+		l.at(lx.prev).next = lx.next
+	} else {
+		l.head = lx.next
+	}
+	if lx.next != nil {
+		l.at(lx.next).prev = lx.prev
+	} else {
+		l.tail = lx.prev
+	}
+	lx.prev, lx.next = nil, nil
+}
+
+// place moves x to where key orders it, after every element of a key no
+// larger: the line stays sorted by key. Keys are times that only grow, so
+// x goes to the back in O(1); a key from the past walks back to its place.
+func (l *line[T]) place(x *T, key func(*T) int64) {
+	l.remove(x)
+	k := key(x)
+	p := l.tail
+	for p != nil && key(p) > k {
+		p = l.at(p).prev
+	}
+	if p == l.tail {
+		l.pushBack(x)
+		return
+	}
+	lx := l.at(x)
+	lx.prev = p
+	if p == nil {
+		lx.next = l.head
+		l.at(l.head).prev = x
+		l.head = x
+		return
+	}
+	lp := l.at(p)
+	lx.next = lp.next
+	l.at(lp.next).prev = x
+	lp.next = x
+}
+
+// ring is a double-ended queue in a circular buffer.
+type ring[T any] struct {
+	buf  []T
+	head int
+	n    int
+}
+
+func (q *ring[T]) len() int { return q.n }
+
+func (q *ring[T]) grow() {
+	if q.n < len(q.buf) {
+		return
+	}
+	buf := make([]T, max(16, 2*len(q.buf)))
+	for i := range q.n {
+		buf[i] = q.buf[(q.head+i)%len(q.buf)]
+	}
+	q.buf, q.head = buf, 0
+}
+
+func (q *ring[T]) pushBack(x T) {
+	q.grow()
+	q.buf[(q.head+q.n)%len(q.buf)] = x
+	q.n++
+}
+
+func (q *ring[T]) pushFront(x T) {
+	q.grow()
+	q.head = (q.head + len(q.buf) - 1) % len(q.buf)
+	q.buf[q.head] = x
+	q.n++
+}
+
+// popFront takes the front element; the ring must not be empty.
+func (q *ring[T]) popFront() T {
+	var zero T
+	x := q.buf[q.head]
+	q.buf[q.head] = zero
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+	return x
+}
