@@ -37,10 +37,9 @@ type Env struct {
 // goroutines it starts for them. Each role actor embeds one.
 type Shell struct {
 	Env
-	// Tick, when set, checks the core's deadlines on a fixed interval (the
-	// dispatcher, whose Deadline walks every runner and job; tests that
-	// deliver ticks themselves set it long). Zero wakes the actor exactly
-	// at its core's next deadline.
+	// Tick, when set, checks the core's deadlines on a fixed interval (tests
+	// that deliver ticks themselves set it long). Zero wakes the actor
+	// exactly at its core's next deadline, which every role uses.
 	Tick time.Duration
 
 	wg      sync.WaitGroup
