@@ -3,6 +3,7 @@ package adaptertest
 import (
 	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +21,16 @@ type gateStore struct {
 	*memStore
 	saving  chan dispatcher.Batch
 	release chan error
+	// archivedErr, when set, fails the next Archived lookup (the dispatcher
+	// panics on it).
+	archivedErr atomic.Pointer[error]
+}
+
+func (g *gateStore) Archived(repo string, commits []string) (map[string]int64, error) {
+	if err := g.archivedErr.Swap(nil); err != nil {
+		return nil, *err
+	}
+	return g.memStore.Archived(repo, commits)
 }
 
 func (g *gateStore) Save(b dispatcher.Batch) error {
@@ -303,4 +314,56 @@ func TestGroupCommitStopDropsHeldEffects(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, slices.ContainsFunc(incs, func(r *messages.RunnerIncarnation) bool { return r.RunnerId == "r1" }),
 		"the batch in the writer's hands was finished")
+}
+
+// TestGroupCommitRestartWaitsForTheWriter: the dispatcher fails (a store
+// read) while its writer is in the middle of a batch. The new incarnation
+// starts, and loads the queue, only after that batch is written; what waited
+// for the batch is never sent by anyone.
+func TestGroupCommitRestartWaitsForTheWriter(t *testing.T) {
+	w := newGateWorld(t)
+	w.registerPeers(t)
+	w.send("r1", &messages.RegisterRunner{RunnerId: "r1", Incarnation: 1, ProtocolVersion: messages.ProtocolVersion, Seq: 1})
+	w.saving(t)
+
+	readErr := errors.New("disk read error")
+	w.store.archivedErr.Store(&readErr)
+	w.send("obs", &messages.CommitObserved{ObserverId: "obs", Seq: 1, Repo: repoURL, RepoName: repoName, Branch: branch,
+		Commits: []string{commit(1)}})
+	handledType[*actor.Restarting](t, w)
+	for len(w.handled) > 0 {
+		_, started := (<-w.handled).(*actor.Started)
+		require.False(t, started, "restarted while its writer was still in the store")
+	}
+	loads := func() int {
+		n := 0
+		for _, e := range w.j.events() {
+			if e.kind == "load" {
+				n++
+			}
+		}
+		return n
+	}
+	require.Equal(t, 1, loads())
+
+	w.store.release <- nil // the batch lands; then the dispatcher restarts
+	handledType[*actor.Started](t, w)
+	require.Equal(t, 2, loads())
+	evs := w.j.events()
+	save := slices.IndexFunc(evs, func(e event) bool { return e.kind == "save" })
+	reload := -1
+	for i, e := range evs {
+		if e.kind == "load" {
+			reload = i
+		}
+	}
+	require.Less(t, save, reload, "the queue was reloaded before the writer's batch landed")
+
+	// The restarted dispatcher knows the runner's incarnation (durable), not
+	// the runner (it must register again), and sent nothing that waited.
+	w.send("r1", &messages.RegisterRunner{RunnerId: "r1", Incarnation: 0, ProtocolVersion: messages.ProtocolVersion, Seq: 2})
+	refused := expect[*messages.RunnerRegistered](t, w, "r1")
+	require.False(t, refused.Accepted, "an older incarnation than the durable one")
+	require.Equal(t, uint64(2), refused.Seq)
+	require.Equal(t, []string{"rep ReporterRegistered", "obs ObserverRegistered", "r1 RunnerRegistered"}, w.sentSoFar())
 }
