@@ -142,16 +142,12 @@ func (n *Node) StartRunner(name string, cfg runner.Config, setup RunnerSetup) (*
 // queueStore adapts store.DB to the dispatcher's Store port.
 type queueStore struct{ db *store.DB }
 
-func (q queueStore) SaveJobs(jobs []*messages.JobRecord, cursors []*messages.Cursor) error {
-	return q.db.SaveJobs(jobs, cursors)
+func (q queueStore) Save(b dispatcher.Batch) error {
+	return q.db.SaveQueue(b.Jobs, b.Cursors, b.Incarnations)
 }
 
 func (q queueStore) LoadQueue() ([]*messages.JobRecord, []*messages.Cursor, int64, error) {
 	return q.db.LoadQueue()
-}
-
-func (q queueStore) SaveIncarnations(rs []*messages.RunnerIncarnation) error {
-	return q.db.SaveIncarnations(rs)
 }
 
 func (q queueStore) LoadIncarnations() ([]*messages.RunnerIncarnation, error) {

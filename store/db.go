@@ -42,6 +42,7 @@ type DB struct {
 	sql      *sql.DB
 	dir      string
 	readOnly bool
+	queue    *queueStmts // nil when read-only
 }
 
 // Open opens <dataDir>/volt.db, creating the directory (0o755) and the
@@ -72,7 +73,11 @@ func Open(dataDir string) (*DB, error) {
 	if err := migrate(context.Background(), sqlDB, dataDir, migrations); err != nil {
 		return nil, errors.Join(err, closeDB(sqlDB, path))
 	}
-	return &DB{sql: sqlDB, dir: dataDir}, nil
+	queue, err := prepareQueue(context.Background(), sqlDB)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("open %s: %w", path, err), closeDB(sqlDB, path))
+	}
+	return &DB{sql: sqlDB, dir: dataDir, queue: queue}, nil
 }
 
 // OpenReadOnly opens an existing data directory for reading only, as
@@ -157,7 +162,11 @@ func closeDB(sqlDB *sql.DB, path string) error {
 
 // Close closes the database. Calls after the first return nil.
 func (db *DB) Close() error {
-	return closeDB(db.sql, filepath.Join(db.dir, FileName))
+	var err error
+	if db.queue != nil {
+		err = db.queue.close()
+	}
+	return errors.Join(err, closeDB(db.sql, filepath.Join(db.dir, FileName)))
 }
 
 // Dir returns the data directory the DB was opened from.

@@ -23,8 +23,22 @@ var marshal = proto.MarshalOptions{Deterministic: true}
 //
 // A job that would take the (repo, commit, build) of another job id fails the
 // whole call with ErrDuplicateBuild.
-func (db *DB) SaveJobs(jobs []*messages.JobRecord, cursors []*messages.Cursor) (err error) {
-	if err := db.writable("save jobs"); err != nil {
+func (db *DB) SaveJobs(jobs []*messages.JobRecord, cursors []*messages.Cursor) error {
+	return db.SaveQueue(jobs, cursors, nil)
+}
+
+// SaveQueue makes one group of dispatcher queue changes durable in one
+// transaction: job records (upserted by id), cursors (by repo and branch)
+// and runner incarnations (an incarnation never goes backwards). Either all
+// of it is saved or none. Later entries win over earlier ones for the same
+// job or cursor, so a caller may pass a job's successive states in order;
+// the dispatcher coalesces them first. The statements are prepared once per
+// connection.
+//
+// A job that would take the (repo, commit, build) of another job id fails the
+// whole call with ErrDuplicateBuild.
+func (db *DB) SaveQueue(jobs []*messages.JobRecord, cursors []*messages.Cursor, incarnations []*messages.RunnerIncarnation) (err error) {
+	if err := db.writable("save the queue"); err != nil {
 		return err
 	}
 	for _, rec := range jobs {
@@ -37,45 +51,104 @@ func (db *DB) SaveJobs(jobs []*messages.JobRecord, cursors []*messages.Cursor) (
 			return fmt.Errorf("save cursor %v: a cursor needs a repo and a branch: this is a bug in the caller", c)
 		}
 	}
-	if len(jobs) == 0 && len(cursors) == 0 {
+	for _, r := range incarnations {
+		if r == nil || r.GetRunnerId() == "" {
+			return fmt.Errorf("save runner incarnation %v: empty runner id: this is a bug in the caller", r)
+		}
+	}
+	if len(jobs) == 0 && len(cursors) == 0 && len(incarnations) == 0 {
 		return nil
 	}
 
 	ctx := context.Background()
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("save jobs in %s: begin: %w", db.path(), err)
+		return fmt.Errorf("save the queue in %s: begin: %w", db.path(), err)
 	}
 	defer endTx(tx, &err)
 
-	var maxID int64
-	for _, rec := range jobs {
-		if err := saveJob(ctx, tx, rec); err != nil {
-			return err
+	if len(jobs) > 0 {
+		upsert := tx.StmtContext(ctx, db.queue.upsertJob)
+		var maxID int64
+		for _, rec := range jobs {
+			if err := saveJob(ctx, tx, upsert, rec); err != nil {
+				return err
+			}
+			maxID = max(maxID, rec.GetJob().GetId())
 		}
-		maxID = max(maxID, rec.GetJob().GetId())
-	}
-	if maxID > 0 {
-		if _, err := tx.ExecContext(ctx, `UPDATE job_ids SET max_id = MAX(max_id, ?) WHERE singleton = 1`, maxID); err != nil {
+		if _, err := tx.StmtContext(ctx, db.queue.maxID).ExecContext(ctx, maxID); err != nil {
 			return fmt.Errorf("save jobs in %s: record max job id: %w", db.path(), err)
 		}
 	}
-	for _, c := range cursors {
-		blob, err := marshal.Marshal(c)
-		if err != nil {
-			return fmt.Errorf("save cursor %s %s: encode: %w", c.GetRepo(), c.GetBranch(), err)
+	if len(cursors) > 0 {
+		upsert := tx.StmtContext(ctx, db.queue.upsertCursor)
+		for _, c := range cursors {
+			blob, err := marshal.Marshal(c)
+			if err != nil {
+				return fmt.Errorf("save cursor %s %s: encode: %w", c.GetRepo(), c.GetBranch(), err)
+			}
+			if _, err := upsert.ExecContext(ctx, c.GetRepo(), c.GetBranch(), c.GetCommit(), blob); err != nil {
+				return fmt.Errorf("save cursor %s %s in %s: %w", c.GetRepo(), c.GetBranch(), db.path(), err)
+			}
 		}
-		if _, err := tx.ExecContext(ctx, `
-			INSERT INTO cursors (repo, branch, commit_hash, record) VALUES (?, ?, ?, ?)
-			ON CONFLICT (repo, branch) DO UPDATE SET commit_hash = excluded.commit_hash, record = excluded.record`,
-			c.GetRepo(), c.GetBranch(), c.GetCommit(), blob); err != nil {
-			return fmt.Errorf("save cursor %s %s in %s: %w", c.GetRepo(), c.GetBranch(), db.path(), err)
+	}
+	if len(incarnations) > 0 {
+		upsert := tx.StmtContext(ctx, db.queue.upsertIncarnation)
+		for _, r := range incarnations {
+			if _, err := upsert.ExecContext(ctx, r.GetRunnerId(), r.GetIncarnation()); err != nil {
+				return fmt.Errorf("save incarnation of runner %s in %s: %w", r.GetRunnerId(), db.path(), err)
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("save jobs in %s: commit: %w", db.path(), err)
+		return fmt.Errorf("save the queue in %s: commit: %w", db.path(), err)
 	}
 	return nil
+}
+
+// queueStmts are the dispatcher queue's writes, prepared once (database/sql
+// then prepares each on a connection the first time it is used there and
+// keeps it), so that a transaction does not parse its SQL again.
+type queueStmts struct {
+	upsertJob, maxID, upsertCursor, upsertIncarnation *sql.Stmt
+}
+
+func prepareQueue(ctx context.Context, sqlDB *sql.DB) (*queueStmts, error) {
+	var q queueStmts
+	for _, s := range []struct {
+		to  **sql.Stmt
+		sql string
+	}{
+		{&q.upsertJob, `
+			INSERT INTO jobs (id, repo, commit_hash, build, state, forwarded, record) VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET
+				repo = excluded.repo, commit_hash = excluded.commit_hash, build = excluded.build,
+				state = excluded.state, forwarded = excluded.forwarded, record = excluded.record`},
+		{&q.maxID, `UPDATE job_ids SET max_id = MAX(max_id, ?) WHERE singleton = 1`},
+		{&q.upsertCursor, `
+			INSERT INTO cursors (repo, branch, commit_hash, record) VALUES (?, ?, ?, ?)
+			ON CONFLICT (repo, branch) DO UPDATE SET commit_hash = excluded.commit_hash, record = excluded.record`},
+		{&q.upsertIncarnation, `
+			INSERT INTO runner_incarnations (runner_id, incarnation) VALUES (?, ?)
+			ON CONFLICT (runner_id) DO UPDATE SET incarnation = MAX(incarnation, excluded.incarnation)`},
+	} {
+		stmt, err := sqlDB.PrepareContext(ctx, s.sql)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("prepare %q: %w", strings.TrimSpace(s.sql)[:24], err), q.close())
+		}
+		*s.to = stmt
+	}
+	return &q, nil
+}
+
+func (q *queueStmts) close() error {
+	var errs []error
+	for _, s := range []*sql.Stmt{q.upsertJob, q.maxID, q.upsertCursor, q.upsertIncarnation} {
+		if s != nil {
+			errs = append(errs, s.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func validJobRecord(rec *messages.JobRecord) error {
@@ -91,32 +164,30 @@ func validJobRecord(rec *messages.JobRecord) error {
 	return nil
 }
 
-func saveJob(ctx context.Context, tx *sql.Tx, rec *messages.JobRecord) error {
+// saveJob upserts rec with the prepared upsert. The table's UNIQUE (repo,
+// commit_hash, build) refuses a second job id for the same build; only then
+// is the other job looked up, to say which it is.
+func saveJob(ctx context.Context, tx *sql.Tx, upsert *sql.Stmt, rec *messages.JobRecord) error {
 	j := rec.GetJob()
-	var other int64
-	err := tx.QueryRowContext(ctx,
-		`SELECT id FROM jobs WHERE repo = ? AND commit_hash = ? AND build = ? AND id <> ?`,
-		j.GetRepo(), j.GetCommit(), j.GetBuild(), j.GetId()).Scan(&other)
-	switch {
-	case err == nil:
-		return fmt.Errorf("save job %d: job %d already is build %d of %s in %s: %w",
-			j.GetId(), other, j.GetBuild(), j.GetCommit(), j.GetRepo(), ErrDuplicateBuild)
-	case !errors.Is(err, sql.ErrNoRows):
-		return fmt.Errorf("save job %d: %w", j.GetId(), err)
-	}
 	blob, err := marshal.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("save job %d: encode: %w", j.GetId(), err)
 	}
-	if _, err := tx.ExecContext(ctx, `
-		INSERT INTO jobs (id, repo, commit_hash, build, state, forwarded, record) VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET
-			repo = excluded.repo, commit_hash = excluded.commit_hash, build = excluded.build,
-			state = excluded.state, forwarded = excluded.forwarded, record = excluded.record`,
-		j.GetId(), j.GetRepo(), j.GetCommit(), j.GetBuild(), rec.GetState().Name(), rec.GetForwarded(), blob); err != nil {
-		return fmt.Errorf("save job %d: %w", j.GetId(), err)
+	_, err = upsert.ExecContext(ctx, j.GetId(), j.GetRepo(), j.GetCommit(), j.GetBuild(), rec.GetState().Name(), rec.GetForwarded(), blob)
+	if err == nil {
+		return nil
 	}
-	return nil
+	var other int64
+	switch qerr := tx.QueryRowContext(ctx,
+		`SELECT id FROM jobs WHERE repo = ? AND commit_hash = ? AND build = ? AND id <> ?`,
+		j.GetRepo(), j.GetCommit(), j.GetBuild(), j.GetId()).Scan(&other); {
+	case qerr == nil:
+		return fmt.Errorf("save job %d: job %d already is build %d of %s in %s: %w",
+			j.GetId(), other, j.GetBuild(), j.GetCommit(), j.GetRepo(), ErrDuplicateBuild)
+	case !errors.Is(qerr, sql.ErrNoRows):
+		return fmt.Errorf("save job %d: %w", j.GetId(), errors.Join(err, qerr))
+	}
+	return fmt.Errorf("save job %d: %w", j.GetId(), err)
 }
 
 // LoadQueue returns what a restarted dispatcher needs, read from one
@@ -224,31 +295,8 @@ func (db *DB) oneJob(what, query string, args ...any) (*messages.JobRecord, erro
 
 // SaveIncarnations records the newest accepted incarnation of each runner;
 // an incarnation never goes backwards.
-func (db *DB) SaveIncarnations(rs []*messages.RunnerIncarnation) (err error) {
-	if err := db.writable("save runner incarnations"); err != nil {
-		return err
-	}
-	if len(rs) == 0 {
-		return nil
-	}
-	ctx := context.Background()
-	tx, err := db.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("save runner incarnations in %s: begin: %w", db.path(), err)
-	}
-	defer endTx(tx, &err)
-	for _, r := range rs {
-		if _, err := tx.ExecContext(ctx, `
-			INSERT INTO runner_incarnations (runner_id, incarnation) VALUES (?, ?)
-			ON CONFLICT (runner_id) DO UPDATE SET incarnation = MAX(incarnation, excluded.incarnation)`,
-			r.GetRunnerId(), r.GetIncarnation()); err != nil {
-			return fmt.Errorf("save incarnation of runner %s in %s: %w", r.GetRunnerId(), db.path(), err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("save runner incarnations in %s: commit: %w", db.path(), err)
-	}
-	return nil
+func (db *DB) SaveIncarnations(rs []*messages.RunnerIncarnation) error {
+	return db.SaveQueue(nil, nil, rs)
 }
 
 // LoadIncarnations returns the newest accepted incarnation of every runner, by id.

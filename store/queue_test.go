@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -293,4 +294,122 @@ func TestLatestJobIDsInOneQuery(t *testing.T) {
 	got, err = db.LatestJobIDs("/other", []string{a})
 	require.NoError(t, err)
 	require.Empty(t, got)
+}
+
+// TestSaveQueueOneTransaction: jobs, cursors and incarnations of one group
+// commit land together, later records of a job win, and a failure anywhere
+// leaves none of them.
+func TestSaveQueueOneTransaction(t *testing.T) {
+	cursor := &messages.Cursor{Repo: "/srv/repo.git", Branch: "main", Commit: "cccc"}
+	inc := &messages.RunnerIncarnation{RunnerId: "host/runner-1", Incarnation: 5}
+	tests := []struct {
+		name    string
+		jobs    []*messages.JobRecord
+		wantErr error
+		// wantState is job 2's state afterwards; 0 when it must not exist.
+		wantState messages.JobState
+	}{
+		{
+			name:      "all of it lands",
+			jobs:      []*messages.JobRecord{jobRecord(2, "bbbb", 1, queued, false)},
+			wantState: queued,
+		},
+		{
+			name:      "the last record of a job wins",
+			jobs:      []*messages.JobRecord{jobRecord(2, "bbbb", 1, queued, false), jobRecord(2, "bbbb", 1, running, false)},
+			wantState: running,
+		},
+		{
+			name:    "a duplicate build fails everything",
+			jobs:    []*messages.JobRecord{jobRecord(2, "bbbb", 1, queued, false), jobRecord(3, "aaaa", 1, queued, false)},
+			wantErr: store.ErrDuplicateBuild,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			db := newDB(t)
+			require.NoError(t, db.SaveJobs([]*messages.JobRecord{jobRecord(1, "aaaa", 1, queued, false)}, nil))
+			err := db.SaveQueue(tc.jobs, []*messages.Cursor{cursor}, []*messages.RunnerIncarnation{inc})
+			jobs, cursors, maxID, lerr := db.LoadQueue()
+			require.NoError(t, lerr)
+			incs, lerr := db.LoadIncarnations()
+			require.NoError(t, lerr)
+			if tc.wantErr != nil {
+				require.ErrorIs(t, err, tc.wantErr)
+				assert.Equal(t, []int64{1}, ids(jobs))
+				assert.Empty(t, cursors)
+				assert.Empty(t, incs)
+				assert.Equal(t, int64(1), maxID)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, []int64{1, 2}, ids(jobs))
+			assert.Equal(t, tc.wantState, jobs[1].State)
+			require.Len(t, cursors, 1)
+			assert.True(t, proto.Equal(cursor, cursors[0]))
+			require.Len(t, incs, 1)
+			assert.True(t, proto.Equal(inc, incs[0]))
+			assert.Equal(t, int64(2), maxID)
+		})
+	}
+}
+
+// TestSaveQueueManyTransactions runs many group commits through the
+// prepared statements, interleaved with reads: what each returned is there,
+// and jobs finished in a later batch leave the queue.
+func TestSaveQueueManyTransactions(t *testing.T) {
+	db := newDB(t)
+	const batches, perBatch = 50, 20
+	id := int64(0)
+	for n := range batches {
+		var jobs []*messages.JobRecord
+		for range perBatch {
+			id++
+			jobs = append(jobs, jobRecord(id, fmt.Sprintf("%040x", id), 1, queued, false))
+		}
+		// The previous batch's jobs finish in this one.
+		for k := id - 2*perBatch + 1; k > 0 && k <= id-perBatch; k++ {
+			jobs = append(jobs, jobRecord(k, fmt.Sprintf("%040x", k), 1, done, true))
+		}
+		cur := &messages.Cursor{Repo: "/srv/repo.git", Branch: "main", Commit: fmt.Sprintf("%040x", id)}
+		incs := []*messages.RunnerIncarnation{{RunnerId: "r", Incarnation: int64(n)}}
+		require.NoError(t, db.SaveQueue(jobs, []*messages.Cursor{cur}, incs))
+		// A read on another connection sees the commit at once.
+		rec, err := db.Job(id)
+		require.NoError(t, err)
+		assert.Equal(t, queued, rec.State)
+	}
+	jobs, cursors, maxID, err := db.LoadQueue()
+	require.NoError(t, err)
+	assert.Len(t, jobs, perBatch, "only the last batch's jobs are open")
+	assert.Equal(t, id, maxID)
+	require.Len(t, cursors, 1)
+	assert.Equal(t, fmt.Sprintf("%040x", id), cursors[0].Commit)
+	incs, err := db.LoadIncarnations()
+	require.NoError(t, err)
+	require.Len(t, incs, 1)
+	assert.Equal(t, int64(batches-1), incs[0].Incarnation)
+	// An older incarnation never replaces a newer one.
+	require.NoError(t, db.SaveQueue(nil, nil, []*messages.RunnerIncarnation{{RunnerId: "r", Incarnation: 1}}))
+	incs, err = db.LoadIncarnations()
+	require.NoError(t, err)
+	assert.Equal(t, int64(batches-1), incs[0].Incarnation)
+}
+
+// BenchmarkSaveQueue measures group commits of 100 job records, as the
+// dispatcher writes them under load; ns/job is the cost of one record.
+func BenchmarkSaveQueue(b *testing.B) {
+	db := newDB(b)
+	id := int64(0)
+	jobs := make([]*messages.JobRecord, 100)
+	for b.Loop() {
+		for i := range jobs {
+			id++
+			jobs[i] = jobRecord(id, fmt.Sprintf("%040x", id), 1, queued, false)
+		}
+		if err := db.SaveQueue(jobs, nil, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(jobs)), "ns/job")
 }

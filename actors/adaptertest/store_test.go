@@ -63,19 +63,22 @@ func (s *memStore) write(jobs []*messages.JobRecord) error {
 	return errDiskFull
 }
 
-func (s *memStore) SaveJobs(jobs []*messages.JobRecord, cursors []*messages.Cursor) error {
+func (s *memStore) Save(b dispatcher.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.write(jobs); err != nil {
+	if err := s.write(b.Jobs); err != nil {
 		return err
 	}
-	saved := clones(jobs)
+	saved := clones(b.Jobs)
 	for _, r := range saved {
 		s.jobs[r.Job.Id] = r
 		s.maxID = max(s.maxID, r.Job.Id)
 	}
-	for _, c := range clones(cursors) {
+	for _, c := range clones(b.Cursors) {
 		s.cursors[c.Repo+"\x00"+c.Branch] = c
+	}
+	for _, r := range b.Incarnations {
+		s.incs[r.RunnerId] = max(s.incs[r.RunnerId], r.Incarnation)
 	}
 	s.j.add(event{kind: "save", who: "store", msg: saved})
 	return nil
@@ -96,19 +99,6 @@ func (s *memStore) LoadQueue() ([]*messages.JobRecord, []*messages.Cursor, int64
 		cursors = append(cursors, proto.Clone(s.cursors[k]).(*messages.Cursor))
 	}
 	return jobs, cursors, s.maxID, nil
-}
-
-func (s *memStore) SaveIncarnations(rs []*messages.RunnerIncarnation) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.write(nil); err != nil {
-		return err
-	}
-	for _, r := range rs {
-		s.incs[r.RunnerId] = r.Incarnation
-	}
-	s.j.add(event{kind: "save", who: "store", msg: clones(rs)})
-	return nil
 }
 
 func (s *memStore) LoadIncarnations() ([]*messages.RunnerIncarnation, error) {
