@@ -54,7 +54,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		now := time.Now()
+		now := a.Now()
 		jobs, cursors, maxID, err := a.store.LoadQueue()
 		if err != nil {
 			panic(fmt.Errorf("load the dispatcher's queue: %w", err))
@@ -108,7 +108,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 			// every change made so far.
 			a.commits.hold(held{rebuild: m, from: from})
 		} else {
-			a.rebuild(ctx, time.Now(), m, from)
+			a.rebuild(ctx, a.Now(), m, from)
 		}
 		return
 	case *messages.CommitObserved:
@@ -118,7 +118,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 		if err != nil {
 			panic(fmt.Errorf("look up observed commits: %w", err))
 		}
-		a.run(ctx, a.core.Step(time.Now(), actors.AddrOf(ctx.Sender()), Observed{Msg: m, Archived: archived}))
+		a.run(ctx, a.core.Step(a.Now(), actors.AddrOf(ctx.Sender()), Observed{Msg: m, Archived: archived}))
 		return
 	}
 	in, ok := actors.Input(ctx.Message())
@@ -127,7 +127,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 	}
 	// The clock is read only for the core: the group commit's own messages
 	// (one pair per batch) do not need it, and a read costs about 0.5 µs here.
-	a.run(ctx, a.core.Step(time.Now(), actors.AddrOf(ctx.Sender()), in))
+	a.run(ctx, a.core.Step(a.Now(), actors.AddrOf(ctx.Sender()), in))
 }
 
 func (a *Actor) rebuild(ctx actor.Context, now time.Time, m *messages.RebuildRequest, from actors.Addr) {
@@ -152,6 +152,7 @@ func (a *Actor) run(ctx actor.Context, fx []actors.Effect) {
 		}
 		a.do(ctx, e)
 	}
+	a.AfterStep(ctx, a.core.Deadline())
 }
 
 func (a *Actor) do(ctx actor.Context, e actors.Effect) {
@@ -168,10 +169,9 @@ func (a *Actor) release(ctx actor.Context) {
 			return
 		}
 		if h.rebuild != nil {
-			a.rebuild(ctx, time.Now(), h.rebuild, h.from)
+			a.rebuild(ctx, a.Now(), h.rebuild, h.from)
 			continue
 		}
 		a.do(ctx, h.effect)
 	}
-	a.AfterStep(ctx, a.core.Deadline())
 }

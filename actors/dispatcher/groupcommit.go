@@ -104,7 +104,7 @@ func (g *groupCommit) add(ctx actor.Context, p Persist) {
 		b.Jobs = append(b.Jobs, j)
 	}
 	for _, c := range p.Cursors {
-		k := key(c.GetRepo(), c.GetBranch())
+		k := c.GetRepo() + "\x00" + c.GetBranch() // one cursor per repository and branch
 		if i, ok := b.cursors[k]; ok {
 			b.Cursors[i] = c
 			continue

@@ -28,11 +28,10 @@ const (
 // keeps nothing and recovers nothing.
 type memStore struct{}
 
-func (memStore) SaveJobs([]*messages.JobRecord, []*messages.Cursor) error { return nil }
+func (memStore) Save(dispatcher.Batch) error { return nil }
 func (memStore) LoadQueue() ([]*messages.JobRecord, []*messages.Cursor, int64, error) {
 	return nil, nil, 0, nil
 }
-func (memStore) SaveIncarnations([]*messages.RunnerIncarnation) error     { return nil }
 func (memStore) LoadIncarnations() ([]*messages.RunnerIncarnation, error) { return nil, nil }
 func (memStore) Archived(string, []string) (map[string]int64, error)      { return nil, nil }
 func (memStore) LatestJob(string, string) (*messages.Job, error)          { return nil, nil }
