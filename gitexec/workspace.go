@@ -328,7 +328,8 @@ func (w *Workspace) addWorktree(ctx context.Context, key, mirror, wt, commit str
 }
 
 // moveWorktree checks commit out in wt, discarding every change, and deletes
-// every untracked and ignored file.
+// every untracked and ignored file (git clean, unless the index and the
+// directories show there is none).
 func moveWorktree(ctx context.Context, mirror, wt, commit string) error {
 	adminDir, err := worktreeAdminDir(wt)
 	if err != nil {
@@ -341,6 +342,12 @@ func moveWorktree(ctx context.Context, mirror, wt, commit string) error {
 	}
 	if _, err := cmd("checkout", "--quiet", "--force", "--detach", commit, "--").run(ctx); err != nil {
 		return err
+	}
+	// Most jobs leave no file behind: then git clean, which reads the index
+	// and every directory too, has nothing to do and is not started.
+	// mayHaveUntracked reads SHA-1 indexes only.
+	if len(commit) == 40 && !mayHaveUntracked(wt, filepath.Join(adminDir, "index")) {
+		return nil
 	}
 	if _, err := cmd("clean", "-ffdxq").run(ctx); err != nil {
 		return err
