@@ -225,15 +225,15 @@ func (rd repoReader) Read(ctx context.Context, repo, branch, since string, max i
 	if tip == since {
 		return p
 	}
-	rg, err := r.Since(ctx, since, tip, max)
+	// One git process in the usual case: the new commits, whether the
+	// branch was force-pushed, and the subjects (display only: nil when
+	// they cannot be read).
+	rg, subjects, err := r.Log(ctx, since, tip, max)
 	if err != nil {
 		p.Err = err.Error()
 		return p
 	}
-	p.Commits, p.Forced, p.Skipped = rg.Commits, rg.Forced, rg.Skipped
-	if subjects, err := r.Subjects(ctx, p.Commits); err == nil {
-		p.Subjects = subjects // for display only: a failure leaves them out
-	}
+	p.Commits, p.Forced, p.Skipped, p.Subjects = rg.Commits, rg.Forced, rg.Skipped, subjects
 	return p
 }
 
