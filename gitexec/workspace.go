@@ -17,7 +17,10 @@ import (
 //
 // The layout under the work directory is mirrors/<key>.git and
 // slots/<slot>/<key>, where key is the repository's name and a short hash of
-// its URL. A Workspace is safe for concurrent use by several slots.
+// its URL. A repository on a local path is not fetched: its mirror
+// (key <name>-<hash>-local) borrows the repository's own objects through
+// objects/info/alternates. A Workspace is safe for concurrent use by
+// several slots.
 type Workspace struct {
 	workDir  string
 	fallback string
@@ -48,11 +51,12 @@ func (w *Workspace) lock(name string) func() {
 
 // Prepare brings slot's worktree of repoURL to commit and returns its
 // directory. The first use of a repository creates its mirror, the first use
-// of a slot creates the worktree; after that only missing commits are fetched
-// and the worktree is moved with `git checkout --force --detach` and
-// `git clean -ffdx`, so nothing from an earlier job survives. A broken
-// worktree (deleted directory, damaged metadata) is rebuilt. commit must be a
-// full commit id (ValidateCommit).
+// of a slot creates the worktree; after that only missing commits are
+// fetched (a local repository's are borrowed, see Workspace) and the
+// worktree is moved with `git checkout --force --detach` and, when anything
+// untracked is left, `git clean -ffdx`, so nothing from an earlier job
+// survives. A broken worktree (deleted directory, damaged metadata) is
+// rebuilt. commit must be a full commit id (ValidateCommit).
 func (w *Workspace) Prepare(ctx context.Context, repoURL, commit string, slot int) (string, error) {
 	if err := ValidateCommit(commit); err != nil {
 		return "", fmt.Errorf("prepare workspace: %w", err)
@@ -152,7 +156,8 @@ func (w *Workspace) borrowable(url string) (string, bool) {
 		}
 	}
 	objDir, err := localObjectDir(url)
-	if err != nil {
+	// git reads alternates line by line and unquotes a line starting with '"'.
+	if err != nil || strings.ContainsAny(objDir, "\n\r") || strings.HasPrefix(objDir, `"`) {
 		return "", false
 	}
 	return objDir, true
