@@ -115,13 +115,24 @@ func (n *Node) prune(ws *gitexec.Workspace, unused time.Duration, logger *slog.L
 // StartRunner starts a runner role named name.
 func (n *Node) StartRunner(name string, cfg runner.Config, setup RunnerSetup) (*actor.PID, error) {
 	ws := gitexec.NewWorkspace(setup.WorkDir, setup.Fallback)
+	// The warm wrapper's own environment is what the steps' used to be
+	// before they got theirs over its control pipe: Volt's without its secrets.
+	steps := &gitexec.Executor{Wrapper: setup.Wrapper, WrapperEnv: baseEnv()}
 	exec := &jobExecutor{
 		ws:        ws,
-		exec:      &gitexec.Executor{Wrapper: setup.Wrapper},
+		exec:      steps,
 		outputCap: setup.OutputCap,
 		logger:    n.logger.With("role", "runner", "runner", cfg.ID),
 	}
 	n.prune(ws, setup.PruneUnused, exec.logger)
+	// The first step's wrapper starts now, not when the first job comes.
+	steps.Warm()
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		<-n.stopBG
+		steps.Close()
+	}()
 	logDir := setup.WorkDir + "/logs"
 	// Each incarnation is its own actor id: a restarted runner usually gets
 	// the same address back, and a late Terminated for the old incarnation
@@ -214,15 +225,15 @@ func (rd repoReader) Read(ctx context.Context, repo, branch, since string, max i
 	if tip == since {
 		return p
 	}
-	rg, err := r.Since(ctx, since, tip, max)
+	// One git process in the usual case: the new commits, whether the
+	// branch was force-pushed, and the subjects (display only: nil when
+	// they cannot be read).
+	rg, subjects, err := r.Log(ctx, since, tip, max)
 	if err != nil {
 		p.Err = err.Error()
 		return p
 	}
-	p.Commits, p.Forced, p.Skipped = rg.Commits, rg.Forced, rg.Skipped
-	if subjects, err := r.Subjects(ctx, p.Commits); err == nil {
-		p.Subjects = subjects // for display only: a failure leaves them out
-	}
+	p.Commits, p.Forced, p.Skipped, p.Subjects = rg.Commits, rg.Forced, rg.Skipped, subjects
 	return p
 }
 
@@ -291,14 +302,7 @@ func (e *jobExecutor) Execute(ctx context.Context, run *messages.RunJob, out io.
 // jobEnv is the runner's environment without Volt's own secrets, plus the
 // job's variables (DESIGN.md, Jobs and builds) and .volt.yml's env.
 func jobEnv(run *messages.RunJob, spec *jobspec.Spec) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "VOLT_") || strings.HasPrefix(kv, "CI=") || strings.HasPrefix(kv, "VOLT=") {
-			continue // never leak VOLT_TOKEN; the job's own VOLT_* follow
-		}
-		env = append(env, kv)
-	}
-	env = append(env,
+	env := append(baseEnv(),
 		"CI=true", "VOLT=true",
 		"VOLT_REPO="+run.Job.RepoName,
 		"VOLT_BRANCH="+strings.Join(run.Job.Branches, ","),
@@ -307,6 +311,19 @@ func jobEnv(run *messages.RunJob, spec *jobspec.Spec) []string {
 	)
 	for _, k := range sortedEnvKeys(spec.Env) {
 		env = append(env, k+"="+spec.Env[k])
+	}
+	return env
+}
+
+// baseEnv is the runner's environment without Volt's own variables: never
+// leak VOLT_TOKEN; a job's own VOLT_* are added by jobEnv.
+func baseEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "VOLT_") || strings.HasPrefix(kv, "CI=") || strings.HasPrefix(kv, "VOLT=") {
+			continue
+		}
+		env = append(env, kv)
 	}
 	return env
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -76,12 +77,25 @@ type Outcome struct {
 
 // Executor runs jobs' steps as shell commands, each in its own process group,
 // killed as a group when it times out, is cancelled, or ends.
+//
+// With a Wrapper, the Executor keeps one wrapper started ahead of time
+// (warm): a step hands it its directory, environment and command over a
+// pipe instead of waiting for a new wrapper process to start, and the next
+// one is started while the step runs. Close stops the warm wrapper.
 type Executor struct {
 	// Wrapper is an argv prefix used to start each step, for example
 	// {"/usr/bin/volt", "exec-wrapper", "--"} (see WrapperMain); it is started
 	// with a parent-death signal so that no step outlives a killed runner.
 	// Empty means run sh -c directly.
 	Wrapper []string
+	// WrapperEnv is the environment of a warm wrapper process itself (its
+	// steps get Run.Env); nil means an empty one. Never put secrets here:
+	// a step can read its wrapper's environment.
+	WrapperEnv []string
+
+	mu     sync.Mutex
+	warm   *warmWrapper // started ahead, not yet given a step
+	closed bool
 }
 
 // drainGrace is how long output is still read after a step's process group has
@@ -160,29 +174,17 @@ func (e *Executor) runStep(ctx context.Context, r Run, step Step, jobDeadline ti
 	}
 	defer cancel()
 
-	argv := append(append([]string{}, e.Wrapper...), shellPath(), "-c", step.Run)
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return fail(Errored, -1, "start step %s: %v", step.Name, err)
-	}
-	cmd := exec.CommandContext(stepCtx, argv[0], argv[1:]...)
-	cmd.Dir = r.Dir
-	cmd.Env = append([]string{}, r.Env...)
-	cmd.Stdout, cmd.Stderr = pw, pw
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if len(e.Wrapper) > 0 {
-		cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
-	}
-	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid) }
-	startErr := cmd.Start()
-	// The children hold their own copies of the write end; ours must go for EOF to come.
-	closeErr := pw.Close()
+	command := []string{shellPath(), "-c", step.Run}
+	cmd, pr, startErr := e.start(r.Dir, r.Env, command)
 	if startErr != nil {
-		if err := pr.Close(); err != nil {
-			startErr = errors.Join(startErr, err)
-		}
 		return fail(Errored, -1, "start step %s: %v", step.Name, startErr)
 	}
+	// Killed as a group on timeout or cancellation, as exec.CommandContext would.
+	// An error here is seen again by the kill after Wait, which reports it.
+	stopKill := context.AfterFunc(stepCtx, func() { killGroup(cmd.Process.Pid) }) //nolint:errcheck // see above
+	defer stopKill()
+	// The next step's wrapper starts while this one runs.
+	e.prestart()
 
 	copied := make(chan error, 1)
 	go func() {
@@ -190,10 +192,11 @@ func (e *Executor) runStep(ctx context.Context, r Run, step Step, jobDeadline ti
 		copied <- err
 	}()
 	waitErr := cmd.Wait()
+	stopKill()
 	// Nothing of a finished step survives it.
 	killErr := killGroup(cmd.Process.Pid)
 	timer := time.NewTimer(drainGrace)
-	copyErr := closeErr
+	var copyErr error
 	select {
 	case copyErr = <-copied:
 	case <-timer.C:

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -49,14 +50,22 @@ func executorModes(t *testing.T) []executorMode {
 	t.Helper()
 	exe, err := os.Executable()
 	require.NoError(t, err)
+	wrapperEnv := []string{envWrapper + "=1", raceNoExitDelay}
+	// Closed: every step starts its wrapper when it starts.
+	cold := &Executor{Wrapper: []string{exe, "--"}, WrapperEnv: wrapperEnv}
+	cold.Close()
+	warm := &Executor{Wrapper: []string{exe, "--"}, WrapperEnv: wrapperEnv}
+	t.Cleanup(warm.Close)
 	return []executorMode{
 		{name: "direct", exec: &Executor{}},
-		{name: "wrapper", exec: &Executor{Wrapper: []string{exe, "--"}}, env: []string{envWrapper + "=1", raceNoExitDelay}},
+		{name: "wrapper", exec: cold, env: wrapperEnv},
+		{name: "warm wrapper", exec: warm, env: wrapperEnv},
 	}
 }
 
 func (m executorMode) run(ctx context.Context, r Run) Outcome {
 	r.Env = append(append([]string{"PATH=" + os.Getenv("PATH")}, m.env...), r.Env...)
+	m.exec.Warm() // a no-op for the direct and the closed executor
 	return m.exec.Execute(ctx, r)
 }
 
@@ -437,20 +446,101 @@ func readPids(t *testing.T, r io.Reader, names ...string) map[string]int {
 func TestWrapperKillsGroupWhenRunnerIsKilled(t *testing.T) {
 	exe, err := os.Executable()
 	require.NoError(t, err)
-	// The helper process plays the runner: it starts the wrapper through the
-	// executor. The command reports its pids, including the wrapper's ($PPID).
-	helper := exec.Command(exe)
-	helper.Env = append(os.Environ(), envHelper+"=1", raceNoExitDelay,
-		"GITEXEC_TEST_RUN=sleep 300 & echo bg=$!; echo wrapper=$PPID; echo sh=$$; sleep 300")
-	stdout, err := helper.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, helper.Start())
-	found := readPids(t, stdout, "bg", "wrapper", "sh")
+	for _, warm := range []string{"cold", "warm"} {
+		t.Run(warm, func(t *testing.T) {
+			// The helper process plays the runner: it starts the wrapper through the
+			// executor. The command reports its pids, including the wrapper's
+			// ($PPID), and the helper the next step's warm wrapper's.
+			helper := exec.Command(exe)
+			helper.Env = append(os.Environ(), envHelper+"=1", raceNoExitDelay, envHelperWarm+"="+warm,
+				"GITEXEC_TEST_RUN=sleep 300 & echo bg=$!; echo wrapper=$PPID; echo sh=$$; sleep 300")
+			stdout, err := helper.StdoutPipe()
+			require.NoError(t, err)
+			require.NoError(t, helper.Start())
+			found := readPids(t, stdout, "bg", "wrapper", "sh", "next")
 
-	require.NoError(t, helper.Process.Signal(syscall.SIGKILL))
-	waitErr := helper.Wait()
-	require.Error(t, waitErr)
-	waitDead(t, 3*time.Second, pidList(found)...)
+			require.NoError(t, helper.Process.Signal(syscall.SIGKILL))
+			waitErr := helper.Wait()
+			require.Error(t, waitErr)
+			waitDead(t, 3*time.Second, pidList(found)...)
+		})
+	}
+}
+
+func TestWarmWrapperExitsUnused(t *testing.T) {
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	e := &Executor{Wrapper: []string{exe, "--"}, WrapperEnv: []string{envWrapper + "=1", raceNoExitDelay}}
+	e.Warm()
+	require.NotNil(t, e.warm)
+	w := e.warm.cmd
+	e.Close()
+	require.NotNil(t, w.ProcessState, "Close reaps the warm wrapper")
+	assert.True(t, w.ProcessState.Exited() || !w.ProcessState.Success())
+	// A closed executor still runs steps, starting their wrappers then.
+	o := e.Execute(context.Background(), Run{Dir: t.TempDir(), Env: []string{envWrapper + "=1", raceNoExitDelay}, Steps: []Step{{Run: "exit 3"}}})
+	assert.Equal(t, Failed, o.Status)
+	assert.Equal(t, 3, o.ExitCode)
+	assert.Nil(t, e.warm)
+}
+
+func TestWarmWrapperDeadBeforeItsStep(t *testing.T) {
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	env := []string{envWrapper + "=1", raceNoExitDelay}
+	e := &Executor{Wrapper: []string{exe, "--"}, WrapperEnv: env}
+	defer e.Close()
+	e.Warm()
+	pid := e.warm.cmd.Process.Pid
+	require.NoError(t, e.warm.cmd.Process.Kill())
+	// Dead (a zombie, its pipes closed) but not reaped: the executor reaps it.
+	require.Eventually(t, func() bool {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		require.NoError(t, err)
+		_, rest, _ := strings.Cut(string(stat), ") ")
+		return strings.HasPrefix(rest, "Z")
+	}, 5*time.Second, time.Millisecond)
+	// The step notices the dead wrapper and starts another.
+	var out strings.Builder
+	o := e.Execute(context.Background(), Run{Dir: t.TempDir(), Env: env, Steps: []Step{{Run: "echo hi"}}, Output: &out})
+	assert.Equal(t, Passed, o.Status, out.String())
+	assert.Contains(t, out.String(), "hi\n")
+}
+
+func TestReadControl(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		dir     string
+		env     []string
+		command []string
+		ok      bool
+		wantErr string
+	}{
+		{name: "empty", in: ""},
+		{name: "step", in: "/d\x002\x00A=1\x00B=\x00/bin/sh\x00-c\x00x\x00", dir: "/d", env: []string{"A=1", "B="}, command: []string{"/bin/sh", "-c", "x"}, ok: true},
+		{name: "no env", in: "/d\x000\x00/bin/true\x00", dir: "/d", env: []string{}, command: []string{"/bin/true"}, ok: true},
+		{name: "truncated", in: "/d\x001\x00A=", wantErr: "truncated"},
+		{name: "short", in: "/d\x00", wantErr: "too short"},
+		{name: "bad count", in: "/d\x00x\x00", wantErr: "bad environment count"},
+		{name: "count too big", in: "/d\x005\x00A=1\x00", wantErr: "bad environment count"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, env, command, ok, err := readControl(strings.NewReader(tt.in))
+			if tt.wantErr != "" {
+				assert.ErrorContains(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.ok, ok)
+			assert.Equal(t, tt.dir, dir)
+			if tt.ok {
+				assert.Equal(t, tt.env, env)
+				assert.Equal(t, tt.command, command)
+			}
+		})
+	}
 }
 
 func TestWrapperKillsGroupWhenParentDiesWithoutSignal(t *testing.T) {

@@ -18,6 +18,8 @@ import (
 const (
 	envWrapper = "GITEXEC_TEST_WRAPPER"  // "1": act as the exec wrapper
 	envHelper  = "GITEXEC_TEST_EXECUTOR" // "1": run one job through the wrapper, output to stdout
+	// envHelperWarm is "warm" for the helper to start its wrapper ahead of the step.
+	envHelperWarm = "GITEXEC_TEST_WARM"
 )
 
 func TestMain(m *testing.M) {
@@ -38,7 +40,31 @@ func executorHelper() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	e := &Executor{Wrapper: []string{exe, "--"}}
+	e := &Executor{Wrapper: []string{exe, "--"}, WrapperEnv: []string{envWrapper + "=1", "GORACE=atexit_sleep_ms=0"}}
+	if os.Getenv(envHelperWarm) == "warm" {
+		e.Warm()
+	} else {
+		e.Close()
+	}
+	first := e.warm
+	// The step's own wrapper starts the next one: report it, so that the
+	// kill -9 test also checks that an unused warm wrapper dies with us.
+	go func() {
+		for {
+			e.mu.Lock()
+			w := e.warm
+			e.mu.Unlock()
+			if (w != nil && w != first) || os.Getenv(envHelperWarm) != "warm" {
+				pid := os.Getpid() // a live process: nothing to wait for in cold mode
+				if w != nil {
+					pid = w.cmd.Process.Pid
+				}
+				fmt.Printf("next=%d\n", pid)
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
 	o := e.Execute(context.Background(), Run{
 		Dir:    os.TempDir(),
 		Env:    []string{envWrapper + "=1", "GORACE=atexit_sleep_ms=0", "PATH=" + os.Getenv("PATH")},

@@ -22,7 +22,7 @@ func TestPruneRemovesOnlyUnusedRepositories(t *testing.T) {
 	require.NoError(t, err)
 
 	// The old repository was last built eight days ago.
-	stamp := filepath.Join(w.workDir, "mirrors", repoKey(old)+".git", usedStamp)
+	stamp := filepath.Join(w.workDir, "mirrors", borrowKey(old)+".git", usedStamp)
 	eightDays := time.Now().Add(-8 * 24 * time.Hour)
 	require.NoError(t, os.Chtimes(stamp, eightDays, eightDays))
 

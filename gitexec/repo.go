@@ -361,3 +361,85 @@ func (r *Repo) Subjects(ctx context.Context, commits []string) ([]string, error)
 	}
 	return subjects, nil
 }
+
+// Log is Since plus the subject line of each commit (nil when they cannot
+// be read: they are for display only), with one git process in the usual
+// case instead of four (cat-file, merge-base, rev-list, log): `git log
+// --boundary tip ^since` lists the new commits and marks the excluded
+// commits they grow from, and since is an ancestor of tip exactly when it
+// is one of those. A failure (since is not in the repository, for example)
+// falls back to Since and Subjects.
+func (r *Repo) Log(ctx context.Context, since, tip string, max int) (Range, []string, error) {
+	if err := ValidateCommit(tip); err != nil {
+		return Range{}, nil, fmt.Errorf("commits of %s: %w", r.url, err)
+	}
+	if since != "" {
+		if err := ValidateCommit(since); err != nil {
+			return Range{}, nil, fmt.Errorf("commits of %s: %w", r.url, err)
+		}
+	}
+	if since == "" || since == tip {
+		rng, err := r.Since(ctx, since, tip, max)
+		if err != nil || len(rng.Commits) == 0 {
+			return rng, nil, err
+		}
+		return rng, r.subjectsOrNil(ctx, rng.Commits), nil
+	}
+	out, err := git(ctx, r.gitDir, "log", "--boundary", "--topo-order", "--reverse", "--format=%m %H %s", "--end-of-options", tip, "^"+since, "--")
+	if err != nil {
+		if ctx.Err() != nil {
+			return Range{}, nil, fmt.Errorf("commits of %s from %s to %s: %w", r.url, since, tip, ctx.Err())
+		}
+		rng, err := r.Since(ctx, since, tip, max)
+		if err != nil || len(rng.Commits) == 0 {
+			return rng, nil, err
+		}
+		return rng, r.subjectsOrNil(ctx, rng.Commits), nil
+	}
+	rng := Range{Tip: tip}
+	var commits, subjects []string
+	grownFromSince := false
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		mark, rest, _ := strings.Cut(line, " ")
+		id, subject, _ := strings.Cut(rest, " ")
+		if err := ValidateCommit(id); err != nil {
+			return Range{}, nil, fmt.Errorf("commits of %s: git log: %w", r.url, err)
+		}
+		switch mark {
+		case "-":
+			grownFromSince = grownFromSince || id == since
+		case ">":
+			commits = append(commits, id)
+			subjects = append(subjects, subject)
+		default:
+			return Range{}, nil, fmt.Errorf("commits of %s: git log: unexpected line %q", r.url, line)
+		}
+	}
+	if !grownFromSince {
+		// A force push: build the tip only.
+		rng.Forced = true
+		rng.Commits = []string{tip}
+		if n := len(commits); n > 0 && commits[n-1] == tip {
+			return rng, subjects[n-1:], nil
+		}
+		return rng, r.subjectsOrNil(ctx, rng.Commits), nil
+	}
+	if max > 0 && len(commits) > max {
+		rng.Skipped = len(commits) - max
+		commits, subjects = commits[rng.Skipped:], subjects[rng.Skipped:]
+	}
+	rng.Commits = commits
+	return rng, subjects, nil
+}
+
+// subjectsOrNil is Subjects, or nil when they cannot be read (they are for display only).
+func (r *Repo) subjectsOrNil(ctx context.Context, commits []string) []string {
+	subjects, err := r.Subjects(ctx, commits)
+	if err != nil {
+		return nil
+	}
+	return subjects
+}

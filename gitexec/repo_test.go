@@ -267,12 +267,23 @@ func TestSince(t *testing.T) {
 		{"no cap", c1, c4, 0, Range{Tip: c4, Commits: []string{c2, c3, c4}}},
 		{"force push", c4, c2b, 10, Range{Tip: c2b, Commits: []string{c2b}, Forced: true}},
 		{"earlier tip gone", missing, c4, 10, Range{Tip: c4, Commits: []string{c4}, Forced: true}},
+		{"reset backwards", c4, c2, 10, Range{Tip: c2, Commits: []string{c2}, Forced: true}},
+		{"merged branch", s1, m, 10, Range{Tip: m, Commits: []string{c3, c4, m}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := r.Since(ctx, tt.since, tt.tip, tt.max)
 			require.NoError(t, err)
 			assert.Equal(t, tt.want, got)
+		})
+		// Log agrees with Since, and adds the subjects.
+		t.Run(tt.name+"/log", func(t *testing.T) {
+			got, subjects, err := r.Log(ctx, tt.since, tt.tip, tt.max)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+			want, err := r.Subjects(ctx, tt.want.Commits)
+			require.NoError(t, err)
+			assert.Equal(t, want, subjects)
 		})
 	}
 
@@ -282,6 +293,10 @@ func TestSince(t *testing.T) {
 		assert.Equal(t, m, got.Tip)
 		assert.ElementsMatch(t, []string{s1, m}, got.Commits)
 		assert.Equal(t, m, got.Commits[len(got.Commits)-1])
+		log, subjects, err := r.Log(ctx, c4, m, 10)
+		require.NoError(t, err)
+		assert.Equal(t, got, log)
+		assert.Equal(t, []string{"s1", "merge"}, subjects)
 	})
 }
 
@@ -298,6 +313,10 @@ func TestHostileValuesNeverReachGit(t *testing.T) {
 	_, err = r.Since(ctx, hostile, c1, 10)
 	assert.ErrorContains(t, err, "invalid commit id")
 	_, err = r.Since(ctx, c1, hostile, 10)
+	assert.ErrorContains(t, err, "invalid commit id")
+	_, _, err = r.Log(ctx, hostile, c1, 10)
+	assert.ErrorContains(t, err, "invalid commit id")
+	_, _, err = r.Log(ctx, c1, hostile, 10)
 	assert.ErrorContains(t, err, "invalid commit id")
 	_, err = r.Subject(ctx, hostile)
 	assert.ErrorContains(t, err, "invalid commit id")

@@ -17,7 +17,10 @@ import (
 //
 // The layout under the work directory is mirrors/<key>.git and
 // slots/<slot>/<key>, where key is the repository's name and a short hash of
-// its URL. A Workspace is safe for concurrent use by several slots.
+// its URL. A repository on a local path is not fetched: its mirror
+// (key <name>-<hash>-local) borrows the repository's own objects through
+// objects/info/alternates. A Workspace is safe for concurrent use by
+// several slots.
 type Workspace struct {
 	workDir  string
 	fallback string
@@ -48,11 +51,12 @@ func (w *Workspace) lock(name string) func() {
 
 // Prepare brings slot's worktree of repoURL to commit and returns its
 // directory. The first use of a repository creates its mirror, the first use
-// of a slot creates the worktree; after that only missing commits are fetched
-// and the worktree is moved with `git checkout --force --detach` and
-// `git clean -ffdx`, so nothing from an earlier job survives. A broken
-// worktree (deleted directory, damaged metadata) is rebuilt. commit must be a
-// full commit id (ValidateCommit).
+// of a slot creates the worktree; after that only missing commits are
+// fetched (a local repository's are borrowed, see Workspace) and the
+// worktree is moved with `git checkout --force --detach` and, when anything
+// untracked is left, `git clean -ffdx`, so nothing from an earlier job
+// survives. A broken worktree (deleted directory, damaged metadata) is
+// rebuilt. commit must be a full commit id (ValidateCommit).
 func (w *Workspace) Prepare(ctx context.Context, repoURL, commit string, slot int) (string, error) {
 	if err := ValidateCommit(commit); err != nil {
 		return "", fmt.Errorf("prepare workspace: %w", err)
@@ -76,11 +80,20 @@ func (w *Workspace) Prepare(ctx context.Context, repoURL, commit string, slot in
 		return "", fmt.Errorf("prepare workspace: %w", err)
 	}
 	key := repoKey(url)
+	borrowFrom, borrow := w.borrowable(url)
+	if borrow {
+		key = borrowKey(url)
+	}
 	mirror := filepath.Join(workDir, "mirrors", key+".git")
 	wt := filepath.Join(workDir, "slots", strconv.Itoa(slot), key)
 
 	defer w.lock("slot " + wt)()
-	if err := w.fetchCommit(ctx, key, mirror, url, commit); err != nil {
+	if borrow {
+		err = w.borrowCommit(ctx, key, mirror, url, borrowFrom, commit)
+	} else {
+		err = w.fetchCommit(ctx, key, mirror, url, commit)
+	}
+	if err != nil {
 		return "", err
 	}
 	repaired := false
@@ -127,24 +140,119 @@ func (w *Workspace) sourceURL(repoURL string) (string, error) {
 	return abs, nil
 }
 
-// fetchCommit makes sure the mirror exists and holds commit, fetching from the
-// fallback clone first, then from url: its branches, then the commit itself.
-func (w *Workspace) fetchCommit(ctx context.Context, key, mirror, url, commit string) error {
+// borrowable reports whether the worktree of url can borrow its objects from
+// url's own object directory instead of fetching them into a mirror, and
+// returns that directory: url must be a local repository and the fallback
+// clone, if any, url itself (a fallback is fetched from, and fetched objects
+// must never depend on borrowed ones).
+func (w *Workspace) borrowable(url string) (string, bool) {
+	if isRemoteURL(url) {
+		return "", false
+	}
+	if w.fallback != "" {
+		fallback, err := filepath.Abs(w.fallback)
+		if err != nil || fallback != url {
+			return "", false
+		}
+	}
+	objDir, err := localObjectDir(url)
+	// git reads alternates line by line and unquotes a line starting with '"'.
+	if err != nil || strings.ContainsAny(objDir, "\n\r") || strings.HasPrefix(objDir, `"`) {
+		return "", false
+	}
+	return objDir, true
+}
+
+// borrowKey names the mirror of a local repository whose objects are
+// borrowed: never the same as a fetched mirror's (repoKey), so that a
+// mirror never mixes fetched objects with borrowed ones.
+func borrowKey(url string) string { return repoKey(url) + "-local" }
+
+// createMirror replaces whatever is at mirror with a new bare repository.
+func createMirror(ctx context.Context, mirror, url string) error {
+	if err := os.RemoveAll(mirror); err != nil {
+		return fmt.Errorf("create mirror of %s: %w", url, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(mirror), 0o755); err != nil {
+		return fmt.Errorf("create mirror of %s: %w", url, err)
+	}
+	if _, err := (gitCmd{args: []string{"init", "--bare", "--quiet", "--", mirror}}).run(ctx); err != nil {
+		return fmt.Errorf("create mirror of %s: %w", url, err)
+	}
+	return nil
+}
+
+// borrowCommit makes sure the mirror of the local repository url exists and
+// sees commit, borrowing every object from url's object directory objDir
+// (objects/info/alternates) instead of copying them: nothing is fetched. The
+// mirror has no refs and no objects of its own, so when url is force-pushed
+// and garbage-collected nothing in the mirror points at what was removed;
+// only the worktree's previous commit can be gone, and Prepare then
+// rebuilds the worktree.
+func (w *Workspace) borrowCommit(ctx context.Context, key, mirror, url, objDir, commit string) error {
 	defer w.lock("mirror " + key)()
-	if !isBareRepo(ctx, mirror) {
-		if err := os.RemoveAll(mirror); err != nil {
-			return fmt.Errorf("create mirror of %s: %w", url, err)
+	if !looksLikeRepo(mirror) {
+		if err := createMirror(ctx, mirror, url); err != nil {
+			return err
 		}
-		if err := os.MkdirAll(filepath.Dir(mirror), 0o755); err != nil {
-			return fmt.Errorf("create mirror of %s: %w", url, err)
+	}
+	alternates := filepath.Join(mirror, "objects", "info", "alternates")
+	if cur, err := os.ReadFile(alternates); err != nil || string(cur) != objDir+"\n" {
+		if err := os.MkdirAll(filepath.Dir(alternates), 0o755); err != nil {
+			return fmt.Errorf("borrow the objects of %s: %w", url, err)
 		}
-		if _, err := (gitCmd{args: []string{"init", "--bare", "--quiet", "--", mirror}}).run(ctx); err != nil {
-			return fmt.Errorf("create mirror of %s: %w", url, err)
+		if err := writeFileAtomic(alternates, []byte(objDir+"\n")); err != nil {
+			return fmt.Errorf("borrow the objects of %s: %w", url, err)
 		}
+	}
+	if haveObject(filepath.Join(mirror, "objects"), commit) {
+		return nil
 	}
 	ok, err := hasCommit(ctx, mirror, commit)
 	if err != nil || ok {
 		return err
+	}
+	return fmt.Errorf("commit %s is not in %s: check that it was pushed there and that the runner uses the repository the observer watches", commit, url)
+}
+
+// writeFileAtomic replaces path with data through a temporary file and a rename.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return errors.Join(err, os.Remove(tmp.Name()))
+	}
+	return nil
+}
+
+// fetchCommit makes sure the mirror exists and holds commit, fetching from the
+// fallback clone first, then from url: its branches, then the commit itself.
+// A commit the mirror already holds is found without starting git.
+func (w *Workspace) fetchCommit(ctx context.Context, key, mirror, url, commit string) error {
+	defer w.lock("mirror " + key)()
+	if !looksLikeRepo(mirror) {
+		if err := createMirror(ctx, mirror, url); err != nil {
+			return err
+		}
+	}
+	if haveObject(filepath.Join(mirror, "objects"), commit) {
+		return nil
+	}
+	if len(commit) != 40 {
+		// haveObject reads SHA-1 packs only: ask git before fetching.
+		ok, err := hasCommit(ctx, mirror, commit)
+		if err != nil || ok {
+			return err
+		}
 	}
 	type source struct{ url, refspec string }
 	var sources []source
@@ -225,7 +333,8 @@ func (w *Workspace) addWorktree(ctx context.Context, key, mirror, wt, commit str
 }
 
 // moveWorktree checks commit out in wt, discarding every change, and deletes
-// every untracked and ignored file.
+// every untracked and ignored file (git clean, unless the index and the
+// directories show there is none).
 func moveWorktree(ctx context.Context, mirror, wt, commit string) error {
 	adminDir, err := worktreeAdminDir(wt)
 	if err != nil {
@@ -238,6 +347,12 @@ func moveWorktree(ctx context.Context, mirror, wt, commit string) error {
 	}
 	if _, err := cmd("checkout", "--quiet", "--force", "--detach", commit, "--").run(ctx); err != nil {
 		return err
+	}
+	// Most jobs leave no file behind: then git clean, which reads the index
+	// and every directory too, has nothing to do and is not started.
+	// mayHaveUntracked reads SHA-1 indexes only.
+	if len(commit) == 40 && !mayHaveUntracked(wt, filepath.Join(adminDir, "index")) {
+		return nil
 	}
 	if _, err := cmd("clean", "-ffdxq").run(ctx); err != nil {
 		return err

@@ -3,6 +3,7 @@ package gitexec
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -82,29 +83,99 @@ func TestPrepareMovesOneWorktree(t *testing.T) {
 }
 
 func TestPrepareFetchesNewCommits(t *testing.T) {
+	// A local path borrows the origin's objects; a file:// URL is fetched
+	// into a mirror. Both must see every new commit.
+	for _, mode := range []struct {
+		name string
+		url  func(origin string) string
+	}{
+		{"local path", func(origin string) string { return origin }},
+		{"url", func(origin string) string { return "file://" + origin }},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			ctx := context.Background()
+			origin := newRepo(t)
+			url := mode.url(origin)
+			c1 := commitFiles(t, origin, "one", map[string]string{"a": "1"})
+			w := NewWorkspace(t.TempDir(), "")
+			_, err := w.Prepare(ctx, url, c1, 0)
+			require.NoError(t, err)
+
+			c2 := commitFiles(t, origin, "two", map[string]string{"a": "2"})
+			dir, err := w.Prepare(ctx, url, c2, 0)
+			require.NoError(t, err)
+			assert.Equal(t, "2", readTree(t, dir)["a"])
+
+			// A commit on no branch any more (force-pushed away) is still found by id.
+			gitT(t, origin, "reset", "--quiet", "--hard", c1)
+			c3 := commitFiles(t, origin, "three", map[string]string{"a": "3"})
+			gitT(t, origin, "reset", "--quiet", "--hard", c1)
+			gitT(t, origin, "config", "uploadpack.allowAnySHA1InWant", "true")
+			dir, err = w.Prepare(ctx, url, c3, 0)
+			require.NoError(t, err)
+			assert.Equal(t, "3", readTree(t, dir)["a"])
+
+			_, err = w.Prepare(ctx, url, strings.Repeat("0", 40), 0)
+			assert.ErrorContains(t, err, "is not in "+url)
+		})
+	}
+}
+
+func TestPrepareBorrowsLocalObjects(t *testing.T) {
+	ctx := context.Background()
+	origin := newRepo(t)
+	c1 := commitFiles(t, origin, "one", map[string]string{"a": "1", "b": "b"})
+	w := NewWorkspace(t.TempDir(), "")
+	dir, err := w.Prepare(ctx, origin, c1, 0)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"a": "1", "b": "b"}, readTree(t, dir))
+
+	// The mirror borrows the origin's objects: it has no refs and stores no object.
+	mirror := filepath.Join(w.workDir, "mirrors", borrowKey(origin)+".git")
+	alt, err := os.ReadFile(filepath.Join(mirror, "objects", "info", "alternates"))
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(origin, ".git", "objects")+"\n", string(alt))
+	assert.Empty(t, gitT(t, mirror, "for-each-ref"))
+	assert.Equal(t, "count: 0", strings.Split(gitT(t, mirror, "count-objects", "-v"), "\n")[0])
+
+	// A force push, then a gc that deletes the worktree's commit from the
+	// origin: the next job still gets exactly its tree.
+	gitT(t, origin, "checkout", "--quiet", "--orphan", "other")
+	gitT(t, origin, "rm", "--quiet", "-rf", ".")
+	c2 := commitFiles(t, origin, "unrelated", map[string]string{"c": "3"})
+	gitT(t, origin, "branch", "--quiet", "-D", "main")
+	gitT(t, origin, "reflog", "expire", "--expire=now", "--all")
+	gitT(t, origin, "gc", "--quiet", "--prune=now")
+	require.Error(t, exec.Command("git", "-C", origin, "cat-file", "-e", c1).Run(), "the origin still has %s", c1)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "junk"), []byte("x"), 0o644))
+	dir2, err := w.Prepare(ctx, origin, c2, 0)
+	require.NoError(t, err)
+	assert.Equal(t, dir, dir2)
+	assert.Equal(t, map[string]string{"c": "3"}, readTree(t, dir))
+	assert.Equal(t, c2, gitT(t, dir, "rev-parse", "HEAD"))
+
+	// The gone commit is refused, not half checked out.
+	_, err = w.Prepare(ctx, origin, c1, 0)
+	assert.ErrorContains(t, err, "is not in "+origin)
+}
+
+func TestPrepareDoesNotFetchWhatTheMirrorHas(t *testing.T) {
 	ctx := context.Background()
 	origin := newRepo(t)
 	c1 := commitFiles(t, origin, "one", map[string]string{"a": "1"})
-	w := NewWorkspace(t.TempDir(), "")
-	_, err := w.Prepare(ctx, origin, c1, 0)
-	require.NoError(t, err)
-
 	c2 := commitFiles(t, origin, "two", map[string]string{"a": "2"})
-	dir, err := w.Prepare(ctx, origin, c2, 0)
+	url := "file://" + origin
+	w := NewWorkspace(t.TempDir(), "")
+	_, err := w.Prepare(ctx, url, c2, 0)
 	require.NoError(t, err)
-	assert.Equal(t, "2", readTree(t, dir)["a"])
 
-	// A commit on no branch any more (force-pushed away) is still fetched by id.
-	gitT(t, origin, "reset", "--quiet", "--hard", c1)
-	c3 := commitFiles(t, origin, "three", map[string]string{"a": "3"})
-	gitT(t, origin, "reset", "--quiet", "--hard", c1)
-	gitT(t, origin, "config", "uploadpack.allowAnySHA1InWant", "true")
-	dir, err = w.Prepare(ctx, origin, c3, 0)
-	require.NoError(t, err)
-	assert.Equal(t, "3", readTree(t, dir)["a"])
-
-	_, err = w.Prepare(ctx, origin, strings.Repeat("0", 40), 0)
-	assert.ErrorContains(t, err, "is not in "+origin)
+	// With the origin gone, commits already in the mirror still check out.
+	require.NoError(t, os.RemoveAll(origin))
+	for _, c := range []string{c1, c2} {
+		dir, err := w.Prepare(ctx, url, c, 0)
+		require.NoError(t, err)
+		assert.Equal(t, c, gitT(t, dir, "rev-parse", "HEAD"))
+	}
 }
 
 func TestPrepareSlotsAndRepositories(t *testing.T) {

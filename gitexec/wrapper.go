@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -23,15 +24,45 @@ const parentPoll = 100 * time.Millisecond
 // the parent-death signal fires when the thread that started it exits, see
 // golang/go#27505), it kills its whole process group, itself included, with
 // SIGKILL. The caller exits with the returned status.
+//
+// Started with no command and VOLT_EXEC_WRAPPER_CONTROL_FD set, it is a
+// warm wrapper (see warm.go): it reads its directory, environment and
+// command from that file descriptor first.
 func WrapperMain(args []string) int {
+	// Before anything that can wait: the parent to watch is the one that started us.
+	ppid := os.Getppid()
 	if len(args) > 0 && args[0] == "--" {
 		args = args[1:]
+	}
+	var dir string
+	var env []string
+	if fd := os.Getenv(controlFDEnv); fd != "" && len(args) == 0 {
+		n, err := strconv.Atoi(fd)
+		if err != nil || n < 3 {
+			fmt.Fprintf(os.Stderr, "volt exec-wrapper: %s=%s: want a file descriptor number of at least 3\n", controlFDEnv, fd)
+			return 2
+		}
+		ctl := os.NewFile(uintptr(n), "control")
+		var ok bool
+		dir, env, args, ok, err = readControl(ctl)
+		// The pipe must not leak into the step.
+		if cerr := ctl.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("close the control pipe: %w", cerr)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "volt exec-wrapper: %v\n", err)
+			return 1
+		}
+		if !ok {
+			return 0 // dismissed before it got a step
+		}
+	} else {
+		env = os.Environ()
 	}
 	if len(args) == 0 {
 		fmt.Fprintln(os.Stderr, "volt exec-wrapper: no command given: usage: volt exec-wrapper -- COMMAND [ARG...]")
 		return 2
 	}
-	ppid := os.Getppid()
 	if syscall.Getpgrp() != os.Getpid() {
 		// Started by hand rather than by the runner: lead a group of our own,
 		// so that killing the group kills only the job.
@@ -47,6 +78,7 @@ func WrapperMain(args []string) int {
 	defer signal.Stop(sigs)
 
 	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir, cmd.Env = dir, env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(os.Stderr, "volt exec-wrapper: start %s: %v\n", args[0], err)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	cmap "github.com/orcaman/concurrent-map"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/voltci/volt/cluster"
@@ -14,6 +15,17 @@ import (
 // ask sends one request to a role actor at server (host:port) and waits for
 // the answer, from a throwaway actor system on a free loopback port.
 func ask(server, name string, req proto.Message, timeout time.Duration) (any, error) {
+	return askThen(server, name, req, timeout, true)
+}
+
+// askThen is ask; shutdown false leaves the actor system running for a
+// process that exits at once, where a clean shutdown only costs time.
+func askThen(server, name string, req proto.Message, timeout time.Duration, shutdown bool) (any, error) {
+	// Proto.Actor's process registry makes 1,024 concurrent maps of
+	// SHARD_COUNT shards each (32,768 Go maps, about 4 MB, and the garbage
+	// collection that follows): a throwaway system with two actors needs one
+	// shard. It must be set before the system is created.
+	cmap.SHARD_COUNT = 1
 	addr, err := cluster.Resolve(server)
 	if err != nil {
 		return nil, usageErr("%v", err)
@@ -26,7 +38,9 @@ func ask(server, name string, req proto.Message, timeout time.Duration) (any, er
 	if err != nil {
 		return nil, err
 	}
-	defer node.Shutdown()
+	if shutdown {
+		defer node.Shutdown()
+	}
 	res, err := node.System.Root.RequestFuture(actorPID(addr, name), req, timeout).Result()
 	if err != nil {
 		return nil, fmt.Errorf("no answer from %s at %s within %s: %w", name, addr, timeout, err)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -31,8 +32,11 @@ func newNotifyCommand() *cobra.Command {
 			if err := c.requireToken(); err != nil {
 				return err
 			}
+			// A hook's one-shot process: its few megabytes need no collection.
+			debug.SetGCPercent(-1)
 			// A notify must never fail a push: every problem is a warning.
-			res, err := ask(dispServer, cluster.DispatcherName, &messages.Notify{Repo: repo, Branch: branch, Token: c.token}, 2*time.Second)
+			// The process exits right after the answer: no shutdown.
+			res, err := askThen(dispServer, cluster.DispatcherName, &messages.Notify{Repo: repo, Branch: branch, Token: c.token}, 2*time.Second, false)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "volt notify: warning: Volt was not told (%v); the next poll will still find the commit\n", err)
 				return nil
