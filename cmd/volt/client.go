@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	cmap "github.com/orcaman/concurrent-map"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/voltci/volt/cluster"
@@ -21,11 +20,6 @@ func ask(server, name string, req proto.Message, timeout time.Duration) (any, er
 // askThen is ask; shutdown false leaves the actor system running for a
 // process that exits at once, where a clean shutdown only costs time.
 func askThen(server, name string, req proto.Message, timeout time.Duration, shutdown bool) (any, error) {
-	// Proto.Actor's process registry makes 1,024 concurrent maps of
-	// SHARD_COUNT shards each (32,768 Go maps, about 4 MB, and the garbage
-	// collection that follows): a throwaway system with two actors needs one
-	// shard. It must be set before the system is created.
-	cmap.SHARD_COUNT = 1
 	addr, err := cluster.Resolve(server)
 	if err != nil {
 		return nil, usageErr("%v", err)
