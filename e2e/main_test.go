@@ -32,7 +32,7 @@ func buildAndRun(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	voltBin = filepath.Join(dir, "volt")
 	build := exec.Command("go", "build", "-o", voltBin, "./cmd/volt")
-	build.Dir = ".." // the module root: this package is e2e/
+	build.Dir = ".."                                  // the module root: this package is e2e/
 	build.Env = append(os.Environ(), "CGO_ENABLED=0") // as `make build` builds it
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: go build ./cmd/volt: %v\n%s", err, out)
