@@ -17,7 +17,8 @@ type Actor struct {
 	cfg  Config
 	exec JobExecutor
 	core *Core
-	// LogDir keeps each attempt's output while it is streamed, for resends.
+	// LogDir keeps an attempt's output while it is streamed, for resends,
+	// when it is too large to keep in memory.
 	LogDir string
 	// ChunkSize is the largest log chunk sent at once.
 	ChunkSize int
@@ -87,7 +88,7 @@ func (a *Actor) start(ctx actor.Context, run *messages.RunJob) {
 	ref := &messages.JobRef{JobId: run.Job.Id, Attempt: run.Attempt}
 	a.Go(func() {
 		defer cancel()
-		stream := newLogStream(root, self, run, a.LogDir, a.ChunkSize, a.Logger)
+		stream := newLogStream(root, run, a.LogDir, a.ChunkSize, a.Logger)
 		res := a.exec.Execute(jobCtx, run, stream)
 		stream.Close()
 		root.Send(self, JobDone{Ref: ref, Result: res})
