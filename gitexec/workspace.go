@@ -1,9 +1,11 @@
 package gitexec
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,8 +21,16 @@ import (
 // slots/<slot>/<key>, where key is the repository's name and a short hash of
 // its URL. A repository on a local path is not fetched: its mirror
 // (key <name>-<hash>-local) borrows the repository's own objects through
-// objects/info/alternates. A Workspace is safe for concurrent use by
-// several slots.
+// objects/info/alternates, unless the repository is shallow or a partial
+// clone (its objects do not make a complete history), or the commit is not
+// in it any more: then it is fetched like a remote one. A Workspace is safe
+// for concurrent use by several slots.
+//
+// Borrowing has a limit: a job's git commands read the repository's objects
+// while it runs, so a repository that deletes unreachable objects at once
+// (`git gc --prune=now` after a force push) can remove objects a running job
+// still needs, and that job's git commands fail. git's default grace period
+// (gc.pruneExpire, two weeks) leaves them alone.
 type Workspace struct {
 	workDir  string
 	fallback string
@@ -80,21 +90,27 @@ func (w *Workspace) Prepare(ctx context.Context, repoURL, commit string, slot in
 		return "", fmt.Errorf("prepare workspace: %w", err)
 	}
 	key := repoKey(url)
-	borrowFrom, borrow := w.borrowable(url)
-	if borrow {
-		key = borrowKey(url)
+	borrowed := false
+	if objDir, ok := w.borrowable(url); ok {
+		bkey := borrowKey(url)
+		found, err := w.borrowCommit(ctx, bkey, filepath.Join(workDir, "mirrors", bkey+".git"), url, objDir, commit)
+		if err != nil {
+			return "", err
+		}
+		// Not found: gone from url (force-pushed away and pruned?). The
+		// fetched mirror, if an earlier job made one, may still hold it.
+		if found {
+			key, borrowed = bkey, true
+		}
 	}
 	mirror := filepath.Join(workDir, "mirrors", key+".git")
 	wt := filepath.Join(workDir, "slots", strconv.Itoa(slot), key)
 
 	defer w.lock("slot " + wt)()
-	if borrow {
-		err = w.borrowCommit(ctx, key, mirror, url, borrowFrom, commit)
-	} else {
-		err = w.fetchCommit(ctx, key, mirror, url, commit)
-	}
-	if err != nil {
-		return "", err
+	if !borrowed {
+		if err := w.fetchCommit(ctx, key, mirror, url, commit); err != nil {
+			return "", err
+		}
 	}
 	repaired := false
 	if !worktreeOK(wt, mirror) {
@@ -144,7 +160,10 @@ func (w *Workspace) sourceURL(repoURL string) (string, error) {
 // url's own object directory instead of fetching them into a mirror, and
 // returns that directory: url must be a local repository and the fallback
 // clone, if any, url itself (a fallback is fetched from, and fetched objects
-// must never depend on borrowed ones).
+// must never depend on borrowed ones), and url must be neither shallow nor a
+// partial clone: their commits lack parents or trees and blobs, which the
+// mirror, with no shallow file and no promisor remote, would take for a
+// corrupt repository.
 func (w *Workspace) borrowable(url string) (string, bool) {
 	if isRemoteURL(url) {
 		return "", false
@@ -160,7 +179,31 @@ func (w *Workspace) borrowable(url string) (string, bool) {
 	if err != nil || strings.ContainsAny(objDir, "\n\r") || strings.HasPrefix(objDir, `"`) {
 		return "", false
 	}
+	if incompleteHistory(filepath.Dir(objDir)) {
+		return "", false
+	}
 	return objDir, true
+}
+
+// incompleteHistory reports whether the repository whose (common) git
+// directory is gitDir may lack objects its commits point at: it is shallow
+// (a shallow file) or a partial clone (extensions.partialClone, a promisor
+// remote or a promisor pack). The configuration is not parsed: any mention
+// of a partial clone counts, and so does an unreadable configuration.
+func incompleteHistory(gitDir string) bool {
+	if _, err := os.Lstat(filepath.Join(gitDir, "shallow")); !errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	config, err := os.ReadFile(filepath.Join(gitDir, "config"))
+	if err != nil {
+		return true
+	}
+	lower := bytes.ToLower(config)
+	if bytes.Contains(lower, []byte("partialclone")) || bytes.Contains(lower, []byte("promisor")) {
+		return true
+	}
+	promisors, _ := filepath.Glob(filepath.Join(gitDir, "objects", "pack", "*.promisor")) // only ErrBadPattern, impossible here
+	return len(promisors) > 0
 }
 
 // borrowKey names the mirror of a local repository whose objects are
@@ -183,36 +226,34 @@ func createMirror(ctx context.Context, mirror, url string) error {
 }
 
 // borrowCommit makes sure the mirror of the local repository url exists and
-// sees commit, borrowing every object from url's object directory objDir
-// (objects/info/alternates) instead of copying them: nothing is fetched. The
-// mirror has no refs and no objects of its own, so when url is force-pushed
-// and garbage-collected nothing in the mirror points at what was removed;
-// only the worktree's previous commit can be gone, and Prepare then
-// rebuilds the worktree.
-func (w *Workspace) borrowCommit(ctx context.Context, key, mirror, url, objDir, commit string) error {
+// borrows every object from url's object directory objDir
+// (objects/info/alternates) instead of copying them: nothing is fetched. It
+// reports whether the mirror sees commit; false means the commit is not in
+// url (never pushed there, or force-pushed away and pruned), and the caller
+// falls back to a fetched mirror. The mirror has no refs and no objects of
+// its own, so when url is force-pushed and garbage-collected nothing in the
+// mirror points at what was removed; only the worktree's previous commit can
+// be gone, and Prepare then rebuilds the worktree.
+func (w *Workspace) borrowCommit(ctx context.Context, key, mirror, url, objDir, commit string) (bool, error) {
 	defer w.lock("mirror " + key)()
 	if !looksLikeRepo(mirror) {
 		if err := createMirror(ctx, mirror, url); err != nil {
-			return err
+			return false, err
 		}
 	}
 	alternates := filepath.Join(mirror, "objects", "info", "alternates")
 	if cur, err := os.ReadFile(alternates); err != nil || string(cur) != objDir+"\n" {
 		if err := os.MkdirAll(filepath.Dir(alternates), 0o755); err != nil {
-			return fmt.Errorf("borrow the objects of %s: %w", url, err)
+			return false, fmt.Errorf("borrow the objects of %s: %w", url, err)
 		}
 		if err := writeFileAtomic(alternates, []byte(objDir+"\n")); err != nil {
-			return fmt.Errorf("borrow the objects of %s: %w", url, err)
+			return false, fmt.Errorf("borrow the objects of %s: %w", url, err)
 		}
 	}
 	if haveObject(filepath.Join(mirror, "objects"), commit) {
-		return nil
+		return true, nil
 	}
-	ok, err := hasCommit(ctx, mirror, commit)
-	if err != nil || ok {
-		return err
-	}
-	return fmt.Errorf("commit %s is not in %s: check that it was pushed there and that the runner uses the repository the observer watches", commit, url)
+	return hasCommit(ctx, mirror, commit)
 }
 
 // writeFileAtomic replaces path with data through a temporary file and a rename.
@@ -286,7 +327,7 @@ func (w *Workspace) fetchCommit(ctx context.Context, key, mirror, url, commit st
 	if len(errs) == len(sources) {
 		return fmt.Errorf("get commit %s: %w", commit, errors.Join(errs...))
 	}
-	return fmt.Errorf("commit %s is not in %s: check that it was pushed there and that the runner uses the repository the observer watches", commit, url)
+	return fmt.Errorf("commit %s is not in %s: it is no longer there (force-pushed away and pruned?), or it was never pushed there: check that the runner uses the repository the observer watches", commit, url)
 }
 
 // worktreeOK reports whether wt is a worktree of mirror whose metadata is intact.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -297,4 +298,86 @@ func TestPrepareRejectsBadInput(t *testing.T) {
 		})
 	}
 	noFileNamed(t, "pwned", work, origin)
+}
+
+func TestPrepareFetchesFromIncompleteLocalRepositories(t *testing.T) {
+	// A shallow clone or a partial clone lacks objects its commits point at:
+	// its objects are fetched into a mirror, never borrowed. (Fetching from a
+	// partial clone works only while it has every object its branches need:
+	// git upload-pack does not fetch missing ones from its promisor. Here it
+	// has, its origin having a single commit.)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name    string
+		commits int
+		clone   []string
+	}{
+		{"shallow", 2, []string{"--depth=1"}},
+		{"partial", 1, []string{"--filter=blob:none"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			origin := newRepo(t)
+			gitT(t, origin, "config", "uploadpack.allowFilter", "true")
+			var tip string
+			for i := range tt.commits {
+				tip = commitFiles(t, origin, "commit", map[string]string{"a": strconv.Itoa(i), "b": "b"})
+			}
+			src := filepath.Join(t.TempDir(), "src")
+			gitT(t, "", append(append([]string{"clone", "--quiet"}, tt.clone...), "file://"+origin, src)...)
+			require.True(t, incompleteHistory(filepath.Join(src, ".git")))
+			w := NewWorkspace(t.TempDir(), "")
+			dir, err := w.Prepare(ctx, src, tip, 0)
+			require.NoError(t, err)
+			assert.Equal(t, map[string]string{"a": strconv.Itoa(tt.commits - 1), "b": "b"}, readTree(t, dir))
+			assert.Equal(t, filepath.Join(w.workDir, "slots", "0", repoKey(src)), dir)
+			assert.NoDirExists(t, filepath.Join(w.workDir, "mirrors", borrowKey(src)+".git"))
+			_, err = os.Stat(filepath.Join(w.workDir, "mirrors", repoKey(src)+".git", "objects", "info", "alternates"))
+			assert.ErrorIs(t, err, os.ErrNotExist, "nothing borrowed")
+			assert.False(t, incompleteHistory(filepath.Join(origin, ".git")))
+		})
+	}
+}
+
+func TestPrepareFallsBackWhenTheBorrowedCommitIsGone(t *testing.T) {
+	ctx := context.Background()
+	origin := newRepo(t)
+	c1 := commitFiles(t, origin, "one", map[string]string{"a": "1"})
+	w := NewWorkspace(t.TempDir(), "")
+	dir, err := w.Prepare(ctx, origin, c1, 0)
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(w.workDir, "slots", "0", borrowKey(origin)), dir)
+
+	// A commit the origin never had: the fetched mirror is tried too (it
+	// fetches the origin's branches, c1 among them), then the error says
+	// what may have happened.
+	_, err = w.Prepare(ctx, origin, strings.Repeat("1", 40), 0)
+	require.ErrorContains(t, err, "is not in "+origin)
+	assert.ErrorContains(t, err, "force-pushed away and pruned?")
+
+	// c1 is force-pushed away and pruned from the origin: the fetched
+	// mirror still has it.
+	gitT(t, origin, "checkout", "--quiet", "--orphan", "other")
+	gitT(t, origin, "rm", "--quiet", "-rf", ".")
+	c2 := commitFiles(t, origin, "unrelated", map[string]string{"c": "3"})
+	gitT(t, origin, "branch", "--quiet", "-D", "main")
+	gitT(t, origin, "reflog", "expire", "--expire=now", "--all")
+	gitT(t, origin, "gc", "--quiet", "--prune=now")
+	require.Error(t, exec.Command("git", "-C", origin, "cat-file", "-e", c1).Run(), "the origin still has %s", c1)
+	dir, err = w.Prepare(ctx, origin, c1, 0)
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(w.workDir, "slots", "0", repoKey(origin)), dir)
+	assert.Equal(t, map[string]string{"a": "1"}, readTree(t, dir))
+	assert.Equal(t, c1, gitT(t, dir, "rev-parse", "HEAD"))
+
+	// New commits are borrowed again.
+	dir, err = w.Prepare(ctx, origin, c2, 0)
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(w.workDir, "slots", "0", borrowKey(origin)), dir)
+	assert.Equal(t, map[string]string{"c": "3"}, readTree(t, dir))
+
+	// Gone from the origin and never fetched: the job errs, saying why.
+	other := NewWorkspace(t.TempDir(), "")
+	_, err = other.Prepare(ctx, origin, c1, 0)
+	require.ErrorContains(t, err, "is not in "+origin)
+	assert.ErrorContains(t, err, "no longer there (force-pushed away and pruned?)")
 }
