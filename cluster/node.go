@@ -42,6 +42,7 @@ type Node struct {
 
 	mu       sync.Mutex
 	roles    []*actor.PID
+	drainers map[*actor.PID]any // roles asked to settle (this message) before they stop
 	stopping bool
 	done     chan struct{}
 	code     int
@@ -200,6 +201,20 @@ func (n *Node) ExitStatus() (int, string) {
 	return n.code, n.reason
 }
 
+// drainTimeout bounds how long Shutdown waits for a role to settle.
+const drainTimeout = 5 * time.Second
+
+// DrainBeforeStop makes Shutdown send msg to the role pid, and wait for
+// its answer, before stopping it.
+func (n *Node) DrainBeforeStop(pid *actor.PID, msg any) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.drainers == nil {
+		n.drainers = map[*actor.PID]any{}
+	}
+	n.drainers[pid] = msg
+}
+
 // Shutdown stops the roles (each waits for its goroutines and child
 // processes), newest first, then remote.
 func (n *Node) Shutdown() {
@@ -212,6 +227,16 @@ func (n *Node) Shutdown() {
 	n.mu.Unlock()
 	n.bg.Wait()
 	for i := len(roles) - 1; i >= 0; i-- {
+		n.mu.Lock()
+		drain, ok := n.drainers[roles[i]]
+		n.mu.Unlock()
+		if ok {
+			// Let what is being made durable land and be sent: a graceful
+			// stop should lose no more than it must.
+			if _, err := n.System.Root.RequestFuture(roles[i], drain, drainTimeout).Result(); err != nil {
+				n.logger.Warn("stopping role: it did not settle", "role", roles[i].Id, "error", err)
+			}
+		}
 		if err := n.System.Root.PoisonFuture(roles[i]).Wait(); err != nil && !errors.Is(err, actor.ErrTimeout) {
 			n.logger.Warn("stopping role", "role", roles[i].Id, "error", err)
 		}

@@ -46,7 +46,11 @@ func (n *Node) Addr(name string) actors.Addr { return actors.NewAddr(n.Address, 
 // StartDispatcher starts the dispatcher role on db.
 func (n *Node) StartDispatcher(cfg dispatcher.Config, db *store.DB) (*actor.PID, error) {
 	st := queueStore{db}
-	return n.Spawn(DispatcherName, func() actor.Actor { return dispatcher.NewActor(cfg, st, n.env("dispatcher")) })
+	pid, err := n.Spawn(DispatcherName, func() actor.Actor { return dispatcher.NewActor(cfg, st, n.env("dispatcher")) })
+	if err == nil {
+		n.DrainBeforeStop(pid, dispatcher.Drain{})
+	}
+	return pid, err
 }
 
 // StartReporter starts the reporter role on db; result files go under db's directory.

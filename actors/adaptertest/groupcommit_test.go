@@ -367,3 +367,26 @@ func TestGroupCommitRestartWaitsForTheWriter(t *testing.T) {
 	require.Equal(t, uint64(2), refused.Seq)
 	require.Equal(t, []string{"rep ReporterRegistered", "obs ObserverRegistered", "r1 RunnerRegistered"}, w.sentSoFar())
 }
+
+// TestGroupCommitDrainWaitsForTheBatch: a Drain (sent before a graceful
+// stop) is answered only once the batch in the writer's hands is durable and
+// what waited for it has been sent; with nothing pending, at once.
+func TestGroupCommitDrainWaitsForTheBatch(t *testing.T) {
+	w := newGateWorld(t)
+	w.registerPeers(t)
+	drained := w.sys.Root.RequestFuture(w.disp, dispatcher.Drain{}, 10*time.Second)
+	_, err := drained.Result()
+	require.NoError(t, err, "nothing pending: answered at once")
+
+	w.send("r1", &messages.RegisterRunner{RunnerId: "r1", Incarnation: 1, ProtocolVersion: messages.ProtocolVersion, Seq: 1})
+	w.saving(t)
+	drained = w.sys.Root.RequestFuture(w.disp, dispatcher.Drain{}, 10*time.Second)
+	handledType[dispatcher.Drain](t, w)
+	require.NotContains(t, w.sentSoFar(), "r1 RunnerRegistered", "sent before its batch was durable")
+
+	w.store.release <- nil
+	res, err := drained.Result()
+	require.NoError(t, err)
+	require.IsType(t, dispatcher.Drained{}, res)
+	require.Contains(t, w.sentSoFar(), "r1 RunnerRegistered", "Drained came before the held reply was sent")
+}

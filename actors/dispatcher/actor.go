@@ -39,7 +39,19 @@ type Actor struct {
 
 	commits groupCommit
 	stopped bool // Stopping or Restarting seen: nothing more is carried out
+	// drainers asked (Drain) to hear once everything is durable and sent.
+	drainers []*actor.PID
 }
+
+// Drain asks the dispatcher actor to answer Drained once every change it
+// has made so far is durable and every effect that waited for it has been
+// carried out. A node sends it before stopping the dispatcher gracefully,
+// so that a stop does not drop what a batch in flight would have sent (a
+// stop, like a crash, drops what is not yet durable).
+type Drain struct{}
+
+// Drained answers Drain.
+type Drained struct{}
 
 // NewActor returns the shell around a fresh core; Receive recovers the
 // queue from store when the actor starts (or restarts after a panic).
@@ -91,6 +103,11 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.release(ctx)
 		a.commits.writing = false
 		a.commits.flush(ctx)
+		a.answerDrainers(ctx)
+		return
+	case Drain:
+		a.drainers = append(a.drainers, ctx.Sender())
+		a.answerDrainers(ctx)
 		return
 	case flushBatch:
 		a.commits.due(ctx, m.n)
@@ -136,6 +153,19 @@ func (a *Actor) rebuild(ctx actor.Context, now time.Time, m *messages.RebuildReq
 		panic(fmt.Errorf("look up the commit to rebuild: %w", err))
 	}
 	a.run(ctx, a.core.Step(now, from, Rebuild{Msg: m, Prev: prev}))
+}
+
+// answerDrainers answers every Drain once nothing waits for the store.
+func (a *Actor) answerDrainers(ctx actor.Context) {
+	if len(a.drainers) == 0 || !a.commits.settled() {
+		return
+	}
+	for _, pid := range a.drainers {
+		if pid != nil {
+			ctx.Send(pid, Drained{})
+		}
+	}
+	a.drainers = nil
 }
 
 // run adds Persist effects to the gathering batch and carries out the other
