@@ -367,8 +367,8 @@ func (r *Repo) Subjects(ctx context.Context, commits []string) ([]string, error)
 // case instead of four (cat-file, merge-base, rev-list, log): `git log
 // --boundary tip ^since` lists the new commits and marks the excluded
 // commits they grow from, and since is an ancestor of tip exactly when it
-// is one of those. A failure (since is not in the repository, for example)
-// falls back to Since and Subjects.
+// is one of those. A failure (since is not in the repository, or output
+// this code cannot parse) falls back to Since and Subjects.
 func (r *Repo) Log(ctx context.Context, since, tip string, max int) (Range, []string, error) {
 	if err := ValidateCommit(tip); err != nil {
 		return Range{}, nil, fmt.Errorf("commits of %s: %w", r.url, err)
@@ -385,17 +385,28 @@ func (r *Repo) Log(ctx context.Context, since, tip string, max int) (Range, []st
 		}
 		return rng, r.subjectsOrNil(ctx, rng.Commits), nil
 	}
-	out, err := git(ctx, r.gitDir, "log", "--boundary", "--topo-order", "--reverse", "--format=%m %H %s", "--end-of-options", tip, "^"+since, "--")
-	if err != nil {
-		if ctx.Err() != nil {
-			return Range{}, nil, fmt.Errorf("commits of %s from %s to %s: %w", r.url, since, tip, ctx.Err())
+	// --no-show-signature: log.showSignature in the user's configuration
+	// would add gpg's lines to the output.
+	out, err := git(ctx, r.gitDir, "log", "--no-show-signature", "--boundary", "--topo-order", "--reverse", "--format=%m %H %s", "--end-of-options", tip, "^"+since, "--")
+	if err == nil {
+		var rng Range
+		var subjects []string
+		if rng, subjects, err = r.parseLog(ctx, out, since, tip, max); err == nil {
+			return rng, subjects, nil
 		}
-		rng, err := r.Since(ctx, since, tip, max)
-		if err != nil || len(rng.Commits) == 0 {
-			return rng, nil, err
-		}
-		return rng, r.subjectsOrNil(ctx, rng.Commits), nil
 	}
+	if ctx.Err() != nil {
+		return Range{}, nil, fmt.Errorf("commits of %s from %s to %s: %w", r.url, since, tip, ctx.Err())
+	}
+	rng, err := r.Since(ctx, since, tip, max)
+	if err != nil || len(rng.Commits) == 0 {
+		return rng, nil, err
+	}
+	return rng, r.subjectsOrNil(ctx, rng.Commits), nil
+}
+
+// parseLog reads the output of Log's `git log --boundary` of tip ^since.
+func (r *Repo) parseLog(ctx context.Context, out []byte, since, tip string, max int) (Range, []string, error) {
 	rng := Range{Tip: tip}
 	var commits, subjects []string
 	grownFromSince := false

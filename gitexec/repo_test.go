@@ -2,7 +2,9 @@ package gitexec
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -335,4 +337,46 @@ func TestHostileValuesNeverReachGit(t *testing.T) {
 	assert.Error(t, err)
 
 	noFileNamed(t, "pwned", work, origin)
+}
+
+func TestLogWithShowSignature(t *testing.T) {
+	// log.showSignature=true in the user's configuration makes git log print
+	// gpg's verdict on each signed commit; Log must not read it as commits.
+	ctx := context.Background()
+	origin := newRepo(t)
+	c1 := commitFiles(t, origin, "one", nil)
+	// A commit with a (bogus) signature: gpg has something to say about it.
+	signed := fmt.Sprintf("tree %s\nparent %s\nauthor Volt Test <test@volt.invalid> 1700000000 +0000\n"+
+		"committer Volt Test <test@volt.invalid> 1700000000 +0000\n"+
+		"gpgsig -----BEGIN PGP SIGNATURE-----\n \n iQEzBAABCAAdFiEE\n -----END PGP SIGNATURE-----\n\nsigned\n",
+		gitT(t, origin, "rev-parse", c1+"^{tree}"), c1)
+	obj := filepath.Join(t.TempDir(), "commit")
+	require.NoError(t, os.WriteFile(obj, []byte(signed), 0o644))
+	c2 := gitT(t, origin, "hash-object", "-t", "commit", "-w", obj)
+	gitT(t, origin, "update-ref", "refs/heads/main", c2)
+	c3 := commitFiles(t, origin, "three", nil)
+
+	config := filepath.Join(t.TempDir(), "gitconfig")
+	require.NoError(t, os.WriteFile(config, []byte("[log]\n\tshowSignature = true\n"), 0o644))
+	t.Setenv("GIT_CONFIG_GLOBAL", config)
+	t.Setenv("GNUPGHOME", t.TempDir())
+	r, err := OpenRepo(ctx, origin, "")
+	require.NoError(t, err)
+	want := Range{Tip: c3, Commits: []string{c2, c3}}
+	got, subjects, err := r.Log(ctx, c1, c3, 10)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	assert.Equal(t, []string{"signed", "three"}, subjects)
+
+	// Output Log cannot parse, whatever the reason, falls back to Since and Subjects.
+	real, err := exec.LookPath("git")
+	require.NoError(t, err)
+	bin := t.TempDir()
+	script := "#!/bin/sh\nfor a; do if [ \"$a\" = log ]; then \"" + real + "\" \"$@\"; echo 'gpg: surprise'; exit; fi; done\nexec \"" + real + "\" \"$@\"\n"
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "git"), []byte(script), 0o755))
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	got, subjects, err = r.Log(ctx, c1, c3, 10)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	assert.Equal(t, []string{"signed", "three"}, subjects)
 }
