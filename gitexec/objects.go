@@ -1,7 +1,6 @@
 package gitexec
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
@@ -62,7 +61,9 @@ func haveObject(objDir, id string) bool {
 		}
 		idxs, _ := filepath.Glob(filepath.Join(dir, "pack", "pack-*.idx")) // only ErrBadPattern, impossible here
 		for _, idx := range idxs {
-			if packHas(idx, raw) {
+			// git ignores an index without its pack (a pack being written or deleted).
+			pack, err := os.Stat(strings.TrimSuffix(idx, ".idx") + ".pack")
+			if err == nil && pack.Mode().IsRegular() && packHas(idx, raw) {
 				return true
 			}
 		}
@@ -77,22 +78,30 @@ func haveObject(objDir, id string) bool {
 }
 
 // readAlternates returns the object directories objDir borrows from
-// (objects/info/alternates), made absolute. Quoted paths are skipped: git
-// unquotes them, this code does not need to.
+// (objects/info/alternates), made absolute, read as git reads them: one
+// path per line, taken literally up to the newline (a '\r' or a space is
+// part of it), empty lines and lines starting with '#' skipped, a relative
+// path resolved from objDir with its symbolic links resolved. Quoted paths
+// are skipped: git unquotes them, this code does not need to.
 func readAlternates(objDir string) []string {
 	data, err := os.ReadFile(filepath.Join(objDir, "info", "alternates"))
 	if err != nil {
 		return nil
 	}
 	var dirs []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+	for _, line := range strings.Split(string(data), "\n") {
 		if line == "" || line[0] == '#' || line[0] == '"' {
 			continue
 		}
 		if !filepath.IsAbs(line) {
-			line = filepath.Join(objDir, line)
+			base, err := filepath.EvalSymlinks(objDir)
+			if err == nil {
+				base, err = filepath.Abs(base)
+			}
+			if err != nil {
+				continue
+			}
+			line = filepath.Join(base, line)
 		}
 		dirs = append(dirs, filepath.Clean(line))
 	}

@@ -2,6 +2,7 @@ package gitexec
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -83,4 +84,57 @@ func TestLocalObjectDir(t *testing.T) {
 	assert.ErrorIs(t, err, errNotLocalRepo)
 	_, err = localObjectDir(filepath.Join(notRepo, "missing"))
 	assert.ErrorIs(t, err, errNotLocalRepo)
+}
+
+func TestHaveObjectIgnoresIndexWithoutPack(t *testing.T) {
+	origin := newRepo(t)
+	c1 := commitFiles(t, origin, "one", map[string]string{"a": "1"})
+	gitT(t, origin, "gc", "--quiet", "--prune=now")
+	objDir := filepath.Join(origin, ".git", "objects")
+	require.True(t, haveObject(objDir, c1))
+	packs, err := filepath.Glob(filepath.Join(objDir, "pack", "pack-*.pack"))
+	require.NoError(t, err)
+	require.Len(t, packs, 1)
+	require.NoError(t, os.Rename(packs[0], packs[0]+".gone"))
+	assert.False(t, haveObject(objDir, c1), "an index whose pack is gone")
+	require.NoError(t, os.Mkdir(packs[0], 0o755))
+	assert.False(t, haveObject(objDir, c1), "a directory is no pack")
+}
+
+func TestReadAlternatesAsGitDoes(t *testing.T) {
+	origin := newRepo(t)
+	c1 := commitFiles(t, origin, "one", map[string]string{"a": "1"})
+	objDir := filepath.Join(origin, ".git", "objects")
+	// The borrower is reached through a symbolic link: git resolves a
+	// relative alternate from the real directory.
+	root := t.TempDir()
+	real := filepath.Join(root, "a", "deep")
+	require.NoError(t, os.MkdirAll(real, 0o755))
+	gitT(t, "", "init", "--quiet", "--bare", filepath.Join(real, "b.git"))
+	require.NoError(t, os.Symlink(real, filepath.Join(root, "link")))
+	borrower := filepath.Join(root, "link", "b.git")
+	rel, err := filepath.Rel(filepath.Join(real, "b.git", "objects"), objDir)
+	require.NoError(t, err)
+
+	for _, tt := range []struct {
+		name, alternates string
+		want             bool
+	}{
+		{"plain", objDir + "\n", true},
+		{"no final newline", objDir, true},
+		{"comment and empty lines", "# comment\n\n" + objDir + "\n", true},
+		{"trailing slash", objDir + "/\n", true},
+		{"carriage return is part of the path", objDir + "\r\n", false},
+		{"leading space is part of the path", " " + objDir + "\n", false},
+		{"trailing space is part of the path", objDir + " \n", false},
+		{"commented out", "#" + objDir + "\n", false},
+		{"relative to the real directory", rel + "\n", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			require.NoError(t, os.WriteFile(filepath.Join(borrower, "objects", "info", "alternates"), []byte(tt.alternates), 0o644))
+			assert.Equal(t, tt.want, haveObject(filepath.Join(borrower, "objects"), c1))
+			err := exec.Command("git", "--git-dir="+borrower, "cat-file", "-e", c1).Run()
+			assert.Equal(t, tt.want, err == nil, "git agrees")
+		})
+	}
 }
