@@ -57,8 +57,8 @@ var errIndexFeature = errors.New("index feature not read")
 // readIndexPaths reads the paths of a git index file (versions 2 to 4, SHA-1
 // object names) and returns the tracked files and every directory above
 // them. ok is false for an index it cannot vouch for: unreadable, another
-// version or hash, a split index, a sparse index, skip-worktree or
-// conflicted entries, or a submodule (gitlink).
+// version or hash, a split index, a sparse index or any other required
+// extension, skip-worktree or conflicted entries, or a submodule (gitlink).
 func readIndexPaths(indexPath string) (files, dirs map[string]bool, ok bool) {
 	data, err := os.ReadFile(indexPath)
 	if err != nil {
@@ -153,12 +153,14 @@ func parseIndex(data []byte) (files, dirs map[string]bool, err error) {
 			dirs[d] = true
 		}
 	}
-	// Extensions: a split index ("link") or a sparse index ("sdir") lists
-	// entries elsewhere.
+	// Extensions: one whose signature starts with 'A'..'Z' is optional (a
+	// cache); any other is required, and may change what the entries mean:
+	// a split index ("link") or a sparse index ("sdir") lists entries
+	// elsewhere, and an unknown one may do anything.
 	for off+8 <= len(body) {
-		sig := string(body[off : off+4])
+		required := body[off] < 'A' || body[off] > 'Z'
 		size := int(binary.BigEndian.Uint32(body[off+4:]))
-		if sig == "link" || sig == "sdir" || size < 0 || off+8+size > len(body) {
+		if required || size < 0 || off+8+size > len(body) {
 			return nil, nil, errIndexFeature
 		}
 		off += 8 + size

@@ -2,7 +2,10 @@ package gitexec
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/binary"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -143,5 +146,38 @@ func TestGitVarint(t *testing.T) {
 		got, n := gitVarint(tt.in)
 		assert.Equal(t, tt.want, got, "%x", tt.in)
 		assert.Equal(t, tt.bytes, n, "%x", tt.in)
+	}
+}
+
+func TestMayHaveUntrackedUnknownExtensions(t *testing.T) {
+	// An extension whose signature starts with 'A'..'Z' is optional and
+	// ignored; any other is required, and git refuses an index whose required
+	// extension it does not know: so must mayHaveUntracked.
+	origin := newRepo(t)
+	commitFiles(t, origin, "one", map[string]string{"a/x": "1", "b": "2"})
+	index := filepath.Join(origin, ".git", "index")
+	data, err := os.ReadFile(index)
+	require.NoError(t, err)
+	withExtension := func(sig string) {
+		body := append([]byte{}, data[:len(data)-sha1.Size]...)
+		body = append(body, sig...)
+		body = binary.BigEndian.AppendUint32(body, 3)
+		body = append(body, "abc"...)
+		sum := sha1.Sum(body)
+		require.NoError(t, os.WriteFile(index, append(body, sum[:]...), 0o644))
+	}
+	require.False(t, mayHaveUntracked(origin, index))
+
+	withExtension("ZZZZ")
+	assert.False(t, mayHaveUntracked(origin, index))
+	assert.Contains(t, gitT(t, origin, "ls-files"), "a/x", "git reads the index, ignoring the extension")
+
+	for _, sig := range []string{"zzzz", "1ZZZ", "\x00ZZZ", "[ZZZ"} {
+		withExtension(sig)
+		assert.True(t, mayHaveUntracked(origin, index), "%q", sig)
+		cmd := exec.Command("git", "ls-files")
+		cmd.Dir = origin
+		out, err := cmd.CombinedOutput()
+		assert.Error(t, err, "git refuses %q: %s", sig, out)
 	}
 }
