@@ -29,10 +29,11 @@ import (
 //     ResultRecorded and LogClosed at once;
 //   - each runner process runs the real runner actor (actors/runner, set up
 //     as cluster.StartRunner does) with a JobExecutor that returns a passed
-//     result at once. Everything else of the runner's job path is real: the
-//     log stream (a local log file created and removed per attempt, and the
-//     LogClosed/LogAck round trip to the reporter before JobFinished), the
-//     JobFinishedAck, heartbeats, and info-level slog lines to a file;
+//     result at once and writes no output. Everything else of the runner's
+//     job path is real: the log stream (an empty log skips the
+//     LogClosed/LogAck round trip that a real job, which always writes a
+//     step header, makes before JobFinished), the JobFinishedAck,
+//     heartbeats, and info-level slog lines to a file;
 //   - the bare comparison is one ping process and one echo process per
 //     runner, one message outstanding per echo (messages.JobRef, answered
 //     with Respond), on the same cluster.Start remote set-up.
