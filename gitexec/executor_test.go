@@ -578,3 +578,65 @@ func TestWrapperKillsGroupOnSIGTERM(t *testing.T) {
 	require.Error(t, waitErr)
 	waitDead(t, 3*time.Second, append(pidList(found), wrapper.Process.Pid)...)
 }
+
+func TestWarmWrapperRefusesNUL(t *testing.T) {
+	// NUL separates the fields of the control pipe: a step with a NUL in its
+	// environment or command would reach the wrapper cut differently. It is
+	// started the cold way instead, where the operating system refuses it,
+	// and the warm wrapper waits for the next step.
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	env := []string{envWrapper + "=1", raceNoExitDelay}
+	e := &Executor{Wrapper: []string{exe, "--"}, WrapperEnv: env}
+	defer e.Close()
+	e.Warm()
+	w := e.warm
+	require.NotNil(t, w)
+	dir := t.TempDir()
+	for _, r := range []Run{
+		{Dir: dir, Env: append([]string{"X=a\x00b"}, env...), Steps: []Step{{Run: "echo hi"}}},
+		{Dir: dir, Env: env, Steps: []Step{{Run: "echo a\x00b"}}},
+	} {
+		o := e.Execute(context.Background(), r)
+		assert.Equal(t, Errored, o.Status, o.Reason)
+		assert.Contains(t, o.Reason, "start step", "refused by exec, as without a warm wrapper")
+		assert.Same(t, w, e.warm, "the warm wrapper is kept")
+	}
+	var out strings.Builder
+	o := e.Execute(context.Background(), Run{Dir: dir, Env: env, Steps: []Step{{Run: "echo hi"}}, Output: &out})
+	assert.Equal(t, Passed, o.Status, out.String())
+	assert.Contains(t, out.String(), "hi\n")
+	assert.NotNil(t, w.cmd.ProcessState, "the warm wrapper ran the step")
+}
+
+func TestWarmWrapperStoppedBeforeItsStep(t *testing.T) {
+	// A stopped wrapper does not read its control pipe: a step larger than
+	// the pipe's buffer must not wait for it, but start the cold way.
+	defer func(d time.Duration) { controlWriteTimeout = d }(controlWriteTimeout)
+	controlWriteTimeout = 200 * time.Millisecond
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	env := []string{envWrapper + "=1", raceNoExitDelay}
+	e := &Executor{Wrapper: []string{exe, "--"}, WrapperEnv: env}
+	defer e.Close()
+	e.Warm()
+	pid := e.warm.cmd.Process.Pid
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	big := strings.Repeat("x", 50_000)
+	stepEnv := append([]string{"BIG1=" + big, "BIG2=" + big}, env...)
+
+	var out syncBuffer
+	done := make(chan Outcome, 1)
+	go func() {
+		done <- e.Execute(context.Background(), Run{Dir: t.TempDir(), Env: stepEnv, Steps: []Step{{Run: "echo ${#BIG1}"}}, Output: &out})
+	}()
+	select {
+	case o := <-done:
+		assert.Equal(t, Passed, o.Status, out.String())
+		assert.Contains(t, out.String(), "50000\n")
+	case <-time.After(time.Minute):
+		syscall.Kill(pid, syscall.SIGKILL) //nolint:errcheck // unblocks the executor
+		t.Fatal("the step waited for the stopped wrapper")
+	}
+	waitDead(t, 5*time.Second, pid)
+}

@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
+	"time"
 )
 
 // A warm wrapper is an exec wrapper (see WrapperMain) started before its
@@ -64,15 +66,34 @@ func (e *Executor) startWrapper() (*warmWrapper, error) {
 	return &warmWrapper{cmd: cmd, ctl: ctlW, out: outR}, nil
 }
 
-// give hands the wrapper its step. An error means the wrapper is unusable
-// (it died, or the pipe broke); it has then been stopped and reaped.
-func (w *warmWrapper) give(dir string, env, command []string) error {
+// controlMessage encodes a step for a warm wrapper's control pipe. A field
+// containing NUL cannot be encoded (it would split into two): the step must
+// be started the cold way, where the operating system refuses it.
+func controlMessage(dir string, env, command []string) ([]byte, error) {
 	var buf bytes.Buffer
 	for _, s := range append(append([]string{dir, strconv.Itoa(len(env))}, env...), command...) {
+		if strings.IndexByte(s, 0) >= 0 {
+			return nil, fmt.Errorf("hand a step to a warm wrapper: %q contains a NUL byte", s)
+		}
 		buf.WriteString(s)
 		buf.WriteByte(0)
 	}
-	_, err := w.ctl.Write(buf.Bytes())
+	return buf.Bytes(), nil
+}
+
+// controlWriteTimeout bounds the write of a step to a warm wrapper: a
+// stopped or stuck wrapper stops reading, and a step larger than the pipe's
+// buffer would wait for it past the step's timeout.
+var controlWriteTimeout = 5 * time.Second
+
+// give hands the wrapper its step, encoded by controlMessage. An error means
+// the wrapper is unusable (it died, the pipe broke, or it did not read the
+// step within controlWriteTimeout); it has then been stopped and reaped.
+func (w *warmWrapper) give(msg []byte) error {
+	err := w.ctl.SetWriteDeadline(time.Now().Add(controlWriteTimeout))
+	if err == nil {
+		_, err = w.ctl.Write(msg)
+	}
 	if cerr := w.ctl.Close(); err == nil {
 		err = cerr
 	}
@@ -100,16 +121,19 @@ func (e *Executor) start(dir string, env, command []string) (*exec.Cmd, *os.File
 	// A missing directory is the runner's error (errored), found when the
 	// wrapper is started in it: do not let a warm wrapper turn it into the
 	// step's exit status.
+	// A step that cannot be encoded leaves the warm wrapper for the next one.
 	if fi, err := os.Stat(dir); len(e.Wrapper) > 0 && err == nil && fi.IsDir() {
-		e.mu.Lock()
-		w := e.warm
-		e.warm = nil
-		e.mu.Unlock()
-		if w != nil {
-			if err := w.give(dir, env, command); err == nil {
-				return w.cmd, w.out, nil
+		if msg, err := controlMessage(dir, env, command); err == nil {
+			e.mu.Lock()
+			w := e.warm
+			e.warm = nil
+			e.mu.Unlock()
+			if w != nil {
+				if err := w.give(msg); err == nil {
+					return w.cmd, w.out, nil
+				}
+				// The warm wrapper died or hung since it started: start one the slow way.
 			}
-			// The warm wrapper died since it started: start one the slow way.
 		}
 	}
 	argv := append(append([]string{}, e.Wrapper...), command...)
