@@ -12,6 +12,7 @@ import (
 
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/dispatcher"
+	voltcluster "github.com/voltci/volt/cluster"
 	"github.com/voltci/volt/messages"
 	"github.com/voltci/volt/store"
 )
@@ -39,34 +40,6 @@ func (nopQueue) LoadQueue() ([]*messages.JobRecord, []*messages.Cursor, int64, e
 func (nopQueue) LoadIncarnations() ([]*messages.RunnerIncarnation, error) { return nil, nil }
 func (nopQueue) Archived(string, []string) (map[string]int64, error)      { return nil, nil }
 func (nopQueue) LatestJob(string, string) (*messages.Job, error)          { return nil, nil }
-
-// dbQueue adapts store.DB to the dispatcher's Store port, as cluster's
-// queueStore does.
-type dbQueue struct{ db *store.DB }
-
-func (q dbQueue) Save(b dispatcher.Batch) error {
-	return q.db.SaveQueue(b.Jobs, b.Cursors, b.Incarnations)
-}
-func (q dbQueue) LoadQueue() ([]*messages.JobRecord, []*messages.Cursor, int64, error) {
-	return q.db.LoadQueue()
-}
-func (q dbQueue) LoadIncarnations() ([]*messages.RunnerIncarnation, error) {
-	return q.db.LoadIncarnations()
-}
-func (q dbQueue) Archived(repo string, commits []string) (map[string]int64, error) {
-	return q.db.LatestJobIDs(repo, commits)
-}
-func (q dbQueue) LatestJob(repo, commit string) (*messages.Job, error) {
-	_, id, err := q.db.LatestBuild(repo, commit)
-	if err != nil || id == 0 {
-		return nil, err
-	}
-	rec, err := q.db.Job(id)
-	if err != nil {
-		return nil, err
-	}
-	return rec.Job, nil
-}
 
 // actorRig is the actor system, its actors and what the fakes observed.
 type actorRig struct {
@@ -338,7 +311,7 @@ func newActorRig(b *testing.B, runners int, durable bool) *actorRig {
 		if err != nil {
 			b.Fatalf("store.Open: %v", err)
 		}
-		r.db, q = db, dbQueue{db}
+		r.db, q = db, voltcluster.QueueStore(db) // the adapter the dispatcher runs with
 	}
 	// Notes go to a discarding logger: the log handler's cost is not the
 	// dispatcher's (production logs each assignment and result at info).

@@ -157,6 +157,10 @@ func (n *Node) StartRunner(name string, cfg runner.Config, setup RunnerSetup) (*
 // queueStore adapts store.DB to the dispatcher's Store port.
 type queueStore struct{ db *store.DB }
 
+// QueueStore is the dispatcher's Store on db, as StartDispatcher uses it:
+// for benchmarks and tests that run the dispatcher actor themselves.
+func QueueStore(db *store.DB) dispatcher.Store { return queueStore{db} }
+
 func (q queueStore) Save(b dispatcher.Batch) error {
 	return q.db.SaveQueue(b.Jobs, b.Cursors, b.Incarnations)
 }
