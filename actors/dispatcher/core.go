@@ -206,8 +206,9 @@ type observerState struct {
 }
 
 type recentResult struct {
-	attempt int32
-	runner  string
+	attempt     int32
+	runner      string
+	incarnation int64
 }
 
 // recentMax bounds Core.recent.
@@ -599,7 +600,7 @@ func (c *Core) jobFinished(now time.Time, from actors.Addr, m *messages.JobFinis
 	j := c.jobs[res.Job.Id]
 	r := c.current(m.RunnerId, m.Incarnation)
 	if j != nil && j.State == messages.JobState_JOB_STATE_DONE && j.Result != nil &&
-		j.Result.Attempt == res.Attempt && j.Result.RunnerId == m.RunnerId {
+		j.Result.Attempt == res.Attempt && j.Result.RunnerId == m.RunnerId && j.RunnerIncarnation == m.Incarnation {
 		fin.Recorded = true // a duplicate of what we recorded
 		return []actors.Effect{ack}
 	}
@@ -609,7 +610,7 @@ func (c *Core) jobFinished(now time.Time, from actors.Addr, m *messages.JobFinis
 		return []actors.Effect{actors.Send{To: from, Msg: &messages.HeartbeatAck{
 			RunnerId: m.RunnerId, Incarnation: m.Incarnation, Unknown: true, Epoch: c.cfg.Epoch}}}
 	}
-	if rr, ok := c.recent[res.Job.Id]; ok && j == nil && rr.attempt == res.Attempt && rr.runner == m.RunnerId {
+	if rr, ok := c.recent[res.Job.Id]; ok && j == nil && rr.attempt == res.Attempt && rr.runner == m.RunnerId && rr.incarnation == m.Incarnation {
 		fin.Recorded = true // a duplicate of what we recorded and forwarded
 		return []actors.Effect{ack}
 	}
@@ -901,7 +902,7 @@ func (c *Core) resultAcked(m *messages.ResultRecordedAck) []actors.Effect {
 	delete(c.jobs, m.JobId)
 	c.unsent.remove(j)
 	c.sent.remove(j)
-	c.remember(m.JobId, recentResult{attempt: j.Result.GetAttempt(), runner: j.Result.GetRunnerId()})
+	c.remember(m.JobId, recentResult{attempt: j.Result.GetAttempt(), runner: j.Result.GetRunnerId(), incarnation: j.RunnerIncarnation})
 	k := pair{j.Job.Repo, j.Job.Commit}
 	if id, ok := c.byKey[k]; ok && id == j.Job.Id {
 		delete(c.byKey, k)

@@ -311,6 +311,31 @@ func TestDuplicateJobFinishedAfterResultForwarded(t *testing.T) {
 	assert.True(t, acks[0].Recorded, "a duplicate of what was recorded is acknowledged as recorded")
 }
 
+// A JobFinished for the recorded attempt from another incarnation of the
+// same runner is not the recorded result: it is stale, and its ack does not
+// claim it was recorded, before and after the job left memory.
+func TestDuplicateJobFinishedFromAnotherIncarnationIsStale(t *testing.T) {
+	w := newWorld(t, dispatcher.DefaultConfig())
+	w.addObserver(obsAddr)
+	w.addReporter()
+	w.addRunner("r1", 2)
+	w.observe("main", "", commit(1))
+	w.finish("r1", 2, 1, 1, messages.Status_STATUS_PASSED)
+
+	for _, when := range []string{"recorded", "forwarded"} {
+		if when == "forwarded" {
+			w.step(repAddr, &messages.ResultRecordedAck{JobId: 1, Repo: repoURL, Commit: commit(1), Build: 1})
+		}
+		stale := w.d.Counter(dispatcher.CounterStale)
+		fx := w.finish("r1", 1, 1, 1, messages.Status_STATUS_FAILED)
+		acks := sendsTo[*messages.JobFinishedAck](fx, runnerAddr("r1"))
+		require.Len(t, acks, 1, when)
+		assert.False(t, acks[0].Recorded, "%s: an older incarnation's outcome acknowledged as recorded", when)
+		assert.Empty(t, persisted(fx), when)
+		assert.Equal(t, stale+1, w.d.Counter(dispatcher.CounterStale), when)
+	}
+}
+
 func TestResultFromSupersededAttemptIgnored(t *testing.T) {
 	w := newWorld(t, dispatcher.DefaultConfig())
 	w.addObserver(obsAddr)
