@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/voltci/volt/internal/voltbin"
 )
 
 // voltBin is the volt binary built once by TestMain.
@@ -29,29 +30,15 @@ func TestMain(m *testing.M) {
 	os.Exit(buildAndRun(m))
 }
 
-// buildAndRun builds ./cmd/volt (a plain build: no -race) into a temporary
-// directory, runs the benchmarks and removes the directory.
+// buildAndRun builds ./cmd/volt once, runs the benchmarks and removes the binary.
 func buildAndRun(m *testing.M) int {
-	for _, tool := range []string{"git", "python3", "sh", "sleep", "true"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			fmt.Fprintf(os.Stderr, "bench: %s not found in PATH: %v\n", tool, err)
-			return 1
-		}
-	}
-	dir, err := os.MkdirTemp("", "volt-bench-bin-")
+	bin, cleanup, err := voltbin.Build("..", "git", "python3", "sh", "sleep", "true") // the module root: this package is bench/
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	voltBin = filepath.Join(dir, "volt")
-	build := exec.Command("go", "build", "-o", voltBin, "./cmd/volt")
-	build.Dir = ".."                                  // the module root: this package is bench/
-	build.Env = append(os.Environ(), "CGO_ENABLED=0") // as `make build` builds it
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "bench: go build ./cmd/volt: %v\n%s", err, out)
-		return 1
-	}
+	defer cleanup()
+	voltBin = bin
 	upHTTP = helpMentions("up", "--http")
 	reporterHTTP = helpMentions("reporter", "--http")
 	load, _ := os.ReadFile("/proc/loadavg")

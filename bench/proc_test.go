@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/voltci/volt/internal/voltbin"
 )
 
 // ---- waiting ----
@@ -40,12 +42,11 @@ func poll(tb testing.TB, timeout, every time.Duration, cond func() bool, msg str
 // freePort returns a loopback port that was free a moment ago.
 func freePort(tb testing.TB) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := voltbin.FreePort()
 	if err != nil {
-		tb.Fatalf("find a free port: %v", err)
+		tb.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // freeAddr is "127.0.0.1:<free port>".
@@ -220,17 +221,7 @@ func (p *proc) logText() string {
 }
 
 // tail returns the last n lines of a file.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(%v)", err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func tail(path string, n int) string { return voltbin.Tail(path, n) }
 
 // cmdResult is the outcome of a short command.
 type cmdResult struct {

@@ -1,0 +1,62 @@
+// Package voltbin builds the volt binary for the tests that drive it from
+// outside, as separate processes (e2e/ and bench/), and holds the small
+// helpers they share. It is for tests only; nothing in the product imports it.
+package voltbin
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Build checks that each of tools is in PATH, then builds ./cmd/volt of the
+// module at moduleRoot into a new temporary directory, the way `make build`
+// does (static: CGO_ENABLED=0; not -race, to keep it fast). cleanup removes
+// the directory.
+func Build(moduleRoot string, tools ...string) (bin string, cleanup func(), err error) {
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			return "", nil, fmt.Errorf("%s not found in PATH: %w", tool, err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "volt-bin-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup = func() { os.RemoveAll(dir) }
+	bin = filepath.Join(dir, "volt")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/volt")
+	build.Dir = moduleRoot
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("go build ./cmd/volt: %w\n%s", err, out)
+	}
+	return bin, cleanup, nil
+}
+
+// Tail returns the last n lines of a file, or why it could not be read.
+func Tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(%v)", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// FreePort returns a loopback port that was free a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
