@@ -163,7 +163,17 @@ type job struct {
 	resent links[job]
 	// The arguments of its trace notes, each made an interface once.
 	idArg, commitArg, runnerArg any
+	// released counts the attempts given back by runners that shut down
+	// gracefully (RunnerStopping listing it): they do not count against
+	// MaxAttempts, up to maxFreeReleases. Kept in memory only: a restarted
+	// dispatcher counts every attempt again.
+	released int32
 }
+
+// maxFreeReleases bounds how many graceful releases of one job are not
+// counted against MaxAttempts, so that runners restarted over and over
+// cannot keep a build from ending.
+const maxFreeReleases = 10
 
 // noteArgs returns j's id and commit as note arguments.
 func (j *job) noteArgs() (id, commit any) {
@@ -676,7 +686,7 @@ func (c *Core) requeue(now time.Time, j *job, why string) []actors.Effect {
 			Reason: "cancelled; its runner was lost before it stopped (" + why + ")", FinishedUnixMs: now.UnixMilli(), StartedUnixMs: j.AssignedUnixMs,
 		})
 	}
-	if int(j.Attempt) >= c.cfg.MaxAttempts && !plant.On(plant.AttemptCapIgnored) {
+	if int(j.Attempt-j.released) >= c.cfg.MaxAttempts && !plant.On(plant.AttemptCapIgnored) {
 		c.counters[cGaveUp]++
 		return c.finish(now, nil, j, &messages.Result{
 			Job: j.Job, Attempt: j.Attempt, Status: messages.Status_STATUS_ERRORED,
@@ -732,6 +742,15 @@ func (c *Core) runnerStopping(now time.Time, m *messages.RunnerStopping) []actor
 	if r == nil {
 		c.counters[cStaleMessages]++
 		return nil
+	}
+	// An attempt the runner gave back on its way down did not fail: the
+	// build keeps its attempts (a deploy that restarts runners must not
+	// error builds).
+	if j := c.jobs[r.job]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && j.RunnerId == r.id &&
+		j.released < maxFreeReleases && slices.ContainsFunc(m.Released, func(ref *messages.JobRef) bool {
+			return ref.GetJobId() == j.Job.Id && ref.GetAttempt() == j.Attempt
+		}) {
+		j.released++
 	}
 	return c.loseRunner(now, r, "runner shut down: "+m.Reason)
 }

@@ -502,6 +502,32 @@ func TestRunnerStoppingGivesItsJobBack(t *testing.T) {
 	assert.NotNil(t, w.runner("r2"))
 }
 
+// Attempts that runners gave back while shutting down gracefully do not
+// count against the attempt cap; attempts lost otherwise still do.
+func TestGracefulReleasesKeepTheAttempts(t *testing.T) {
+	w := newWorld(t, dispatcher.DefaultConfig()) // MaxAttempts 3
+	w.addObserver(obsAddr)
+	w.addRunner("r1", 1)
+	w.observe("main", "", commit(1))
+	for attempt := int32(1); attempt <= 4; attempt++ {
+		id := fmt.Sprintf("r%d", attempt+1)
+		w.addRunner(id, 1) // idle, waiting
+		prev := fmt.Sprintf("r%d", attempt)
+		fx := w.step(runnerAddr(prev), &messages.RunnerStopping{RunnerId: prev, Incarnation: 1,
+			Released: []*messages.JobRef{ref(1, attempt)}, Reason: "SIGTERM"})
+		assert.Equal(t, []string{fmt.Sprintf("1/%d->%s@1", attempt+1, id)}, runJobs(fx), "release %d", attempt)
+	}
+	// Attempt 5 runs on r5; losing it and two more without a release ends the build.
+	w.addRunner("r6", 1)
+	w.step(runnerAddr("r5"), actors.PeerTerminated{Addr: runnerAddr("r5")})
+	w.addRunner("r7", 1)
+	w.step(runnerAddr("r6"), actors.PeerTerminated{Addr: runnerAddr("r6")})
+	fx := w.step(runnerAddr("r7"), actors.PeerTerminated{Addr: runnerAddr("r7")})
+	assert.Empty(t, runJobs(fx))
+	assert.Equal(t, messages.Status_STATUS_ERRORED, w.job(1).Result.Status)
+	assert.EqualValues(t, 7, w.job(1).Result.Attempt)
+}
+
 // --- Registration and incarnations ---
 
 func TestRunnerRegistrationRefused(t *testing.T) {
