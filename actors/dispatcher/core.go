@@ -748,8 +748,8 @@ func (c *Core) runnerStopping(now time.Time, m *messages.RunnerStopping) []actor
 	// error builds).
 	if j := c.jobs[r.job]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && j.RunnerId == r.id &&
 		j.released < maxFreeReleases && slices.ContainsFunc(m.Released, func(ref *messages.JobRef) bool {
-			return ref.GetJobId() == j.Job.Id && ref.GetAttempt() == j.Attempt
-		}) {
+		return ref.GetJobId() == j.Job.Id && ref.GetAttempt() == j.Attempt
+	}) {
 		j.released++
 	}
 	return c.loseRunner(now, r, "runner shut down: "+m.Reason)
