@@ -746,11 +746,13 @@ func (c *Core) runnerStopping(now time.Time, m *messages.RunnerStopping) []actor
 	// An attempt the runner gave back on its way down did not fail: the
 	// build keeps its attempts (a deploy that restarts runners must not
 	// error builds).
-	if j := c.jobs[r.job]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && j.RunnerId == r.id &&
-		j.released < maxFreeReleases && slices.ContainsFunc(m.Released, func(ref *messages.JobRef) bool {
-		return ref.GetJobId() == j.Job.Id && ref.GetAttempt() == j.Attempt
-	}) {
-		j.released++
+	if j := c.jobs[r.job]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && j.RunnerId == r.id && j.released < maxFreeReleases {
+		gaveBack := slices.ContainsFunc(m.Released, func(ref *messages.JobRef) bool {
+			return ref.GetJobId() == j.Job.Id && ref.GetAttempt() == j.Attempt
+		})
+		if gaveBack {
+			j.released++
+		}
 	}
 	return c.loseRunner(now, r, "runner shut down: "+m.Reason)
 }
