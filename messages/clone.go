@@ -27,5 +27,6 @@ func CloneJobRecord(j *JobRecord) *JobRecord {
 	}
 	return &JobRecord{Job: CloneJob(j.Job), State: j.State, Attempt: j.Attempt, RunnerId: j.RunnerId,
 		RunnerIncarnation: j.RunnerIncarnation, Result: CloneResult(j.Result), Forwarded: j.Forwarded,
-		QueuedUnixMs: j.QueuedUnixMs, AssignedUnixMs: j.AssignedUnixMs, LastError: j.LastError, CancelRequested: j.CancelRequested}
+		QueuedUnixMs: j.QueuedUnixMs, AssignedUnixMs: j.AssignedUnixMs, LastError: j.LastError, CancelRequested: j.CancelRequested,
+		Released: j.Released}
 }

@@ -387,8 +387,11 @@ type JobRecord struct {
 	// cancel_requested is set by a user's cancel: a lost attempt then ends
 	// the build as cancelled instead of going back to the queue.
 	CancelRequested bool `protobuf:"varint,11,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// released counts the attempts runners gave back while shutting down
+	// gracefully: they do not count against the attempt cap (up to a bound).
+	Released      int32 `protobuf:"varint,12,opt,name=released,proto3" json:"released,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobRecord) Reset() {
@@ -496,6 +499,13 @@ func (x *JobRecord) GetCancelRequested() bool {
 		return x.CancelRequested
 	}
 	return false
+}
+
+func (x *JobRecord) GetReleased() int32 {
+	if x != nil {
+		return x.Released
+	}
+	return 0
 }
 
 // Cursor is the last commit of a branch the dispatcher has accepted.
@@ -2880,7 +2890,7 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	" \x01(\x03R\blogBytes\x12\x1f\n" +
 	"\vlog_dropped\x18\v \x01(\x03R\n" +
 	"logDropped\x12$\n" +
-	"\x0equeued_unix_ms\x18\f \x01(\x03R\fqueuedUnixMs\"\x9b\x03\n" +
+	"\x0equeued_unix_ms\x18\f \x01(\x03R\fqueuedUnixMs\"\xb7\x03\n" +
 	"\tJobRecord\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.volt.v1.JobR\x03job\x12'\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x11.volt.v1.JobStateR\x05state\x12\x18\n" +
@@ -2894,7 +2904,8 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\n" +
 	" \x01(\tR\tlastError\x12)\n" +
-	"\x10cancel_requested\x18\v \x01(\bR\x0fcancelRequested\"L\n" +
+	"\x10cancel_requested\x18\v \x01(\bR\x0fcancelRequested\x12\x1a\n" +
+	"\breleased\x18\f \x01(\x05R\breleased\"L\n" +
 	"\x06Cursor\x12\x12\n" +
 	"\x04repo\x18\x01 \x01(\tR\x04repo\x12\x16\n" +
 	"\x06branch\x18\x02 \x01(\tR\x06branch\x12\x16\n" +

@@ -105,6 +105,7 @@ func copyRecord(dst, src *messages.JobRecord) *messages.JobRecord {
 	dst.Job, dst.State, dst.Attempt, dst.RunnerId = src.Job, src.State, src.Attempt, src.RunnerId
 	dst.RunnerIncarnation, dst.Result, dst.Forwarded = src.RunnerIncarnation, src.Result, src.Forwarded
 	dst.QueuedUnixMs, dst.AssignedUnixMs, dst.LastError, dst.CancelRequested = src.QueuedUnixMs, src.AssignedUnixMs, src.LastError, src.CancelRequested
+	dst.Released = src.Released
 	return dst
 }
 
@@ -163,15 +164,11 @@ type job struct {
 	resent links[job]
 	// The arguments of its trace notes, each made an interface once.
 	idArg, commitArg, runnerArg any
-	// released counts the attempts given back by runners that shut down
-	// gracefully (RunnerStopping listing it): they do not count against
-	// MaxAttempts, up to maxFreeReleases. Kept in memory only: a restarted
-	// dispatcher counts every attempt again.
-	released int32
 }
 
-// maxFreeReleases bounds how many graceful releases of one job are not
-// counted against MaxAttempts, so that runners restarted over and over
+// maxFreeReleases bounds how many graceful releases of one job
+// (JobRecord.Released: attempts given back by runners that shut down
+// gracefully, durable with the job) are not counted against MaxAttempts, so that runners restarted over and over
 // cannot keep a build from ending.
 const maxFreeReleases = 10
 
@@ -686,7 +683,7 @@ func (c *Core) requeue(now time.Time, j *job, why string) []actors.Effect {
 			Reason: "cancelled; its runner was lost before it stopped (" + why + ")", FinishedUnixMs: now.UnixMilli(), StartedUnixMs: j.AssignedUnixMs,
 		})
 	}
-	if int(j.Attempt-j.released) >= c.cfg.MaxAttempts && !plant.On(plant.AttemptCapIgnored) {
+	if int(j.Attempt-j.Released) >= c.cfg.MaxAttempts && !plant.On(plant.AttemptCapIgnored) {
 		c.counters[cGaveUp]++
 		return c.finish(now, nil, j, &messages.Result{
 			Job: j.Job, Attempt: j.Attempt, Status: messages.Status_STATUS_ERRORED,
@@ -746,12 +743,12 @@ func (c *Core) runnerStopping(now time.Time, m *messages.RunnerStopping) []actor
 	// An attempt the runner gave back on its way down did not fail: the
 	// build keeps its attempts (a deploy that restarts runners must not
 	// error builds).
-	if j := c.jobs[r.job]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && j.RunnerId == r.id && j.released < maxFreeReleases {
+	if j := c.jobs[r.job]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && j.RunnerId == r.id && j.Released < maxFreeReleases {
 		gaveBack := slices.ContainsFunc(m.Released, func(ref *messages.JobRef) bool {
 			return ref.GetJobId() == j.Job.Id && ref.GetAttempt() == j.Attempt
 		})
 		if gaveBack {
-			j.released++
+			j.Released++ // made durable by the requeue's Persist
 		}
 	}
 	return c.loseRunner(now, r, "runner shut down: "+m.Reason)

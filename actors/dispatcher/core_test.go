@@ -503,7 +503,8 @@ func TestRunnerStoppingGivesItsJobBack(t *testing.T) {
 }
 
 // Attempts that runners gave back while shutting down gracefully do not
-// count against the attempt cap; attempts lost otherwise still do.
+// count against the attempt cap, and the count is saved with the job;
+// attempts lost otherwise still count.
 func TestGracefulReleasesKeepTheAttempts(t *testing.T) {
 	w := newWorld(t, dispatcher.DefaultConfig()) // MaxAttempts 3
 	w.addObserver(obsAddr)
@@ -516,6 +517,9 @@ func TestGracefulReleasesKeepTheAttempts(t *testing.T) {
 		fx := w.step(runnerAddr(prev), &messages.RunnerStopping{RunnerId: prev, Incarnation: 1,
 			Released: []*messages.JobRef{ref(1, attempt)}, Reason: "SIGTERM"})
 		assert.Equal(t, []string{fmt.Sprintf("1/%d->%s@1", attempt+1, id)}, runJobs(fx), "release %d", attempt)
+		jobs := persistedJobs(fx)
+		require.NotEmpty(t, jobs, "release %d", attempt)
+		assert.Equal(t, attempt, jobs[0].Released, "release %d: the count is durable with the job", attempt)
 	}
 	// Attempt 5 runs on r5; losing it and two more without a release ends the build.
 	w.addRunner("r6", 1)
