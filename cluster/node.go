@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,6 +64,37 @@ type levelHandler struct {
 func (h levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= h.min && h.Handler.Enabled(ctx, l)
 }
+
+// Handle demotes to debug the error Proto.Actor logs when a peer closes its
+// connection cleanly (every `volt notify` or `volt status` does, on its way
+// out): an ordinary event, which Volt's own logs report where it matters
+// ("runner lost").
+func (h levelHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError && peerClosed(r) {
+		r.Level = slog.LevelDebug
+		if r.Level < h.min || !h.Handler.Enabled(ctx, r.Level) {
+			return nil
+		}
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// peerClosed reports whether r is Proto.Actor's "EndpointWriter lost
+// connection" for a connection the peer ended (EOF).
+func peerClosed(r slog.Record) bool {
+	if r.Message != "EndpointWriter lost connection" {
+		return false
+	}
+	eof := false
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "error" && strings.HasSuffix(a.Value.String(), "EOF") {
+			eof = true
+		}
+		return !eof
+	})
+	return eof
+}
+
 func (h levelHandler) WithAttrs(a []slog.Attr) slog.Handler {
 	return levelHandler{h.Handler.WithAttrs(a), h.min}
 }

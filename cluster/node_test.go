@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -159,4 +160,20 @@ func TestRolesInOneProcess(t *testing.T) {
 	eventually(t, 20*time.Second, func() bool { return resultFile(second) != "" && resultFile(third) != "" }, "both new commits' results")
 	require.Contains(t, resultFile(second), "status: failed")
 	require.Contains(t, resultFile(second), "failed_step: bad")
+}
+
+// Proto.Actor's error for a peer that closed its connection (every CLI
+// command does) is logged at debug; other errors keep their level.
+func TestPeerCloseIsNotAnError(t *testing.T) {
+	var buf strings.Builder
+	logger := slog.New(levelHandler{slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}), slog.LevelInfo})
+	logger.Error("EndpointWriter lost connection", "address", "127.0.0.1:1", "error", errors.New("rpc error: code = Unavailable desc = error reading from server: EOF"))
+	require.Empty(t, buf.String(), "a clean close is below the info level")
+	logger.Error("EndpointWriter lost connection", "address", "127.0.0.1:1", "error", errors.New("connection reset by peer"))
+	require.Contains(t, buf.String(), "level=ERROR")
+
+	buf.Reset()
+	debug := slog.New(levelHandler{slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}), slog.LevelDebug})
+	debug.Error("EndpointWriter lost connection", "error", errors.New("error reading from server: EOF"))
+	require.Contains(t, buf.String(), "level=DEBUG")
 }
