@@ -120,7 +120,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 		}
 	case *messages.RebuildRequest:
 		from := actors.AddrOf(ctx.Sender())
-		if !a.commits.settled() {
+		if a.commits.waiting() {
 			// The store is asked about the commit's builds: it must hold
 			// every change made so far.
 			a.commits.hold(held{rebuild: m, from: from})
@@ -157,7 +157,7 @@ func (a *Actor) rebuild(ctx actor.Context, now time.Time, m *messages.RebuildReq
 
 // answerDrainers answers every Drain once nothing waits for the store.
 func (a *Actor) answerDrainers(ctx actor.Context) {
-	if len(a.drainers) == 0 || !a.commits.settled() {
+	if len(a.drainers) == 0 || a.commits.waiting() {
 		return
 	}
 	for _, pid := range a.drainers {

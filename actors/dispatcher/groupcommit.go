@@ -31,9 +31,8 @@ type groupCommit struct {
 	// last is the number of the newest batch that got a Persist; durable
 	// the newest one written. Effects wait while last > durable.
 	last, durable uint64
-	writing       bool // a batch is with the writer
-	held          []held
-	nextHeld      int // held[:nextHeld] are released
+	writing       bool       // a batch is with the writer
+	held          ring[held] // in order; a ring, so that steady traffic reuses its space
 }
 
 // held is an effect, or a RebuildRequest that must read the store, waiting
@@ -51,7 +50,7 @@ type gathered struct {
 	due bool // its flushBatch arrived: hand it over as soon as the writer is free
 	Batch
 	jobs    map[int64]int  // job id -> index in Jobs
-	cursors map[string]int // repo\x00branch -> index in Cursors
+	cursors map[pair]int   // repo and branch -> index in Cursors
 	incs    map[string]int // runner id -> index in Incarnations
 }
 
@@ -90,7 +89,7 @@ func (g *groupCommit) add(ctx actor.Context, p Persist) {
 	}
 	b := g.gathering
 	if b == nil {
-		b = &gathered{n: g.last + 1, jobs: map[int64]int{}, cursors: map[string]int{}, incs: map[string]int{}}
+		b = &gathered{n: g.last + 1, jobs: map[int64]int{}, cursors: map[pair]int{}, incs: map[string]int{}}
 		g.gathering = b
 		g.last = b.n
 		ctx.Send(ctx.Self(), flushBatch{n: b.n})
@@ -104,7 +103,7 @@ func (g *groupCommit) add(ctx actor.Context, p Persist) {
 		b.Jobs = append(b.Jobs, j)
 	}
 	for _, c := range p.Cursors {
-		k := c.GetRepo() + "\x00" + c.GetBranch() // one cursor per repository and branch
+		k := pair{c.GetRepo(), c.GetBranch()}
 		if i, ok := b.cursors[k]; ok {
 			b.Cursors[i] = c
 			continue
@@ -125,34 +124,24 @@ func (g *groupCommit) add(ctx actor.Context, p Persist) {
 }
 
 // waiting reports whether an effect now must be held: an earlier Persist is
-// not durable yet, or earlier effects still wait.
+// not durable yet, or earlier effects still wait. When it is false, the
+// store holds every change made so far and nothing waits.
 func (g *groupCommit) waiting() bool {
-	return g.last > g.durable || g.nextHeld < len(g.held)
+	return g.last > g.durable || g.held.len() > 0
 }
-
-// settled reports whether the store holds every change made so far and no
-// effect waits.
-func (g *groupCommit) settled() bool { return !g.waiting() }
 
 // hold queues h behind the newest Persist.
 func (g *groupCommit) hold(h held) {
 	h.after = g.last
-	g.held = append(g.held, h)
+	g.held.pushBack(h)
 }
 
 // next takes the first held item if its batch is durable.
 func (g *groupCommit) next() (held, bool) {
-	if g.nextHeld == len(g.held) {
-		g.held, g.nextHeld = g.held[:0], 0
+	if g.held.len() == 0 || g.held.front().after > g.durable {
 		return held{}, false
 	}
-	h := g.held[g.nextHeld]
-	if h.after > g.durable {
-		return held{}, false
-	}
-	g.held[g.nextHeld] = held{}
-	g.nextHeld++
-	return h, true
+	return g.held.popFront(), true
 }
 
 // due marks batch n ready to go (its flushBatch arrived) and hands it over
@@ -178,7 +167,7 @@ func (g *groupCommit) flush(ctx actor.Context) {
 
 // drop forgets everything gathered and held, unsent.
 func (g *groupCommit) drop() {
-	g.gathering, g.held, g.nextHeld = nil, nil, 0
+	g.gathering, g.held = nil, ring[held]{}
 }
 
 // writer is the child actor that makes batches durable, one at a time. Its
