@@ -12,6 +12,7 @@ import (
 
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/dispatcher"
+	"github.com/voltci/volt/bench/internal/nopstore"
 	voltcluster "github.com/voltci/volt/cluster"
 	"github.com/voltci/volt/messages"
 	"github.com/voltci/volt/store"
@@ -29,17 +30,6 @@ const (
 	benchRepo = "/srv/git/project.git"
 	obsBatch  = 100 // commits per CommitObserved
 )
-
-// nopQueue is a dispatcher.Store that keeps nothing: the store out of the path.
-type nopQueue struct{}
-
-func (nopQueue) Save(dispatcher.Batch) error { return nil }
-func (nopQueue) LoadQueue() ([]*messages.JobRecord, []*messages.Cursor, int64, error) {
-	return nil, nil, 0, nil
-}
-func (nopQueue) LoadIncarnations() ([]*messages.RunnerIncarnation, error) { return nil, nil }
-func (nopQueue) Archived(string, []string) (map[string]int64, error)      { return nil, nil }
-func (nopQueue) LatestJob(string, string) (*messages.Job, error)          { return nil, nil }
 
 // actorRig is the actor system, its actors and what the fakes observed.
 type actorRig struct {
@@ -305,7 +295,7 @@ func newActorRig(b *testing.B, runners int, durable bool) *actorRig {
 	r := &actorRig{progress: make(chan struct{}, 1), stopBeats: make(chan struct{}), beatsDone: make(chan struct{})}
 	discard := slog.New(slog.DiscardHandler)
 	r.sys = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return discard }))
-	var q dispatcher.Store = nopQueue{}
+	var q dispatcher.Store = nopstore.Store{}
 	if durable {
 		db, err := store.Open(b.TempDir())
 		if err != nil {

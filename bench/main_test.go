@@ -1,6 +1,8 @@
 package bench
 
 import (
+	cmap "github.com/orcaman/concurrent-map"
+
 	"flag"
 	"fmt"
 	"os"
@@ -21,6 +23,9 @@ var voltBin string
 var upHTTP, reporterHTTP bool
 
 func TestMain(m *testing.M) {
+	// The in-process benchmarks run actor systems set up as cmd/volt's are:
+	// one shard per registry map, set before any system exists.
+	cmap.SHARD_COUNT = 1
 	flag.Parse()
 	// Only build (and only need git and python3) when benchmarks are asked
 	// for: `go test ./...` must stay cheap.

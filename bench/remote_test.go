@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/voltci/volt/internal/voltbin"
 )
 
 // BenchmarkRemoteNoopJobs is the cross-process part of target 8: no-op jobs
@@ -166,11 +168,7 @@ func noopNodeBin(b *testing.B) string {
 	}
 	noopNode.once.Do(func() {
 		noopNode.bin = filepath.Join(filepath.Dir(voltBin), "noopnode")
-		build := exec.Command("go", "build", "-o", noopNode.bin, "./bench/internal/noopnode")
-		build.Dir = ".."
-		if out, err := build.CombinedOutput(); err != nil {
-			noopNode.err = fmt.Errorf("go build ./bench/internal/noopnode: %v\n%s", err, out)
-		}
+		noopNode.err = voltbin.BuildPackage("..", "./bench/internal/noopnode", noopNode.bin) // as volt is built
 	})
 	if noopNode.err != nil {
 		b.Fatal(noopNode.err)

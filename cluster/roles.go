@@ -32,7 +32,9 @@ const (
 	RunnerName     = "runner"
 )
 
-func (n *Node) env(role string) actors.Env {
+// Env is what a role's shell on this node needs: its logger tagged with
+// role, the port probe, the node's exit, and the reset of stuck connections.
+func (n *Node) Env(role string) actors.Env {
 	env := actors.Env{Logger: n.logger.With("role", role), Probe: Probe, OnExit: n.Exit}
 	if n.links != nil {
 		env.Unstick = n.links.unstick
@@ -46,7 +48,7 @@ func (n *Node) Addr(name string) actors.Addr { return actors.NewAddr(n.Address, 
 // StartDispatcher starts the dispatcher role on db.
 func (n *Node) StartDispatcher(cfg dispatcher.Config, db *store.DB) (*actor.PID, error) {
 	st := queueStore{db}
-	pid, err := n.Spawn(DispatcherName, func() actor.Actor { return dispatcher.NewActor(cfg, st, n.env("dispatcher")) })
+	pid, err := n.Spawn(DispatcherName, func() actor.Actor { return dispatcher.NewActor(cfg, st, n.Env("dispatcher")) })
 	if err == nil {
 		n.DrainBeforeStop(pid, dispatcher.Drain{})
 	}
@@ -56,7 +58,7 @@ func (n *Node) StartDispatcher(cfg dispatcher.Config, db *store.DB) (*actor.PID,
 // StartReporter starts the reporter role on db; result files go under db's directory.
 func (n *Node) StartReporter(cfg reporter.Config, db *store.DB) (*actor.PID, error) {
 	st := resultStore{db}
-	return n.Spawn(ReporterName, func() actor.Actor { return reporter.NewActor(cfg, st, n.env("reporter")) })
+	return n.Spawn(ReporterName, func() actor.Actor { return reporter.NewActor(cfg, st, n.Env("reporter")) })
 }
 
 // StartObserver starts the observer role reading repos.
@@ -65,7 +67,7 @@ func (n *Node) StartObserver(cfg observer.Config, repos []*gitexec.Repo) (*actor
 	for _, r := range repos {
 		rd.repos[r.URL()] = r
 	}
-	return n.Spawn(ObserverName, func() actor.Actor { return observer.NewActor(cfg, rd, n.env("observer")) })
+	return n.Spawn(ObserverName, func() actor.Actor { return observer.NewActor(cfg, rd, n.Env("observer")) })
 }
 
 // RunnerSetup is what a runner needs beyond its identity.
@@ -143,7 +145,7 @@ func (n *Node) StartRunner(name string, cfg runner.Config, setup RunnerSetup) (*
 	// must not take the new one down with it. The plain name is an alias, so
 	// that `volt status --role runner` finds it.
 	pid, err := n.Spawn(fmt.Sprintf("%s-%d", name, cfg.Incarnation), func() actor.Actor {
-		return runner.NewActor(cfg, exec, logDir, n.env("runner"))
+		return runner.NewActor(cfg, exec, logDir, n.Env("runner"))
 	})
 	if err != nil {
 		return nil, err

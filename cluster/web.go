@@ -75,7 +75,7 @@ func (n *Node) StartObserverTimed(cfg observer.Config, repos []*gitexec.Repo, on
 		rd.repos[r.URL()] = r
 	}
 	return n.Spawn(ObserverName, func() actor.Actor {
-		a := observer.NewActor(cfg, rd, n.env("observer"))
+		a := observer.NewActor(cfg, rd, n.Env("observer"))
 		a.OnPoll = onPoll
 		return a
 	})

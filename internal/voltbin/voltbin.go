@@ -28,14 +28,23 @@ func Build(moduleRoot string, tools ...string) (bin string, cleanup func(), err 
 	}
 	cleanup = func() { os.RemoveAll(dir) }
 	bin = filepath.Join(dir, "volt")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/volt")
-	build.Dir = moduleRoot
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
+	if err := BuildPackage(moduleRoot, "./cmd/volt", bin); err != nil {
 		cleanup()
-		return "", nil, fmt.Errorf("go build ./cmd/volt: %w\n%s", err, out)
+		return "", nil, err
 	}
 	return bin, cleanup, nil
+}
+
+// BuildPackage builds the main package pkg (relative to moduleRoot) into
+// out, as Build builds volt: static, CGO_ENABLED=0.
+func BuildPackage(moduleRoot, pkg, out string) error {
+	build := exec.Command("go", "build", "-o", out, pkg)
+	build.Dir = moduleRoot
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if output, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, output)
+	}
+	return nil
 }
 
 // Tail returns the last n lines of a file, or why it could not be read.

@@ -11,8 +11,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/dispatcher"
+	"github.com/voltci/volt/bench/internal/nopstore"
 	"github.com/voltci/volt/cluster"
 	"github.com/voltci/volt/messages"
 )
@@ -23,18 +23,6 @@ const (
 	repoName = "noop"
 	branch   = "main"
 )
-
-// memStore is the dispatcher's Store with the store out of the path: it
-// keeps nothing and recovers nothing.
-type memStore struct{}
-
-func (memStore) Save(dispatcher.Batch) error { return nil }
-func (memStore) LoadQueue() ([]*messages.JobRecord, []*messages.Cursor, int64, error) {
-	return nil, nil, 0, nil
-}
-func (memStore) LoadIncarnations() ([]*messages.RunnerIncarnation, error) { return nil, nil }
-func (memStore) Archived(string, []string) (map[string]int64, error)      { return nil, nil }
-func (memStore) LatestJob(string, string) (*messages.Job, error)          { return nil, nil }
 
 // probe times, from inside the dispatcher actor, each RunJob it sends (sender
 // middleware: when its Receive hands the message to Proto.Actor, before
@@ -211,9 +199,9 @@ type dispatcherNode struct {
 func startDispatcher(node *cluster.Node, logger *slog.Logger, t *tracer) (*dispatcherNode, error) {
 	d := &dispatcherNode{node: node, probe: &probe{t: t}}
 	d.probe.reset()
-	env := actors.Env{Logger: logger.With("role", "dispatcher"), Probe: cluster.Probe, OnExit: node.Exit}
+	env := node.Env("dispatcher") // as cluster sets up its roles
 	cfg := dispatcher.DefaultConfig()
-	props := actor.PropsFromProducer(func() actor.Actor { return dispatcher.NewActor(cfg, memStore{}, env) },
+	props := actor.PropsFromProducer(func() actor.Actor { return dispatcher.NewActor(cfg, nopstore.Store{}, env) },
 		actor.WithReceiverMiddleware(d.probe.receive), actor.WithSenderMiddleware(d.probe.send))
 	pid, err := node.System.Root.SpawnNamed(props, cluster.DispatcherName)
 	if err != nil {

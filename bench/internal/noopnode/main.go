@@ -1,6 +1,8 @@
 package main
 
 import (
+	cmap "github.com/orcaman/concurrent-map"
+
 	"bufio"
 	"flag"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 )
 
 func main() {
+	cmap.SHARD_COUNT = 1 // as cmd/volt's main sets it, before any actor system
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "noopnode:", err)
 		os.Exit(1)

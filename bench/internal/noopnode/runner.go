@@ -42,7 +42,7 @@ func startRunner(node *cluster.Node, logger *slog.Logger, id, dispServer, logDir
 	host, _ := os.Hostname()
 	cfg := runner.Config{ID: id, Incarnation: time.Now().UnixNano(), Hostname: host,
 		Dispatcher: actors.NewAddr(disp, cluster.DispatcherName), Grace: 10 * time.Second}
-	env := actors.Env{Logger: logger.With("role", "runner"), Probe: cluster.Probe, OnExit: node.Exit}
+	env := node.Env("runner") // as cluster sets up its roles
 	pid, err := node.Spawn(fmt.Sprintf("%s-%d", cluster.RunnerName, cfg.Incarnation), func() actor.Actor {
 		a := runner.NewActor(cfg, noopExecutor{t}, logDir, env)
 		if t != nil {
