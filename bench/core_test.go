@@ -17,7 +17,7 @@ import (
 // Proto.Actor mailbox, no network): the upper bound of what the real
 // dispatcher actor can do, not a measurement of it. Effects are carried out
 // the way the actor does (actors/dispatcher/actor.go): with a store, every
-// Persist is one SaveJobs (or SaveIncarnations) transaction before the
+// Persist is one SaveQueue transaction (as before group commit) before the
 // effects after it, and every CommitObserved first asks the store which
 // commits are archived; sends are only collected.
 type coreRig struct {
@@ -80,15 +80,8 @@ func (r *coreRig) apply(fx []actors.Effect) {
 			if r.db == nil {
 				continue
 			}
-			if len(e.Jobs) > 0 || len(e.Cursors) > 0 {
-				if err := r.db.SaveJobs(e.Jobs, e.Cursors); err != nil {
-					r.b.Fatalf("SaveJobs: %v", err)
-				}
-			}
-			if len(e.Incarnations) > 0 {
-				if err := r.db.SaveIncarnations(e.Incarnations); err != nil {
-					r.b.Fatalf("SaveIncarnations: %v", err)
-				}
+			if err := r.db.SaveQueue(e.Jobs, e.Cursors, e.Incarnations); err != nil {
+				r.b.Fatalf("SaveQueue: %v", err)
 			}
 		case actors.Send:
 			if run, ok := e.Msg.(*messages.RunJob); ok {

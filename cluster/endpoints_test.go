@@ -4,9 +4,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,6 +16,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/stretchr/testify/require"
 
+	"github.com/voltci/volt/internal/voltbin"
 	"github.com/voltci/volt/messages"
 )
 
@@ -38,13 +39,12 @@ func (h signalHandler) Handle(ctx context.Context, r slog.Record) error {
 func (h signalHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h signalHandler) WithGroup(string) slog.Handler      { return h }
 
-func freePort(t *testing.T) string {
+// freeAddr is a loopback host:port that was free a moment ago.
+func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := voltbin.FreePort()
 	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-	return addr
+	return "127.0.0.1:" + strconv.Itoa(port)
 }
 
 // sink forwards the heartbeats it receives.
@@ -92,7 +92,7 @@ func TestUnstickDialsAfreshPastAFailedDial(t *testing.T) {
 	got := make(chan uint64, 2)
 	collector := a.System.Root.Spawn(actor.PropsFromFunc(sink(got)))
 
-	peer := freePort(t)
+	peer := freeAddr(t)
 	target := actor.NewPID(peer, "echo")
 	a.System.Root.RequestWithCustomSender(target, &messages.Heartbeat{Seq: 1}, collector)
 	select {

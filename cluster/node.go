@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"strconv"
 	"strings"
@@ -72,7 +73,7 @@ func (h levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
 func (h levelHandler) Handle(ctx context.Context, r slog.Record) error {
 	if r.Level >= slog.LevelError && peerClosed(r) {
 		r.Level = slog.LevelDebug
-		if r.Level < h.min || !h.Handler.Enabled(ctx, r.Level) {
+		if !h.Enabled(ctx, r.Level) {
 			return nil
 		}
 	}
@@ -256,13 +257,11 @@ func (n *Node) Shutdown() {
 	}
 	n.stopping = true
 	roles := append([]*actor.PID(nil), n.roles...)
+	drainers := maps.Clone(n.drainers)
 	n.mu.Unlock()
 	n.bg.Wait()
 	for i := len(roles) - 1; i >= 0; i-- {
-		n.mu.Lock()
-		drain, ok := n.drainers[roles[i]]
-		n.mu.Unlock()
-		if ok {
+		if drain, ok := drainers[roles[i]]; ok {
 			// Let what is being made durable land and be sent: a graceful
 			// stop should lose no more than it must.
 			if _, err := n.System.Root.RequestFuture(roles[i], drain, drainTimeout).Result(); err != nil {

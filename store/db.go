@@ -30,7 +30,7 @@ var ErrAmbiguous = errors.New("ambiguous commit prefix")
 // of a usable length (WriteResultFile also wants them lower case).
 var ErrInvalidCommit = errors.New("invalid commit id")
 
-// ErrDuplicateBuild is returned by SaveJobs when a job would take the
+// ErrDuplicateBuild is returned by SaveQueue (and SaveJobs) when a job would take the
 // (repo, commit, build) of another job id.
 var ErrDuplicateBuild = errors.New("build already has another job")
 

@@ -293,12 +293,6 @@ func (db *DB) oneJob(what, query string, args ...any) (*messages.JobRecord, erro
 	return recs[0], nil
 }
 
-// SaveIncarnations records the newest accepted incarnation of each runner;
-// an incarnation never goes backwards.
-func (db *DB) SaveIncarnations(rs []*messages.RunnerIncarnation) error {
-	return db.SaveQueue(nil, nil, rs)
-}
-
 // LoadIncarnations returns the newest accepted incarnation of every runner, by id.
 func (db *DB) LoadIncarnations() (out []*messages.RunnerIncarnation, err error) {
 	rows, err := db.sql.QueryContext(context.Background(), `SELECT runner_id, incarnation FROM runner_incarnations ORDER BY runner_id`)

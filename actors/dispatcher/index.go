@@ -92,7 +92,7 @@ func (x *index) del(k string) {
 	mask := len(x.slots) - 1
 	for j := (i + 1) & mask; x.slots[j] != nil; j = (j + 1) & mask {
 		h := x.home(x.key(x.slots[j]))
-		// The runner at j stays unless its home lies cyclically in (i, j].
+		// The runner at j stays if its home lies cyclically in (i, j]; otherwise it moves to i.
 		if (i < j && (h <= i || h > j)) || (i > j && h <= i && h > j) {
 			x.slots[i], x.slots[j] = x.slots[j], nil
 			i = j

@@ -16,7 +16,7 @@
 //     one that sends to each echo peer with one message outstanding.
 //
 // The dispatcher and ping modes take commands on standard input, one a line,
-// and answer on standard output (see control.go). Standard input reaching
+// and answer on standard output (see control in main.go). Standard input reaching
 // its end, SIGINT or SIGTERM stop the process (and its CPU profile). It is
 // built by the benchmark with `go build`; nothing else uses it.
 //
