@@ -62,13 +62,8 @@ func BenchmarkJobPath5000Files(b *testing.B) {
 	if bin := os.Getenv("VOLT_BIN"); bin != "" {
 		e.Wrapper = []string{bin, "exec-wrapper", "--"}
 	}
-	// Warm and Close exist only since the warm wrapper: compile against older code too.
-	if w, ok := any(e).(interface{ Warm() }); ok {
-		w.Warm()
-	}
-	if c, ok := any(e).(interface{ Close() }); ok {
-		b.Cleanup(c.Close)
-	}
+	e.Warm()
+	b.Cleanup(e.Close)
 	w := NewWorkspace(b.TempDir(), "")
 	env := []string{"PATH=" + os.Getenv("PATH")}
 	job := func(commit string) {

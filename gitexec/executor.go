@@ -184,7 +184,7 @@ func (e *Executor) runStep(ctx context.Context, r Run, step Step, jobDeadline ti
 	stopKill := context.AfterFunc(stepCtx, func() { killGroup(cmd.Process.Pid) }) //nolint:errcheck // see above
 	defer stopKill()
 	// The next step's wrapper starts while this one runs.
-	e.prestart()
+	e.Warm()
 
 	copied := make(chan error, 1)
 	go func() {

@@ -122,7 +122,7 @@ func (e *Executor) start(dir string, env, command []string) (*exec.Cmd, *os.File
 	// wrapper is started in it: do not let a warm wrapper turn it into the
 	// step's exit status.
 	// A step that cannot be encoded leaves the warm wrapper for the next one.
-	if fi, err := os.Stat(dir); len(e.Wrapper) > 0 && err == nil && fi.IsDir() {
+	if len(e.Wrapper) > 0 && isDir(dir) {
 		if msg, err := controlMessage(dir, env, command); err == nil {
 			e.mu.Lock()
 			w := e.warm
@@ -161,10 +161,12 @@ func (e *Executor) start(dir string, env, command []string) (*exec.Cmd, *os.File
 	return cmd, pr, nil
 }
 
-// prestart starts a warm wrapper for the next step, if the executor uses a
-// wrapper and has none waiting. A wrapper that cannot start is not an
-// error here: the step that needs one starts it and reports the failure.
-func (e *Executor) prestart() {
+// Warm starts a wrapper for the next step ahead of time, if the executor
+// uses a wrapper and has none waiting: the runner calls it once at start,
+// and each step calls it for the step after it. A wrapper that cannot start
+// is not an error here: the step that needs one starts it and reports the
+// failure. It does nothing without a Wrapper or after Close.
+func (e *Executor) Warm() {
 	if len(e.Wrapper) == 0 {
 		return
 	}
@@ -179,10 +181,6 @@ func (e *Executor) prestart() {
 	}
 	e.warm = w
 }
-
-// Warm starts a wrapper ahead of the first step (see Executor); later ones
-// are started by the steps themselves. It does nothing without a Wrapper.
-func (e *Executor) Warm() { e.prestart() }
 
 // Close stops the warm wrapper, if any, and stops starting new ones. Steps
 // still running are not affected. The Executor still runs steps after
@@ -226,4 +224,10 @@ func readControl(r io.Reader) (dir string, env, command []string, ok bool, err e
 		return out
 	}
 	return string(fields[0]), strs(fields[2 : 2+n]), strs(fields[2+n:]), true, nil
+}
+
+// isDir reports whether dir is a directory.
+func isDir(dir string) bool {
+	fi, err := os.Stat(dir)
+	return err == nil && fi.IsDir()
 }
