@@ -164,11 +164,10 @@ func localObjectDir(path string) (string, error) {
 	case err != nil:
 		gitDir = path
 	case fi.Mode().IsRegular():
-		data, err := os.ReadFile(gitDir)
+		dir, ok, err := readGitLink(gitDir)
 		if err != nil {
 			return "", err
 		}
-		dir, ok := strings.CutPrefix(strings.TrimSpace(string(data)), "gitdir: ")
 		if !ok {
 			return "", errNotLocalRepo
 		}
@@ -193,4 +192,15 @@ func localObjectDir(path string) (string, error) {
 		return "", errNotLocalRepo
 	}
 	return filepath.Join(gitDir, "objects"), nil
+}
+
+// readGitLink reads a ".git" file: "gitdir: DIR" (a linked worktree or a
+// submodule). ok is false when the file says something else.
+func readGitLink(file string) (dir string, ok bool, err error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", false, err
+	}
+	dir, ok = strings.CutPrefix(strings.TrimSpace(string(data)), "gitdir: ")
+	return dir, ok, nil
 }

@@ -301,12 +301,18 @@ func (r *Repo) Since(ctx context.Context, since, tip string, max int) (Range, er
 			return Range{}, fmt.Errorf("commits of %s: git rev-list: %w", r.url, err)
 		}
 	}
-	if max > 0 && len(commits) > max {
-		rng.Skipped = len(commits) - max
-		commits = commits[rng.Skipped:]
-	}
-	rng.Commits = commits
+	rng.Skipped = skipped(len(commits), max)
+	rng.Commits = commits[rng.Skipped:]
 	return rng, nil
+}
+
+// skipped is how many of n commits, oldest first, are left out to keep the
+// newest max (max 0: none).
+func skipped(n, max int) int {
+	if max > 0 && n > max {
+		return n - max
+	}
+	return 0
 }
 
 // isForced reports whether since is missing or not an ancestor of tip.
@@ -370,34 +376,21 @@ func (r *Repo) Subjects(ctx context.Context, commits []string) ([]string, error)
 // is one of those. A failure (since is not in the repository, or output
 // this code cannot parse) falls back to Since and Subjects.
 func (r *Repo) Log(ctx context.Context, since, tip string, max int) (Range, []string, error) {
-	if err := ValidateCommit(tip); err != nil {
-		return Range{}, nil, fmt.Errorf("commits of %s: %w", r.url, err)
-	}
-	if since != "" {
-		if err := ValidateCommit(since); err != nil {
-			return Range{}, nil, fmt.Errorf("commits of %s: %w", r.url, err)
+	// Invalid ids skip the one-process path: Since refuses them.
+	if since != "" && since != tip && ValidateCommit(since) == nil && ValidateCommit(tip) == nil {
+		// --no-show-signature: log.showSignature in the user's configuration
+		// would add gpg's lines to the output.
+		out, err := git(ctx, r.gitDir, "log", "--no-show-signature", "--boundary", "--topo-order", "--reverse", "--format=%m %H %s", "--end-of-options", tip, "^"+since, "--")
+		if err == nil {
+			if rng, subjects, err := r.parseLog(ctx, out, since, tip, max); err == nil {
+				return rng, subjects, nil
+			}
+		}
+		if ctx.Err() != nil {
+			return Range{}, nil, fmt.Errorf("commits of %s from %s to %s: %w", r.url, since, tip, ctx.Err())
 		}
 	}
-	if since == "" || since == tip {
-		rng, err := r.Since(ctx, since, tip, max)
-		if err != nil || len(rng.Commits) == 0 {
-			return rng, nil, err
-		}
-		return rng, r.subjectsOrNil(ctx, rng.Commits), nil
-	}
-	// --no-show-signature: log.showSignature in the user's configuration
-	// would add gpg's lines to the output.
-	out, err := git(ctx, r.gitDir, "log", "--no-show-signature", "--boundary", "--topo-order", "--reverse", "--format=%m %H %s", "--end-of-options", tip, "^"+since, "--")
-	if err == nil {
-		var rng Range
-		var subjects []string
-		if rng, subjects, err = r.parseLog(ctx, out, since, tip, max); err == nil {
-			return rng, subjects, nil
-		}
-	}
-	if ctx.Err() != nil {
-		return Range{}, nil, fmt.Errorf("commits of %s from %s to %s: %w", r.url, since, tip, ctx.Err())
-	}
+	// A first or unchanged tip, or the fallback.
 	rng, err := r.Since(ctx, since, tip, max)
 	if err != nil || len(rng.Commits) == 0 {
 		return rng, nil, err
@@ -438,12 +431,9 @@ func (r *Repo) parseLog(ctx context.Context, out []byte, since, tip string, max 
 		}
 		return rng, r.subjectsOrNil(ctx, rng.Commits), nil
 	}
-	if max > 0 && len(commits) > max {
-		rng.Skipped = len(commits) - max
-		commits, subjects = commits[rng.Skipped:], subjects[rng.Skipped:]
-	}
-	rng.Commits = commits
-	return rng, subjects, nil
+	rng.Skipped = skipped(len(commits), max)
+	rng.Commits = commits[rng.Skipped:]
+	return rng, subjects[rng.Skipped:], nil
 }
 
 // subjectsOrNil is Subjects, or nil when they cannot be read (they are for display only).

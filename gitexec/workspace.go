@@ -343,11 +343,10 @@ func worktreeOK(wt, mirror string) bool {
 // worktreeAdminDir reads the worktree's .git file: the path of its metadata
 // directory inside the mirror.
 func worktreeAdminDir(wt string) (string, error) {
-	data, err := os.ReadFile(filepath.Join(wt, ".git"))
+	dir, ok, err := readGitLink(filepath.Join(wt, ".git"))
 	if err != nil {
 		return "", err
 	}
-	dir, ok := strings.CutPrefix(strings.TrimSpace(string(data)), "gitdir: ")
 	if !ok || !filepath.IsAbs(dir) {
 		return "", fmt.Errorf("%s: not a worktree link", filepath.Join(wt, ".git"))
 	}

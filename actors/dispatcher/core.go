@@ -85,12 +85,9 @@ type Rebuild struct {
 }
 
 // Persist asks the shell to make jobs, cursors and runner incarnations
-// durable before carrying out the effects that follow it.
-type Persist struct {
-	Jobs         []*messages.JobRecord
-	Cursors      []*messages.Cursor
-	Incarnations []*messages.RunnerIncarnation
-}
+// durable before carrying out the effects that follow it. It has a Batch's
+// fields; the shell gathers many Persists into one Batch.
+type Persist Batch
 
 // A job's Job and Result are never changed once made: a change (a new
 // branch) makes new ones. Snapshots, RunJob and ResultRecorded share them
