@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/voltci/volt/pki"
 )
 
 // NodeConfig describes one Volt process's actor system.
@@ -33,6 +35,16 @@ type NodeConfig struct {
 	Logger *slog.Logger
 	// ActorLogLevel filters Proto.Actor's own logs (it is chatty at info).
 	ActorLogLevel slog.Level
+	// Credentials make every remote connection mutual TLS with the cluster
+	// CA and deliver only what each peer's certificate role may send, as
+	// that peer (guard.go). Every volt command sets them; nil is plain,
+	// unauthenticated remote, left for benchmarks that measure what TLS
+	// costs.
+	Credentials *pki.Credentials
+	// CredentialsFor, when Credentials is nil, opens them once the node's
+	// address (host:port, the port chosen) is known: a runner's default
+	// name contains its port. Its error is returned by Start as it is.
+	CredentialsFor func(address string) (*pki.Credentials, error)
 }
 
 // Node is a running actor system with its supervised role actors.
@@ -40,7 +52,9 @@ type Node struct {
 	System  *actor.ActorSystem
 	Remote  *remote.Remote
 	Address string
-	logger  *slog.Logger
+	// Credentials are the node's TLS identity (nil without remote).
+	Credentials *pki.Credentials
+	logger      *slog.Logger
 
 	mu       sync.Mutex
 	roles    []*actor.PID
@@ -129,9 +143,13 @@ func Start(cfg NodeConfig) (*Node, error) {
 	}
 	var lastErr error
 	for _, p := range candidates {
-		r, addr, err := startRemote(sys, host, p, cfg.Advertise)
+		r, addr, creds, err := startRemote(sys, host, p, cfg)
+		var ce credentialsError
+		if errors.As(err, &ce) {
+			return nil, ce.err
+		}
 		if err == nil {
-			n.Remote, n.Address = r, addr
+			n.Remote, n.Address, n.Credentials = r, addr, creds
 			n.links = trackEndpoints(sys, actorLog)
 			cfg.Logger.Info("listening", "address", addr)
 			return n, nil
@@ -147,33 +165,50 @@ func Start(cfg NodeConfig) (*Node, error) {
 // startRemote binds host:port for Proto.Actor remote. remote.Start panics
 // when the port is taken; that panic becomes an error here, which makes
 // choosing the first free port of a range safe when several start at once.
-func startRemote(sys *actor.ActorSystem, host string, port int, advertise string) (r *remote.Remote, addr string, err error) {
+func startRemote(sys *actor.ActorSystem, host string, port int, cfg NodeConfig) (r *remote.Remote, addr string, creds *pki.Credentials, err error) {
+	advertise, logger := cfg.Advertise, cfg.Logger
 	// Probe first so a taken port costs no panic in the common case.
 	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	if port == 0 {
 		port = l.Addr().(*net.TCPAddr).Port
 	}
 	l.Close()
-	opts := []remote.ConfigOption{
-		remote.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 2 * time.Second, PermitWithoutStream: true})),
-		remote.WithServerOptions(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true})),
+	creds = cfg.Credentials
+	if creds == nil && cfg.CredentialsFor != nil {
+		if creds, err = cfg.CredentialsFor(net.JoinHostPort(host, strconv.Itoa(port))); err != nil {
+			return nil, "", nil, credentialsError{err}
+		}
 	}
+	serverOpts := []grpc.ServerOption{grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true})}
+	dialOpts := []grpc.DialOption{grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 2 * time.Second, PermitWithoutStream: true})}
+	if creds != nil {
+		s, d := tlsOptions(creds, logger.With("component", "guard"))
+		serverOpts, dialOpts = append(serverOpts, s...), append(dialOpts, d...)
+	} else {
+		dialOpts = append(dialOpts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	opts := []remote.ConfigOption{remote.WithDialOptions(dialOpts...), remote.WithServerOptions(serverOpts...)}
 	if advertise != "" {
 		opts = append(opts, remote.WithAdvertisedHost(net.JoinHostPort(advertise, strconv.Itoa(port))))
 	}
 	r = remote.NewRemote(sys, remote.Configure(host, port, opts...))
 	defer func() {
 		if p := recover(); p != nil {
-			r, addr, err = nil, "", fmt.Errorf("%v", p)
+			r, addr, creds, err = nil, "", nil, fmt.Errorf("%v", p)
 		}
 	}()
 	r.Start()
-	return r, sys.Address(), nil
+	return r, sys.Address(), creds, nil
 }
+
+// credentialsError is a credential fault: Start stops at once instead of
+// trying the next port.
+type credentialsError struct{ err error }
+
+func (e credentialsError) Error() string { return e.err.Error() }
 
 // supervisor restarts a failed role up to three times in ten seconds; past
 // that budget the role is stopped and the node exits.

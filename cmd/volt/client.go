@@ -13,13 +13,15 @@ import (
 
 // ask sends one request to a role actor at server (host:port) and waits for
 // the answer, from a throwaway actor system on a free loopback port.
-func ask(server, name string, req proto.Message, timeout time.Duration) (any, error) {
-	return askThen(server, name, req, timeout, true)
+func ask(creds *credentialFlags, role, server, name string, req proto.Message, timeout time.Duration) (any, error) {
+	return askThen(creds, role, server, name, req, timeout, true)
 }
 
 // askThen is ask; shutdown false leaves the actor system running for a
 // process that exits at once, where a clean shutdown only costs time.
-func askThen(server, name string, req proto.Message, timeout time.Duration, shutdown bool) (any, error) {
+// It authenticates as role (admin, or notify) with the credentials found
+// by creds (--credentials, ./.volt/credentials, ~/.config/volt).
+func askThen(creds *credentialFlags, role, server, name string, req proto.Message, timeout time.Duration, shutdown bool) (any, error) {
 	addr, err := cluster.Resolve(server)
 	if err != nil {
 		return nil, usageErr("%v", err)
@@ -27,8 +29,12 @@ func askThen(server, name string, req proto.Message, timeout time.Duration, shut
 	if !cluster.Probe(addr) {
 		return nil, fmt.Errorf("nothing listens at %s: is Volt running there? (start it with `volt up` or `volt dispatcher`)", addr)
 	}
+	nodeCreds, err := creds.clientCredentials(role)
+	if err != nil {
+		return nil, err
+	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	node, err := cluster.Start(cluster.NodeConfig{Listen: "127.0.0.1:0", Logger: quiet, ActorLogLevel: slog.LevelError + 100})
+	node, err := cluster.Start(cluster.NodeConfig{Listen: "127.0.0.1:0", Logger: quiet, ActorLogLevel: slog.LevelError + 100, Credentials: nodeCreds})
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/voltci/volt/actors/dispatcher"
 	"github.com/voltci/volt/cluster"
+	"github.com/voltci/volt/pki"
 	"github.com/voltci/volt/store"
 	"github.com/voltci/volt/web"
 )
@@ -68,9 +69,14 @@ func newDispatcherCommand() *cobra.Command {
 				return fatal("open the data directory", err)
 			}
 			defer db.Close()
-			node, err := cluster.Start(cluster.NodeConfig{Listen: listen, Logger: logger, ActorLogLevel: actorLogLevel(c.logLevel)})
+			credDir, err := c.creds.roleDir("")
 			if err != nil {
-				return fatal("start the dispatcher", err)
+				return usageErr("%v", err)
+			}
+			node, err := cluster.Start(cluster.NodeConfig{Listen: listen, Logger: logger, ActorLogLevel: actorLogLevel(c.logLevel),
+				CredentialsFor: c.creds.credentialsFor(credDir, pki.RoleDispatcher, constName(hostName()), "", true)})
+			if err != nil {
+				return startErr("start the dispatcher", err)
 			}
 			if _, err := node.StartDispatcher(cfg, db); err != nil {
 				node.Shutdown()

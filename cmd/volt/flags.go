@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/voltci/volt/cluster"
+	"github.com/voltci/volt/pki"
 )
 
 // durationValue is a pflag.Value taking Go durations ("5s", "1m") and bare
@@ -77,11 +78,14 @@ func (v *sizeValue) Type() string   { return "size" }
 type common struct {
 	token    string
 	logLevel string
+	creds    credentialFlags
 }
 
 func (c *common) register(fs *pflag.FlagSet) {
-	fs.StringVar(&c.token, "token", "", "shared secret every role must present; required off loopback (default $VOLT_TOKEN)")
+	fs.StringVar(&c.token, "token", "", "HTTP bearer token for the web API's mutating requests (default $VOLT_TOKEN)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.creds.dir, "credentials", "", "directory of the cluster CA and this node's certificate (default ~/.config/volt; `volt up`: DATA-DIR/credentials)")
+	fs.Var(newDuration(&c.creds.ttl, pki.DefaultTTL), "cert-ttl", "lifetime of the certificates a node with the CA key issues itself (renewed at two thirds)")
 }
 
 // requireToken takes the token from VOLT_TOKEN when --token is not given

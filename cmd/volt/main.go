@@ -102,5 +102,6 @@ Or run the four roles as separate processes (see the README):
 	root.AddCommand(newCancelCommand())
 	root.AddCommand(newRebuildCommand())
 	root.AddCommand(newSimCommand())
+	root.AddCommand(newCACommand())
 	return root
 }

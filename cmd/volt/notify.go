@@ -11,6 +11,7 @@ import (
 
 	"github.com/voltci/volt/cluster"
 	"github.com/voltci/volt/messages"
+	"github.com/voltci/volt/pki"
 )
 
 func actorPID(addr, name string) *actor.PID { return actor.NewPID(addr, name) }
@@ -36,7 +37,7 @@ func newNotifyCommand() *cobra.Command {
 			debug.SetGCPercent(-1)
 			// A notify must never fail a push: every problem is a warning.
 			// The process exits right after the answer: no shutdown.
-			res, err := askThen(dispServer, cluster.DispatcherName, &messages.Notify{Repo: repo, Branch: branch, Token: c.token}, 2*time.Second, false)
+			res, err := askThen(&c.creds, pki.RoleNotify, dispServer, cluster.DispatcherName, &messages.Notify{Repo: repo, Branch: branch, Token: c.token}, 2*time.Second, false)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "volt notify: warning: Volt was not told (%v); the next poll will still find the commit\n", err)
 				return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/voltci/volt/cluster"
 	"github.com/voltci/volt/gitexec"
 	"github.com/voltci/volt/messages"
+	"github.com/voltci/volt/pki"
 	"github.com/voltci/volt/web"
 )
 
@@ -104,9 +105,14 @@ func newObserverCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			node, err := cluster.Start(cluster.NodeConfig{Listen: listen, Logger: logger, ActorLogLevel: actorLogLevel(c.logLevel)})
+			credDir, err := c.creds.roleDir("")
 			if err != nil {
-				return fatal("start the observer", err)
+				return usageErr("%v", err)
+			}
+			node, err := cluster.Start(cluster.NodeConfig{Listen: listen, Logger: logger, ActorLogLevel: actorLogLevel(c.logLevel),
+				CredentialsFor: c.creds.credentialsFor(credDir, pki.RoleObserver, constName(hostName()), "", cluster.IsLoopback(disp))})
+			if err != nil {
+				return startErr("start the observer", err)
 			}
 			host, _ := os.Hostname()
 			cfg := w.config(host+"/"+node.Address, actors.NewAddr(disp, cluster.DispatcherName), watched, grace, c.token)

@@ -6,6 +6,7 @@ import (
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/reporter"
 	"github.com/voltci/volt/cluster"
+	"github.com/voltci/volt/pki"
 	"github.com/voltci/volt/store"
 	"github.com/voltci/volt/web"
 )
@@ -44,9 +45,14 @@ func newReporterCommand() *cobra.Command {
 				return fatal("open the data directory", err)
 			}
 			defer db.Close()
-			node, err := cluster.Start(cluster.NodeConfig{Listen: listen, Logger: logger, ActorLogLevel: actorLogLevel(c.logLevel)})
+			credDir, err := c.creds.roleDir("")
 			if err != nil {
-				return fatal("start the reporter", err)
+				return usageErr("%v", err)
+			}
+			node, err := cluster.Start(cluster.NodeConfig{Listen: listen, Logger: logger, ActorLogLevel: actorLogLevel(c.logLevel),
+				CredentialsFor: c.creds.credentialsFor(credDir, pki.RoleReporter, constName(hostName()), "", cluster.IsLoopback(disp))})
+			if err != nil {
+				return startErr("start the reporter", err)
 			}
 			cfg := reporter.Config{ID: node.Address, Dispatcher: actors.NewAddr(disp, cluster.DispatcherName), Token: c.token}
 			if _, err := node.StartReporter(cfg, db); err != nil {

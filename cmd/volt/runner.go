@@ -12,6 +12,7 @@ import (
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/runner"
 	"github.com/voltci/volt/cluster"
+	"github.com/voltci/volt/pki"
 	"github.com/voltci/volt/web"
 )
 
@@ -63,20 +64,25 @@ func newRunnerCommand() *cobra.Command {
 			if err != nil {
 				return fatal("start the runner", err)
 			}
-			nc := cluster.NodeConfig{Listen: listen, Advertise: advertise, Logger: logger, ActorLogLevel: actorLogLevel(c.logLevel)}
+			credDir, err := c.creds.roleDir("")
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			host, _ := os.Hostname()
+			nc := cluster.NodeConfig{Listen: listen, Advertise: advertise, Logger: logger, ActorLogLevel: actorLogLevel(c.logLevel),
+				CredentialsFor: c.creds.credentialsFor(credDir, pki.RoleRunner, runnerName(credDir, id, host), advertise, cluster.IsLoopback(disp))}
 			if listen == "" {
 				nc.Listen = "127.0.0.1:0"
 				nc.PortRange = [2]int{runnerPortFirst, runnerPortLast}
 			}
 			node, err := cluster.Start(nc)
 			if err != nil {
-				return fatal("start the runner", err)
+				return startErr("start the runner", err)
 			}
 			_, port, _ := strings.Cut(node.Address, ":")
-			host, _ := os.Hostname()
-			if id == "" {
-				id = host + ":" + port
-			}
+			// The runner is who its certificate says: the id given, the name
+			// of a certificate issued for it, or HOST:PORT.
+			id = node.Credentials.Identity().Name
 			if workDir == "" {
 				workDir = filepath.Join(".volt", "runner-"+port)
 			}

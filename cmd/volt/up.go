@@ -12,6 +12,7 @@ import (
 	"github.com/voltci/volt/actors/reporter"
 	"github.com/voltci/volt/actors/runner"
 	"github.com/voltci/volt/cluster"
+	"github.com/voltci/volt/pki"
 	"github.com/voltci/volt/store"
 	"github.com/voltci/volt/web"
 )
@@ -67,9 +68,14 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 				return fatal("open the data directory", err)
 			}
 			defer db.Close()
-			node, err := cluster.Start(cluster.NodeConfig{Listen: listen, Logger: logger, ActorLogLevel: actorLogLevel(c.logLevel)})
+			credDir, err := c.creds.roleDir(upCredentialsDir(dataDir))
 			if err != nil {
-				return fatal("start", err)
+				return usageErr("%v", err)
+			}
+			node, err := cluster.Start(cluster.NodeConfig{Listen: listen, Logger: logger, ActorLogLevel: actorLogLevel(c.logLevel),
+				CredentialsFor: c.creds.credentialsFor(credDir, pki.RoleDispatcher, constName(hostName()), "", true)})
+			if err != nil {
+				return startErr("start", err)
 			}
 			disp := node.Addr(cluster.DispatcherName)
 			metrics := web.NewMetrics()

@@ -1,0 +1,80 @@
+package cluster
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/voltci/volt/pki"
+)
+
+// serverTLS is the TLS configuration of a node's Proto.Actor server: TLS
+// 1.3 only, a client certificate from the cluster CA required, and the
+// node's own certificate taken fresh at each handshake (so renewal never
+// closes a connection).
+func serverTLS(creds *pki.Credentials) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		ClientAuth: tls.RequireAndVerifyClientCert,
+		ClientCAs:  creds.Roots(),
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return creds.Certificate()
+		},
+		VerifyPeerCertificate: verifyChain(creds),
+	}
+}
+
+// clientTLS is the TLS configuration a node dials with: the peer's
+// certificate must come from the cluster CA and name the host dialled.
+func clientTLS(creds *pki.Credentials) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		RootCAs:    creds.Roots(),
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return creds.Certificate()
+		},
+		VerifyPeerCertificate: verifyChain(creds),
+	}
+}
+
+// loggedCreds logs, rate-limited, each TLS handshake a peer fails on the
+// server side (no certificate, another CA, expired, revoked).
+type loggedCreds struct {
+	credentials.TransportCredentials
+	g *guard
+}
+
+func (c loggedCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	out, info, err := c.TransportCredentials.ServerHandshake(conn)
+	if err != nil && !errors.Is(err, io.EOF) { // EOF: a port probe that connected and left
+		reason := err.Error()
+		var rec tls.RecordHeaderError
+		if errors.As(err, &rec) {
+			reason = "not TLS"
+		}
+		c.g.refuse(conn.RemoteAddr().String(), pki.Identity{}, "TLS handshake: "+reason)
+	}
+	return out, info, err
+}
+
+func (c loggedCreds) Clone() credentials.TransportCredentials {
+	return loggedCreds{c.TransportCredentials.Clone(), c.g}
+}
+
+// tlsOptions are the gRPC server and dial options of a node with
+// credentials: mutual TLS on every connection, the guard on every stream.
+func tlsOptions(creds *pki.Credentials, logger *slog.Logger) (server []grpc.ServerOption, dial []grpc.DialOption) {
+	g := newGuard(creds, logger)
+	server = []grpc.ServerOption{
+		grpc.Creds(loggedCreds{credentials.NewTLS(serverTLS(creds)), g}),
+		grpc.StreamInterceptor(g.Stream),
+		grpc.UnaryInterceptor(g.Unary),
+	}
+	dial = []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(clientTLS(creds)))}
+	return server, dial
+}

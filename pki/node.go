@@ -1,0 +1,362 @@
+package pki
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options says whose credentials Open loads, and from where.
+type Options struct {
+	// Dir is the credentials directory.
+	Dir string
+	// Identity is the node's role and name. A node whose certificate is a
+	// file (issued offline or by a join) takes the name from it when Name
+	// is empty.
+	Identity Identity
+	// Hosts are the node's DNS names and IPs: a certificate this node
+	// issues itself names them; a certificate from a file must cover them.
+	Hosts []string
+	// TTL is the lifetime of the certificates this node issues itself
+	// (DefaultTTL when zero); they are renewed when two thirds have passed.
+	TTL time.Duration
+	// Create lets Open make a new CA in Dir when it holds none.
+	Create bool
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Credentials are a node's TLS identity: the cluster CA it trusts, its own
+// certificate (renewed in place, so that no connection is dropped for it),
+// and the revocation list it enforces.
+type Credentials struct {
+	dir   string
+	id    Identity
+	hosts []string
+	ttl   time.Duration
+	now   func() time.Time
+	roots *x509.CertPool
+	caCrt *x509.Certificate
+	ca    *CA // nil: this node cannot issue
+
+	mu         sync.Mutex
+	cert       *tls.Certificate
+	leaf       *x509.Certificate
+	certMod    time.Time // of the cert file, for a node whose cert is a file
+	revoked    map[string]bool
+	revokedMod time.Time
+	revokedChk time.Time
+}
+
+// ErrNoCredentials means Dir holds no CA and the node may not create one.
+var ErrNoCredentials = errors.New("no Volt credentials")
+
+// Open loads (or, with the CA key at hand, issues) a node's credentials.
+// Every error names the file or flag to fix.
+func Open(o Options) (*Credentials, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	now := o.Now()
+	c := &Credentials{dir: o.Dir, id: o.Identity, hosts: o.Hosts, ttl: o.TTL, now: o.Now}
+	_, err := os.Stat(filepath.Join(o.Dir, CACertFile))
+	switch {
+	case err == nil:
+	case errors.Is(err, fs.ErrNotExist) && o.Create:
+		if _, _, err := EnsureCA(o.Dir, now); err != nil {
+			return nil, err
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("%w in %s (no %s): join the cluster (`volt runner --join TOKEN`), copy the files `volt ca issue` wrote there, or pass --credentials DIR", ErrNoCredentials, o.Dir, CACertFile)
+	default:
+		return nil, fmt.Errorf("credentials: %w", err)
+	}
+	if err := EnsureDir(o.Dir); err != nil {
+		return nil, err
+	}
+	caCrt, err := LoadCACert(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if caCrt.NotBefore.After(now.Add(ClockSkew)) {
+		return nil, fmt.Errorf("the cluster CA %s is valid only from %s but this machine's clock says %s: set the clock right (NTP)", filepath.Join(o.Dir, CACertFile), caCrt.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	if now.After(caCrt.NotAfter) {
+		return nil, fmt.Errorf("the cluster CA %s expired at %s: create a new one (`volt ca init`) and issue every node again", filepath.Join(o.Dir, CACertFile), caCrt.NotAfter.UTC().Format(time.RFC3339))
+	}
+	c.caCrt = caCrt
+	c.roots = x509.NewCertPool()
+	c.roots.AddCert(caCrt)
+	certPath := filepath.Join(o.Dir, NodeCertFile(o.Identity.Role))
+	if _, err := os.Stat(certPath); err == nil {
+		// A certificate of its own, issued offline or by a join, wins over
+		// the CA key: it is what the operator set up for this node.
+		if err := c.loadFile(now); err != nil {
+			return nil, err
+		}
+	} else if _, err := os.Stat(filepath.Join(o.Dir, CAKeyFile)); err == nil {
+		ca, err := LoadCA(o.Dir)
+		if err != nil {
+			return nil, err
+		}
+		c.ca = ca
+		if err := ValidName(c.id.Name); err != nil {
+			return nil, fmt.Errorf("this node's name: %w", err)
+		}
+		if err := c.issue(now); err != nil {
+			return nil, err
+		}
+	} else {
+		return nil, fmt.Errorf("no certificate for the %s role in %s (want %s and %s): issue one with `volt ca issue --role %s --name NAME --out %s` on the CA's machine, or join with a token", o.Identity.Role, o.Dir, NodeCertFile(o.Identity.Role), NodeKeyFile(o.Identity.Role), o.Identity.Role, o.Dir)
+	}
+	if _, err := c.revokedList(now); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// issue makes a fresh key and certificate for this node in memory.
+func (c *Credentials) issue(now time.Time) error {
+	key, err := NewKey()
+	if err != nil {
+		return err
+	}
+	leaf, err := c.ca.Issue(key.Public(), Request{Identity: c.id, Hosts: c.hosts, TTL: c.ttl}, now)
+	if err != nil {
+		return err
+	}
+	c.cert = &tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}
+	c.leaf = leaf
+	return nil
+}
+
+// loadFile loads the node's certificate and key files and checks them.
+func (c *Credentials) loadFile(now time.Time) error {
+	certPath := filepath.Join(c.dir, NodeCertFile(c.id.Role))
+	keyPath := filepath.Join(c.dir, NodeKeyFile(c.id.Role))
+	st, err := os.Stat(certPath)
+	if err != nil {
+		return fmt.Errorf("node certificate: %w", err)
+	}
+	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err != nil {
+		return fmt.Errorf("load %s and %s: %w", certPath, keyPath, err)
+	}
+	leaf := pair.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+			return fmt.Errorf("%s: %w", certPath, err)
+		}
+		pair.Leaf = leaf
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: c.roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		var inv x509.CertificateInvalidError
+		switch {
+		case errors.As(err, &inv) && inv.Reason == x509.Expired && now.After(leaf.NotAfter):
+			return fmt.Errorf("the certificate %s expired at %s: issue a new one (`volt ca issue --role %s --name %s --out DIR`) or join again", certPath, leaf.NotAfter.UTC().Format(time.RFC3339), c.id.Role, nameOr(leaf))
+		case errors.As(err, &inv) && inv.Reason == x509.Expired:
+			return fmt.Errorf("the certificate %s is valid only from %s but this machine's clock says %s: set the clock right (NTP)", certPath, leaf.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		default:
+			return fmt.Errorf("the certificate %s is not from the cluster CA %s (%v): issue it from that CA, or pass the --credentials DIR it belongs to", certPath, filepath.Join(c.dir, CACertFile), err)
+		}
+	}
+	id, err := IdentityOf(leaf)
+	if err != nil {
+		return fmt.Errorf("%s: %w", certPath, err)
+	}
+	if id.Role != c.id.Role {
+		return fmt.Errorf("the certificate %s is for the %s role, not %s: issue one for %s", certPath, id.Role, c.id.Role, c.id.Role)
+	}
+	if c.id.Name != "" && c.id.Name != id.Name {
+		return fmt.Errorf("the certificate %s names %s, but this node is %s: leave out --id/--name or issue a certificate for %s", certPath, id, c.id, c.id)
+	}
+	for _, h := range c.hosts {
+		if err := leaf.VerifyHostname(h); err != nil {
+			return fmt.Errorf("the certificate %s does not cover host %s (it names %s): issue one with --host %s, or use --advertise with a name it covers", certPath, h, strings.Join(leafHosts(leaf), ", "), h)
+		}
+	}
+	c.id = id
+	c.cert, c.leaf, c.certMod = &pair, leaf, st.ModTime()
+	return nil
+}
+
+func nameOr(leaf *x509.Certificate) string {
+	if id, err := IdentityOf(leaf); err == nil {
+		return id.Name
+	}
+	return "NAME"
+}
+
+func leafHosts(leaf *x509.Certificate) []string {
+	hs := append([]string(nil), leaf.DNSNames...)
+	for _, ip := range leaf.IPAddresses {
+		hs = append(hs, ip.String())
+	}
+	return hs
+}
+
+// Identity is the node's own identity.
+func (c *Credentials) Identity() Identity { return c.id }
+
+// Dir is the credentials directory.
+func (c *Credentials) Dir() string { return c.dir }
+
+// Roots is the pool of the cluster CA.
+func (c *Credentials) Roots() *x509.CertPool { return c.roots }
+
+// CACert is the cluster CA's certificate.
+func (c *Credentials) CACert() *x509.Certificate { return c.caCrt }
+
+// CA is the cluster CA with its key, nil when this node cannot issue.
+func (c *Credentials) CA() *CA { return c.ca }
+
+// Leaf is the node's current certificate.
+func (c *Credentials) Leaf() *x509.Certificate {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leaf
+}
+
+// Certificate is the node's certificate for a new TLS handshake: renewed
+// first when two thirds of its life have passed (issued anew with the CA
+// key, or reloaded when its file changed). Connections already up keep
+// theirs: renewal never drops one.
+func (c *Credentials) Certificate() (*tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	life := c.leaf.NotAfter.Sub(c.leaf.NotBefore)
+	due := now.After(c.leaf.NotBefore.Add(life * 2 / 3))
+	switch {
+	case c.ca != nil && due:
+		if err := c.issue(now); err != nil {
+			return nil, fmt.Errorf("renew this node's certificate: %w", err)
+		}
+	case c.ca == nil:
+		if st, err := os.Stat(filepath.Join(c.dir, NodeCertFile(c.id.Role))); err == nil && !st.ModTime().Equal(c.certMod) {
+			if err := c.loadFile(now); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return c.cert, nil
+}
+
+// revokedCheckEvery bounds how often the revocation file is looked at.
+const revokedCheckEvery = time.Second
+
+// revokedList is the set of revoked identities, reread when the file changed.
+func (c *Credentials) revokedList(now time.Time) (map[string]bool, error) {
+	if c.revoked != nil && now.Sub(c.revokedChk) < revokedCheckEvery {
+		return c.revoked, nil
+	}
+	c.revokedChk = now
+	path := filepath.Join(c.dir, RevokedFile)
+	st, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		c.revoked = map[string]bool{}
+		return c.revoked, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("revocation list: %w", err)
+	}
+	if c.revoked != nil && st.ModTime().Equal(c.revokedMod) {
+		return c.revoked, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("revocation list: %w", err)
+	}
+	c.revoked, c.revokedMod = ParseRevoked(b), st.ModTime()
+	return c.revoked, nil
+}
+
+// ParseRevoked reads a revocation list: one "role/name" or bare name a
+// line; # starts a comment.
+func ParseRevoked(b []byte) map[string]bool {
+	set := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		if line = strings.TrimSpace(line); line != "" {
+			set[line] = true
+		}
+	}
+	return set
+}
+
+// Revoked reports whether id is revoked (by "role/name" or by name alone).
+func (c *Credentials) Revoked(id Identity) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	set, err := c.revokedList(c.now())
+	if err != nil {
+		return false // the last good list stays in force; Open checked it once
+	}
+	return set[id.String()] || set[id.Name]
+}
+
+// Revoke adds id (role/name, or a bare name for every role) to the
+// revocation list of dir.
+func Revoke(dir, entry string) error {
+	unlock, err := lock(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	path := filepath.Join(dir, RevokedFile)
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("revocation list: %w", err)
+	}
+	if ParseRevoked(b)[entry] {
+		return nil
+	}
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		b = append(b, '\n')
+	}
+	b = append(b, entry+"\n"...)
+	return WriteFileAtomic(path, b, 0o644)
+}
+
+// VerifyPeer checks a peer's certificate chain (already verified against
+// the CA by crypto/tls) names one Volt identity that is not revoked, and
+// returns it.
+func (c *Credentials) VerifyPeer(leaf *x509.Certificate) (Identity, error) {
+	id, err := IdentityOf(leaf)
+	if err != nil {
+		return Identity{}, err
+	}
+	if c.Revoked(id) {
+		return id, fmt.Errorf("%s is revoked", id)
+	}
+	return id, nil
+}
+
+// WriteNode writes a node's certificate and key (0600) into dir, with the
+// CA certificate beside them.
+func WriteNode(dir string, caCert, leaf *x509.Certificate, keyPEM []byte) error {
+	if err := EnsureDir(dir); err != nil {
+		return err
+	}
+	id, err := IdentityOf(leaf)
+	if err != nil {
+		return err
+	}
+	if err := WriteFileAtomic(filepath.Join(dir, CACertFile), EncodeCert(caCert), 0o644); err != nil {
+		return err
+	}
+	if err := WriteFileAtomic(filepath.Join(dir, NodeKeyFile(id.Role)), keyPEM, 0o600); err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(dir, NodeCertFile(id.Role)), EncodeCert(leaf), 0o644)
+}
