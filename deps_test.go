@@ -20,6 +20,7 @@ var forbidden = map[string][]string{
 	"jobspec":      {module + "/actors", module + "/cluster", "github.com/asynkron/protoactor-go"},
 	"store":        {module + "/actors", "github.com/asynkron/protoactor-go"},
 	"cluster":      {module + "/sim"},
+	"pki":          {module + "/actors", module + "/cluster", module + "/gitexec", module + "/sim", "github.com/asynkron/protoactor-go"},
 	"sim":          {"os/exec", "net", module + "/gitexec", module + "/cluster", module + "/store"},
 	"actors/plant": {module + "/"},
 	"cmd/volt":     {"testing"},

@@ -44,6 +44,12 @@ func buildAndRun(m *testing.M) int {
 	}
 	defer cleanup()
 	voltBin = bin
+	uncred, err := voltbin.IsolateCredentials()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		return 1
+	}
+	defer uncred()
 	upHTTP = helpMentions("up", "--http")
 	reporterHTTP = helpMentions("reporter", "--http")
 	load, _ := os.ReadFile("/proc/loadavg")

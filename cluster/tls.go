@@ -2,10 +2,13 @@ package cluster
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -77,4 +80,34 @@ func tlsOptions(creds *pki.Credentials, logger *slog.Logger) (server []grpc.Serv
 	}
 	dial = []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(clientTLS(creds)))}
 	return server, dial
+}
+
+// errGotCertificate ends ServerCertificate's handshake on purpose.
+var errGotCertificate = errors.New("got the server's certificate")
+
+// ServerCertificate fetches the certificate a Volt node at address
+// presents, without authenticating (the handshake is abandoned as soon as
+// the certificate arrives), so that a CLI command can find which of the
+// user's credentials directories holds that node's CA.
+func ServerCertificate(address string, timeout time.Duration) (*x509.Certificate, error) {
+	var leaf *x509.Certificate
+	cfg := &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		InsecureSkipVerify: true, // nothing is sent: the certificate is only looked at
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) > 0 {
+				leaf, _ = x509.ParseCertificate(raw[0])
+			}
+			return errGotCertificate
+		},
+	}
+	d := &net.Dialer{Timeout: timeout}
+	conn, err := tls.DialWithDialer(d, "tcp", address, cfg)
+	if err == nil {
+		conn.Close()
+	}
+	if leaf == nil {
+		return nil, fmt.Errorf("no certificate from %s: %v", address, err)
+	}
+	return leaf, nil
 }

@@ -24,5 +24,11 @@ func buildAndRun(m *testing.M) int {
 	}
 	defer cleanup()
 	voltBin = bin
+	uncred, err := voltbin.IsolateCredentials()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+		return 1
+	}
+	defer uncred()
 	return m.Run()
 }

@@ -53,7 +53,7 @@ type Credentials struct {
 	leaf       *x509.Certificate
 	certMod    time.Time // of the cert file, for a node whose cert is a file
 	revoked    map[string]bool
-	revokedMod time.Time
+	revokedFI  os.FileInfo // of the list last read: a rewrite is a new file
 	revokedChk time.Time
 }
 
@@ -234,8 +234,10 @@ func (c *Credentials) Certificate() (*tls.Certificate, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
-	life := c.leaf.NotAfter.Sub(c.leaf.NotBefore)
-	due := now.After(c.leaf.NotBefore.Add(life * 2 / 3))
+	// NotBefore is back-dated by ClockSkew: the life that counts starts
+	// when the certificate was issued.
+	life := c.leaf.NotAfter.Sub(c.leaf.NotBefore.Add(ClockSkew))
+	due := now.After(c.leaf.NotAfter.Add(-life / 3))
 	switch {
 	case c.ca != nil && due:
 		if err := c.issue(now); err != nil {
@@ -269,14 +271,14 @@ func (c *Credentials) revokedList(now time.Time) (map[string]bool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("revocation list: %w", err)
 	}
-	if c.revoked != nil && st.ModTime().Equal(c.revokedMod) {
+	if c.revoked != nil && c.revokedFI != nil && os.SameFile(st, c.revokedFI) && st.ModTime().Equal(c.revokedFI.ModTime()) && st.Size() == c.revokedFI.Size() {
 		return c.revoked, nil
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("revocation list: %w", err)
 	}
-	c.revoked, c.revokedMod = ParseRevoked(b), st.ModTime()
+	c.revoked, c.revokedFI = ParseRevoked(b), st
 	return c.revoked, nil
 }
 
@@ -359,4 +361,68 @@ func WriteNode(dir string, caCert, leaf *x509.Certificate, keyPEM []byte) error 
 		return err
 	}
 	return WriteFileAtomic(filepath.Join(dir, NodeCertFile(id.Role)), EncodeCert(leaf), 0o644)
+}
+
+// KnownFile, in the per-user credentials directory, lists the credentials
+// directories of the `volt up` processes this user started, one absolute
+// path a line, so that CLI commands find the one a server's certificate
+// comes from without being told.
+const KnownFile = "known"
+
+// Remember adds dir to the KnownFile of userDir (created 0700 if missing).
+func Remember(userDir, dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if err := EnsureDir(userDir); err != nil {
+		return err
+	}
+	unlock, err := lock(userDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	path := filepath.Join(userDir, KnownFile)
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	keep := []string{abs}
+	for _, d := range strings.Split(string(b), "\n") {
+		if d == "" || d == abs {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(d, CACertFile)); err == nil && len(keep) < 64 {
+			keep = append(keep, d) // newest first; gone ones are dropped
+		}
+	}
+	return WriteFileAtomic(path, []byte(strings.Join(keep, "\n")+"\n"), 0o600)
+}
+
+// Known lists the directories in the KnownFile of userDir, newest first.
+func Known(userDir string) []string {
+	b, err := os.ReadFile(filepath.Join(userDir, KnownFile))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, d := range strings.Split(string(b), "\n") {
+		if d != "" {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// Issued reports whether leaf was issued by the CA in dir.
+func Issued(dir string, leaf *x509.Certificate) bool {
+	ca, err := LoadCACert(dir)
+	if err != nil {
+		return false
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	return err == nil
 }

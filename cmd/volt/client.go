@@ -29,7 +29,7 @@ func askThen(creds *credentialFlags, role, server, name string, req proto.Messag
 	if !cluster.Probe(addr) {
 		return nil, fmt.Errorf("nothing listens at %s: is Volt running there? (start it with `volt up` or `volt dispatcher`)", addr)
 	}
-	nodeCreds, err := creds.clientCredentials(role)
+	nodeCreds, err := creds.clientCredentials(role, addr)
 	if err != nil {
 		return nil, err
 	}

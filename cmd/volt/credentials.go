@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/voltci/volt/cluster"
 	"github.com/voltci/volt/pki"
 )
 
@@ -44,18 +46,53 @@ func (f *credentialFlags) roleDir(fallback string) (string, error) {
 	return userCredentialsDir()
 }
 
-// clientDir is where a CLI command looks for credentials: --credentials,
-// then the credentials of a `volt up` started in this directory
-// (.volt/credentials), then the per-user directory.
-func (f *credentialFlags) clientDir() (string, error) {
+// clientDirs are where a CLI command looks for credentials: --credentials
+// alone when given; else the credentials of a `volt up` started in this
+// directory (.volt/credentials), the per-user directory, and those of the
+// `volt up` processes this user started elsewhere (pki.KnownFile).
+func (f *credentialFlags) clientDirs() ([]string, error) {
 	if f.dir != "" {
-		return f.dir, nil
+		return []string{f.dir}, nil
 	}
-	up := upCredentialsDir(".volt")
-	if _, err := os.Stat(filepath.Join(up, pki.CACertFile)); err == nil {
-		return up, nil
+	dirs := []string{upCredentialsDir(".volt")}
+	user, err := userCredentialsDir()
+	if err != nil {
+		return nil, err
 	}
-	return userCredentialsDir()
+	dirs = append(dirs, user)
+	return append(dirs, pki.Known(user)...), nil
+}
+
+// clientDir picks, among clientDirs, the one whose CA issued the
+// certificate of the server at address; with one candidate, or when the
+// server does not answer, the first that holds a CA.
+func (f *credentialFlags) clientDir(address string) (string, error) {
+	dirs, err := f.clientDirs()
+	if err != nil {
+		return "", err
+	}
+	if len(dirs) == 1 {
+		return dirs[0], nil
+	}
+	var have []string
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, pki.CACertFile)); err == nil {
+			have = append(have, d)
+		}
+	}
+	if len(have) == 0 {
+		return "", fmt.Errorf("%w: none of %s holds a cluster CA: start Volt first (`volt up` or `volt dispatcher`), or pass --credentials DIR", pki.ErrNoCredentials, strings.Join(dirs, ", "))
+	}
+	leaf, err := cluster.ServerCertificate(address, 2*time.Second)
+	if err != nil {
+		return have[0], nil // the request itself will say the server is down
+	}
+	for _, d := range have {
+		if pki.Issued(d, leaf) {
+			return d, nil
+		}
+	}
+	return "", fmt.Errorf("the server at %s has a certificate from a CA that none of %s holds: pass --credentials DIR (`volt up` keeps it in DATA-DIR/credentials)", address, strings.Join(have, ", "))
 }
 
 // nodeCredentials opens the credentials of a node with role and name
@@ -140,11 +177,11 @@ func userName() string {
 	return "user"
 }
 
-// clientCredentials are the CLI's: role admin (or notify), issued in
-// memory from the CA key found in the client directory, or loaded from a
-// certificate issued for it.
-func (f *credentialFlags) clientCredentials(role string) (*pki.Credentials, error) {
-	dir, err := f.clientDir()
+// clientCredentials are the CLI's for talking to the server at address:
+// role admin (or notify), issued in memory from the CA key found in the
+// credentials directory, or loaded from a certificate issued for it.
+func (f *credentialFlags) clientCredentials(role, address string) (*pki.Credentials, error) {
+	dir, err := f.clientDir(address)
 	if err != nil {
 		return nil, usageErr("%v", err)
 	}

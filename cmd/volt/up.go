@@ -77,6 +77,12 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 			if err != nil {
 				return startErr("start", err)
 			}
+			// The CLI finds this CA by itself, wherever the data directory is.
+			if user, err := userCredentialsDir(); err == nil && c.creds.dir == "" {
+				if err := pki.Remember(user, credDir); err != nil {
+					logger.Warn("the CLI will need --credentials "+credDir, "error", err)
+				}
+			}
 			disp := node.Addr(cluster.DispatcherName)
 			metrics := web.NewMetrics()
 			start := func() error {

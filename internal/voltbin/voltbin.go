@@ -69,3 +69,20 @@ func FreePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// IsolateCredentials points this process's per-user configuration
+// directory ($XDG_CONFIG_HOME), where volt roles keep the cluster CA they
+// create, at a new temporary directory, so that tests neither read nor
+// write the developer's ~/.config/volt. Every volt process the tests start
+// inherits it. cleanup removes the directory.
+func IsolateCredentials() (cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", "volt-config-")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Setenv("XDG_CONFIG_HOME", dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return func() { os.RemoveAll(dir) }, nil
+}
