@@ -35,6 +35,9 @@ var allowed = map[string]map[string]bool{
 		&messages.ObserverRegistered{}, &messages.CommitObservedAck{}, &messages.PollNow{}, &messages.NotifyAck{},
 		&messages.ReporterRegistered{}, &messages.ResultRecorded{},
 		&messages.StatusReply{}, &messages.CancelReply{}, &messages.RebuildReply{},
+		// `volt up` is one node, dispatcher and reporter: its reporter
+		// acknowledges the logs of runners on other machines.
+		&messages.LogAck{},
 	),
 	pki.RoleRunner: typeSet(
 		&messages.RegisterRunner{}, &messages.Heartbeat{}, &messages.JobFinished{}, &messages.RunnerStopping{},
