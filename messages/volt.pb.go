@@ -2862,6 +2862,148 @@ func (x *StatusReply) GetObservers() []string {
 	return nil
 }
 
+// JoinRequest asks a dispatcher's join endpoint (the gRPC method
+// /volt.v1.Join/Certificate on its remote port) for a node certificate.
+// A node joining for the first time has no certificate yet: it carries a
+// one-time join token and verifies the server against the CA fingerprint
+// the token pins. A node renewing its certificate authenticates with the
+// certificate it has (mutual TLS) and carries no token. Either way it sends
+// a certificate request: its private key never leaves it.
+type JoinRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// token is the join token's secret part (empty when renewing).
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// name is the node name asked for (a runner's id); a renewal keeps the
+	// name of the certificate presented.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// hosts are the DNS names and IPs peers use to reach the node.
+	Hosts []string `protobuf:"bytes,3,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	// csr is a DER PKCS #10 certificate request.
+	Csr           []byte `protobuf:"bytes,4,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRequest) Reset() {
+	*x = JoinRequest{}
+	mi := &file_volt_v1_volt_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRequest) ProtoMessage() {}
+
+func (x *JoinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
+func (*JoinRequest) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *JoinRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *JoinRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *JoinRequest) GetHosts() []string {
+	if x != nil {
+		return x.Hosts
+	}
+	return nil
+}
+
+func (x *JoinRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+// JoinReply answers JoinRequest: the certificate (DER) and the cluster
+// CA's certificate, or why not.
+type JoinReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   []byte                 `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	Ca            []byte                 `protobuf:"bytes,2,opt,name=ca,proto3" json:"ca,omitempty"`
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinReply) Reset() {
+	*x = JoinReply{}
+	mi := &file_volt_v1_volt_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinReply) ProtoMessage() {}
+
+func (x *JoinReply) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinReply.ProtoReflect.Descriptor instead.
+func (*JoinReply) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *JoinReply) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *JoinReply) GetCa() []byte {
+	if x != nil {
+		return x.Ca
+	}
+	return nil
+}
+
+func (x *JoinReply) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_volt_v1_volt_proto protoreflect.FileDescriptor
 
 const file_volt_v1_volt_proto_rawDesc = "" +
@@ -3084,7 +3226,16 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\tobservers\x18\a \x03(\tR\tobservers\x1a;\n" +
 	"\rCountersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01*\x86\x01\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"_\n" +
+	"\vJoinRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05hosts\x18\x03 \x03(\tR\x05hosts\x12\x10\n" +
+	"\x03csr\x18\x04 \x01(\fR\x03csr\"S\n" +
+	"\tJoinReply\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x0e\n" +
+	"\x02ca\x18\x02 \x01(\fR\x02ca\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error*\x86\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATUS_PASSED\x10\x01\x12\x11\n" +
@@ -3111,7 +3262,7 @@ func file_volt_v1_volt_proto_rawDescGZIP() []byte {
 }
 
 var file_volt_v1_volt_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_volt_v1_volt_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_volt_v1_volt_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_volt_v1_volt_proto_goTypes = []any{
 	(Status)(0),                // 0: volt.v1.Status
 	(JobState)(0),              // 1: volt.v1.JobState
@@ -3152,7 +3303,9 @@ var file_volt_v1_volt_proto_goTypes = []any{
 	(*StatusRequest)(nil),      // 36: volt.v1.StatusRequest
 	(*RunnerStatus)(nil),       // 37: volt.v1.RunnerStatus
 	(*StatusReply)(nil),        // 38: volt.v1.StatusReply
-	nil,                        // 39: volt.v1.StatusReply.CountersEntry
+	(*JoinRequest)(nil),        // 39: volt.v1.JoinRequest
+	(*JoinReply)(nil),          // 40: volt.v1.JoinReply
+	nil,                        // 41: volt.v1.StatusReply.CountersEntry
 }
 var file_volt_v1_volt_proto_depIdxs = []int32{
 	2,  // 0: volt.v1.Result.job:type_name -> volt.v1.Job
@@ -3176,7 +3329,7 @@ var file_volt_v1_volt_proto_depIdxs = []int32{
 	15, // 18: volt.v1.RunnerStatus.job:type_name -> volt.v1.JobRef
 	37, // 19: volt.v1.StatusReply.runners:type_name -> volt.v1.RunnerStatus
 	4,  // 20: volt.v1.StatusReply.jobs:type_name -> volt.v1.JobRecord
-	39, // 21: volt.v1.StatusReply.counters:type_name -> volt.v1.StatusReply.CountersEntry
+	41, // 21: volt.v1.StatusReply.counters:type_name -> volt.v1.StatusReply.CountersEntry
 	22, // [22:22] is the sub-list for method output_type
 	22, // [22:22] is the sub-list for method input_type
 	22, // [22:22] is the sub-list for extension type_name
@@ -3195,7 +3348,7 @@ func file_volt_v1_volt_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volt_v1_volt_proto_rawDesc), len(file_volt_v1_volt_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   38,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
