@@ -78,6 +78,9 @@ func typeSet(ms ...proto.Message) map[string]bool {
 type guard struct {
 	creds  *pki.Credentials
 	logger *slog.Logger
+	// join: this node serves JoinMethod, the one stream a peer without a
+	// certificate may open.
+	join bool
 
 	mu sync.Mutex
 	// owner binds a Proto.Actor address (host:port) to the identity whose
@@ -147,6 +150,17 @@ func (g *guard) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 // Stream authenticates the peer of a Proto.Actor stream, filters what it
 // sends, and recovers any panic of the handler so no peer can kill a node.
 func (g *guard) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	if g.join && info.FullMethod == JoinMethod {
+		// The join server checks the token, or the certificate of a
+		// node renewing it; recover its panics too.
+		defer func() {
+			if p := recover(); p != nil {
+				g.logger.Error("the join endpoint panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return handler(srv, ss)
+	}
 	id, tcp, verr := g.peerIdentity(ss.Context())
 	peerAddr := addrString(tcp)
 	if verr != nil {
@@ -354,7 +368,10 @@ func (s *filteredStream) release() {
 // already verified against the CA; this refuses a certificate that names
 // no Volt identity or a revoked one.
 func verifyChain(creds *pki.Credentials) func([][]byte, [][]*x509.Certificate) error {
-	return func(_ [][]byte, chains [][]*x509.Certificate) error {
+	return func(raw [][]byte, chains [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return nil // no certificate: ClientAuth decided whether that is allowed (only the join endpoint serves such a peer)
+		}
 		if len(chains) == 0 || len(chains[0]) == 0 {
 			return fmt.Errorf("no verified certificate chain")
 		}

@@ -45,6 +45,13 @@ type NodeConfig struct {
 	// address (host:port, the port chosen) is known: a runner's default
 	// name contains its port. Its error is returned by Start as it is.
 	CredentialsFor func(address string) (*pki.Credentials, error)
+	// ServeJoin serves the join endpoint (JoinMethod) when the node has the
+	// CA key: the dispatcher and `volt up` do.
+	ServeJoin bool
+	// RenewFrom is the dispatcher (host:port) a node whose certificate was
+	// issued to it (it has no CA key) renews that certificate from, at two
+	// thirds of its life. Empty: no renewal.
+	RenewFrom string
 }
 
 // Node is a running actor system with its supervised role actors.
@@ -151,6 +158,9 @@ func Start(cfg NodeConfig) (*Node, error) {
 		if err == nil {
 			n.Remote, n.Address, n.Credentials = r, addr, creds
 			n.links = trackEndpoints(sys, actorLog)
+			if creds != nil && creds.CA() == nil && cfg.RenewFrom != "" {
+				n.renewLoop(cfg.RenewFrom)
+			}
 			cfg.Logger.Info("listening", "address", addr)
 			return n, nil
 		}
@@ -185,7 +195,7 @@ func startRemote(sys *actor.ActorSystem, host string, port int, cfg NodeConfig) 
 	serverOpts := []grpc.ServerOption{grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true})}
 	dialOpts := []grpc.DialOption{grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 2 * time.Second, PermitWithoutStream: true})}
 	if creds != nil {
-		s, d := tlsOptions(creds, logger.With("component", "guard"))
+		s, d := tlsOptions(creds, logger.With("component", "guard"), cfg.ServeJoin && creds.CA() != nil)
 		serverOpts, dialOpts = append(serverOpts, s...), append(dialOpts, d...)
 	} else {
 		dialOpts = append(dialOpts, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -358,4 +368,43 @@ func IsLoopback(hostport string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// renewCheckEvery bounds how often a node looks at its certificate's age.
+const renewCheckEvery = time.Minute
+
+// renewLoop renews the node's certificate from the dispatcher at address
+// once two thirds of its life have passed, retrying on failure, until the
+// node shuts down. Connections that are up are not touched.
+func (n *Node) renewLoop(address string) {
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		for {
+			// A twentieth of the certificate's life (NotBefore is back-dated
+			// by pki.ClockSkew): renewal lands well before expiry.
+			leaf := n.Credentials.Leaf()
+			every := leaf.NotAfter.Sub(leaf.NotBefore.Add(pki.ClockSkew)) / 20
+			t := time.NewTimer(min(max(every, 200*time.Millisecond), renewCheckEvery))
+			select {
+			case <-n.stopBG:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			if !n.Credentials.RenewDue() {
+				continue
+			}
+			leaf, err := Renew(address, n.Credentials, 10*time.Second)
+			if err != nil {
+				n.logger.Warn("renew this node's certificate; retrying", "dispatcher", address, "expires", n.Credentials.Leaf().NotAfter, "error", err)
+				continue
+			}
+			if _, err := n.Credentials.Certificate(); err != nil {
+				n.logger.Error("load the renewed certificate", "error", err)
+				continue
+			}
+			n.logger.Info("certificate renewed", "identity", n.Credentials.Identity().String(), "until", leaf.NotAfter.UTC().Format(time.RFC3339))
+		}
+	}()
 }

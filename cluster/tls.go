@@ -71,12 +71,22 @@ func (c loggedCreds) Clone() credentials.TransportCredentials {
 
 // tlsOptions are the gRPC server and dial options of a node with
 // credentials: mutual TLS on every connection, the guard on every stream.
-func tlsOptions(creds *pki.Credentials, logger *slog.Logger) (server []grpc.ServerOption, dial []grpc.DialOption) {
+// serveJoin adds the join endpoint (JoinMethod): a peer may then connect
+// without a client certificate, and gets nothing but that endpoint.
+func tlsOptions(creds *pki.Credentials, logger *slog.Logger, serveJoin bool) (server []grpc.ServerOption, dial []grpc.DialOption) {
 	g := newGuard(creds, logger)
+	g.join = serveJoin
+	cfg := serverTLS(creds)
+	if serveJoin {
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	}
 	server = []grpc.ServerOption{
-		grpc.Creds(loggedCreds{credentials.NewTLS(serverTLS(creds)), g}),
+		grpc.Creds(loggedCreds{credentials.NewTLS(cfg), g}),
 		grpc.StreamInterceptor(g.Stream),
 		grpc.UnaryInterceptor(g.Unary),
+	}
+	if serveJoin {
+		server = append(server, grpc.UnknownServiceHandler((&joinServer{creds: creds, g: g}).handle))
 	}
 	dial = []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(clientTLS(creds)))}
 	return server, dial

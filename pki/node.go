@@ -134,7 +134,9 @@ func (c *Credentials) issue(now time.Time) error {
 	if err != nil {
 		return err
 	}
-	c.cert = &tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}
+	// The CA rides along in the chain: a node joining with a token finds
+	// the CA its token pins there.
+	c.cert = &tls.Certificate{Certificate: [][]byte{leaf.Raw, c.caCrt.Raw}, PrivateKey: key, Leaf: leaf}
 	c.leaf = leaf
 	return nil
 }
@@ -184,6 +186,9 @@ func (c *Credentials) loadFile(now time.Time) error {
 			return fmt.Errorf("the certificate %s does not cover host %s (it names %s): issue one with --host %s, or use --advertise with a name it covers", certPath, h, strings.Join(leafHosts(leaf), ", "), h)
 		}
 	}
+	if len(pair.Certificate) == 1 {
+		pair.Certificate = append(pair.Certificate, c.caCrt.Raw)
+	}
 	c.id = id
 	c.cert, c.leaf, c.certMod = &pair, leaf, st.ModTime()
 	return nil
@@ -226,6 +231,29 @@ func (c *Credentials) Leaf() *x509.Certificate {
 	return c.leaf
 }
 
+// TTL is the lifetime of the certificates this node issues (DefaultTTL
+// when not set).
+func (c *Credentials) TTL() time.Duration {
+	if c.ttl <= 0 {
+		return DefaultTTL
+	}
+	return c.ttl
+}
+
+// renewDue reports whether two thirds of leaf's life, counted from when it
+// was issued (NotBefore is back-dated by ClockSkew), have passed.
+func renewDue(leaf *x509.Certificate, now time.Time) bool {
+	life := leaf.NotAfter.Sub(leaf.NotBefore.Add(ClockSkew))
+	return now.After(leaf.NotAfter.Add(-life / 3))
+}
+
+// RenewDue reports whether the node's certificate should be renewed now.
+func (c *Credentials) RenewDue() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return renewDue(c.leaf, c.now())
+}
+
 // Certificate is the node's certificate for a new TLS handshake: renewed
 // first when two thirds of its life have passed (issued anew with the CA
 // key, or reloaded when its file changed). Connections already up keep
@@ -234,10 +262,7 @@ func (c *Credentials) Certificate() (*tls.Certificate, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
-	// NotBefore is back-dated by ClockSkew: the life that counts starts
-	// when the certificate was issued.
-	life := c.leaf.NotAfter.Sub(c.leaf.NotBefore.Add(ClockSkew))
-	due := now.After(c.leaf.NotAfter.Add(-life / 3))
+	due := renewDue(c.leaf, now)
 	switch {
 	case c.ca != nil && due:
 		if err := c.issue(now); err != nil {

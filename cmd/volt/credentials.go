@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/user"
@@ -223,4 +224,30 @@ func runnerName(dir, id, host string) func(string) string {
 		_, port, _ := net.SplitHostPort(address)
 		return host + ":" + port
 	}
+}
+
+// joinCluster gets this node a certificate with a join token, unless dir
+// already holds one for role (the token is then not needed, nor used).
+func joinCluster(logger *slog.Logger, token, dispatcher, dir, role, name, listen, advertise string) error {
+	if _, err := os.Stat(filepath.Join(dir, pki.NodeCertFile(role))); err == nil {
+		logger.Info("joined already: using the certificate in the credentials directory; --join is not needed any more", "credentials", dir)
+		return nil
+	}
+	tok, err := pki.ParseJoinToken(token)
+	if err != nil {
+		return usageErr("--join: %v", err)
+	}
+	if name == "" {
+		name = hostName()
+	}
+	hosts, err := nodeHosts(listen, advertise)
+	if err != nil {
+		return err
+	}
+	leaf, err := cluster.Join(dispatcher, tok, name, hosts, dir, 10*time.Second)
+	if err != nil {
+		return fatal("join the cluster at "+dispatcher, err)
+	}
+	logger.Info("joined the cluster", "identity", role+"/"+name, "credentials", dir, "until", leaf.NotAfter.UTC().Format(time.RFC3339))
+	return nil
 }

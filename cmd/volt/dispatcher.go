@@ -74,7 +74,8 @@ func newDispatcherCommand() *cobra.Command {
 				return usageErr("%v", err)
 			}
 			node, err := cluster.Start(cluster.NodeConfig{Listen: listen, Logger: logger, ActorLogLevel: actorLogLevel(c.logLevel),
-				CredentialsFor: c.creds.credentialsFor(credDir, pki.RoleDispatcher, constName(hostName()), "", true)})
+				CredentialsFor: c.creds.credentialsFor(credDir, pki.RoleDispatcher, constName(hostName()), "", true),
+				ServeJoin:      true})
 			if err != nil {
 				return startErr("start the dispatcher", err)
 			}

@@ -103,5 +103,6 @@ Or run the four roles as separate processes (see the README):
 	root.AddCommand(newRebuildCommand())
 	root.AddCommand(newSimCommand())
 	root.AddCommand(newCACommand())
+	root.AddCommand(newJoinTokenCommand())
 	return root
 }

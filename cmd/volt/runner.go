@@ -35,6 +35,7 @@ func newRunnerCommand() *cobra.Command {
 		id         string
 		outputCap  = sizeValue(defaultOutputCap)
 		metrics    string
+		join       string
 	)
 	cmd := &cobra.Command{
 		Use:   "runner",
@@ -69,8 +70,14 @@ func newRunnerCommand() *cobra.Command {
 				return usageErr("%v", err)
 			}
 			host, _ := os.Hostname()
+			if join != "" {
+				if err := joinCluster(logger, join, disp, credDir, pki.RoleRunner, id, listen, advertise); err != nil {
+					return err
+				}
+			}
 			nc := cluster.NodeConfig{Listen: listen, Advertise: advertise, Logger: logger, ActorLogLevel: actorLogLevel(c.logLevel),
-				CredentialsFor: c.creds.credentialsFor(credDir, pki.RoleRunner, runnerName(credDir, id, host), advertise, cluster.IsLoopback(disp))}
+				CredentialsFor: c.creds.credentialsFor(credDir, pki.RoleRunner, runnerName(credDir, id, host), advertise, cluster.IsLoopback(disp)),
+				RenewFrom:      disp}
 			if listen == "" {
 				nc.Listen = "127.0.0.1:0"
 				nc.PortRange = [2]int{runnerPortFirst, runnerPortLast}
@@ -122,6 +129,7 @@ func newRunnerCommand() *cobra.Command {
 	fs.StringVar(&fallback, "repo", "", "a local clone to fetch commits from before the job's repository URL")
 	fs.StringVar(&id, "id", "", "runner id (default HOST:PORT); a restarted runner with the same id is a new incarnation")
 	fs.Var(&outputCap, "output-cap", "bytes of a job's output kept; the rest is dropped with a marker")
+	fs.StringVar(&join, "join", "", "join the cluster with a token from `volt join-token create` (once: the certificate is kept in --credentials)")
 	metricsFlag(cmd, &metrics)
 	return cmd
 }

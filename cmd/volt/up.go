@@ -73,7 +73,8 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 				return usageErr("%v", err)
 			}
 			node, err := cluster.Start(cluster.NodeConfig{Listen: listen, Logger: logger, ActorLogLevel: actorLogLevel(c.logLevel),
-				CredentialsFor: c.creds.credentialsFor(credDir, pki.RoleDispatcher, constName(hostName()), "", true)})
+				CredentialsFor: c.creds.credentialsFor(credDir, pki.RoleDispatcher, constName(hostName()), "", true),
+				ServeJoin:      true})
 			if err != nil {
 				return startErr("start", err)
 			}
