@@ -52,6 +52,9 @@ type NodeConfig struct {
 	// issued to it (it has no CA key) renews that certificate from, at two
 	// thirds of its life. Empty: no renewal.
 	RenewFrom string
+	// ServerOptions are extra gRPC server options for the remote (the
+	// benchmarks' plain-remote comparison stamps identities with one).
+	ServerOptions []grpc.ServerOption
 }
 
 // Node is a running actor system with its supervised role actors.
@@ -192,7 +195,7 @@ func startRemote(sys *actor.ActorSystem, host string, port int, cfg NodeConfig) 
 			return nil, "", nil, credentialsError{err}
 		}
 	}
-	serverOpts := []grpc.ServerOption{grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true})}
+	serverOpts := append([]grpc.ServerOption{grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true})}, cfg.ServerOptions...)
 	dialOpts := []grpc.DialOption{grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 2 * time.Second, PermitWithoutStream: true})}
 	if creds != nil {
 		s, d := tlsOptions(creds, logger.With("component", "guard"), cfg.ServeJoin && creds.CA() != nil)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/voltci/volt/cluster"
+	"github.com/voltci/volt/pki"
 )
 
 func main() {
@@ -37,6 +38,7 @@ func run() error {
 		level      = flag.String("log-level", "info", "debug, info, warn or error (info is volt's default)")
 		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of the process's life to this file")
 		tracePath  = flag.String("trace", "", "dispatcher, runner: write the time of each job's points to this file at exit (see trace.go)")
+		credDir    = flag.String("credentials", "", "dispatcher, runner: mutual TLS with the CA in this directory, as volt roles run (default: plain remote)")
 	)
 	flag.Parse()
 	var l slog.Level
@@ -58,7 +60,21 @@ func run() error {
 			f.Close()
 		}()
 	}
-	node, err := cluster.Start(cluster.NodeConfig{Listen: *listen, Logger: logger, ActorLogLevel: slog.LevelError})
+	nc := cluster.NodeConfig{Listen: *listen, Logger: logger, ActorLogLevel: slog.LevelError}
+	if *credDir != "" {
+		role, name := pki.RoleDispatcher, "bench"
+		if *mode == "runner" {
+			role, name = pki.RoleRunner, *id
+		}
+		creds, err := pki.Open(pki.Options{Dir: *credDir, Identity: pki.Identity{Role: role, Name: name}, Hosts: []string{"127.0.0.1"}, Create: true})
+		if err != nil {
+			return err
+		}
+		nc.Credentials = creds
+	} else {
+		nc.ServerOptions = append(nc.ServerOptions, plainStamp(*mode))
+	}
+	node, err := cluster.Start(nc)
 	if err != nil {
 		return err
 	}
