@@ -41,6 +41,12 @@ type Config struct {
 	// Token, when set, is required by every POST (Authorization: Bearer, or
 	// a "token" form field) and passed on to the dispatcher.
 	Token string
+	// ProtectReads makes every read (pages, API, live streams, logs,
+	// badges, metrics) need the token too, as a bearer token or as the
+	// password of HTTP basic authentication (so a browser asks for it);
+	// only /healthz stays open. Set when the server listens off loopback
+	// without --public-read.
+	ProtectReads bool
 	// Logger receives request errors; nil discards them.
 	Logger *slog.Logger
 	// Metrics, when set, is served on /metrics; nil makes a fresh one.
@@ -137,6 +143,11 @@ func (s *Server) Handler() http.Handler {
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+		if s.cfg.ProtectReads && r.URL.Path != "/healthz" && !s.authorized(r) {
+			h.Set("WWW-Authenticate", `Basic realm="Volt CI", charset="UTF-8"`)
+			s.fail(w, http.StatusUnauthorized, "this Volt needs its token to be read: send Authorization: Bearer TOKEN (or the token as the basic-auth password)")
+			return
+		}
 		inner.ServeHTTP(w, r)
 	})
 }
@@ -183,6 +194,8 @@ func (s *Server) authorized(r *http.Request) bool {
 	got := ""
 	if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
 		got = strings.TrimPrefix(h, "Bearer ")
+	} else if _, pw, ok := r.BasicAuth(); ok {
+		got = pw
 	} else if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
 		got = r.PostFormValue("token")
 	}

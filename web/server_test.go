@@ -122,13 +122,17 @@ type fixture struct {
 }
 
 // start runs a real server on a loopback port over a real SQLite store.
-func start(t *testing.T, tok string) *fixture {
+func start(t *testing.T, tok string) *fixture { return startCfg(t, web.Config{Token: tok}) }
+
+// startCfg is start with more of the server's configuration.
+func startCfg(t *testing.T, cfg web.Config) *fixture {
 	t.Helper()
 	db, err := store.Open(t.TempDir())
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, db.Close()) })
 	disp := &fakeDispatcher{status: baseStatus()}
-	srv, err := web.New(web.Config{DB: db, Backend: disp, Token: tok, Poll: 50 * time.Millisecond})
+	cfg.DB, cfg.Backend, cfg.Poll = db, disp, 50*time.Millisecond
+	srv, err := web.New(cfg)
 	require.NoError(t, err)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -413,4 +417,26 @@ func TestJobLogStreams(t *testing.T) {
 		return true
 	})
 	assert.Equal(t, "line 1\n<span class=\"ansi-fg3\">line 2</span>\n", got.String())
+}
+
+func TestProtectedReadsNeedTheToken(t *testing.T) {
+	f := startCfg(t, web.Config{Token: "tok", ProtectReads: true})
+	for _, path := range []string{"/", "/api/v1/results", "/api/v1/status", "/metrics", "/events", "/badge/r/main.svg"} {
+		code, _, hdr := f.do(t, "GET", path, nil, "")
+		require.Equal(t, http.StatusUnauthorized, code, path)
+		require.Contains(t, hdr.Get("WWW-Authenticate"), "Basic", path)
+		code, _, _ = f.do(t, "GET", path, map[string]string{"Authorization": "Bearer wrong"}, "")
+		require.Equal(t, http.StatusUnauthorized, code, path)
+	}
+	code, _, _ := f.do(t, "GET", "/api/v1/results", map[string]string{"Authorization": "Bearer tok"}, "")
+	require.Equal(t, http.StatusOK, code)
+	req, err := http.NewRequest("GET", f.url+"/api/v1/results", nil)
+	require.NoError(t, err)
+	req.SetBasicAuth("anyone", "tok")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "the token as the basic-auth password (what a browser sends)")
+	code, _, _ = f.do(t, "GET", "/healthz", nil, "")
+	require.Equal(t, http.StatusOK, code, "health checks stay open")
 }

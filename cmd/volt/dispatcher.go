@@ -57,7 +57,7 @@ func newDispatcherCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.requireToken(listen, metrics); err != nil {
+			if err := c.requireToken(metrics); err != nil {
 				return err
 			}
 			cfg, err := df.config(c.token)

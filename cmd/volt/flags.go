@@ -89,8 +89,9 @@ func (c *common) register(fs *pflag.FlagSet) {
 }
 
 // requireToken takes the token from VOLT_TOKEN when --token is not given
-// (never as a flag default, which --help would print) and enforces
-// DESIGN.md: off loopback every role needs it.
+// (never as a flag default, which --help would print) and requires it for
+// an HTTP address off loopback (the web UI, /metrics). Between roles,
+// certificates replaced it (issue 10).
 func (c *common) requireToken(addrs ...string) error {
 	if c.token == "" {
 		c.token = os.Getenv("VOLT_TOKEN")
@@ -100,7 +101,7 @@ func (c *common) requireToken(addrs ...string) error {
 	}
 	for _, a := range addrs {
 		if a != "" && !cluster.IsLoopback(a) {
-			return usageErr("%s is not a loopback address: pass --token (or set VOLT_TOKEN) on every role", a)
+			return usageErr("%s is not a loopback address: pass --token (or set VOLT_TOKEN) to protect its HTTP endpoints", a)
 		}
 	}
 	return nil

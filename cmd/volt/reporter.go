@@ -30,7 +30,7 @@ func newReporterCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.requireToken(listen, dispServer, wf.http); err != nil {
+			if err := c.requireToken(wf.http); err != nil {
 				return err
 			}
 			if err := wf.validate(); err != nil {

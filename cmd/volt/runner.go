@@ -49,7 +49,7 @@ func newRunnerCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.requireToken(listen, dispServer, metrics); err != nil {
+			if err := c.requireToken(metrics); err != nil {
 				return err
 			}
 			disp, err := cluster.Resolve(dispServer)

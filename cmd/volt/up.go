@@ -42,7 +42,7 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 			if err != nil {
 				return err
 			}
-			if err := c.requireToken(listen, wf.http); err != nil {
+			if err := c.requireToken(wf.http); err != nil {
 				return err
 			}
 			if err := wf.validate(); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/voltci/volt/cluster"
 	"github.com/voltci/volt/store"
 	"github.com/voltci/volt/web"
 )
@@ -24,11 +26,17 @@ type webFlags struct {
 	http       string
 	keepBuilds int
 	keepFor    time.Duration
+	publicRead bool
+	tlsCert    string
+	tlsKey     string
 }
 
 func (f *webFlags) register(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.StringVar(&f.http, "http", defaultHTTP, "host:port of the web dashboard, JSON API and /metrics; \"\" for none (off loopback it needs --token)")
+	fs.StringVar(&f.http, "http", defaultHTTP, "host:port of the web dashboard, JSON API and /metrics; \"\" for none (off loopback it needs --token, and reads need it too unless --public-read)")
+	fs.BoolVar(&f.publicRead, "public-read", false, "off loopback, let anyone read the dashboard and the read API without the token")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve the web UI over HTTPS with this certificate (PEM; with --tls-key)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "the private key of --tls-cert (PEM)")
 	fs.IntVar(&f.keepBuilds, "keep-builds", 500, "results kept per branch of each repository (older ones are pruned with their logs and result files); 0 keeps all")
 	fs.Var(newDuration(&f.keepFor, 0), "keep-for", "also prune results older than this (for example 720h); 0 keeps results of any age")
 }
@@ -36,6 +44,14 @@ func (f *webFlags) register(cmd *cobra.Command) {
 func (f *webFlags) validate() error {
 	if f.keepBuilds < 0 {
 		return usageErr("--keep-builds must be 0 or more")
+	}
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return usageErr("--tls-cert and --tls-key go together")
+	}
+	if f.tlsCert != "" {
+		if _, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey); err != nil {
+			return usageErr("--tls-cert %s, --tls-key %s: %v", f.tlsCert, f.tlsKey, err)
+		}
 	}
 	return nil
 }
@@ -48,7 +64,8 @@ func startWeb(cmd *cobra.Command, f webFlags, db *store.DB, backend web.Backend,
 	if f.http == "" {
 		return func() {}, nil
 	}
-	srv, err := web.New(web.Config{DB: db, Backend: backend, Token: token, Logger: logger.With("component", "web"), Metrics: metrics})
+	protect := !cluster.IsLoopback(f.http) && !f.publicRead
+	srv, err := web.New(web.Config{DB: db, Backend: backend, Token: token, ProtectReads: protect, Logger: logger.With("component", "web"), Metrics: metrics})
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +77,17 @@ func startWeb(cmd *cobra.Command, f webFlags, db *store.DB, backend web.Backend,
 		}
 		return nil, fmt.Errorf("listen on --http %s: %w (is another Volt already serving there? pass another --http)", f.http, err)
 	}
-	logger.Info("web UI ready", "url", "http://"+l.Addr().String()+"/")
+	scheme := "http"
+	if f.tlsCert != "" {
+		pair, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			l.Close()
+			return nil, usageErr("--tls-cert %s, --tls-key %s: %v", f.tlsCert, f.tlsKey, err)
+		}
+		l = tls.NewListener(l, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}})
+		scheme = "https"
+	}
+	logger.Info("web UI ready", "url", scheme+"://"+l.Addr().String()+"/", "reads_need_token", protect)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
