@@ -1,9 +1,11 @@
 package actors
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
 )
 
 // Role is what a peer proved it is: the role its certificate names.
@@ -69,6 +71,51 @@ func (id Identity) Is(role Role) bool { return id.Role == role || id.Role == Rol
 // IsRunner reports whether the identity may act as the runner named id.
 func (id Identity) IsRunner(runnerID string) bool {
 	return id.Role == RoleLocal || (id.Role == RoleRunner && id.Name == runnerID)
+}
+
+// IsAny reports whether the identity may act as one of roles.
+func (id Identity) IsAny(roles ...Role) bool {
+	if id.Role == RoleLocal {
+		return true
+	}
+	for _, r := range roles {
+		if id.Role == r {
+			return true
+		}
+	}
+	return false
+}
+
+// IsLocal reports whether the input came from this very process.
+func (id Identity) IsLocal() bool { return id.Role == RoleLocal }
+
+// MayAskStatus reports whether the identity may read a role's status: the
+// operator's CLI, the dispatcher, and the reporter on behalf of a web user.
+func (id Identity) MayAskStatus() bool { return id.IsAny(RoleAdmin, RoleDispatcher, RoleReporter) }
+
+// label names the identity in logs; the zero Identity is "unauthenticated".
+func (id Identity) label() string {
+	if id.Role == "" {
+		return "unauthenticated"
+	}
+	return id.String()
+}
+
+// Refused is the note a core emits, instead of any other effect, for an
+// input its sender is not entitled to send: it names the proven identity,
+// the claimed sender, the message type and why.
+func Refused(from From, in any, why string) Note {
+	return Warn("refused: sender not entitled", "identity", from.Who.label(), "claimed", string(from.Addr),
+		"type", TypeName(in), "reason", why)
+}
+
+// TypeName is an input's short type name: a protobuf message's name
+// ("RunJob"), or the Go type of a core's own input.
+func TypeName(in any) string {
+	if m, ok := in.(proto.Message); ok {
+		return string(m.ProtoReflect().Descriptor().Name())
+	}
+	return fmt.Sprintf("%T", in)
 }
 
 // From is the sender of an input: the address replies go to, and the

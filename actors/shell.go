@@ -205,6 +205,21 @@ func (s *Shell) Unhandled(e Effect) {
 	s.Logger.Error("effect not carried out", "type", fmt.Sprintf("%T", e))
 }
 
+// Received is the input ctx holds for a core and who sent it (see Input).
+// Proto.Actor's own Terminated becomes a PeerTerminated from the Local
+// identity; everything else is from FromContext: a message stamped by the
+// connection layer is from the identity the stamp names.
+func Received(ctx actor.Context) (in any, from From, ok bool) {
+	in, ok = Input(ctx.Message())
+	if !ok {
+		return nil, From{}, false
+	}
+	if _, term := in.(PeerTerminated); term {
+		return in, From{Who: Local}, true
+	}
+	return in, FromContext(ctx), true
+}
+
 // Input translates Proto.Actor's system messages into core inputs; ok is
 // false for the lifecycle messages a core does not see.
 func Input(msg any) (in any, ok bool) {

@@ -41,8 +41,8 @@ func newCoreRig(b *testing.B, runners int, durable bool) *coreRig {
 	r := &coreRig{b: b, core: dispatcher.New(dispatcher.DefaultConfig()), now: time.Unix(1_800_000_000, 0),
 		rep: "127.0.0.1:1/reporter", obs: "127.0.0.1:2/observer", to: map[string]actors.Addr{}}
 	r.core.Recover(r.now, dispatcher.Durable{})
-	r.apply(r.core.Step(r.now, r.rep, &messages.RegisterReporter{ReporterId: "rep", ProtocolVersion: messages.ProtocolVersion}))
-	r.apply(r.core.Step(r.now, r.obs, &messages.RegisterObserver{ObserverId: "obs", ProtocolVersion: messages.ProtocolVersion,
+	r.apply(r.core.Step(r.now, reporterAt(r.rep), &messages.RegisterReporter{ReporterId: "rep", ProtocolVersion: messages.ProtocolVersion}))
+	r.apply(r.core.Step(r.now, observerAt(r.obs), &messages.RegisterObserver{ObserverId: "obs", ProtocolVersion: messages.ProtocolVersion,
 		Repos: []*messages.WatchedRepo{{Url: "/srv/git/project.git", Name: "project", Branches: []string{"main"}}}}))
 
 	// The heap the core keeps per idle runner: strings are made here, as
@@ -52,7 +52,8 @@ func newCoreRig(b *testing.B, runners int, durable bool) *coreRig {
 	runtime.ReadMemStats(&m0)
 	for i := range runners {
 		addr := actors.Addr(fmt.Sprintf("10.0.%d.%d:8900/runner-%d-%d", i/250, i%250, i, 1795782596672807515+int64(i)))
-		r.apply(r.core.Step(r.now, addr, &messages.RegisterRunner{RunnerId: fmt.Sprintf("host-%05d/runner-1", i),
+		id := fmt.Sprintf("host-%05d/runner-1", i)
+		r.apply(r.core.Step(r.now, runnerAt(addr, id), &messages.RegisterRunner{RunnerId: id,
 			Incarnation: 1795782596672807515 + int64(i), ProtocolVersion: messages.ProtocolVersion,
 			Hostname: fmt.Sprintf("host-%05d", i)}))
 	}
@@ -70,6 +71,20 @@ func newCoreRig(b *testing.B, runners int, durable bool) *coreRig {
 		r.db = db
 	}
 	return r
+}
+
+// The senders as a connection proves them: each runner as itself, the
+// observer and the reporter by role.
+func runnerAt(a actors.Addr, id string) actors.From {
+	return actors.From{Addr: a, Who: actors.Identity{Role: actors.RoleRunner, Name: id}}
+}
+
+func observerAt(a actors.Addr) actors.From {
+	return actors.From{Addr: a, Who: actors.Identity{Role: actors.RoleObserver, Name: "obs"}}
+}
+
+func reporterAt(a actors.Addr) actors.From {
+	return actors.From{Addr: a, Who: actors.Identity{Role: actors.RoleReporter, Name: "rep"}}
 }
 
 // apply carries out effects: persists (with a store), collects RunJobs.
@@ -118,14 +133,14 @@ func (r *coreRig) batch(size int) {
 			}
 		}
 	}
-	r.apply(r.core.Step(r.now, r.obs, dispatcher.Observed{Msg: msg, Archived: archived}))
+	r.apply(r.core.Step(r.now, observerAt(r.obs), dispatcher.Observed{Msg: msg, Archived: archived}))
 	for len(r.runs) > 0 {
 		run := r.runs[0]
 		r.runs = r.runs[1:]
 		res := &messages.Result{Job: run.Job, Attempt: run.Attempt, RunnerId: run.RunnerId, Status: messages.Status_STATUS_PASSED,
 			StartedUnixMs: r.now.UnixMilli(), FinishedUnixMs: r.now.UnixMilli()}
-		r.apply(r.core.Step(r.now, r.to[run.RunnerId], &messages.JobFinished{RunnerId: run.RunnerId, Incarnation: run.Incarnation, Result: res}))
-		r.apply(r.core.Step(r.now, r.rep, &messages.ResultRecordedAck{JobId: run.Job.Id, Repo: run.Job.Repo, Commit: run.Job.Commit, Build: run.Job.Build}))
+		r.apply(r.core.Step(r.now, runnerAt(r.to[run.RunnerId], run.RunnerId), &messages.JobFinished{RunnerId: run.RunnerId, Incarnation: run.Incarnation, Result: res}))
+		r.apply(r.core.Step(r.now, reporterAt(r.rep), &messages.ResultRecordedAck{JobId: run.Job.Id, Repo: run.Job.Repo, Commit: run.Job.Commit, Build: run.Job.Build}))
 	}
 }
 
@@ -203,7 +218,7 @@ func BenchmarkDispatcherCoreHeartbeat(b *testing.B) {
 	for b.Loop() {
 		p := peers[i%runners]
 		i++
-		r.apply(r.core.Step(r.now, p.addr, &messages.Heartbeat{RunnerId: p.id, Incarnation: p.inc, Seq: uint64(i)}))
+		r.apply(r.core.Step(r.now, runnerAt(p.addr, p.id), &messages.Heartbeat{RunnerId: p.id, Incarnation: p.inc, Seq: uint64(i)}))
 	}
 	b.ReportMetric(float64(cpuTime(b)-c0)/float64(b.N), "cpu-ns/heartbeat")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/heartbeat")
@@ -233,7 +248,7 @@ func BenchmarkDispatcherCoreIdleTick(b *testing.B) {
 			r := newCoreRig(b, runners, false)
 			var d time.Time
 			for b.Loop() {
-				r.apply(r.core.Step(r.now, "", actors.Tick{}))
+				r.apply(r.core.Step(r.now, actors.From{Who: actors.Local}, actors.Tick{}))
 				d = r.core.Deadline()
 			}
 			if d.IsZero() {

@@ -108,7 +108,7 @@ func incOf(in any) (string, int64, bool) {
 }
 
 // step checks one core step: its input and the effects it returned.
-func (c *checker) step(w *World, n *node, from actors.Addr, in any, fx []actors.Effect) {
+func (c *checker) step(w *World, n *node, from actors.From, in any, fx []actors.Effect) {
 	if n.role != roleDispatcher {
 		return
 	}
@@ -133,7 +133,7 @@ func (c *checker) step(w *World, n *node, from actors.Addr, in any, fx []actors.
 			if s, ok := e.(actors.Send); ok {
 				if r, ok := s.Msg.(*messages.RunnerRegistered); ok && r.Accepted {
 					c.maxInc[m.RunnerId] = max(c.maxInc[m.RunnerId], m.Incarnation)
-					c.byAddr[from] = runnerKey{m.RunnerId, m.Incarnation}
+					c.byAddr[from.Addr] = runnerKey{m.RunnerId, m.Incarnation}
 					delete(c.dead, runnerKey{m.RunnerId, m.Incarnation}) // back from a hang or partition
 				}
 			}

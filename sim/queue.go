@@ -24,7 +24,7 @@ type event struct {
 	kind eventKind
 	node int
 	gen  uint64 // the target's generation when scheduled; stale ones are dropped
-	from actors.Addr
+	from actors.From
 	msg  any
 	arg  int
 }

@@ -262,7 +262,7 @@ func (w *World) handle(e event) {
 		}
 		n.tickAt = time.Time{}
 		n.lastTick = w.now
-		w.step(n, "", actors.Tick{})
+		w.step(n, local, actors.Tick{})
 	case evJobEnd:
 		n := w.nodes[e.node]
 		if n.proc == nil || n.proc.id != uint64(e.arg) || e.gen != n.gen {
@@ -307,7 +307,24 @@ func (w *World) isLost(n *node) bool {
 
 // deliverLocal hands a shell's answer to its own node (no network).
 func (w *World) deliverLocal(n *node, msg any) {
-	w.push(event{at: w.vt(w.now), kind: evDeliver, node: n.idx, gen: n.gen, msg: msg})
+	w.push(event{at: w.vt(w.now), kind: evDeliver, node: n.idx, gen: n.gen, from: local, msg: msg})
+}
+
+// local is the sender of what a node's own shell hands its core: a tick, a
+// poll's answer, a job's end, a watched peer's termination.
+var local = actors.From{Who: actors.Local}
+
+// identity is what a node's certificate proves to whoever it sends to.
+func (n *node) identity() actors.Identity {
+	switch n.role {
+	case roleDispatcher:
+		return actors.Identity{Role: actors.RoleDispatcher, Name: n.host}
+	case roleObserver:
+		return actors.Identity{Role: actors.RoleObserver, Name: n.host}
+	case roleReporter:
+		return actors.Identity{Role: actors.RoleReporter, Name: n.host}
+	}
+	return actors.Identity{Role: actors.RoleRunner, Name: n.runnerID}
 }
 
 // boot starts (or restarts) a node with a fresh core.
@@ -383,7 +400,7 @@ func (w *World) scheduleTick(n *node) {
 }
 
 // step feeds one input to a node's core and carries out the effects.
-func (w *World) step(n *node, from actors.Addr, in any) {
+func (w *World) step(n *node, from actors.From, in any) {
 	var fx []actors.Effect
 	switch n.role {
 	case roleDispatcher:
@@ -398,7 +415,7 @@ func (w *World) step(n *node, from actors.Addr, in any) {
 	case roleRunner:
 		fx = n.run.Step(w.now, from, in)
 	}
-	w.trace(n, "recv", in, string(from))
+	w.trace(n, "recv", in, string(from.Addr))
 	w.check.step(w, n, from, in, fx)
 	w.apply(n, fx)
 	w.scheduleTick(n)
@@ -451,7 +468,7 @@ func (w *World) apply(n *node, fx []actors.Effect) {
 				delay += time.Duration(w.rng.Int64N(int64(w.slowGit)))
 			}
 			polled := w.repo.read(e)
-			w.after(delay, event{kind: evDeliver, node: n.idx, gen: n.gen, msg: polled})
+			w.after(delay, event{kind: evDeliver, node: n.idx, gen: n.gen, from: local, msg: polled})
 		case reporter.Record:
 			w.check.recorded(w, e.Result)
 			j := e.Result.Job
@@ -483,10 +500,11 @@ func (w *World) send(src *node, to actors.Addr, msg proto.Message) {
 	if w.extraDelay > 0 {
 		delay += time.Duration(w.rng.Int64N(int64(w.extraDelay)))
 	}
-	w.push(event{at: w.vt(w.now) + int64(delay), kind: evDeliver, node: di, gen: dst.gen, from: src.addr, msg: msg})
+	from := actors.From{Addr: src.addr, Who: src.identity()}
+	w.push(event{at: w.vt(w.now) + int64(delay), kind: evDeliver, node: di, gen: dst.gen, from: from, msg: msg})
 	if w.dupP > 0 && w.rng.Float64() < w.dupP {
 		w.push(event{at: w.vt(w.now) + int64(delay) + w.rng.Int64N(int64(50*time.Millisecond)), kind: evDeliver,
-			node: di, gen: dst.gen, from: src.addr, msg: msg})
+			node: di, gen: dst.gen, from: from, msg: msg})
 	}
 }
 
@@ -539,7 +557,7 @@ func (w *World) down(n *node) {
 	for _, wa := range w.watchers[n.addr] {
 		wn := w.nodes[w.byAddr[wa]]
 		w.after(time.Duration(2+w.rng.IntN(8))*time.Millisecond, event{kind: evDeliver, node: wn.idx, gen: wn.gen,
-			msg: actors.PeerTerminated{Addr: n.addr, Reason: "AddressTerminated"}})
+			from: local, msg: actors.PeerTerminated{Addr: n.addr, Reason: "AddressTerminated"}})
 	}
 	delete(w.watchers, n.addr)
 }

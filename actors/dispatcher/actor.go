@@ -119,7 +119,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 			panic(fmt.Errorf("the dispatcher's queue writer stopped"))
 		}
 	case *messages.RebuildRequest:
-		from := actors.AddrOf(ctx.Sender())
+		from := actors.FromContext(ctx)
 		if a.commits.waiting() {
 			// The store is asked about the commit's builds: it must hold
 			// every change made so far.
@@ -135,19 +135,19 @@ func (a *Actor) Receive(ctx actor.Context) {
 		if err != nil {
 			panic(fmt.Errorf("look up observed commits: %w", err))
 		}
-		a.run(ctx, a.core.Step(a.Now(), actors.AddrOf(ctx.Sender()), Observed{Msg: m, Archived: archived}))
+		a.run(ctx, a.core.Step(a.Now(), actors.FromContext(ctx), Observed{Msg: m, Archived: archived}))
 		return
 	}
-	in, ok := actors.Input(ctx.Message())
+	in, from, ok := actors.Received(ctx)
 	if !ok {
 		return
 	}
 	// The clock is read only for the core: the group commit's own messages
 	// (one pair per batch) do not need it, and a read costs about 0.5 µs here.
-	a.run(ctx, a.core.Step(a.Now(), actors.AddrOf(ctx.Sender()), in))
+	a.run(ctx, a.core.Step(a.Now(), from, in))
 }
 
-func (a *Actor) rebuild(ctx actor.Context, now time.Time, m *messages.RebuildRequest, from actors.Addr) {
+func (a *Actor) rebuild(ctx actor.Context, now time.Time, m *messages.RebuildRequest, from actors.From) {
 	prev, err := a.store.LatestJob(m.Repo, m.Commit)
 	if err != nil {
 		panic(fmt.Errorf("look up the commit to rebuild: %w", err))

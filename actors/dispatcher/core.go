@@ -280,6 +280,9 @@ const (
 	CounterJobsQueued    = "jobs_queued"
 	CounterResultsAcked  = "results_forwarded"
 	CounterStaleMessages = "stale_messages_ignored"
+	// CounterForgedRefused counts inputs refused because the identity that
+	// sent them may not (see permit).
+	CounterForgedRefused = "forged_refused"
 )
 
 // counter indexes Core.counters.
@@ -295,11 +298,12 @@ const (
 	cJobsQueued
 	cResultsAcked
 	cStaleMessages
+	cForgedRefused
 	nCounters
 )
 
 var counterNames = [nCounters]string{CounterRecorded, CounterStale, CounterReassigned, CounterRunnersLost,
-	CounterGaveUp, CounterRejected, CounterJobsQueued, CounterResultsAcked, CounterStaleMessages}
+	CounterGaveUp, CounterRejected, CounterJobsQueued, CounterResultsAcked, CounterStaleMessages, CounterForgedRefused}
 
 // New returns a dispatcher core with nothing recovered yet; call Recover.
 func New(cfg Config) *Core {
@@ -395,9 +399,17 @@ func (c *Core) Recover(now time.Time, d Durable) []actors.Effect {
 	return []actors.Effect{actors.Info("dispatcher recovered its queue", "queued", queued, "running", running, "next_job_id", c.nextID)}
 }
 
-// Step handles one input: a message from a peer (from is its address), a
-// Tick, a PeerTerminated or an Observed.
-func (c *Core) Step(now time.Time, from actors.Addr, in any) []actors.Effect {
+// Step handles one input: a message from a peer, a Tick, a PeerTerminated
+// or an Observed. from is its sender: the address replies go to and the
+// identity its connection proved. An input that identity may not send (see
+// permit) changes nothing and is answered with nothing: it is counted
+// (forged_refused) and noted.
+func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
+	if why := c.permit(sender, in); why != "" {
+		c.counters[cForgedRefused]++
+		return []actors.Effect{actors.Refused(sender, in, why)}
+	}
+	from := sender.Addr
 	var fx []actors.Effect
 	switch m := in.(type) {
 	case actors.Tick:
@@ -435,6 +447,80 @@ func (c *Core) Step(now time.Time, from actors.Addr, in any) []actors.Effect {
 		return []actors.Effect{actors.Warn("dispatcher ignored an unknown message", "type", fmt.Sprintf("%T", in), "from", string(from))}
 	}
 	return c.assign(now, fx)
+}
+
+// permit says why the sender may not send in, or "" when it may: issue
+// 10's role table, checked against the identity the connection proved, never
+// against the sender the message claims. It runs before anything changes.
+//
+//   - RegisterRunner, Heartbeat, JobFinished, RunnerStopping: only the runner
+//     they name (its certificate's name is its runner id). A JobFinished is
+//     then fenced by its record: recorded only from the runner, incarnation
+//     and attempt the job is assigned to.
+//   - RegisterObserver, CommitObserved: an observer. Observer ids are not
+//     certificate names (`volt observer` names itself HOST/ADDRESS, its
+//     certificate names the host; `volt up`'s is "up"), so only the role is
+//     checked.
+//   - RegisterReporter, ResultRecordedAck: the reporter.
+//   - Notify: notify (a post-receive hook), admin, the reporter (the webhook)
+//     or an observer.
+//   - StatusRequest, CancelRequest, RebuildRequest: admin, or the reporter
+//     on behalf of a web user. Cancel and rebuild still need the token.
+//   - Tick and PeerTerminated: only this process makes them.
+//
+// The local role (every role of `volt up` in one process) may send anything;
+// the zero Identity (an unauthenticated peer) nothing.
+func (c *Core) permit(from actors.From, in any) string {
+	if plant.On(plant.DispatcherTrustsClaimedSender) {
+		return ""
+	}
+	who := from.Who
+	switch m := in.(type) {
+	case actors.Tick, actors.PeerTerminated:
+		if !who.IsLocal() {
+			return "only this process makes it"
+		}
+	case *messages.RegisterRunner:
+		return asRunner(who, m.RunnerId)
+	case *messages.Heartbeat:
+		return asRunner(who, m.RunnerId)
+	case *messages.JobFinished:
+		return asRunner(who, m.RunnerId)
+	case *messages.RunnerStopping:
+		return asRunner(who, m.RunnerId)
+	case *messages.RegisterObserver, *messages.CommitObserved, Observed:
+		if !who.Is(actors.RoleObserver) {
+			return "only an observer reports commits"
+		}
+	case *messages.RegisterReporter, *messages.ResultRecordedAck:
+		if !who.Is(actors.RoleReporter) {
+			return "only the reporter records results"
+		}
+	case *messages.Notify:
+		if !who.IsAny(actors.RoleNotify, actors.RoleAdmin, actors.RoleReporter, actors.RoleObserver) {
+			return "only notify, admin, the reporter or an observer may ask for a poll"
+		}
+	case *messages.StatusRequest:
+		if !who.IsAny(actors.RoleAdmin, actors.RoleReporter) {
+			return "only admin or the reporter may read the status"
+		}
+	case *messages.CancelRequest, Rebuild, *messages.RebuildRequest:
+		if !who.IsAny(actors.RoleAdmin, actors.RoleReporter) {
+			return "only admin or the reporter may cancel or rebuild"
+		}
+	}
+	return ""
+}
+
+// asRunner says why who may not speak as runner id ("" when it may).
+func asRunner(who actors.Identity, id string) string {
+	switch {
+	case who.IsRunner(id):
+		return ""
+	case who.Role == actors.RoleRunner:
+		return fmt.Sprintf("runner %q may speak only for itself, not for %q", who.Name, id)
+	}
+	return "only runner " + fmt.Sprintf("%q", id) + " may send it"
 }
 
 func (c *Core) tokenOK(token string) bool {
@@ -559,15 +645,18 @@ func (c *Core) current(id string, inc int64) *runnerState {
 
 func (c *Core) heartbeat(now time.Time, from actors.Addr, m *messages.Heartbeat) []actors.Effect {
 	r := c.current(m.RunnerId, m.Incarnation)
-	ack := &messages.HeartbeatAck{RunnerId: m.RunnerId, Incarnation: m.Incarnation, Seq: m.Seq, Epoch: c.cfg.Epoch}
+	ack := &messages.HeartbeatAck{RunnerId: m.RunnerId, Incarnation: m.Incarnation, Seq: m.Seq}
 	if r == nil {
 		if m.Incarnation < c.incarnation(m.RunnerId) {
 			c.counters[cStaleMessages]++
 			return []actors.Effect{actors.Debug("heartbeat from an older incarnation ignored", "runner", m.RunnerId, "incarnation", m.Incarnation)}
 		}
+		// Register again, it is told; not the epoch, which only a
+		// registered runner learns (it ignores the epoch of this answer).
 		ack.Unknown = true
 		return []actors.Effect{actors.Send{To: from, Msg: ack}}
 	}
+	ack.Epoch = c.cfg.Epoch
 	c.heard(r, now)
 	listed := false
 	for _, ref := range m.Running {
@@ -611,8 +700,9 @@ func (c *Core) jobFinished(now time.Time, from actors.Addr, m *messages.JobFinis
 	if r == nil && c.runners.get(m.RunnerId) == nil && m.Incarnation >= c.incarnation(m.RunnerId) && c.lost[m.RunnerId] != m.Incarnation {
 		// Unknown after a restart of ours: have it register first; it keeps
 		// the outcome and sends it again once registered (and re-adopted).
+		// Like a heartbeat's, the answer carries no epoch.
 		return []actors.Effect{actors.Send{To: from, Msg: &messages.HeartbeatAck{
-			RunnerId: m.RunnerId, Incarnation: m.Incarnation, Unknown: true, Epoch: c.cfg.Epoch}}}
+			RunnerId: m.RunnerId, Incarnation: m.Incarnation, Unknown: true}}}
 	}
 	if rr, ok := c.recent[res.Job.Id]; ok && j == nil && rr.attempt == res.Attempt && rr.runner == m.RunnerId && rr.incarnation == m.Incarnation {
 		fin.Recorded = true // a duplicate of what we recorded and forwarded

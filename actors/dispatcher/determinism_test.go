@@ -106,8 +106,8 @@ func TestSameInputsSameEffects(t *testing.T) {
 	ins, twins := scenario(), scenario() // separate messages: a core may keep what it is given
 	for i, in := range ins {
 		now = now.Add(in.after)
-		fa := a.Step(now, in.from, in.msg)
-		fb := b.Step(now, in.from, twins[i].msg)
+		fa := a.Step(now, sender(in.from, in.msg), in.msg)
+		fb := b.Step(now, sender(in.from, twins[i].msg), twins[i].msg)
 		requireSameEffects(t, i, fa, fb)
 		total += len(fa)
 		runJobs += len(sends[*messages.RunJob](fa))

@@ -41,7 +41,7 @@ type held struct {
 	after   uint64
 	effect  actors.Effect
 	rebuild *messages.RebuildRequest
-	from    actors.Addr
+	from    actors.From // the rebuild's sender, identity included
 }
 
 // gathered is a batch being gathered, with each job and cursor once.

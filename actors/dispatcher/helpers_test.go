@@ -144,8 +144,45 @@ func newWorld(t *testing.T, cfg dispatcher.Config) *world {
 	return &world{t: t, d: d, now: t0}
 }
 
+// step delivers in from addr, as the identity a connection would prove for
+// its rightful sender (see sender).
 func (w *world) step(from actors.Addr, in any) []actors.Effect {
+	return w.d.Step(w.now, sender(from, in), in)
+}
+
+// stepAs delivers in from a sender of the test's choosing.
+func (w *world) stepAs(from actors.From, in any) []actors.Effect {
 	return w.d.Step(w.now, from, in)
+}
+
+// sender is addr with the identity of the rightful sender of in: a runner
+// message from the runner it names, an observer's from an observer, and so
+// on; the core's own inputs (Tick, PeerTerminated) are local.
+func sender(addr actors.Addr, in any) actors.From {
+	return actors.From{Addr: addr, Who: rightful(in)}
+}
+
+func rightful(in any) actors.Identity {
+	runner := func(id string) actors.Identity { return actors.Identity{Role: actors.RoleRunner, Name: id} }
+	switch m := in.(type) {
+	case *messages.RegisterRunner:
+		return runner(m.RunnerId)
+	case *messages.Heartbeat:
+		return runner(m.RunnerId)
+	case *messages.JobFinished:
+		return runner(m.RunnerId)
+	case *messages.RunnerStopping:
+		return runner(m.RunnerId)
+	case *messages.RegisterObserver, *messages.CommitObserved, dispatcher.Observed:
+		return actors.Identity{Role: actors.RoleObserver, Name: "obs-host"}
+	case *messages.RegisterReporter, *messages.ResultRecordedAck:
+		return actors.Identity{Role: actors.RoleReporter, Name: "rep-host"}
+	case *messages.Notify:
+		return actors.Identity{Role: actors.RoleNotify, Name: "git-host"}
+	case *messages.StatusRequest, *messages.CancelRequest, dispatcher.Rebuild:
+		return actors.Identity{Role: actors.RoleAdmin, Name: "ops"}
+	}
+	return actors.Local
 }
 
 func (w *world) advance(d time.Duration) { w.now = w.now.Add(d) }

@@ -44,11 +44,11 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.Wait()
 		return
 	}
-	in, ok := actors.Input(ctx.Message())
+	in, from, ok := actors.Received(ctx)
 	if !ok {
 		return
 	}
-	a.run(ctx, a.core.Step(now, actors.AddrOf(ctx.Sender()), in))
+	a.run(ctx, a.core.Step(now, from, in))
 	a.AfterStep(ctx, a.core.Deadline())
 }
 

@@ -63,6 +63,7 @@ type Core struct {
 	nextPoll time.Time
 	seq      uint64
 	exited   bool
+	refused  int64 // inputs from identities that may not send them
 }
 
 // New returns an observer core; call Start next.
@@ -101,11 +102,19 @@ func (c *Core) Cursor(repo, branchName string) string {
 	return ""
 }
 
-// Step handles one input.
-func (c *Core) Step(now time.Time, from actors.Addr, in any) []actors.Effect {
+// Step handles one input. from is its sender: the address replies go to and
+// the identity its connection proved. An input that identity may not send
+// (see permit) changes nothing and is answered with nothing: it is counted
+// and noted.
+func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
 	if c.exited {
 		return nil
 	}
+	if why := c.permit(sender, in); why != "" {
+		c.refused++
+		return []actors.Effect{actors.Refused(sender, in, why)}
+	}
+	from := sender.Addr
 	switch m := in.(type) {
 	case actors.Tick:
 		return c.tick(now)
@@ -129,6 +138,58 @@ func (c *Core) Step(now time.Time, from actors.Addr, in any) []actors.Effect {
 	return []actors.Effect{actors.Warn("observer ignored an unknown message", "type", fmt.Sprintf("%T", in))}
 }
 
+// permit says why the sender may not send in, or "" when it may (issue 10's
+// role table), before anything changes: the dispatcher's answers
+// (ObserverRegistered, CommitObservedAck) and its PollNow only from the
+// dispatcher; a StatusRequest from admin, the dispatcher or the reporter;
+// Tick, PeerTerminated and Polled only from this process. The local role
+// may send anything; the zero Identity nothing.
+func (c *Core) permit(from actors.From, in any) string {
+	who := from.Who
+	switch in.(type) {
+	case actors.Tick, actors.PeerTerminated, Polled:
+		if !who.IsLocal() {
+			return "only this process makes it"
+		}
+	case *messages.ObserverRegistered, *messages.CommitObservedAck, *messages.PollNow:
+		if !who.Is(actors.RoleDispatcher) {
+			return "only the dispatcher may send it"
+		}
+	case *messages.StatusRequest:
+		if !who.MayAskStatus() {
+			return "only admin, the dispatcher or the reporter may read the status"
+		}
+	}
+	return ""
+}
+
+// Refused counts inputs refused because the identity that sent them may
+// not (see permit).
+func (c *Core) Refused() int64 { return c.refused }
+
+// Digest is a hash of everything that decides what the observer does next:
+// its registration, each branch's cursor and message in flight, its timers.
+// The simulator compares it before and after an input that must change
+// nothing.
+func (c *Core) Digest() uint64 {
+	d := actors.NewDigest()
+	c.link.Digest(d)
+	for _, b := range c.branches {
+		d.Str(b.repo.Url)
+		d.Str(b.name)
+		d.Str(b.cursor)
+		d.Bool(b.polling)
+		d.Bool(b.again)
+		d.Proto(b.inflight)
+		d.Time(b.sentAt)
+		d.Int(int64(b.tries))
+	}
+	d.Time(c.nextPoll)
+	d.Uint(c.seq)
+	d.Bool(c.exited)
+	return d.Sum()
+}
+
 // Status describes the observer for `volt status --role observer`: one
 // counter per branch, "cursor <repo> <branch> <commit>" = 1.
 func (c *Core) Status() *messages.StatusReply {
@@ -138,6 +199,9 @@ func (c *Core) Status() *messages.StatusReply {
 		reg = 1
 	}
 	s.Counters["registered"] = reg
+	if c.refused > 0 {
+		s.Counters["forged_refused"] = c.refused
+	}
 	for _, b := range c.branches {
 		cur := b.cursor
 		if cur == "" {

@@ -2,6 +2,7 @@ package observer_test
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"testing"
 	"time"
@@ -91,9 +92,27 @@ func newWorld(t *testing.T, grace time.Duration) *world {
 	return &world{t: t, c: c, now: t0, fx: c.Start(t0)}
 }
 
-func (w *world) step(from actors.Addr, in any) []actors.Effect { return w.c.Step(w.now, from, in) }
-func (w *world) advance(d time.Duration)                       { w.now = w.now.Add(d) }
-func (w *world) tick() []actors.Effect                         { return w.step("", actors.Tick{}) }
+// step delivers in from addr, as the identity a connection would prove for
+// its rightful sender: the dispatcher's messages from the dispatcher, a
+// status request from admin, the observer's own inputs from this process.
+func (w *world) step(from actors.Addr, in any) []actors.Effect {
+	return w.stepAs(actors.From{Addr: from, Who: rightful(in)}, in)
+}
+
+// stepAs delivers in from a sender of the test's choosing.
+func (w *world) stepAs(from actors.From, in any) []actors.Effect { return w.c.Step(w.now, from, in) }
+func (w *world) advance(d time.Duration)                         { w.now = w.now.Add(d) }
+func (w *world) tick() []actors.Effect                           { return w.step("", actors.Tick{}) }
+
+func rightful(in any) actors.Identity {
+	switch in.(type) {
+	case *messages.ObserverRegistered, *messages.CommitObservedAck, *messages.PollNow:
+		return actors.Identity{Role: actors.RoleDispatcher, Name: "disp-host"}
+	case *messages.StatusRequest:
+		return actors.Identity{Role: actors.RoleAdmin, Name: "ops"}
+	}
+	return actors.Local
+}
 
 // register answers the registration with the dispatcher's cursors.
 func (w *world) register(cursors ...*messages.Cursor) []actors.Effect {
@@ -356,4 +375,101 @@ func TestGiveUpOnZeroGraceOnlyAfterTrying(t *testing.T) {
 	w := newWorld(t, 0)
 	assert.Len(t, registers(w.fx), 1)
 	assert.Empty(t, effectsOf[actors.Exit](w.fx))
+}
+
+// --- Identity: the sender a connection proved, never the one a message claims ---
+
+var (
+	unauthenticated = actors.Identity{}
+	aRunner         = actors.Identity{Role: actors.RoleRunner, Name: "mallory"}
+	anObserver      = actors.Identity{Role: actors.RoleObserver, Name: "obs-host"}
+	aReporter       = actors.Identity{Role: actors.RoleReporter, Name: "rep-host"}
+	anAdmin         = actors.Identity{Role: actors.RoleAdmin, Name: "ops"}
+	aNotify         = actors.Identity{Role: actors.RoleNotify, Name: "git-host"}
+	theDispatcher   = actors.Identity{Role: actors.RoleDispatcher, Name: "disp-host"}
+)
+
+// TestForgeriesChangeNothingAndGetNoAnswer: a message from an identity that
+// may not send it changes nothing and gets no answer, even from the
+// dispatcher's address with every id right.
+func TestForgeriesChangeNothingAndGetNoAnswer(t *testing.T) {
+	// inFlight is registered with main's commits 2..3 sent and not acknowledged.
+	inFlight := func(t *testing.T) (*world, *messages.CommitObserved) {
+		w := registeredWith(t)
+		w.advance(pollEvery)
+		w.tick()
+		sent := observed(w.polled("main", commit(2), commit(3)))
+		require.Len(t, sent, 1)
+		w.polled("dev")
+		return w, sent[0]
+	}
+	ack := func(m *messages.CommitObserved) any {
+		return &messages.CommitObservedAck{ObserverId: m.ObserverId, Seq: m.Seq, Repo: m.Repo, Branch: m.Branch, Cursor: commit(3)}
+	}
+	cases := []struct {
+		name string
+		who  actors.Identity
+		addr actors.Addr
+		msg  func(*messages.CommitObserved) any
+	}{
+		{"ack unauthenticated", unauthenticated, dispAddr, ack},
+		{"ack from a runner", aRunner, dispAddr, ack},
+		{"ack from the reporter", aReporter, dispAddr, ack},
+		{"ack from another observer", anObserver, dispAddr, ack},
+		{"'unknown, register again' from a notify certificate", aNotify, dispAddr, func(m *messages.CommitObserved) any {
+			return &messages.CommitObservedAck{ObserverId: m.ObserverId, Seq: m.Seq, Repo: m.Repo, Branch: m.Branch, Unknown: true}
+		}},
+		{"registration refused, unauthenticated", unauthenticated, dispAddr, func(*messages.CommitObserved) any {
+			return &messages.ObserverRegistered{Reason: "go away"}
+		}},
+		{"registration refused, from a runner", aRunner, dispAddr, func(*messages.CommitObserved) any {
+			return &messages.ObserverRegistered{Reason: "go away"}
+		}},
+		{"poll now, unauthenticated", unauthenticated, dispAddr, func(*messages.CommitObserved) any { return &messages.PollNow{} }},
+		{"poll now, from a notify certificate (it must go through the dispatcher)", aNotify, dispAddr, func(*messages.CommitObserved) any {
+			return &messages.PollNow{Branch: "dev"}
+		}},
+		{"poll now, from admin", anAdmin, dispAddr, func(*messages.CommitObserved) any { return &messages.PollNow{Branch: "dev"} }},
+		{"status unauthenticated", unauthenticated, "evil:1/x", func(*messages.CommitObserved) any { return &messages.StatusRequest{} }},
+		{"status from a runner", aRunner, "evil:1/x", func(*messages.CommitObserved) any { return &messages.StatusRequest{} }},
+		{"status from a notify certificate", aNotify, "evil:1/x", func(*messages.CommitObserved) any { return &messages.StatusRequest{} }},
+		{"a tick from the network", aRunner, "", func(*messages.CommitObserved) any { return actors.Tick{} }},
+		{"a poll's answer from the network", theDispatcher, "", func(*messages.CommitObserved) any {
+			return observer.Polled{Repo: repoURL, Branch: "dev", Tip: commit(9), Commits: []string{commit(9)}}
+		}},
+		{"the dispatcher gone, said by no one", unauthenticated, "", func(*messages.CommitObserved) any {
+			return actors.PeerTerminated{Addr: dispAddr}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w, m := inFlight(t)
+			w.advance(pollEvery) // a poll round and a resend are due: a forged input must not start them
+			msg := tc.msg(m)
+			before := w.c.Digest()
+
+			fx := w.stepAs(actors.From{Addr: tc.addr, Who: tc.who}, msg)
+
+			require.Len(t, fx, 1, "a note and nothing else: %v", fx)
+			note, ok := fx[0].(actors.Note)
+			require.True(t, ok, "%T", fx[0])
+			assert.Equal(t, slog.LevelWarn, note.Level)
+			assert.Contains(t, fmt.Sprint(note.Args...), actors.TypeName(msg), "the note names the message type")
+			assert.Equal(t, before, w.c.Digest(), "no state changed")
+			assert.EqualValues(t, 1, w.c.Refused(), "the refusal is counted")
+			assert.Equal(t, commit(1), w.c.Cursor(repoURL, "main"))
+		})
+	}
+}
+
+func TestStatusForWhoMayAsk(t *testing.T) {
+	for _, who := range []actors.Identity{anAdmin, theDispatcher, aReporter, actors.Local} {
+		t.Run(who.String(), func(t *testing.T) {
+			w := newWorld(t, 10*time.Second)
+			fx := w.stepAs(actors.From{Addr: "ops:1/cli", Who: who}, &messages.StatusRequest{})
+			replies := effectsOf[actors.Send](fx)
+			require.Len(t, replies, 1)
+			assert.IsType(t, &messages.StatusReply{}, replies[0].Msg)
+		})
+	}
 }

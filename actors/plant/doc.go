@@ -34,6 +34,13 @@ const (
 	DuplicateObservedCreatesJobs
 	// LeaseIgnored: a runner keeps its job when its lease lapses.
 	LeaseIgnored
+	// DispatcherTrustsClaimedSender: the dispatcher skips its identity
+	// check and takes any message from anyone, as the sender it claims.
+	DispatcherTrustsClaimedSender
+	// RunnerTrustsClaimedSender: a runner skips its identity check and takes
+	// a RunJob (or any dispatcher reply) from whoever claims the
+	// dispatcher's address.
+	RunnerTrustsClaimedSender
 	bugCount
 )
 
@@ -52,6 +59,7 @@ var names = map[Bug]string{
 	RunnerIgnoresDispatcherLoss: "runner ignores dispatcher loss", ObserverAdvancesEarly: "observer advances before ack",
 	AttemptCapIgnored: "attempt cap ignored", QueueNotRestored: "queue not restored after restart",
 	DuplicateObservedCreatesJobs: "duplicate CommitObserved creates jobs", LeaseIgnored: "lease ignored",
+	DispatcherTrustsClaimedSender: "dispatcher trusts the claimed sender", RunnerTrustsClaimedSender: "runner trusts the claimed sender",
 }
 
 func (b Bug) String() string { return names[b] }

@@ -36,20 +36,12 @@ func (a *Actor) Receive(ctx actor.Context) {
 	case *actor.Stopping, *actor.Restarting:
 		a.Wait()
 		return
-	case *messages.StatusRequest:
-		reg := int64(0)
-		if a.core.Registered() {
-			reg = 1
-		}
-		ctx.Respond(&messages.StatusReply{Role: "reporter", Address: ctx.Self().Address, Counters: map[string]int64{
-			"registered": reg, "results_recorded": a.recorded, "duplicate_results_ignored": a.duplicates}})
-		return
 	}
-	in, ok := actors.Input(ctx.Message())
+	in, from, ok := actors.Received(ctx)
 	if !ok {
 		return
 	}
-	a.run(ctx, a.core.Step(now, actors.AddrOf(ctx.Sender()), in))
+	a.run(ctx, a.core.Step(now, from, in))
 	a.AfterStep(ctx, a.core.Deadline())
 }
 
@@ -57,6 +49,9 @@ func (a *Actor) run(ctx actor.Context, fx []actors.Effect) {
 	for _, e := range fx {
 		switch e := e.(type) {
 		case Record:
+			if e.DropLog {
+				a.dropLog(e.Result)
+			}
 			inserted, err := a.store.RecordResult(e.Result)
 			if err != nil {
 				panic(fmt.Errorf("record result: %w", err)) // no ack: the dispatcher retries
@@ -76,7 +71,7 @@ func (a *Actor) run(ctx actor.Context, fx []actors.Effect) {
 		case AppendLog:
 			c := e.Chunk
 			if _, err := a.store.AppendLog(c.Job, c.Attempt, c.Offset, c.Data); err != nil {
-				a.Logger.Error("log chunk not stored", "job", c.Job.Id, "error", err)
+				a.Logger.Error("log chunk not stored", "job", c.Job.Id, "writer", e.Writer.String(), "error", err)
 			}
 		case CloseLog:
 			have, err := a.store.LogHave(e.Msg.Job, e.Msg.Attempt)
@@ -84,10 +79,32 @@ func (a *Actor) run(ctx actor.Context, fx []actors.Effect) {
 				a.Logger.Error("log size unknown", "job", e.Msg.Job.Id, "error", err)
 			}
 			a.Do(ctx, actors.Send{To: e.ReplyTo, Msg: &messages.LogAck{JobId: e.Msg.Job.Id, Attempt: e.Msg.Attempt, Have: have}})
+		case Status:
+			reg := int64(0)
+			if a.core.Registered() {
+				reg = 1
+			}
+			a.Do(ctx, actors.Send{To: e.ReplyTo, Msg: &messages.StatusReply{Role: "reporter", Address: ctx.Self().Address, Counters: map[string]int64{
+				"registered": reg, "results_recorded": a.recorded, "duplicate_results_ignored": a.duplicates,
+				"forged_refused": a.core.Refused()}}})
 		default:
 			if !a.Do(ctx, e) {
 				a.Unhandled(e)
 			}
 		}
+	}
+}
+
+// dropLog drops the stored log of r's attempt, which another runner than
+// r's wrote, if the store can; otherwise it says loudly that it could not.
+func (a *Actor) dropLog(r *messages.Result) {
+	d, ok := a.store.(LogDropper)
+	if !ok {
+		a.Logger.Error("the log of this attempt was not written by the runner its result names, and this store cannot drop it: it is kept",
+			"job", r.Job.Id, "attempt", r.Attempt, "runner", r.RunnerId)
+		return
+	}
+	if err := d.DropLog(r.Job, r.Attempt); err != nil {
+		panic(fmt.Errorf("drop the log of job %d attempt %d: %w", r.Job.Id, r.Attempt, err)) // no ack: the dispatcher retries
 	}
 }

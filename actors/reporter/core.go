@@ -16,14 +16,22 @@ type Config struct {
 }
 
 // Record asks the shell to store a final result durably, write its result
-// file and then acknowledge it to ReplyTo.
+// file and then acknowledge it to ReplyTo. With DropLog set, the stored log
+// of the result's attempt is not the output of the runner the result names
+// (another runner's certificate wrote it, or more than one identity did):
+// the shell drops it first, so that the build keeps no log rather than
+// someone else's.
 type Record struct {
 	Result  *messages.Result
 	ReplyTo actors.Addr
+	DropLog bool
 }
 
-// AppendLog asks the shell to store a log chunk.
-type AppendLog struct{ Chunk *messages.LogChunk }
+// AppendLog asks the shell to store a log chunk that Writer sent.
+type AppendLog struct {
+	Chunk  *messages.LogChunk
+	Writer actors.Identity
+}
 
 // CloseLog asks the shell to answer ReplyTo with a LogAck saying how much of
 // the attempt's log it holds.
@@ -32,22 +40,67 @@ type CloseLog struct {
 	ReplyTo actors.Addr
 }
 
+// Status asks the shell to answer ReplyTo with the reporter's status.
+type Status struct{ ReplyTo actors.Addr }
+
 // Core is the reporter's deterministic state machine. The reporter never
 // gives up on its dispatcher: it keeps trying to register.
+//
+// A log chunk names its job and attempt but not its runner, and the
+// reporter is not told who runs what. So the first identity that sends part
+// of an attempt's log claims it (see claims); no other runner may add to it,
+// and when the dispatcher's result arrives the log is kept only if the
+// result names that runner (and that attempt). A log claimed by a runner
+// the result does not name is dropped (Record.DropLog); a recorded
+// attempt's log takes no more chunks.
 type Core struct {
 	cfg  Config
 	link actors.Link
 	// refresh is when to register again while registered: a dispatcher
 	// restarted in place (same address) would otherwise never learn of us.
 	refresh time.Time
+
+	claims   map[logKey]*claim
+	order    []claimRef // claims, oldest first, for forgetting beyond maxClaims
+	claimSeq uint64
+	refused  int64
 }
+
+// logKey names one attempt's log as the store keys it.
+type logKey struct {
+	repo, commit   string
+	build, attempt int32
+}
+
+func keyOf(j *messages.Job, attempt int32) logKey {
+	return logKey{repo: j.GetRepo(), commit: j.GetCommit(), build: j.GetBuild(), attempt: attempt}
+}
+
+// claim is who wrote an attempt's log.
+type claim struct {
+	who      actors.Identity // the first writer; zero when the result came first
+	mixed    bool            // the local role wrote to another identity's log too
+	recorded bool            // the result of this attempt is recorded: no more chunks
+	seq      uint64
+}
+
+type claimRef struct {
+	key logKey
+	seq uint64
+}
+
+// maxClaims bounds the claims kept: the oldest are forgotten first. A
+// forgotten claim lets a runner add to that finished attempt's log (and a
+// restarted reporter knows no claims at all): the store should refuse
+// chunks for a recorded attempt itself.
+const maxClaims = 10_000
 
 // Refresh is how often a registered reporter registers again.
 const Refresh = 5 * time.Second
 
 // New returns a reporter core; call Start next.
 func New(cfg Config) *Core {
-	c := &Core{cfg: cfg}
+	c := &Core{cfg: cfg, claims: map[logKey]*claim{}}
 	c.link.Grace = -1
 	c.link.MinBackoff = 100 * time.Millisecond
 	c.link.MaxBackoff = 2 * time.Second
@@ -63,8 +116,19 @@ func (c *Core) Start(now time.Time) []actors.Effect {
 // Registered reports whether the reporter is registered now.
 func (c *Core) Registered() bool { return c.link.IsRegistered() }
 
-// Step handles one input.
-func (c *Core) Step(now time.Time, from actors.Addr, in any) []actors.Effect {
+// Refused counts inputs refused because the identity that sent them may
+// not (see permit), or because the log they add to is another's.
+func (c *Core) Refused() int64 { return c.refused }
+
+// Step handles one input. from is its sender: the address replies go to and
+// the identity its connection proved. An input that identity may not send
+// (see permit) changes nothing and is answered with nothing: it is counted
+// and noted.
+func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
+	if why := permit(sender.Who, in); why != "" {
+		return c.refuse(sender, in, why)
+	}
+	from := sender.Addr
 	switch m := in.(type) {
 	case actors.Tick:
 		return c.tick(now)
@@ -91,19 +155,116 @@ func (c *Core) Step(now time.Time, from actors.Addr, in any) []actors.Effect {
 		if m.Result == nil || m.Result.Job == nil || messages.ValidateCommit(m.Result.Job.Commit) != nil {
 			return []actors.Effect{actors.Warn("malformed result ignored", "from", string(from))}
 		}
-		return []actors.Effect{Record{Result: m.Result, ReplyTo: from}}
+		return c.record(m.Result, from)
 	case *messages.LogChunk:
 		if m.Job == nil || messages.ValidateCommit(m.Job.Commit) != nil || m.Offset < 0 {
 			return []actors.Effect{actors.Warn("malformed log chunk ignored", "from", string(from))}
 		}
-		return []actors.Effect{AppendLog{Chunk: m}}
+		if why := c.claim(keyOf(m.Job, m.Attempt), sender.Who); why != "" {
+			return c.refuse(sender, in, why)
+		}
+		return []actors.Effect{AppendLog{Chunk: m, Writer: sender.Who}}
 	case *messages.LogClosed:
 		if m.Job == nil || messages.ValidateCommit(m.Job.Commit) != nil {
 			return []actors.Effect{actors.Warn("malformed log close ignored", "from", string(from))}
 		}
+		if why := c.claim(keyOf(m.Job, m.Attempt), sender.Who); why != "" {
+			return c.refuse(sender, in, why)
+		}
 		return []actors.Effect{CloseLog{Msg: m, ReplyTo: from}}
+	case *messages.StatusRequest:
+		return []actors.Effect{Status{ReplyTo: from}}
 	}
 	return []actors.Effect{actors.Warn("reporter ignored an unknown message", "type", fmt.Sprintf("%T", in))}
+}
+
+// permit says why who may not send in, or "" when it may (issue 10's role
+// table), before anything changes: ReporterRegistered and ResultRecorded
+// only from the dispatcher; log chunks and their close only from a runner
+// (whose log it is, claim decides); a StatusRequest from admin, the
+// dispatcher or the reporter; Tick and PeerTerminated only from this
+// process. The local role may send anything; the zero Identity nothing.
+func permit(who actors.Identity, in any) string {
+	switch in.(type) {
+	case actors.Tick, actors.PeerTerminated:
+		if !who.IsLocal() {
+			return "only this process makes it"
+		}
+	case *messages.ReporterRegistered, *messages.ResultRecorded:
+		if !who.Is(actors.RoleDispatcher) {
+			return "only the dispatcher may send it"
+		}
+	case *messages.LogChunk, *messages.LogClosed:
+		if !who.Is(actors.RoleRunner) {
+			return "only a runner streams a job's log"
+		}
+	case *messages.StatusRequest:
+		if !who.MayAskStatus() {
+			return "only admin, the dispatcher or the reporter may read the status"
+		}
+	}
+	return ""
+}
+
+func (c *Core) refuse(from actors.From, in any, why string) []actors.Effect {
+	c.refused++
+	return []actors.Effect{actors.Refused(from, in, why)}
+}
+
+// claim lets who write to the log k, claiming it if no one has; it says
+// why not otherwise. The local role may write to any log that is still
+// open, but a log written by two identities is kept by no result.
+func (c *Core) claim(k logKey, who actors.Identity) string {
+	cl := c.claims[k]
+	switch {
+	case cl == nil:
+		c.remember(k, &claim{who: who})
+	case cl.recorded && !who.IsLocal():
+		return "the attempt's result is recorded: its log is complete"
+	case cl.who == who:
+	case who.IsLocal():
+		cl.mixed = true
+	default:
+		return fmt.Sprintf("the log of job %s attempt %d is %s's", k.commit, k.attempt, cl.who)
+	}
+	return ""
+}
+
+// record asks the shell to record res, dropping the attempt's log unless
+// the runner res names wrote it (or this process did, alone).
+func (c *Core) record(res *messages.Result, from actors.Addr) []actors.Effect {
+	k := keyOf(res.Job, res.Attempt)
+	cl := c.claims[k]
+	if cl == nil {
+		cl = &claim{}
+		c.remember(k, cl)
+	}
+	cl.recorded = true
+	rec := Record{Result: res, ReplyTo: from}
+	rec.DropLog = cl.mixed || (cl.who != actors.Identity{} && !cl.who.IsRunner(res.RunnerId))
+	if !rec.DropLog {
+		return []actors.Effect{rec}
+	}
+	return []actors.Effect{
+		actors.Warn("log dropped: not written by the runner the result names", "job", res.Job.Id, "attempt", res.Attempt,
+			"runner", res.RunnerId, "written_by", cl.who.String(), "mixed", cl.mixed),
+		rec,
+	}
+}
+
+// remember keeps cl as k's claim, forgetting the oldest beyond maxClaims.
+func (c *Core) remember(k logKey, cl *claim) {
+	c.claimSeq++
+	cl.seq = c.claimSeq
+	c.claims[k] = cl
+	c.order = append(c.order, claimRef{k, cl.seq})
+	for len(c.claims) > maxClaims {
+		old := c.order[0]
+		c.order = c.order[1:]
+		if cl := c.claims[old.key]; cl != nil && cl.seq == old.seq {
+			delete(c.claims, old.key)
+		}
+	}
 }
 
 // Deadline is the next time the core needs a Tick (zero for none).
@@ -112,6 +273,29 @@ func (c *Core) Deadline() time.Time {
 		return c.refresh
 	}
 	return c.link.Deadline()
+}
+
+// Digest is a hash of everything that decides what the reporter does next:
+// its registration and the log claims. The simulator compares it before
+// and after an input that must change nothing.
+func (c *Core) Digest() uint64 {
+	d := actors.NewDigest()
+	c.link.Digest(d)
+	d.Time(c.refresh)
+	for _, r := range c.order {
+		cl := c.claims[r.key]
+		if cl == nil || cl.seq != r.seq {
+			continue
+		}
+		d.Str(r.key.repo)
+		d.Str(r.key.commit)
+		d.Int(int64(r.key.build))
+		d.Int(int64(r.key.attempt))
+		d.Str(cl.who.String())
+		d.Bool(cl.mixed)
+		d.Bool(cl.recorded)
+	}
+	return d.Sum()
 }
 
 func (c *Core) tick(now time.Time) []actors.Effect {

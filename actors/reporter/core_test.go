@@ -2,6 +2,7 @@ package reporter_test
 
 import (
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -44,6 +45,28 @@ func registers(fx []actors.Effect) []*messages.RegisterReporter {
 	return out
 }
 
+// step delivers in from addr, as the identity a connection would prove for
+// its rightful sender: the dispatcher's messages from the dispatcher, a log
+// from runner r1, a status request from admin, the reporter's own inputs
+// from this process.
+func step(c *reporter.Core, now time.Time, addr actors.Addr, in any) []actors.Effect {
+	return c.Step(now, actors.From{Addr: addr, Who: rightful(in)}, in)
+}
+
+var r1 = actors.Identity{Role: actors.RoleRunner, Name: "r1"}
+
+func rightful(in any) actors.Identity {
+	switch in.(type) {
+	case *messages.ReporterRegistered, *messages.ResultRecorded:
+		return actors.Identity{Role: actors.RoleDispatcher, Name: "disp-host"}
+	case *messages.LogChunk, *messages.LogClosed:
+		return r1
+	case *messages.StatusRequest, *messages.Notify:
+		return actors.Identity{Role: actors.RoleAdmin, Name: "ops"}
+	}
+	return actors.Local
+}
+
 func newCore(t *testing.T) (*reporter.Core, []actors.Effect) {
 	c := reporter.New(reporter.Config{ID: "rep", Dispatcher: dispAddr, Token: "tok"})
 	return c, c.Start(t0)
@@ -61,22 +84,22 @@ func TestReporterRegisters(t *testing.T) {
 	assert.Equal(t, messages.ProtocolVersion, regs[0].ProtocolVersion)
 	assert.Equal(t, "tok", regs[0].Token)
 
-	assert.Empty(t, c.Step(t0, otherAddr, &messages.ReporterRegistered{Accepted: true}), "only the dispatcher's answer counts")
+	assert.Empty(t, step(c, t0, otherAddr, &messages.ReporterRegistered{Accepted: true}), "only the dispatcher's answer counts")
 	assert.False(t, c.Registered())
 
-	fx = c.Step(t0.Add(50*time.Millisecond), dispAddr, &messages.ReporterRegistered{Accepted: true})
+	fx = step(c, t0.Add(50*time.Millisecond), dispAddr, &messages.ReporterRegistered{Accepted: true})
 	assert.True(t, c.Registered())
 	assert.Contains(t, fx, actors.Effect(actors.Watch{Addr: dispAddr}))
-	assert.Empty(t, c.Step(t0.Add(time.Second), "", actors.Tick{}), "no registration while registered and fresh")
-	refresh := registers(c.Step(t0.Add(time.Minute), "", actors.Tick{}))
+	assert.Empty(t, step(c, t0.Add(time.Second), "", actors.Tick{}), "no registration while registered and fresh")
+	refresh := registers(step(c, t0.Add(time.Minute), "", actors.Tick{}))
 	require.Len(t, refresh, 1, "a registered reporter registers again every Refresh, so that a dispatcher restarted in place learns of it")
-	assert.Empty(t, c.Step(t0.Add(time.Minute+time.Second), "", actors.Tick{}), "not again before the next Refresh")
-	assert.Empty(t, c.Step(t0.Add(time.Minute), dispAddr, &messages.ReporterRegistered{Accepted: true}), "a duplicate answer")
+	assert.Empty(t, step(c, t0.Add(time.Minute+time.Second), "", actors.Tick{}), "not again before the next Refresh")
+	assert.Empty(t, step(c, t0.Add(time.Minute), dispAddr, &messages.ReporterRegistered{Accepted: true}), "a duplicate answer")
 }
 
 func TestReporterRefusedExits(t *testing.T) {
 	c, _ := newCore(t)
-	fx := c.Step(t0, dispAddr, &messages.ReporterRegistered{Reason: "wrong or missing token"})
+	fx := step(c, t0, dispAddr, &messages.ReporterRegistered{Reason: "wrong or missing token"})
 	exits := effectsOf[actors.Exit](fx)
 	require.Len(t, exits, 1)
 	assert.Equal(t, 1, exits[0].Code)
@@ -85,17 +108,17 @@ func TestReporterRefusedExits(t *testing.T) {
 
 func TestReporterNeverGivesUpOnItsDispatcher(t *testing.T) {
 	c, _ := newCore(t)
-	c.Step(t0, dispAddr, &messages.ReporterRegistered{Accepted: true})
+	step(c, t0, dispAddr, &messages.ReporterRegistered{Accepted: true})
 	lost := t0.Add(time.Second)
 
-	fx := c.Step(lost, "", actors.PeerTerminated{Addr: dispAddr})
+	fx := step(c, lost, "", actors.PeerTerminated{Addr: dispAddr})
 	assert.Len(t, registers(fx), 1, "registers again at once")
 	assert.False(t, c.Registered())
-	assert.Empty(t, c.Step(lost, "", actors.PeerTerminated{Addr: otherAddr}))
+	assert.Empty(t, step(c, lost, "", actors.PeerTerminated{Addr: otherAddr}))
 
 	var attempts []time.Duration
 	for now := lost.Add(100 * time.Millisecond); now.Sub(lost) <= time.Hour; now = now.Add(100 * time.Millisecond) {
-		fx := c.Step(now, "", actors.Tick{})
+		fx := step(c, now, "", actors.Tick{})
 		require.Empty(t, effectsOf[actors.Exit](fx), "the reporter never exits for a lost dispatcher")
 		if len(registers(fx)) > 0 && len(attempts) < 6 {
 			attempts = append(attempts, now.Sub(lost))
@@ -105,7 +128,7 @@ func TestReporterNeverGivesUpOnItsDispatcher(t *testing.T) {
 	assert.Equal(t, []time.Duration{100 * ms, 300 * ms, 700 * ms, 1500 * ms, 3100 * ms, 5100 * ms}, attempts,
 		"backoff doubles, capped at 2 s")
 
-	c.Step(lost.Add(2*time.Hour), dispAddr, &messages.ReporterRegistered{Accepted: true})
+	step(c, lost.Add(2*time.Hour), dispAddr, &messages.ReporterRegistered{Accepted: true})
 	assert.True(t, c.Registered())
 }
 
@@ -124,18 +147,19 @@ func TestReporterInputs(t *testing.T) {
 		{"no result", dispAddr, &messages.ResultRecorded{}, nil},
 		{"result with a bad commit", dispAddr, &messages.ResultRecorded{Result: &messages.Result{
 			Job: &messages.Job{Id: 1, Commit: "../../etc/passwd"}}}, nil},
-		{"log chunk", runnerAddr, chunk, reporter.AppendLog{Chunk: chunk}},
+		{"log chunk", runnerAddr, chunk, reporter.AppendLog{Chunk: chunk, Writer: r1}},
 		{"log chunk at a negative offset", runnerAddr, &messages.LogChunk{Job: job(1), Offset: -1}, nil},
 		{"log chunk with a bad commit", runnerAddr, &messages.LogChunk{Job: &messages.Job{Commit: "-x"}}, nil},
 		{"log chunk without job", runnerAddr, &messages.LogChunk{}, nil},
 		{"log closed", runnerAddr, closed, reporter.CloseLog{Msg: closed, ReplyTo: runnerAddr}},
 		{"log closed with a bad commit", runnerAddr, &messages.LogClosed{Job: &messages.Job{Commit: "HEAD"}}, nil},
+		{"status", "ops:1/cli", &messages.StatusRequest{}, reporter.Status{ReplyTo: "ops:1/cli"}},
 		{"unknown message", runnerAddr, &messages.Notify{}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, _ := newCore(t)
-			fx := c.Step(t0, tt.from, tt.in)
+			fx := step(c, t0, tt.from, tt.in)
 			if tt.want == nil {
 				require.Len(t, fx, 1)
 				note, ok := fx[0].(actors.Note)
@@ -144,6 +168,132 @@ func TestReporterInputs(t *testing.T) {
 				return
 			}
 			assert.Equal(t, []actors.Effect{tt.want}, fx)
+		})
+	}
+}
+
+// --- Identity: the sender a connection proved, never the one a message claims ---
+
+var (
+	unauthenticated = actors.Identity{}
+	mallory         = actors.Identity{Role: actors.RoleRunner, Name: "mallory"}
+	anObserver      = actors.Identity{Role: actors.RoleObserver, Name: "obs-host"}
+	aReporter       = actors.Identity{Role: actors.RoleReporter, Name: "rep-host"}
+	anAdmin         = actors.Identity{Role: actors.RoleAdmin, Name: "ops"}
+	aNotify         = actors.Identity{Role: actors.RoleNotify, Name: "git-host"}
+	theDispatcher   = actors.Identity{Role: actors.RoleDispatcher, Name: "disp-host"}
+)
+
+// TestForgeriesChangeNothingAndGetNoAnswer: a message from an identity that
+// may not send it changes nothing, records nothing, stores no log and gets
+// no answer.
+func TestForgeriesChangeNothingAndGetNoAnswer(t *testing.T) {
+	// claimed is registered; r1 has sent part of job 1 attempt 1's log, and
+	// job 2 attempt 1's result is recorded.
+	claimed := func(t *testing.T) *reporter.Core {
+		c, _ := newCore(t)
+		step(c, t0, dispAddr, &messages.ReporterRegistered{Accepted: true})
+		require.Len(t, effectsOf[reporter.AppendLog](step(c, t0, runnerAddr, &messages.LogChunk{Job: job(1), Attempt: 1, Data: []byte("a")})), 1)
+		require.Len(t, effectsOf[reporter.Record](step(c, t0, dispAddr, &messages.ResultRecorded{Result: &messages.Result{
+			Job: job(2), Attempt: 1, RunnerId: "r1", Status: messages.Status_STATUS_PASSED}})), 1)
+		return c
+	}
+	result := &messages.ResultRecorded{Result: &messages.Result{Job: job(3), Attempt: 1, RunnerId: "r1", Status: messages.Status_STATUS_PASSED}}
+	chunk := &messages.LogChunk{Job: job(1), Attempt: 1, Offset: 1, Data: []byte("forged")}
+	cases := []struct {
+		name string
+		who  actors.Identity
+		addr actors.Addr
+		msg  any
+	}{
+		{"result unauthenticated", unauthenticated, dispAddr, result},
+		{"result from a runner", mallory, dispAddr, result},
+		{"result from an observer", anObserver, dispAddr, result},
+		{"result from another reporter", aReporter, dispAddr, result},
+		{"registration refused, from a runner", mallory, dispAddr, &messages.ReporterRegistered{Reason: "go away"}},
+		{"registration refused, unauthenticated", unauthenticated, dispAddr, &messages.ReporterRegistered{Reason: "go away"}},
+		{"log chunk unauthenticated", unauthenticated, runnerAddr, &messages.LogChunk{Job: job(3), Attempt: 1, Data: []byte("x")}},
+		{"log chunk from an observer", anObserver, runnerAddr, &messages.LogChunk{Job: job(3), Attempt: 1, Data: []byte("x")}},
+		{"log chunk from the dispatcher", theDispatcher, runnerAddr, &messages.LogChunk{Job: job(3), Attempt: 1, Data: []byte("x")}},
+		{"log chunk to r1's log from another runner", mallory, runnerAddr, chunk},
+		{"log chunk to a recorded attempt's log", r1, runnerAddr, &messages.LogChunk{Job: job(2), Attempt: 1, Offset: 9, Data: []byte("late")}},
+		{"log closed unauthenticated", unauthenticated, runnerAddr, &messages.LogClosed{Job: job(3), Attempt: 1, Size: 1}},
+		{"log closed from a notify certificate", aNotify, runnerAddr, &messages.LogClosed{Job: job(3), Attempt: 1, Size: 1}},
+		{"r1's log closed by another runner", mallory, runnerAddr, &messages.LogClosed{Job: job(1), Attempt: 1, Size: 1}},
+		{"status unauthenticated", unauthenticated, "evil:1/x", &messages.StatusRequest{}},
+		{"status from a runner", mallory, "evil:1/x", &messages.StatusRequest{}},
+		{"status from an observer", anObserver, "evil:1/x", &messages.StatusRequest{}},
+		{"status from a notify certificate", aNotify, "evil:1/x", &messages.StatusRequest{}},
+		{"a tick from the network", mallory, "", actors.Tick{}},
+		{"the dispatcher gone, said by no one", unauthenticated, "", actors.PeerTerminated{Addr: dispAddr}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := claimed(t)
+			now := t0.Add(time.Minute) // a refresh is due: a forged input must not send it
+			before, refused := c.Digest(), c.Refused()
+
+			fx := c.Step(now, actors.From{Addr: tc.addr, Who: tc.who}, tc.msg)
+
+			require.Len(t, fx, 1, "a note and nothing else: %v", fx)
+			note, ok := fx[0].(actors.Note)
+			require.True(t, ok, "%T", fx[0])
+			assert.Equal(t, slog.LevelWarn, note.Level)
+			assert.Contains(t, fmt.Sprint(note.Args...), actors.TypeName(tc.msg), "the note names the message type")
+			assert.Equal(t, before, c.Digest(), "no state changed")
+			assert.Equal(t, refused+1, c.Refused(), "the refusal is counted")
+			assert.True(t, c.Registered())
+		})
+	}
+}
+
+// TestLogKeptOnlyForTheRunnerTheResultNames: a log names no runner, so the
+// first identity to write to an attempt's log claims it, and the result
+// the dispatcher forwards decides whether it is kept.
+func TestLogKeptOnlyForTheRunnerTheResultNames(t *testing.T) {
+	local := actors.Local
+	r2 := actors.Identity{Role: actors.RoleRunner, Name: "r2"}
+	type write struct {
+		who     actors.Identity
+		attempt int32
+		stored  bool
+	}
+	cases := []struct {
+		name    string
+		writes  []write
+		result  string // the runner the result names, for attempt 1
+		dropLog bool
+	}{
+		{"the runner's own log", []write{{r1, 1, true}, {r1, 1, true}}, "r1", false},
+		{"no log at all", nil, "r1", false},
+		{"another runner wrote it first and the rightful one is refused", []write{{mallory, 1, true}, {r1, 1, false}}, "r1", true},
+		{"another runner's log for a result of r1", []write{{r2, 1, true}}, "r1", true},
+		{"another attempt's writer does not matter", []write{{mallory, 2, true}, {r1, 1, true}}, "r1", false},
+		{"this process's runner (volt up)", []write{{local, 1, true}}, "host/runner-1", false},
+		{"this process wrote to a remote runner's log too", []write{{r1, 1, true}, {local, 1, true}}, "r1", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _ := newCore(t)
+			for i, w := range tc.writes {
+				fx := c.Step(t0, actors.From{Addr: runnerAddr, Who: w.who}, &messages.LogChunk{Job: job(1), Attempt: w.attempt, Offset: int64(i), Data: []byte("x")})
+				assert.Equal(t, w.stored, len(effectsOf[reporter.AppendLog](fx)) == 1, "write %d by %s", i, w.who)
+			}
+			fx := step(c, t0, dispAddr, &messages.ResultRecorded{Result: &messages.Result{Job: job(1), Attempt: 1, RunnerId: tc.result}})
+			recs := effectsOf[reporter.Record](fx)
+			require.Len(t, recs, 1)
+			assert.Equal(t, tc.dropLog, recs[0].DropLog)
+
+			// The dispatcher resends until acknowledged: the same answer.
+			recs = effectsOf[reporter.Record](step(c, t0, dispAddr, &messages.ResultRecorded{Result: &messages.Result{Job: job(1), Attempt: 1, RunnerId: tc.result}}))
+			require.Len(t, recs, 1)
+			assert.Equal(t, tc.dropLog, recs[0].DropLog)
+
+			// A recorded attempt's log takes no more, from anyone but this process.
+			for _, who := range []actors.Identity{r1, mallory} {
+				fx = c.Step(t0, actors.From{Addr: runnerAddr, Who: who}, &messages.LogChunk{Job: job(1), Attempt: 1, Offset: 100, Data: []byte("late")})
+				assert.Empty(t, effectsOf[reporter.AppendLog](fx), "%s after the result", who)
+			}
 		})
 	}
 }

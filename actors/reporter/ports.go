@@ -13,3 +13,11 @@ type Store interface {
 	// WriteResultFile writes test_results/<commit> with the attempt's log.
 	WriteResultFile(r *messages.Result) error
 }
+
+// LogDropper is a Store that can forget an attempt's log. The reporter
+// drops a log that another runner than the one its result names wrote (see
+// Record.DropLog) when its store is one; a store that is not keeps such a
+// log, and the reporter logs an error.
+type LogDropper interface {
+	DropLog(job *messages.Job, attempt int32) error
+}

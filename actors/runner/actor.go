@@ -48,14 +48,14 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.Wait() // no job process outlives the actor
 		return
 	}
-	in, ok := actors.Input(ctx.Message())
+	in, from, ok := actors.Received(ctx)
 	if !ok {
 		return
 	}
-	if done, isDone := in.(JobDone); isDone {
+	if done, isDone := in.(JobDone); isDone && from.Who.IsLocal() {
 		delete(a.cancels, done.Ref.JobId)
 	}
-	a.run(ctx, a.core.Step(now, actors.AddrOf(ctx.Sender()), in))
+	a.run(ctx, a.core.Step(now, from, in))
 	a.AfterStep(ctx, a.core.Deadline())
 }
 

@@ -91,6 +91,7 @@ type Core struct {
 	epoch                       int64            // the dispatcher incarnation we registered with
 	exited                      bool
 	stale                       int64
+	refused                     int64 // inputs from identities that may not send them
 }
 
 // New returns a runner core; call Start next.
@@ -114,13 +115,24 @@ func (c *Core) Busy() bool { return c.job != nil }
 // Registered reports whether the runner is registered now.
 func (c *Core) Registered() bool { return c.link.IsRegistered() }
 
-// Stale counts messages ignored as stale or forged.
+// Stale counts messages ignored as stale.
 func (c *Core) Stale() int64 { return c.stale }
 
-// Step handles one input.
-func (c *Core) Step(now time.Time, from actors.Addr, in any) []actors.Effect {
+// Refused counts inputs refused because the identity that sent them may
+// not (see permit).
+func (c *Core) Refused() int64 { return c.refused }
+
+// Step handles one input. from is its sender: the address replies go to and
+// the identity its connection proved. An input that identity may not send
+// (see permit) changes nothing, not even the timers, and is answered with
+// nothing: it is counted and noted.
+func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
 	if c.exited {
 		return nil
+	}
+	if why := c.permit(sender, in); why != "" {
+		c.refused++
+		return []actors.Effect{actors.Refused(sender, in, why)}
 	}
 	if _, isTick := in.(actors.Tick); isTick {
 		return c.tick(now)
@@ -131,7 +143,49 @@ func (c *Core) Step(now time.Time, from actors.Addr, in any) []actors.Effect {
 	if c.exited {
 		return fx
 	}
-	return append(fx, c.handle(now, from, in)...)
+	return append(fx, c.handle(now, sender.Addr, in)...)
+}
+
+// permit says why the sender may not send in, or "" when it may (issue 10's
+// role table), before anything changes:
+//
+//   - RunJob, CancelJob, RunnerRegistered, HeartbeatAck, JobFinishedAck: only
+//     the dispatcher (and still only from the address this runner registered
+//     with, of its epoch, for this incarnation: see the handlers). A RunJob
+//     must name this runner.
+//   - StatusRequest: admin, the dispatcher or the reporter.
+//   - Tick, PeerTerminated, JobDone, Shutdown: only this process makes them.
+//
+// The reporter's answers to a job's log (LogAck) go to the log stream's
+// own request, not to the core. The local role may send anything; the
+// zero Identity nothing.
+func (c *Core) permit(from actors.From, in any) string {
+	who := from.Who
+	switch m := in.(type) {
+	case actors.Tick, actors.PeerTerminated, JobDone, Shutdown:
+		if !who.IsLocal() {
+			return "only this process makes it"
+		}
+	case *messages.RunJob:
+		if m.RunnerId != c.cfg.ID {
+			return fmt.Sprintf("a RunJob for runner %q, not this one", m.RunnerId)
+		}
+		return fromDispatcher(who)
+	case *messages.CancelJob, *messages.RunnerRegistered, *messages.HeartbeatAck, *messages.JobFinishedAck:
+		return fromDispatcher(who)
+	case *messages.StatusRequest:
+		if !who.MayAskStatus() {
+			return "only admin, the dispatcher or the reporter may read the status"
+		}
+	}
+	return ""
+}
+
+func fromDispatcher(who actors.Identity) string {
+	if who.Is(actors.RoleDispatcher) || plant.On(plant.RunnerTrustsClaimedSender) {
+		return ""
+	}
+	return "only the dispatcher may send it"
 }
 
 func (c *Core) handle(now time.Time, from actors.Addr, in any) []actors.Effect {
@@ -191,7 +245,7 @@ func (c *Core) Status(now time.Time) *messages.StatusReply {
 		reg = 1
 	}
 	return &messages.StatusReply{Role: "runner", Runners: []*messages.RunnerStatus{rs},
-		Counters: map[string]int64{"registered": reg, "stale_messages_ignored": c.stale}}
+		Counters: map[string]int64{"registered": reg, "stale_messages_ignored": c.stale, "forged_refused": c.refused}}
 }
 
 // Deadline is the next time the core needs a Tick (zero for none).
@@ -348,7 +402,7 @@ func (c *Core) heartbeatAck(now time.Time, from actors.Addr, m *messages.Heartbe
 func (c *Core) runJob(now time.Time, from actors.Addr, m *messages.RunJob) []actors.Effect {
 	if from != c.cfg.Dispatcher || m.RunnerId != c.cfg.ID || m.Incarnation != c.cfg.Incarnation || m.Job == nil || m.Epoch != c.epoch {
 		c.stale++
-		return []actors.Effect{actors.Warn("RunJob for another runner or incarnation ignored", "job", m.GetJob().GetId(), "runner", m.RunnerId, "incarnation", m.Incarnation)}
+		return []actors.Effect{actors.Warn("RunJob for another incarnation or epoch ignored", "job", m.GetJob().GetId(), "runner", m.RunnerId, "incarnation", m.Incarnation)}
 	}
 	if err := messages.ValidateCommit(m.Job.Commit); err != nil {
 		c.stale++
@@ -438,4 +492,40 @@ func (c *Core) shutdown(reason string) []actors.Effect {
 	}
 	c.exited = true
 	return append(fx, actors.Exit{Code: 0, Reason: reason})
+}
+
+// Digest is a hash of everything that decides what the runner does next:
+// its registration, timers, the attempt it holds and the dispatcher epoch.
+// Counters are left out. The simulator compares it before and after an
+// input that must change nothing.
+func (c *Core) Digest() uint64 {
+	d := actors.NewDigest()
+	c.link.Digest(d)
+	d.Int(int64(c.heartbeat))
+	d.Int(int64(c.lease))
+	d.Int(int64(c.deadAfter))
+	d.Time(c.lastContact)
+	d.Time(c.lastAck)
+	for _, s := range c.sent {
+		d.Uint(s.seq)
+		d.Time(s.at)
+	}
+	d.Int(-1)
+	d.Time(c.nextHeartbeat)
+	d.Uint(c.seq)
+	d.Bool(c.job != nil)
+	if j := c.job; j != nil {
+		d.Proto(j.run)
+		d.Proto(j.ref)
+		d.Uint(j.seq)
+		d.Bool(j.done)
+		d.Bool(j.abandoned)
+		d.Bool(j.cancelled)
+		d.Proto(j.result)
+		d.Time(j.lastSent)
+	}
+	d.Proto(c.lastDone)
+	d.Int(c.epoch)
+	d.Bool(c.exited)
+	return d.Sum()
 }

@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"testing"
 	"time"
@@ -101,8 +102,26 @@ func (w *world) record(fx []actors.Effect) []actors.Effect {
 	return fx
 }
 
+// step delivers in from addr, as the identity a connection would prove for
+// its rightful sender: the dispatcher's messages from the dispatcher, a
+// status request from admin, the runner's own inputs from this process.
 func (w *world) step(from actors.Addr, in any) []actors.Effect {
+	return w.stepAs(actors.From{Addr: from, Who: rightful(in)}, in)
+}
+
+// stepAs delivers in from a sender of the test's choosing.
+func (w *world) stepAs(from actors.From, in any) []actors.Effect {
 	return w.record(w.c.Step(w.now, from, in))
+}
+
+func rightful(in any) actors.Identity {
+	switch in.(type) {
+	case *messages.RunJob, *messages.CancelJob, *messages.RunnerRegistered, *messages.HeartbeatAck, *messages.JobFinishedAck:
+		return actors.Identity{Role: actors.RoleDispatcher, Name: "disp-host"}
+	case *messages.StatusRequest:
+		return actors.Identity{Role: actors.RoleAdmin, Name: "ops"}
+	}
+	return actors.Local
 }
 func (w *world) advance(d time.Duration) { w.now = w.now.Add(d) }
 func (w *world) tick() []actors.Effect   { return w.step("", actors.Tick{}) }
@@ -314,7 +333,7 @@ func TestRunJobAcceptedOnlyForThisIncarnation(t *testing.T) {
 			}
 			assert.Empty(t, startJob(fx))
 			assert.False(t, w.c.Busy())
-			assert.EqualValues(t, 1, w.c.Stale())
+			assert.EqualValues(t, 1, w.c.Stale()+w.c.Refused(), "counted as stale, or refused (another runner's)")
 		})
 	}
 }
@@ -653,4 +672,133 @@ func TestUserCancelIsReportedAsCancelled(t *testing.T) {
 	finished := sends[*messages.JobFinished](fx)
 	require.Len(t, finished, 1, "a user's cancel is reported, unlike a superseded attempt")
 	assert.Equal(t, messages.Status_STATUS_CANCELLED, finished[0].Result.Status)
+}
+
+// --- Identity: the sender a connection proved, never the one a message claims ---
+
+var (
+	unauthenticated = actors.Identity{}
+	mallory         = actors.Identity{Role: actors.RoleRunner, Name: "mallory"}
+	itself          = actors.Identity{Role: actors.RoleRunner, Name: runnerID}
+	anObserver      = actors.Identity{Role: actors.RoleObserver, Name: "obs-host"}
+	aReporter       = actors.Identity{Role: actors.RoleReporter, Name: "rep-host"}
+	anAdmin         = actors.Identity{Role: actors.RoleAdmin, Name: "ops"}
+	aNotify         = actors.Identity{Role: actors.RoleNotify, Name: "git-host"}
+	theDispatcher   = actors.Identity{Role: actors.RoleDispatcher, Name: "disp-host"}
+)
+
+// TestForgeriesChangeNothingAndGetNoAnswer: a message from an identity that
+// may not send it (the wrong role, a runner certificate, even this runner's
+// own, or none) changes nothing, not even the timers, starts no job and gets
+// no answer, even from the dispatcher's address with every id right.
+func TestForgeriesChangeNothingAndGetNoAnswer(t *testing.T) {
+	idle := func(t *testing.T) *world {
+		w := newWorld(t, 10*time.Second)
+		w.register()
+		return w
+	}
+	// finished holds job 1's outcome, sent and not yet acknowledged.
+	finished := func(t *testing.T) *world {
+		w := idle(t)
+		require.Len(t, startJob(w.runJob(1, 1)), 1)
+		w.advance(100 * time.Millisecond)
+		w.done(1, 1, messages.Status_STATUS_PASSED)
+		return w
+	}
+	runJob := func(w *world) any { return w.runJobMsg(7, 1) }
+	cases := []struct {
+		name  string
+		setup func(*testing.T) *world
+		who   actors.Identity
+		addr  actors.Addr
+		msg   func(*world) any
+	}{
+		{"RunJob unauthenticated", idle, unauthenticated, dispAddr, runJob},
+		{"RunJob from another runner", idle, mallory, dispAddr, runJob},
+		{"RunJob from this runner's own certificate", idle, itself, dispAddr, runJob},
+		{"RunJob from an observer", idle, anObserver, dispAddr, runJob},
+		{"RunJob from the reporter", idle, aReporter, dispAddr, runJob},
+		{"RunJob from admin", idle, anAdmin, dispAddr, runJob},
+		{"RunJob for another runner from the dispatcher", idle, theDispatcher, dispAddr, func(w *world) any {
+			m := w.runJobMsg(7, 1)
+			m.RunnerId = "r2"
+			return m
+		}},
+		{"RunJob for another runner from this process", idle, actors.Local, dispAddr, func(w *world) any {
+			m := w.runJobMsg(7, 1)
+			m.RunnerId = "r2"
+			return m
+		}},
+		{"cancel unauthenticated", finished, unauthenticated, dispAddr, func(*world) any {
+			return &messages.CancelJob{Ref: ref(1, 1), Reason: "forged"}
+		}},
+		{"cancel from the reporter", finished, aReporter, dispAddr, func(*world) any {
+			return &messages.CancelJob{Ref: ref(1, 1), Reason: "forged"}
+		}},
+		{"outcome acknowledged by another runner", finished, mallory, dispAddr, func(*world) any {
+			return &messages.JobFinishedAck{Ref: ref(1, 1), Recorded: true}
+		}},
+		{"outcome acknowledged unauthenticated", finished, unauthenticated, dispAddr, func(*world) any {
+			return &messages.JobFinishedAck{Ref: ref(1, 1), Recorded: true}
+		}},
+		{"heartbeat ack unauthenticated", finished, unauthenticated, dispAddr, func(w *world) any {
+			return &messages.HeartbeatAck{RunnerId: runnerID, Incarnation: incarnation, Epoch: epoch, Seq: w.regSeq + 1, Valid: []*messages.JobRef{ref(1, 1)}}
+		}},
+		{"'unknown, register again' from another runner", idle, mallory, dispAddr, func(w *world) any {
+			return &messages.HeartbeatAck{RunnerId: runnerID, Incarnation: incarnation, Seq: w.regSeq, Unknown: true}
+		}},
+		{"registration refused, from an observer", idle, anObserver, dispAddr, func(*world) any {
+			return &messages.RunnerRegistered{RunnerId: runnerID, Incarnation: incarnation, Reason: "go away"}
+		}},
+		{"registration with another epoch, unauthenticated", func(t *testing.T) *world { return newWorld(t, 10*time.Second) },
+			unauthenticated, dispAddr, func(w *world) any {
+				m := w.accepted()
+				m.Epoch = 666
+				return m
+			}},
+		{"status unauthenticated", idle, unauthenticated, "evil:1/x", func(*world) any { return &messages.StatusRequest{} }},
+		{"status from another runner", idle, mallory, "evil:1/x", func(*world) any { return &messages.StatusRequest{} }},
+		{"status from an observer", idle, anObserver, "evil:1/x", func(*world) any { return &messages.StatusRequest{} }},
+		{"status from a notify certificate", idle, aNotify, "evil:1/x", func(*world) any { return &messages.StatusRequest{} }},
+		{"a tick from the network", finished, mallory, "", func(*world) any { return actors.Tick{} }},
+		{"a job's end from the network", finished, theDispatcher, "", func(*world) any {
+			return runner.JobDone{Ref: ref(1, 1), Result: &messages.Result{Status: messages.Status_STATUS_FAILED}}
+		}},
+		{"a shutdown from the network", idle, anAdmin, "", func(*world) any { return runner.Shutdown{Reason: "forged"} }},
+		{"the dispatcher gone, said by no one", idle, unauthenticated, "", func(*world) any { return actors.PeerTerminated{Addr: dispAddr} }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := tc.setup(t)
+			w.advance(1500 * time.Millisecond) // a heartbeat is due: a forged input must not send it either
+			msg := tc.msg(w)
+			before, refused, stale := w.c.Digest(), w.c.Refused(), w.c.Stale()
+
+			fx := w.stepAs(actors.From{Addr: tc.addr, Who: tc.who}, msg)
+
+			require.Len(t, fx, 1, "a note and nothing else: %v", fx)
+			note, ok := fx[0].(actors.Note)
+			require.True(t, ok, "%T", fx[0])
+			assert.Equal(t, slog.LevelWarn, note.Level)
+			assert.Contains(t, fmt.Sprint(note.Args...), actors.TypeName(msg), "the note names the message type")
+			assert.Equal(t, before, w.c.Digest(), "no state changed")
+			assert.Equal(t, refused+1, w.c.Refused(), "the refusal is counted")
+			assert.Equal(t, stale, w.c.Stale())
+		})
+	}
+}
+
+// TestStatusForWhoMayAsk: admin, the dispatcher and the reporter read a
+// runner's status.
+func TestStatusForWhoMayAsk(t *testing.T) {
+	for _, who := range []actors.Identity{anAdmin, theDispatcher, aReporter, actors.Local} {
+		t.Run(who.String(), func(t *testing.T) {
+			w := newWorld(t, 10*time.Second)
+			fx := w.stepAs(actors.From{Addr: "ops:1/cli", Who: who}, &messages.StatusRequest{})
+			replies := effectsOf[actors.Send](fx)
+			require.Len(t, replies, 1)
+			assert.Equal(t, actors.Addr("ops:1/cli"), replies[0].To)
+			assert.IsType(t, &messages.StatusReply{}, replies[0].Msg)
+		})
+	}
 }
