@@ -23,9 +23,12 @@ type Options struct {
 	// file (issued offline or by a join) takes the name from it when Name
 	// is empty.
 	Identity Identity
-	// Hosts are the node's DNS names and IPs: a certificate this node
-	// issues itself names them; a certificate from a file must cover them.
+	// Hosts are the node's DNS names and IPs that a certificate this node
+	// issues itself names.
 	Hosts []string
+	// Require are the hosts peers reach the node by (its advertised or
+	// listen host): a certificate from a file must cover them.
+	Require []string
 	// TTL is the lifetime of the certificates this node issues itself
 	// (DefaultTTL when zero); they are renewed when two thirds have passed.
 	TTL time.Duration
@@ -39,14 +42,15 @@ type Options struct {
 // certificate (renewed in place, so that no connection is dropped for it),
 // and the revocation list it enforces.
 type Credentials struct {
-	dir   string
-	id    Identity
-	hosts []string
-	ttl   time.Duration
-	now   func() time.Time
-	roots *x509.CertPool
-	caCrt *x509.Certificate
-	ca    *CA // nil: this node cannot issue
+	dir     string
+	id      Identity
+	hosts   []string
+	require []string
+	ttl     time.Duration
+	now     func() time.Time
+	roots   *x509.CertPool
+	caCrt   *x509.Certificate
+	ca      *CA // nil: this node cannot issue
 
 	mu         sync.Mutex
 	cert       *tls.Certificate
@@ -67,7 +71,7 @@ func Open(o Options) (*Credentials, error) {
 		o.Now = time.Now
 	}
 	now := o.Now()
-	c := &Credentials{dir: o.Dir, id: o.Identity, hosts: o.Hosts, ttl: o.TTL, now: o.Now}
+	c := &Credentials{dir: o.Dir, id: o.Identity, hosts: o.Hosts, require: o.Require, ttl: o.TTL, now: o.Now}
 	_, err := os.Stat(filepath.Join(o.Dir, CACertFile))
 	switch {
 	case err == nil:
@@ -181,7 +185,7 @@ func (c *Credentials) loadFile(now time.Time) error {
 	if c.id.Name != "" && c.id.Name != id.Name {
 		return fmt.Errorf("the certificate %s names %s, but this node is %s: leave out --id/--name or issue a certificate for %s", certPath, id, c.id, c.id)
 	}
-	for _, h := range c.hosts {
+	for _, h := range c.require {
 		if err := leaf.VerifyHostname(h); err != nil {
 			return fmt.Errorf("the certificate %s does not cover host %s (it names %s): issue one with --host %s, or use --advertise with a name it covers", certPath, h, strings.Join(leafHosts(leaf), ", "), h)
 		}

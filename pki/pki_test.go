@@ -122,7 +122,7 @@ func TestOpenNamesTheFileToFix(t *testing.T) {
 		}, Options{Identity: runner}, "is not from the cluster CA"},
 		{"another host", func(dir string) {
 			writeIssued(t, ca, dir, runner, loop, 0, now)
-		}, Options{Identity: runner, Hosts: []string{"runner-9.example.com"}}, "does not cover host runner-9.example.com"},
+		}, Options{Identity: runner, Require: []string{"runner-9.example.com"}}, "does not cover host runner-9.example.com"},
 		{"another name", func(dir string) {
 			writeIssued(t, ca, dir, runner, loop, 0, now)
 		}, Options{Identity: Identity{RoleRunner, "r8"}}, "names runner/r7"},

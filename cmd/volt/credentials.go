@@ -106,7 +106,8 @@ func (f *credentialFlags) nodeCredentials(dir, role, name, address, advertise st
 	if err != nil {
 		return nil, err
 	}
-	creds, err := pki.Open(pki.Options{Dir: dir, Identity: pki.Identity{Role: role, Name: name}, Hosts: hosts, TTL: f.ttl, Create: create})
+	creds, err := pki.Open(pki.Options{Dir: dir, Identity: pki.Identity{Role: role, Name: name}, Hosts: hosts,
+		Require: reachedAs(address, advertise), TTL: f.ttl, Create: create})
 	if err != nil {
 		return nil, credentialsErr(err)
 	}
@@ -250,4 +251,20 @@ func joinCluster(logger *slog.Logger, token, dispatcher, dir, role, name, listen
 	}
 	logger.Info("joined the cluster", "identity", role+"/"+name, "credentials", dir, "until", leaf.NotAfter.UTC().Format(time.RFC3339))
 	return nil
+}
+
+// reachedAs is the host peers reach a node by: --advertise, else the listen
+// host unless it is every interface.
+func reachedAs(address, advertise string) []string {
+	if advertise != "" {
+		return []string{advertise}
+	}
+	host, _, err := net.SplitHostPort(address)
+	if err != nil || host == "" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return nil
+	}
+	return []string{host}
 }
