@@ -86,13 +86,21 @@ type proc struct {
 // when the test failed, prints the tail of its log.
 func startVolt(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
+	return startVoltVia(t, name, nil, args...)
+}
+
+// startVoltVia is startVolt with volt run through a prefix command that
+// execs it (say `ip netns exec NS`), so the pid is still volt's.
+func startVoltVia(t *testing.T, name string, prefix []string, args ...string) *proc {
+	t.Helper()
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
-	cmd := exec.Command(voltBin, args...)
+	argv := append(append(append([]string(nil), prefix...), voltBin), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.Env = voltEnv()
 	cmd.Stdout, cmd.Stderr = f, f
