@@ -28,10 +28,14 @@ func (f *dispatcherFlags) register(cmd *cobra.Command) {
 	fs.IntVar(&f.maxAttempts, "max-attempts", d.MaxAttempts, "attempts of one build before it ends errored")
 }
 
-func (f *dispatcherFlags) config(token string) (dispatcher.Config, error) {
+// config is the dispatcher's configuration. Its Token stays empty: every
+// peer proves its role with its certificate (cluster/guard.go and the
+// cores' identity checks), and the web server checks the HTTP token before
+// it forwards a cancel or a rebuild.
+func (f *dispatcherFlags) config() (dispatcher.Config, error) {
 	cfg := dispatcher.DefaultConfig()
 	cfg.Heartbeat, cfg.DeadAfter, cfg.Lease, cfg.JobTimeout = f.heartbeat, f.deadAfter, f.lease, f.jobTimeout
-	cfg.MaxAttempts, cfg.Token = f.maxAttempts, token
+	cfg.MaxAttempts = f.maxAttempts
 	if err := cfg.Validate(); err != nil {
 		return cfg, usageErr("%v", err)
 	}
@@ -60,7 +64,7 @@ func newDispatcherCommand() *cobra.Command {
 			if err := c.requireToken(metrics); err != nil {
 				return err
 			}
-			cfg, err := df.config(c.token)
+			cfg, err := df.config()
 			if err != nil {
 				return err
 			}

@@ -37,7 +37,7 @@ func newNotifyCommand() *cobra.Command {
 			debug.SetGCPercent(-1)
 			// A notify must never fail a push: every problem is a warning.
 			// The process exits right after the answer: no shutdown.
-			res, err := askThen(&c.creds, pki.RoleNotify, dispServer, cluster.DispatcherName, &messages.Notify{Repo: repo, Branch: branch, Token: c.token}, 2*time.Second, false)
+			res, err := askThen(&c.creds, pki.RoleNotify, dispServer, cluster.DispatcherName, &messages.Notify{Repo: repo, Branch: branch}, 2*time.Second, false)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "volt notify: warning: Volt was not told (%v); the next poll will still find the commit\n", err)
 				return nil

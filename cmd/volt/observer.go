@@ -69,8 +69,8 @@ func (w *watchFlags) open(ctx context.Context, cacheDir string) ([]*gitexec.Repo
 	return repos, watched, nil
 }
 
-func (w *watchFlags) config(id string, disp actors.Addr, watched []*messages.WatchedRepo, grace time.Duration, token string) observer.Config {
-	return observer.Config{ID: id, Dispatcher: disp, Repos: watched, Poll: w.poll, Grace: grace, MaxBacklog: w.maxBacklog, Token: token}
+func (w *watchFlags) config(id string, disp actors.Addr, watched []*messages.WatchedRepo, grace time.Duration) observer.Config {
+	return observer.Config{ID: id, Dispatcher: disp, Repos: watched, Poll: w.poll, Grace: grace, MaxBacklog: w.maxBacklog}
 }
 
 func newObserverCommand() *cobra.Command {
@@ -115,7 +115,7 @@ func newObserverCommand() *cobra.Command {
 				return startErr("start the observer", err)
 			}
 			host, _ := os.Hostname()
-			cfg := w.config(host+"/"+node.Address, actors.NewAddr(disp, cluster.DispatcherName), watched, grace, c.token)
+			cfg := w.config(host+"/"+node.Address, actors.NewAddr(disp, cluster.DispatcherName), watched, grace)
 			m := web.NewMetrics()
 			if _, err := node.StartObserverTimed(cfg, repos, m.ObservePoll); err != nil {
 				node.Shutdown()

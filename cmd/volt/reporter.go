@@ -54,7 +54,7 @@ func newReporterCommand() *cobra.Command {
 			if err != nil {
 				return startErr("start the reporter", err)
 			}
-			cfg := reporter.Config{ID: node.Address, Dispatcher: actors.NewAddr(disp, cluster.DispatcherName), Token: c.token}
+			cfg := reporter.Config{ID: node.Address, Dispatcher: actors.NewAddr(disp, cluster.DispatcherName)}
 			if _, err := node.StartReporter(cfg, db); err != nil {
 				node.Shutdown()
 				return fatal("start the reporter", err)

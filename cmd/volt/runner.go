@@ -99,7 +99,7 @@ func newRunnerCommand() *cobra.Command {
 			}
 			cfg := runner.Config{
 				ID: id, Incarnation: time.Now().UnixNano(), Hostname: host,
-				Dispatcher: actors.NewAddr(disp, cluster.DispatcherName), Grace: grace, Token: c.token,
+				Dispatcher: actors.NewAddr(disp, cluster.DispatcherName), Grace: grace,
 			}
 			pid, err := node.StartRunner(cluster.RunnerName, cfg, cluster.RunnerSetup{
 				WorkDir: workDir, Fallback: fallback, OutputCap: int64(outputCap), Wrapper: wrapper})

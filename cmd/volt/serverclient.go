@@ -55,7 +55,7 @@ func (c *serverClient) do(method, path string, out any) error {
 	if err != nil {
 		return usageErr("--server %q: %v", c.server, err)
 	}
-	if c.token != "" && method != http.MethodGet {
+	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	req.Header.Set("Accept", "application/json")

@@ -36,7 +36,7 @@ func newStatusCommand() *cobra.Command {
 			default:
 				return usageErr("--role %q: want dispatcher, reporter, runner or observer", role)
 			}
-			res, err := ask(&c.creds, pki.RoleAdmin, server, role, &messages.StatusRequest{Token: c.token}, 3*time.Second)
+			res, err := ask(&c.creds, pki.RoleAdmin, server, role, &messages.StatusRequest{}, 3*time.Second)
 			if err != nil {
 				return err
 			}

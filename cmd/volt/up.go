@@ -51,7 +51,7 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 			if runners < 0 {
 				return usageErr("--runners must be 0 or more")
 			}
-			dcfg, err := df.config(c.token)
+			dcfg, err := df.config()
 			if err != nil {
 				return err
 			}
@@ -90,7 +90,7 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 				if _, err := node.StartDispatcher(dcfg, db); err != nil {
 					return err
 				}
-				if _, err := node.StartReporter(reporter.Config{ID: "up", Dispatcher: disp, Token: c.token}, db); err != nil {
+				if _, err := node.StartReporter(reporter.Config{ID: "up", Dispatcher: disp}, db); err != nil {
 					return err
 				}
 				host, _ := os.Hostname()
@@ -101,12 +101,12 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 						return err
 					}
 					cfg := runner.Config{ID: fmt.Sprintf("%s/%s", host, name), Incarnation: time.Now().UnixNano(), Hostname: host,
-						Dispatcher: disp, Grace: -1, Token: c.token}
+						Dispatcher: disp, Grace: -1}
 					if _, err := node.StartRunner(name, cfg, cluster.RunnerSetup{WorkDir: abs, OutputCap: int64(outputCap), Wrapper: wrapper}); err != nil {
 						return err
 					}
 				}
-				_, err := node.StartObserverTimed(w.config("up", disp, watched, -1, c.token), repos, metrics.ObservePoll)
+				_, err := node.StartObserverTimed(w.config("up", disp, watched, -1), repos, metrics.ObservePoll)
 				return err
 			}
 			if err := start(); err != nil {
