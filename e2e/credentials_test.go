@@ -109,3 +109,33 @@ func TestJoinedRunnerBuildsAndReusedTokenIsRefused(t *testing.T) {
 	require.Equal(t, 1, again.code, again.stderr)
 	require.Contains(t, again.stderr, "unknown or already used join token")
 }
+
+// TestCertificatesRenewDuringALongJob: with certificates issued for 20 s, a
+// joined runner renews its own (from the dispatcher, authenticating with
+// the current one) during a 60 s job, and the job finishes normally: no
+// connection is dropped for a renewal.
+func TestCertificatesRenewDuringALongJob(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t, map[string]string{".volt.yml": "steps:\n  - name: long\n    run: sleep 60; echo slept\n"})
+	data := filepath.Join(t.TempDir(), "data")
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	up := startVolt(t, "up", "up", "--repo", r.bare, "--poll", "1s", "--runners", "0", "--data-dir", data, "--listen", addr,
+		"--http", "", "--cert-ttl", "20s")
+	creds := filepath.Join(data, "credentials")
+	eventually(t, 20*time.Second, func() bool { return fileExists(filepath.Join(creds, pki.CACertFile)) }, "volt up made no CA")
+	tok := runVolt(t, 10*time.Second, "join-token", "create", "--credentials", creds)
+	require.Equal(t, 0, tok.code, tok.stderr)
+	mine := filepath.Join(t.TempDir(), "runner-creds")
+	runner := startVolt(t, "runner", "runner", "--join", strings.TrimSpace(tok.stdout), "--id", "renewing", "--credentials", mine,
+		"--dispatcher-server", addr, "--listen", "127.0.0.1:0", "--work-dir", filepath.Join(t.TempDir(), "w"))
+	rf := waitResult(t, data, r.head(), 120*time.Second)
+	rf.wantStatus(t, "passed")
+	require.Equal(t, "1", rf.header["attempt"], "the job ran once, never reassigned")
+	require.Contains(t, rf.output, "slept")
+	renewals := countLines(runner.logText(), "certificate renewed")
+	require.GreaterOrEqual(t, renewals, 2, "a 20 s certificate renewed at least twice during a 60 s job:\n%s", runner.logText())
+	require.NotContains(t, up.logText(), "runner lost")
+	leaf, err := pki.DecodeCert(mustRead(t, filepath.Join(mine, pki.NodeCertFile(pki.RoleRunner))))
+	require.NoError(t, err)
+	require.True(t, leaf.NotAfter.After(time.Now()), "the certificate on disk is current")
+}
