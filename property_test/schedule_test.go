@@ -76,6 +76,11 @@ func drawSchedule(t *rapid.T, withLoss bool) []sim.Fault {
 		},
 		"force push": func(t *rapid.T) { add(sim.Fault{Kind: sim.FaultForcePush, At: at(t)}) },
 		"poison":     func(t *rapid.T) { add(sim.Fault{Kind: sim.FaultPoison, At: at(t)}) },
+		// Named to sort last: rapid orders actions by name, so the saved
+		// failures still replay the schedules they were found with.
+		"spoof messages": func(t *rapid.T) {
+			add(sim.Fault{Kind: sim.FaultMalicious, At: at(t), Length: nearTimer(t, "forge for", 8*time.Second)})
+		},
 	}
 	if withLoss {
 		actions["lose dispatcher"] = func(t *rapid.T) {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/dispatcher"
+	"github.com/voltci/volt/actors/reporter"
+	"github.com/voltci/volt/actors/runner"
 	"github.com/voltci/volt/messages"
 )
 
@@ -18,6 +20,7 @@ const (
 	InvObservedOnly     = "results only for observed commits"
 	InvNoDeadAssignment = "no assignment to a dead or superseded runner"
 	InvOldIncarnation   = "older incarnations change nothing"
+	InvMalicious        = "nothing a malicious peer sends changes state or makes a runner run a job"
 	InvNoOverlap        = "never two attempts of one job at once (hung or replaced runners excepted)"
 	InvRunnersExit      = "runners exit within grace after the dispatcher is lost"
 	InvEveryCommit      = "every observed commit gets exactly one result (liveness)"
@@ -27,8 +30,8 @@ const (
 )
 
 // Invariants lists every invariant in the order the summary prints them.
-var Invariants = []string{InvOneResult, InvNoCommitLost, InvObservedOnly, InvNoDeadAssignment, InvOldIncarnation, InvNoOverlap,
-	InvRunnersExit, InvEveryCommit, InvQueueDrains, InvAttemptCap, InvProgress}
+var Invariants = []string{InvOneResult, InvNoCommitLost, InvObservedOnly, InvNoDeadAssignment, InvOldIncarnation, InvMalicious,
+	InvNoOverlap, InvRunnersExit, InvEveryCommit, InvQueueDrains, InvAttemptCap, InvProgress}
 
 // Violation is one broken invariant.
 type Violation struct {
@@ -71,6 +74,9 @@ type checker struct {
 	lostCheck  bool
 	checked    map[string]bool // invariants that had something to check
 	violations []Violation
+	// logs names who wrote each attempt's log at the reporter (only the
+	// malicious peer does in the simulator): "repo@commit#build/attempt".
+	logs map[string]actors.Identity
 }
 
 func newChecker(w *World) *checker {
@@ -78,7 +84,7 @@ func newChecker(w *World) *checker {
 		observed: map[string]bool{}, poison: map[string]bool{}, maxInc: map[string]int64{},
 		dead: map[runnerKey]bool{}, byAddr: map[actors.Addr]runnerKey{}, running: map[int64][]live{},
 		assigned: map[int64]int32{}, jobOf: map[string]int64{}, firstSeq: map[string]uint64{}, skipped: map[string]bool{},
-		checked: map[string]bool{}}
+		checked: map[string]bool{}, logs: map[string]actors.Identity{}}
 }
 
 func (c *checker) fail(inv, format string, args ...any) {
@@ -200,6 +206,79 @@ func (c *checker) step(w *World, n *node, from actors.From, in any, fx []actors.
 				}
 			}
 		}
+	}
+}
+
+// forged checks one step of a core on a malicious peer's message: the
+// core's state digest is unchanged and it did nothing but note the refusal.
+// The exception is a runner certificate's log chunk (or close) at the
+// reporter: whose job the log is, only the result will tell, so it may be
+// stored under a claim; logRecorded checks that the claim decides.
+func (c *checker) forged(w *World, n *node, from actors.From, in any, before, after uint64, fx []actors.Effect) {
+	c.checked[InvMalicious] = true
+	claim := false
+	if n.role == roleReporter && from.Who.Role == actors.RoleRunner {
+		switch in.(type) {
+		case *messages.LogChunk, *messages.LogClosed:
+			claim = true
+		}
+	}
+	what := fmt.Sprintf("a forged %s from %s claiming to be %q", inputName(in), identityLabel(from.Who), from.Addr)
+	for _, e := range fx {
+		switch e := e.(type) {
+		case actors.Note:
+			continue
+		case reporter.AppendLog, reporter.CloseLog:
+			if claim {
+				continue
+			}
+			c.fail(InvMalicious, "%s made %s store or answer for a log", what, n.name)
+		case runner.StartJob:
+			c.fail(InvMalicious, "%s made %s run job %d attempt %d", what, n.name, e.Run.GetJob().GetId(), e.Run.Attempt)
+		case dispatcher.Persist:
+			c.fail(InvMalicious, "%s made %s persist %d jobs, %d cursors", what, n.name, len(e.Jobs), len(e.Cursors))
+		case actors.Send:
+			c.fail(InvMalicious, "%s made %s send %s to %q", what, n.name, inputName(e.Msg), e.To)
+		default:
+			c.fail(InvMalicious, "%s made %s carry out %T", what, n.name, e)
+		}
+		return
+	}
+	if before != after && !claim {
+		c.fail(InvMalicious, "%s changed %s's state", what, n.name)
+	}
+}
+
+func logKeyOf(j *messages.Job, attempt int32) string {
+	return fmt.Sprintf("%s@%s#%d/%d", j.GetRepo(), j.GetCommit(), j.GetBuild(), attempt)
+}
+
+// logWritten records who wrote to an attempt's log at the reporter.
+func (c *checker) logWritten(j *messages.Job, attempt int32, who actors.Identity) {
+	k := logKeyOf(j, attempt)
+	if prev, ok := c.logs[k]; ok && prev != who {
+		c.fail(InvMalicious, "the reporter stored the log of job %d attempt %d from %s, then from %s", j.GetId(), attempt,
+			identityLabel(prev), identityLabel(who))
+	}
+	c.logs[k] = who
+}
+
+// logRecorded checks that the reporter keeps an attempt's log with its
+// result only if the runner the result names wrote it.
+func (c *checker) logRecorded(r *messages.Result, dropped bool) {
+	k := logKeyOf(r.Job, r.Attempt)
+	who, ok := c.logs[k]
+	if !ok {
+		return
+	}
+	c.checked[InvMalicious] = true
+	if dropped {
+		delete(c.logs, k)
+		return
+	}
+	if !who.IsRunner(r.RunnerId) {
+		c.fail(InvMalicious, "the reporter kept the log of job %d attempt %d that %s wrote, for a result of runner %s",
+			r.Job.GetId(), r.Attempt, identityLabel(who), r.RunnerId)
 	}
 }
 

@@ -44,12 +44,19 @@ const (
 	FaultForcePush FaultKind = "forcepush"
 	// FaultPoison adds commits whose tests kill the runner that runs them.
 	FaultPoison FaultKind = "poison"
+	// FaultMalicious lets a malicious peer (a runner certificate of its own,
+	// an observer or notify certificate, or none) send forged messages to
+	// every role for a while: any type, any claimed sender, ids copied from
+	// the world (see malicious.go). It is drawn on its own stream: a world
+	// that lists it has one to three bursts, and every other draw is the
+	// same as without it.
+	FaultMalicious FaultKind = "malicious"
 )
 
 // AllFaults lists every kind except dispatcher-loss, which ends liveness
 // checking and so is asked for explicitly.
 var AllFaults = []FaultKind{FaultCrash, FaultHang, FaultRestart, FaultReplace, FaultDispatcher, FaultObserver,
-	FaultPartition, FaultDrop, FaultDup, FaultDelay, FaultSlowGit, FaultForcePush, FaultPoison}
+	FaultPartition, FaultDrop, FaultDup, FaultDelay, FaultSlowGit, FaultForcePush, FaultPoison, FaultMalicious}
 
 // ParseFaults reads a comma-separated list of fault kinds ("all" for AllFaults).
 func ParseFaults(s string) ([]FaultKind, error) {
@@ -111,13 +118,25 @@ func around(rng *rand.Rand, max time.Duration) time.Duration {
 	return time.Duration(rng.Int64N(int64(max))) + time.Millisecond
 }
 
-// drawSchedule picks about one fault per 8 virtual seconds from kinds.
-func drawSchedule(rng *rand.Rand, kinds []FaultKind, runners int, d time.Duration) []Fault {
-	if len(kinds) == 0 || d < 10*time.Second {
+// drawSchedule picks about one fault per 8 virtual seconds from kinds, and
+// the malicious peer's bursts, if kinds lists it, from mal: so rng draws
+// the same faults whether or not it does.
+func drawSchedule(rng, mal *rand.Rand, kinds []FaultKind, runners int, d time.Duration) []Fault {
+	if d < 10*time.Second {
 		return nil
 	}
-	n := 1 + rng.IntN(int(d/(8*time.Second))+1)
 	var out []Fault
+	others := slices.DeleteFunc(slices.Clone(kinds), func(k FaultKind) bool { return k == FaultMalicious })
+	if len(others) < len(kinds) {
+		out = drawMalice(mal, d)
+	}
+	byTime := func(a, b Fault) int { return int(a.At - b.At) }
+	if len(others) == 0 {
+		slices.SortStableFunc(out, byTime)
+		return out
+	}
+	kinds = others
+	n := 1 + rng.IntN(int(d/(8*time.Second))+1)
 	lost := false
 	for i := 0; i < n; i++ {
 		f := Fault{Kind: kinds[rng.IntN(len(kinds))], Target: rng.IntN(runners),
@@ -146,6 +165,6 @@ func drawSchedule(rng *rand.Rand, kinds []FaultKind, runners int, d time.Duratio
 		}
 		out = append(out, f)
 	}
-	slices.SortStableFunc(out, func(a, b Fault) int { return int(a.At - b.At) })
+	slices.SortStableFunc(out, byTime)
 	return out
 }

@@ -15,6 +15,7 @@ const (
 	evUnhang                   // a hung node resumes
 	evHeal                     // a partition or noise window ends
 	evJobEnd                   // a job process ends on its own
+	evMalice                   // the malicious peer sends its next forgery
 )
 
 // event is one entry of the world's queue.
@@ -27,6 +28,9 @@ type event struct {
 	from actors.From
 	msg  any
 	arg  int
+	// forged marks a malicious peer's message: the checker requires that it
+	// changes nothing.
+	forged bool
 }
 
 // queue is a binary min-heap of events ordered by (at, seq).

@@ -16,9 +16,13 @@ type Report struct {
 	Results     int
 	// Reassignments counts attempts after the first (jobs moved to another runner).
 	Reassignments int
-	Schedule      []Fault
-	Faults        []Fault // the faults actually injected
-	Violations    []Violation
+	// Forged counts the malicious peer's messages delivered; Malicious is
+	// its identity.
+	Forged     int
+	Malicious  string
+	Schedule   []Fault
+	Faults     []Fault // the faults actually injected
+	Violations []Violation
 	// Checked names the invariants that had something to check in this run.
 	Checked   map[string]bool
 	TraceHash uint64
@@ -34,6 +38,9 @@ func (r *Report) Summary(out io.Writer) {
 		r.Seed, r.Events, r.VirtualTime, r.Commits, r.Results, len(r.Faults), r.Reassignments, r.TraceHash)
 	for _, f := range r.Faults {
 		fmt.Fprintf(out, "  fault: %s\n", f)
+	}
+	if r.Forged > 0 {
+		fmt.Fprintf(out, "  malicious peer: %s, %d forged messages delivered\n", r.Malicious, r.Forged)
 	}
 	for _, inv := range Invariants {
 		verdict := "ok"

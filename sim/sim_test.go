@@ -2,6 +2,7 @@ package sim
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,4 +157,38 @@ func TestScenarios(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMaliciousPeerChangesNothing: the malicious peer's forgeries (whatever
+// certificate it holds) are refused, so a world with it runs as the same
+// world without it: the same faults, commits, results and reassignments,
+// and every invariant holds.
+func TestMaliciousPeerChangesNothing(t *testing.T) {
+	others := AllFaults[:len(AllFaults)-1]
+	require := func(ok bool, format string, args ...any) {
+		t.Helper()
+		if !ok {
+			t.Fatalf(format, args...)
+		}
+	}
+	require(AllFaults[len(AllFaults)-1] == FaultMalicious, "malicious is the last of AllFaults")
+	identities := map[string]bool{}
+	for seed := uint64(1); seed <= 60; seed++ {
+		with := Run(Config{Seed: seed, Faults: AllFaults})
+		without := Run(Config{Seed: seed, Faults: others})
+		require(with.OK() && without.OK(), "seed %d: %v %v", seed, with.Violations, without.Violations)
+		require(with.Forged > 0 && with.Checked[InvMalicious], "seed %d: the peer sent nothing", seed)
+		require(with.Commits == without.Commits && with.Results == without.Results && with.Reassignments == without.Reassignments,
+			"seed %d: with the peer %d commits, %d results, %d reassignments; without %d, %d, %d", seed,
+			with.Commits, with.Results, with.Reassignments, without.Commits, without.Results, without.Reassignments)
+		var faults []Fault
+		for _, f := range with.Faults {
+			if f.Kind != FaultMalicious {
+				faults = append(faults, f)
+			}
+		}
+		require(fmt.Sprint(faults) == fmt.Sprint(without.Faults), "seed %d: faults %v, without the peer %v", seed, faults, without.Faults)
+		identities[with.Malicious] = true
+	}
+	require(len(identities) == len(malIdentities), "every identity tried: %v", identities)
 }

@@ -78,3 +78,12 @@ func (d *durable) archived(repo string, commits []string) map[string]int64 {
 	}
 	return out
 }
+
+// latest is the newest build of a commit the store knows of (nil if none).
+func (d *durable) latest(repo, commit string) *messages.Job {
+	id, ok := d.byKey[repo+"\x00"+commit]
+	if !ok {
+		return nil
+	}
+	return messages.CloneJob(d.jobs[id].Job)
+}

@@ -89,6 +89,8 @@ type node struct {
 	run  *runner.Core
 
 	runnerID  string
+	inc       int64 // a runner's incarnation
+	epoch     int64 // the dispatcher's epoch
 	proc      *proc
 	exitedAt  time.Time
 	hungSince time.Time
@@ -134,6 +136,14 @@ type World struct {
 	dispCfg     dispatcher.Config
 	report      Report
 	hash        uint64
+
+	// The malicious peer (see malicious.go): its own random stream, its
+	// identity, and when its current burst ends. forging is set while a
+	// forgery's effects are carried out: whatever they draw comes from mal.
+	mal      *rand.Rand
+	malWho   actors.Identity
+	malUntil time.Time
+	forging  bool
 }
 
 // New builds a world from cfg; Run runs it.
@@ -154,9 +164,11 @@ func New(cfg Config) *World {
 	w.check = newChecker(w)
 	w.dispCfg = dispatcher.DefaultConfig()
 	w.dispCfg.JobTimeout = 10 * time.Second
+	w.mal = newMalRand(cfg.Seed)
+	w.malWho = malIdentities[w.mal.IntN(len(malIdentities))]
 	w.schedule = cfg.Schedule
 	if w.schedule == nil {
-		w.schedule = drawSchedule(w.rng, cfg.Faults, cfg.Runners, cfg.Duration)
+		w.schedule = drawSchedule(w.rng, w.mal, cfg.Faults, cfg.Runners, cfg.Duration)
 	}
 	w.addNode(roleDispatcher, "dispatcher", "disp")
 	w.addNode(roleObserver, "observer", "obs")
@@ -232,6 +244,7 @@ func (w *World) Run() *Report {
 	w.check.end(w)
 	w.report.VirtualTime = time.Duration(end)
 	w.report.TraceHash = w.hash
+	w.report.Malicious = identityLabel(w.malWho)
 	w.report.Checked = w.check.checked
 	w.report.Commits = len(w.check.observed)
 	w.report.Results = len(w.check.reported)
@@ -247,11 +260,19 @@ func (w *World) handle(e event) {
 	case evDeliver:
 		n := w.nodes[e.node]
 		if !n.up || e.gen != n.gen {
-			w.trace(n, "drop", e.msg, "(down)")
+			detail := "(down)"
+			if e.forged && w.cfg.Trace {
+				detail = "(down; forged by " + identityLabel(e.from.Who) + ")"
+			}
+			w.trace(n, "drop", e.msg, detail)
 			return
 		}
 		if n.hung {
 			n.inbox = append(n.inbox, e)
+			return
+		}
+		if e.forged {
+			w.stepForged(n, e.from, e.msg)
 			return
 		}
 		w.step(n, e.from, e.msg)
@@ -297,6 +318,8 @@ func (w *World) handle(e event) {
 		}
 	case evHeal:
 		w.healOne(e)
+	case evMalice:
+		w.malice()
 	}
 }
 
@@ -340,6 +363,7 @@ func (w *World) boot(n *node) {
 	case roleDispatcher:
 		cfg := w.dispCfg
 		cfg.Epoch = w.now.UnixNano()
+		n.epoch = cfg.Epoch
 		n.disp = dispatcher.New(cfg)
 		fx = n.disp.Recover(w.now, w.store.load())
 		w.check.dispatcherBooted()
@@ -355,7 +379,8 @@ func (w *World) boot(n *node) {
 		// PeerTerminated for the previous one cannot be mistaken for this one.
 		n.addr = actors.NewAddr(n.host, fmt.Sprintf("runner-%d-%d", n.idx, n.gen))
 		w.byAddr[n.addr] = n.idx
-		n.run = runner.New(runner.Config{ID: n.runnerID, Incarnation: w.now.UnixNano() + int64(n.idx), Hostname: n.host,
+		n.inc = w.now.UnixNano() + int64(n.idx)
+		n.run = runner.New(runner.Config{ID: n.runnerID, Incarnation: n.inc, Hostname: n.host,
 			Dispatcher: disp, Grace: w.cfg.RunnerGrace})
 		fx = n.run.Start(w.now)
 	}
@@ -401,11 +426,56 @@ func (w *World) scheduleTick(n *node) {
 
 // step feeds one input to a node's core and carries out the effects.
 func (w *World) step(n *node, from actors.From, in any) {
+	in, fx := w.stepCore(n, from, in)
+	w.trace(n, "recv", in, string(from.Addr))
+	w.check.step(w, n, from, in, fx)
+	w.apply(n, fx)
+	w.scheduleTick(n)
+}
+
+// stepForged feeds a malicious peer's forgery to a node's core and checks
+// that it changed nothing (InvMalicious) before carrying out the effects.
+func (w *World) stepForged(n *node, from actors.From, in any) {
+	w.report.Forged++
+	before := w.digest(n)
+	in, fx := w.stepCore(n, from, in)
+	detail := ""
+	if w.cfg.Trace {
+		detail = string(from.Addr) + " forged by " + identityLabel(from.Who)
+	}
+	w.trace(n, "recv", in, detail)
+	w.check.step(w, n, from, in, fx)
+	w.check.forged(w, n, from, in, before, w.digest(n), fx)
+	w.forging = true
+	w.apply(n, fx)
+	w.forging = false
+	w.scheduleTick(n)
+}
+
+// digest is the state digest of n's core.
+func (w *World) digest(n *node) uint64 {
+	switch n.role {
+	case roleDispatcher:
+		return n.disp.Digest()
+	case roleObserver:
+		return n.obs.Digest()
+	case roleReporter:
+		return n.rep.Digest()
+	}
+	return n.run.Digest()
+}
+
+// stepCore hands one input to n's core, as its shell would (the dispatcher's
+// with what its store knows), and returns the input as the core saw it.
+func (w *World) stepCore(n *node, from actors.From, in any) (any, []actors.Effect) {
 	var fx []actors.Effect
 	switch n.role {
 	case roleDispatcher:
-		if m, ok := in.(*messages.CommitObserved); ok {
+		switch m := in.(type) {
+		case *messages.CommitObserved:
 			in = dispatcher.Observed{Msg: m, Archived: w.store.archived(m.Repo, m.Commits)}
+		case *messages.RebuildRequest:
+			in = dispatcher.Rebuild{Msg: m, Prev: w.store.latest(m.Repo, m.Commit)}
 		}
 		fx = n.disp.Step(w.now, from, in)
 	case roleObserver:
@@ -415,10 +485,7 @@ func (w *World) step(n *node, from actors.From, in any) {
 	case roleRunner:
 		fx = n.run.Step(w.now, from, in)
 	}
-	w.trace(n, "recv", in, string(from.Addr))
-	w.check.step(w, n, from, in, fx)
-	w.apply(n, fx)
-	w.scheduleTick(n)
+	return in, fx
 }
 
 func (w *World) apply(n *node, fx []actors.Effect) {
@@ -471,11 +538,15 @@ func (w *World) apply(n *node, fx []actors.Effect) {
 			w.after(delay, event{kind: evDeliver, node: n.idx, gen: n.gen, from: local, msg: polled})
 		case reporter.Record:
 			w.check.recorded(w, e.Result)
+			w.check.logRecorded(e.Result, e.DropLog)
 			j := e.Result.Job
 			w.send(n, e.ReplyTo, &messages.ResultRecordedAck{JobId: j.Id, Repo: j.Repo, Commit: j.Commit, Build: j.Build})
 		case reporter.AppendLog:
+			w.check.logWritten(e.Chunk.Job, e.Chunk.Attempt, e.Writer)
 		case reporter.CloseLog:
 			w.send(n, e.ReplyTo, &messages.LogAck{JobId: e.Msg.Job.Id, Attempt: e.Msg.Attempt, Have: e.Msg.Size})
+		case reporter.Status:
+			w.send(n, e.ReplyTo, &messages.StatusReply{Role: "reporter"})
 		default:
 			panic(fmt.Sprintf("sim: effect %T not carried out", e))
 		}
@@ -492,18 +563,24 @@ func (w *World) send(src *node, to actors.Addr, msg proto.Message) {
 	if dst.addr != to {
 		return // an earlier incarnation's actor: nobody is there any more
 	}
-	if w.blocked[[2]string{src.host, dst.host}] > 0 || (w.dropP > 0 && w.rng.Float64() < w.dropP) {
+	// What a forgery makes a node send draws on the malicious peer's
+	// stream, so that it shifts no draw of the world's.
+	rng := w.rng
+	if w.forging {
+		rng = w.mal
+	}
+	if w.blocked[[2]string{src.host, dst.host}] > 0 || (w.dropP > 0 && rng.Float64() < w.dropP) {
 		w.trace(src, "lost", msg, string(to))
 		return
 	}
-	delay := 200*time.Microsecond + time.Duration(w.rng.Int64N(int64(2*time.Millisecond)))
+	delay := 200*time.Microsecond + time.Duration(rng.Int64N(int64(2*time.Millisecond)))
 	if w.extraDelay > 0 {
-		delay += time.Duration(w.rng.Int64N(int64(w.extraDelay)))
+		delay += time.Duration(rng.Int64N(int64(w.extraDelay)))
 	}
 	from := actors.From{Addr: src.addr, Who: src.identity()}
 	w.push(event{at: w.vt(w.now) + int64(delay), kind: evDeliver, node: di, gen: dst.gen, from: from, msg: msg})
-	if w.dupP > 0 && w.rng.Float64() < w.dupP {
-		w.push(event{at: w.vt(w.now) + int64(delay) + w.rng.Int64N(int64(50*time.Millisecond)), kind: evDeliver,
+	if w.dupP > 0 && rng.Float64() < w.dupP {
+		w.push(event{at: w.vt(w.now) + int64(delay) + rng.Int64N(int64(50*time.Millisecond)), kind: evDeliver,
 			node: di, gen: dst.gen, from: from, msg: msg})
 	}
 }
@@ -685,6 +762,8 @@ func (w *World) inject(f Fault) {
 	case FaultPoison:
 		id := w.repo.newCommit(w.rng, &commitInfo{poison: true})
 		w.repo.push("main", id)
+	case FaultMalicious:
+		w.startMalice(f)
 	}
 }
 
@@ -725,6 +804,7 @@ func (w *World) heal() {
 	w.traceWorld("heal: faults end, liveness phase begins")
 	w.nextFault = len(w.schedule)
 	w.dropP, w.dupP, w.extraDelay, w.slowGit = 0, 0, 0, 0
+	w.malUntil = time.Time{}
 	clear(w.blocked)
 	for _, n := range w.nodes {
 		if n.up && n.hung {
@@ -801,6 +881,8 @@ func inputName(in any) string {
 		return "PeerTerminated"
 	case dispatcher.Observed:
 		return "CommitObserved"
+	case dispatcher.Rebuild:
+		return "RebuildRequest"
 	case runner.JobDone:
 		return "JobDone"
 	case observer.Polled:

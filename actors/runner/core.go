@@ -134,8 +134,16 @@ func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
 		c.refused++
 		return []actors.Effect{actors.Refused(sender, in, why)}
 	}
-	if _, isTick := in.(actors.Tick); isTick {
+	switch in.(type) {
+	case actors.Tick:
 		return c.tick(now)
+	case actors.PeerTerminated, *messages.RunnerRegistered, *messages.HeartbeatAck, *messages.RunJob,
+		*messages.JobFinishedAck, *messages.CancelJob, JobDone, Shutdown, *messages.StatusRequest:
+	default:
+		// Not a runner's input (a stray answer, a peer's mistake): it moves
+		// no timer either.
+		c.stale++
+		return []actors.Effect{actors.Warn("runner ignored an unknown message", "type", fmt.Sprintf("%T", in))}
 	}
 	// Timers first: after a freeze (SIGSTOP) the runner must notice that its
 	// lease lapsed before it acts on messages that queued up meanwhile.
@@ -230,8 +238,7 @@ func (c *Core) handle(now time.Time, from actors.Addr, in any) []actors.Effect {
 	case *messages.StatusRequest:
 		return []actors.Effect{actors.Send{To: from, Msg: c.Status(now)}}
 	}
-	c.stale++
-	return []actors.Effect{actors.Warn("runner ignored an unknown message", "type", fmt.Sprintf("%T", in))}
+	return nil // Step let through only the inputs handled above
 }
 
 // Status describes the runner for `volt status --role runner`.
