@@ -5,8 +5,12 @@
 // reporter until acknowledged.
 //
 // Core is the deterministic state machine; Actor is its Proto.Actor shell.
-// The attempt number fences results: a JobFinished from a superseded attempt
-// or an older runner incarnation changes nothing and is counted.
+// Each input is checked first against the identity its sender proved (a
+// runner speaks only for itself, only the reporter acknowledges results,
+// ...: see Core.permit); a refused one changes nothing, gets no answer and
+// is counted. The attempt number fences results: a JobFinished from a
+// superseded attempt or an older runner incarnation changes nothing and is
+// counted.
 //
 // dispatcher must not import os/exec, net, gitexec, sim or cluster.
 package dispatcher

@@ -6,7 +6,8 @@
 // restart of either side neither skips nor repeats a commit.
 //
 // Core is the deterministic state machine; Actor is its Proto.Actor shell,
-// which reads the repositories through the RepoReader port.
+// which reads the repositories through the RepoReader port. Acknowledgements
+// and poll requests count only from the dispatcher's proven identity.
 //
 // observer must not import os/exec, net, gitexec, sim or cluster.
 package observer

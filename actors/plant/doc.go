@@ -1,6 +1,6 @@
-// Package plant holds deliberate bugs that keep the simulator's checker
-// honest: a test plants one, runs the simulator, and proves the checker
-// catches it. The bugs exist only in test binaries built with the build tag
+// Package plant holds deliberate bugs (twelve) that keep the simulator's
+// checker honest: a test plants one, runs the simulator, and proves the
+// checker catches it. The bugs exist only in test binaries built with the build tag
 // `plantedbugs`; in every other build On is a constant false that the
 // compiler removes, and no user flag can reach them.
 //
