@@ -467,6 +467,9 @@ func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
 //   - StatusRequest, CancelRequest, RebuildRequest: admin, or the reporter
 //     on behalf of a web user. Cancel and rebuild still need the token.
 //   - Tick and PeerTerminated: only this process makes them.
+//   - Anything else: no one but this process (which hears it is unknown),
+//     so that a message type added to Step without a rule here is refused,
+//     not open to all.
 //
 // The local role (every role of `volt up` in one process) may send anything;
 // the zero Identity (an unauthenticated peer) nothing.
@@ -507,6 +510,10 @@ func (c *Core) permit(from actors.From, in any) string {
 	case *messages.CancelRequest, Rebuild, *messages.RebuildRequest:
 		if !who.IsAny(actors.RoleAdmin, actors.RoleReporter) {
 			return "only admin or the reporter may cancel or rebuild"
+		}
+	default:
+		if !who.IsLocal() {
+			return "not a message the dispatcher takes from anyone"
 		}
 	}
 	return ""

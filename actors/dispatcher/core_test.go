@@ -1156,6 +1156,9 @@ func TestForgeriesChangeNothingAndGetNoAnswer(t *testing.T) {
 			return dispatcher.Rebuild{Msg: &messages.RebuildRequest{Repo: repoURL, Commit: commit(3), Token: "s3cret"},
 				Prev: &messages.Job{Id: 1, Repo: repoURL, Commit: commit(3), Build: 1}}
 		}},
+		{"a message no one sends the dispatcher, from the dispatcher's own certificate", aDispatcher, r1, func() any {
+			return &messages.RunJob{Job: &messages.Job{Id: 3}, Attempt: 1, RunnerId: "r1", Incarnation: 1}
+		}},
 		{"a tick from the network", mallory, r1, func() any { return actors.Tick{} }},
 		{"r1 terminated, said by r2", asR2, r1, func() any { return actors.PeerTerminated{Addr: r1} }},
 		{"r1 terminated, said by no one", unauthenticated, "", func() any { return actors.PeerTerminated{Addr: r1} }},

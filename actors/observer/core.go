@@ -142,8 +142,9 @@ func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
 // role table), before anything changes: the dispatcher's answers
 // (ObserverRegistered, CommitObservedAck) and its PollNow only from the
 // dispatcher; a StatusRequest from admin, the dispatcher or the reporter;
-// Tick, PeerTerminated and Polled only from this process. The local role
-// may send anything; the zero Identity nothing.
+// Tick, PeerTerminated and Polled only from this process; anything else
+// from no one but this process. The local role may send anything; the zero
+// Identity nothing.
 func (c *Core) permit(from actors.From, in any) string {
 	who := from.Who
 	switch in.(type) {
@@ -158,6 +159,10 @@ func (c *Core) permit(from actors.From, in any) string {
 	case *messages.StatusRequest:
 		if !who.MayAskStatus() {
 			return "only admin, the dispatcher or the reporter may read the status"
+		}
+	default:
+		if !who.IsLocal() {
+			return "not a message the observer takes from anyone"
 		}
 	}
 	return ""

@@ -433,6 +433,9 @@ func TestForgeriesChangeNothingAndGetNoAnswer(t *testing.T) {
 		{"status unauthenticated", unauthenticated, "evil:1/x", func(*messages.CommitObserved) any { return &messages.StatusRequest{} }},
 		{"status from a runner", aRunner, "evil:1/x", func(*messages.CommitObserved) any { return &messages.StatusRequest{} }},
 		{"status from a notify certificate", aNotify, "evil:1/x", func(*messages.CommitObserved) any { return &messages.StatusRequest{} }},
+		{"a message no one sends an observer, from the dispatcher", theDispatcher, dispAddr, func(*messages.CommitObserved) any {
+			return &messages.HeartbeatAck{RunnerId: "obs", Unknown: true}
+		}},
 		{"a tick from the network", aRunner, "", func(*messages.CommitObserved) any { return actors.Tick{} }},
 		{"a poll's answer from the network", theDispatcher, "", func(*messages.CommitObserved) any {
 			return observer.Polled{Repo: repoURL, Branch: "dev", Tip: commit(9), Commits: []string{commit(9)}}

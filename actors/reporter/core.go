@@ -183,7 +183,8 @@ func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
 // only from the dispatcher; log chunks and their close only from a runner
 // (whose log it is, claim decides); a StatusRequest from admin, the
 // dispatcher or the reporter; Tick and PeerTerminated only from this
-// process. The local role may send anything; the zero Identity nothing.
+// process; anything else from no one but this process. The local role may
+// send anything; the zero Identity nothing.
 func permit(who actors.Identity, in any) string {
 	switch in.(type) {
 	case actors.Tick, actors.PeerTerminated:
@@ -201,6 +202,10 @@ func permit(who actors.Identity, in any) string {
 	case *messages.StatusRequest:
 		if !who.MayAskStatus() {
 			return "only admin, the dispatcher or the reporter may read the status"
+		}
+	default:
+		if !who.IsLocal() {
+			return "not a message the reporter takes from anyone"
 		}
 	}
 	return ""

@@ -224,6 +224,7 @@ func TestForgeriesChangeNothingAndGetNoAnswer(t *testing.T) {
 		{"status from a runner", mallory, "evil:1/x", &messages.StatusRequest{}},
 		{"status from an observer", anObserver, "evil:1/x", &messages.StatusRequest{}},
 		{"status from a notify certificate", aNotify, "evil:1/x", &messages.StatusRequest{}},
+		{"a message no one sends the reporter, from the dispatcher", theDispatcher, dispAddr, &messages.RunJob{Job: job(3), Attempt: 1}},
 		{"a tick from the network", mallory, "", actors.Tick{}},
 		{"the dispatcher gone, said by no one", unauthenticated, "", actors.PeerTerminated{Addr: dispAddr}},
 	}

@@ -163,6 +163,7 @@ func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
 //     must name this runner.
 //   - StatusRequest: admin, the dispatcher or the reporter.
 //   - Tick, PeerTerminated, JobDone, Shutdown: only this process makes them.
+//   - Anything else: no one but this process (which hears it is unknown).
 //
 // The reporter's answers to a job's log (LogAck) go to the log stream's
 // own request, not to the core. The local role may send anything; the
@@ -184,6 +185,10 @@ func (c *Core) permit(from actors.From, in any) string {
 	case *messages.StatusRequest:
 		if !who.MayAskStatus() {
 			return "only admin, the dispatcher or the reporter may read the status"
+		}
+	default:
+		if !who.IsLocal() {
+			return "not a message a runner takes from anyone"
 		}
 	}
 	return ""

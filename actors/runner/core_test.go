@@ -760,6 +760,9 @@ func TestForgeriesChangeNothingAndGetNoAnswer(t *testing.T) {
 		{"status from another runner", idle, mallory, "evil:1/x", func(*world) any { return &messages.StatusRequest{} }},
 		{"status from an observer", idle, anObserver, "evil:1/x", func(*world) any { return &messages.StatusRequest{} }},
 		{"status from a notify certificate", idle, aNotify, "evil:1/x", func(*world) any { return &messages.StatusRequest{} }},
+		{"a message no one sends a runner, from the dispatcher", finished, theDispatcher, dispAddr, func(*world) any {
+			return &messages.CommitObservedAck{Seq: 1}
+		}},
 		{"a tick from the network", finished, mallory, "", func(*world) any { return actors.Tick{} }},
 		{"a job's end from the network", finished, theDispatcher, "", func(*world) any {
 			return runner.JobDone{Ref: ref(1, 1), Result: &messages.Result{Status: messages.Status_STATUS_FAILED}}
