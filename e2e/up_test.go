@@ -127,9 +127,17 @@ func TestBadInput(t *testing.T) {
 			wantCode: 2, wantText: "nonsense", within: 10 * time.Second,
 		},
 		{
-			// 10.1.1.1 must never be dialled: the check comes before any connection.
-			name:     "runner off loopback without a token",
-			args:     []string{"runner", "--listen", "0.0.0.0:0", "--dispatcher-server", "10.1.1.1:8000", "--work-dir", filepath.Join(dir, "r2")},
+			// 10.1.1.1 must never be dialled: the credentials are checked
+			// before any connection, and a runner may not make itself a CA
+			// for a dispatcher on another machine.
+			name: "runner off loopback without credentials",
+			args: []string{"runner", "--listen", "0.0.0.0:0", "--dispatcher-server", "10.1.1.1:8000", "--work-dir", filepath.Join(dir, "r2"),
+				"--credentials", filepath.Join(dir, "no-credentials")},
+			wantCode: 2, wantText: "--join", within: 5 * time.Second,
+		},
+		{
+			name:     "web UI off loopback without a token",
+			args:     []string{"reporter", "--http", "0.0.0.0:0", "--dispatcher-server", nobody, "--data-dir", filepath.Join(dir, "rep")},
 			wantCode: 2, wantText: "token", within: 5 * time.Second,
 		},
 	}

@@ -209,3 +209,29 @@ func (db *DB) CopyLog(w io.Writer, job *messages.Job, attempt int32) (n int64, e
 	}
 	return n, nil
 }
+
+// DropLog forgets every byte held of one attempt's log (the reporter drops
+// a log that a runner other than the one the result names wrote). The
+// attempt may be written again afterwards.
+func (db *DB) DropLog(job *messages.Job, attempt int32) error {
+	if err := db.writable("drop log"); err != nil {
+		return err
+	}
+	k := keyOf(job, attempt)
+	ctx := context.Background()
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("drop %s in %s: begin: %w", k, db.path(), err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	if _, err := tx.ExecContext(ctx, `DELETE FROM log_chunks WHERE `+keyWhere, k.args()...); err != nil {
+		return fmt.Errorf("drop %s in %s: %w", k, db.path(), err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM logs WHERE `+keyWhere, k.args()...); err != nil {
+		return fmt.Errorf("drop %s in %s: %w", k, db.path(), err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("drop %s in %s: commit: %w", k, db.path(), err)
+	}
+	return nil
+}

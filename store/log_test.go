@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/voltci/volt/messages"
+	"github.com/voltci/volt/store"
 )
 
 type chunk struct {
@@ -152,5 +153,32 @@ func TestAppendLogRejectsBadInput(t *testing.T) {
 			_, err := db.AppendLog(tc.job, 1, tc.offset, []byte(strings.Repeat("x", 3)))
 			require.Error(t, err)
 		})
+	}
+}
+
+func TestDropLogForgetsAnAttempt(t *testing.T) {
+	db, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	job := &messages.Job{Id: 1, Repo: "r", Commit: "c", Build: 1}
+	if _, err := db.AppendLog(job, 1, 0, []byte("forged output\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.AppendLog(job, 2, 0, []byte("other attempt\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DropLog(job, 1); err != nil {
+		t.Fatal(err)
+	}
+	if have, err := db.LogHave(job, 1); err != nil || have != 0 {
+		t.Fatalf("after DropLog: have %d, err %v; want 0", have, err)
+	}
+	if b, err := db.ReadLog(job, 2); err != nil || string(b) != "other attempt\n" {
+		t.Fatalf("another attempt's log: %q, %v", b, err)
+	}
+	if have, err := db.AppendLog(job, 1, 0, []byte("real\n")); err != nil || have != 5 {
+		t.Fatalf("written again: have %d, err %v", have, err)
 	}
 }
