@@ -204,7 +204,9 @@ func (s resultStore) AppendLog(job *messages.Job, attempt int32, offset int64, d
 func (s resultStore) LogHave(job *messages.Job, attempt int32) (int64, error) {
 	return s.db.LogHave(job, attempt)
 }
-func (s resultStore) DropLog(job *messages.Job, attempt int32) error { return s.db.DropLog(job, attempt) }
+func (s resultStore) DropLog(job *messages.Job, attempt int32) error {
+	return s.db.DropLog(job, attempt)
+}
 
 func (s resultStore) WriteResultFile(r *messages.Result) error {
 	pr, pw := io.Pipe()
