@@ -35,13 +35,14 @@ var allowed = map[string]map[string]bool{
 		&messages.ObserverRegistered{}, &messages.CommitObservedAck{}, &messages.PollNow{}, &messages.NotifyAck{},
 		&messages.ReporterRegistered{}, &messages.ResultRecorded{},
 		&messages.StatusReply{}, &messages.CancelReply{}, &messages.RebuildReply{},
+		&messages.SecretGrant{}, &messages.SecretSetReply{}, &messages.SecretListReply{},
 		// `volt up` is one node, dispatcher and reporter: its reporter
 		// acknowledges the logs of runners on other machines.
 		&messages.LogAck{},
 	),
 	pki.RoleRunner: typeSet(
 		&messages.RegisterRunner{}, &messages.Heartbeat{}, &messages.JobFinished{}, &messages.RunnerStopping{},
-		&messages.LogChunk{}, &messages.LogClosed{}, &messages.StatusReply{},
+		&messages.LogChunk{}, &messages.LogClosed{}, &messages.StatusReply{}, &messages.SecretRequest{},
 	),
 	pki.RoleObserver: typeSet(&messages.RegisterObserver{}, &messages.CommitObserved{}, &messages.Notify{}),
 	pki.RoleReporter: typeSet(
@@ -49,7 +50,8 @@ var allowed = map[string]map[string]bool{
 		&messages.StatusRequest{}, &messages.CancelRequest{}, &messages.RebuildRequest{}, &messages.Notify{},
 		&messages.StatusReply{},
 	),
-	pki.RoleAdmin:  typeSet(&messages.StatusRequest{}, &messages.CancelRequest{}, &messages.RebuildRequest{}, &messages.Notify{}),
+	pki.RoleAdmin: typeSet(&messages.StatusRequest{}, &messages.CancelRequest{}, &messages.RebuildRequest{}, &messages.Notify{},
+		&messages.SecretSet{}, &messages.SecretDelete{}, &messages.SecretList{}),
 	pki.RoleNotify: typeSet(&messages.Notify{}),
 }
 

@@ -80,6 +80,20 @@ func TestGuardDeliversOnlyWhatTheRoleMaySend(t *testing.T) {
 		{"dispatcher running a job", pki.RoleDispatcher, &messages.RunJob{}, true},
 		{"dispatcher finishing a job", pki.RoleDispatcher, &messages.JobFinished{}, false},
 		{"anyone watching", pki.RoleRunner, &actor.Watch{Watcher: runnerPID}, true},
+		{"runner asking for its job's secrets", pki.RoleRunner, &messages.SecretRequest{RunnerId: "r1"}, true},
+		{"runner setting a secret", pki.RoleRunner, &messages.SecretSet{}, false},
+		{"runner listing secrets", pki.RoleRunner, &messages.SecretList{}, false},
+		{"runner granting secrets", pki.RoleRunner, &messages.SecretGrant{}, false},
+		{"observer asking for secrets", pki.RoleObserver, &messages.SecretRequest{}, false},
+		{"reporter asking for secrets", pki.RoleReporter, &messages.SecretRequest{}, false},
+		{"reporter setting a secret", pki.RoleReporter, &messages.SecretSet{}, false},
+		{"notify deleting a secret", pki.RoleNotify, &messages.SecretDelete{}, false},
+		{"admin setting a secret", pki.RoleAdmin, &messages.SecretSet{}, true},
+		{"admin deleting a secret", pki.RoleAdmin, &messages.SecretDelete{}, true},
+		{"admin listing secrets", pki.RoleAdmin, &messages.SecretList{}, true},
+		{"admin asking for a job's secrets", pki.RoleAdmin, &messages.SecretRequest{}, false},
+		{"dispatcher granting secrets", pki.RoleDispatcher, &messages.SecretGrant{}, true},
+		{"dispatcher asking for secrets", pki.RoleDispatcher, &messages.SecretRequest{}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

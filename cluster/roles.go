@@ -47,7 +47,7 @@ func (n *Node) Addr(name string) actors.Addr { return actors.NewAddr(n.Address, 
 
 // StartDispatcher starts the dispatcher role on db.
 func (n *Node) StartDispatcher(cfg dispatcher.Config, db *store.DB) (*actor.PID, error) {
-	st := queueStore{db}
+	st := n.dispatcherStore(db) // secrets.go
 	pid, err := n.Spawn(DispatcherName, func() actor.Actor { return dispatcher.NewActor(cfg, st, n.Env("dispatcher")) })
 	if err == nil {
 		n.DrainBeforeStop(pid, dispatcher.Drain{})
@@ -129,6 +129,7 @@ func (n *Node) StartRunner(name string, cfg runner.Config, setup RunnerSetup) (*
 		exec:      steps,
 		outputCap: setup.OutputCap,
 		logger:    n.logger.With("role", "runner", "runner", cfg.ID),
+		secrets:   n.secretSource(cfg.Dispatcher),
 	}
 	n.prune(ws, setup.PruneUnused, exec.logger)
 	// The first step's wrapper starts now, not when the first job comes.
@@ -256,6 +257,7 @@ type jobExecutor struct {
 	exec      *gitexec.Executor
 	outputCap int64
 	logger    *slog.Logger
+	secrets   *secretSource // secrets.go
 }
 
 var statuses = map[gitexec.Status]messages.Status{
@@ -290,6 +292,11 @@ func (e *jobExecutor) Execute(ctx context.Context, run *messages.RunJob, out io.
 	if err != nil {
 		return fail(err.Error())
 	}
+	out, finish, err := e.withSecrets(run, spec, out) // before any step: refused, none runs
+	if err != nil {
+		return fail(err.Error())
+	}
+	defer finish(res)
 	timeout := spec.Timeout
 	if timeout == 0 {
 		timeout = time.Duration(run.TimeoutMs) * time.Millisecond

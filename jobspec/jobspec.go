@@ -49,6 +49,11 @@ type Spec struct {
 	Env map[string]string
 	// Steps run in order; the first failing step ends the job. Never empty.
 	Steps []Step
+	// Secrets names the secrets the job asks for (secrets: [NAME, ...]), in
+	// the file's order; nil when none. The dispatcher decides whether the job
+	// gets them (by the repository and branch each secret is bound to), not
+	// this file: whoever can push writes it.
+	Secrets []string
 }
 
 // parseError is an error at a place in .volt.yml.
@@ -129,7 +134,7 @@ func Parse(data []byte) (*Spec, error) {
 		return nil, errorAt(root, "want a mapping with timeout:, env: and steps:, found %s", kindName(root))
 	}
 	spec := &Spec{}
-	var stepsNode *yaml.Node
+	var stepsNode, secretsNode *yaml.Node
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		key, value := resolve(root.Content[i]), resolve(root.Content[i+1])
@@ -153,10 +158,17 @@ func Parse(data []byte) (*Spec, error) {
 				return nil, err
 			}
 			spec.Env = env
+		case "secrets":
+			secretsNode = value
+			secrets, err := parseSecrets(value)
+			if err != nil {
+				return nil, err
+			}
+			spec.Secrets = secrets
 		case "steps":
 			stepsNode = value
 		default:
-			return nil, errorAt(key, "unknown key %q: allowed keys are timeout, env and steps", key.Value)
+			return nil, errorAt(key, "unknown key %q: allowed keys are timeout, env, secrets and steps", key.Value)
 		}
 	}
 	if stepsNode == nil {
@@ -167,6 +179,11 @@ func Parse(data []byte) (*Spec, error) {
 		return nil, err
 	}
 	spec.Steps = steps
+	for _, name := range spec.Secrets {
+		if _, both := spec.Env[name]; both {
+			return nil, errorAt(secretsNode, "secrets: %s is also set in env: keep one", name)
+		}
+	}
 	return spec, nil
 }
 
@@ -249,6 +266,31 @@ func parseEnv(n *yaml.Node) (map[string]string, error) {
 		env[key.Value] = v
 	}
 	return env, nil
+}
+
+// parseSecrets reads secrets: [NAME, ...]: names of environment variables,
+// each given once.
+func parseSecrets(n *yaml.Node) ([]string, error) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil, nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return nil, errorAt(n, "secrets: want a list of secret names such as [DEPLOY_KEY], found %s", kindName(n))
+	}
+	var names []string
+	seen := map[string]bool{}
+	for _, item := range n.Content {
+		item = resolve(item)
+		if item.Kind != yaml.ScalarNode || item.Tag == "!!null" || !envName.MatchString(item.Value) {
+			return nil, errorAt(item, "secrets: %s is not a valid secret name: use letters, digits and _, not starting with a digit (it becomes the variable's name)", kindName(item))
+		}
+		if seen[item.Value] {
+			return nil, errorAt(item, "secrets: %s given twice: keep one", item.Value)
+		}
+		seen[item.Value] = true
+		names = append(names, item.Value)
+	}
+	return names, nil
 }
 
 func parseSteps(n *yaml.Node) ([]Step, error) {

@@ -73,6 +73,21 @@ steps:
 			want: &Spec{Steps: []Step{{Name: "script", Run: "echo a\necho b\n"}}},
 		},
 		{
+			name: "secrets in file order",
+			yaml: "secrets: [DEPLOY_KEY, _npm2]\nsteps: [{run: x}]\n",
+			want: &Spec{Secrets: []string{"DEPLOY_KEY", "_npm2"}, Steps: []Step{{Name: "step 1", Run: "x"}}},
+		},
+		{
+			name: "secrets as a block list",
+			yaml: "secrets:\n  - A\n  - B\nsteps: [{run: x}]\n",
+			want: &Spec{Secrets: []string{"A", "B"}, Steps: []Step{{Name: "step 1", Run: "x"}}},
+		},
+		{
+			name: "empty or null secrets",
+			yaml: "secrets:\nsteps: [{run: x}]\n",
+			want: &Spec{Steps: []Step{{Name: "step 1", Run: "x"}}},
+		},
+		{
 			name: "anchors and aliases",
 			yaml: "x: &cmd make\nsteps: [{run: *cmd}]\n",
 			want: nil, // unknown key x
@@ -103,7 +118,7 @@ func TestParseErrors(t *testing.T) {
 		{"no steps", "timeout: 1m\n", ".volt.yml line 1: no steps: add a steps: list with at least one run: command"},
 		{"empty steps", "steps: []\n", ".volt.yml line 1: steps: the list is empty: add at least one step with a run: command"},
 		{"steps not a list", "steps: make\n", `.volt.yml line 1: steps: want a list of steps (- name: ..., run: ...), found "make"`},
-		{"unknown key", "steps:\n  - run: x\nstage: y\n", `.volt.yml line 3: unknown key "stage": allowed keys are timeout, env and steps`},
+		{"unknown key", "steps:\n  - run: x\nstage: y\n", `.volt.yml line 3: unknown key "stage": allowed keys are timeout, env, secrets and steps`},
 		{"unknown step key", "steps:\n  - run: x\n    script: y\n", `.volt.yml line 3: step 1: unknown key "script": allowed keys are name, run and timeout`},
 		{"missing run", "steps:\n  - run: x\n  - name: lint\n", ".volt.yml line 3: lint: run: is missing or empty: give the shell command to run"},
 		{"blank run", "steps:\n  - run: '  '\n", ".volt.yml line 2: step 1: run: is missing or empty: give the shell command to run"},
@@ -115,6 +130,14 @@ func TestParseErrors(t *testing.T) {
 		{"env name with dash", "env:\n  A-B: x\nsteps: [{run: x}]\n", `.volt.yml line 2: env: "A-B" is not a valid variable name: use letters, digits and _, not starting with a digit`},
 		{"env not mapping", "env: [A]\nsteps: [{run: x}]\n", ".volt.yml line 1: env: want a mapping of NAME: value, found a list"},
 		{"env nested value", "env:\n  A: [1]\nsteps: [{run: x}]\n", ".volt.yml line 2: env: A: want a plain value, found a list"},
+		{"secrets not a list", "secrets: DEPLOY_KEY\nsteps: [{run: x}]\n", `.volt.yml line 1: secrets: want a list of secret names such as [DEPLOY_KEY], found "DEPLOY_KEY"`},
+		{"secrets mapping", "secrets:\n  A: b\nsteps: [{run: x}]\n", ".volt.yml line 2: secrets: want a list of secret names such as [DEPLOY_KEY], found a mapping"},
+		{"bad secret name", "secrets:\n  - OK\n  - 9LIVES\nsteps: [{run: x}]\n", `.volt.yml line 3: secrets: "9LIVES" is not a valid secret name: use letters, digits and _, not starting with a digit (it becomes the variable's name)`},
+		{"secret name with a dash", "secrets: [DEPLOY-KEY]\nsteps: [{run: x}]\n", `.volt.yml line 1: secrets: "DEPLOY-KEY" is not a valid secret name: use letters, digits and _, not starting with a digit (it becomes the variable's name)`},
+		{"nested secret", "secrets: [[A]]\nsteps: [{run: x}]\n", ".volt.yml line 1: secrets: a list is not a valid secret name: use letters, digits and _, not starting with a digit (it becomes the variable's name)"},
+		{"null secret", "secrets:\n  -\nsteps: [{run: x}]\n", ".volt.yml line 2: secrets: nothing is not a valid secret name: use letters, digits and _, not starting with a digit (it becomes the variable's name)"},
+		{"duplicate secret", "secrets:\n  - A\n  - A\nsteps: [{run: x}]\n", ".volt.yml line 3: secrets: A given twice: keep one"},
+		{"secret also in env", "env:\n  A: x\nsecrets:\n  - A\nsteps: [{run: x}]\n", ".volt.yml line 4: secrets: A is also set in env: keep one"},
 		{"duplicate key", "steps: [{run: x}]\nsteps: [{run: y}]\n", ".volt.yml line 2: steps: given twice: keep one"},
 		{"duplicate step name", "steps:\n  - {name: a, run: x}\n  - {name: a, run: y}\n", `.volt.yml line 3: steps: name "a" is used twice: give each step its own name`},
 		{"empty name", "steps:\n  - {name: '', run: x}\n", ".volt.yml line 2: step 1: name: want a non-empty single line"},
@@ -202,6 +225,9 @@ func FuzzParse(f *testing.F) {
 		"timeout: 1e300\nsteps: [{run: x}]",
 		"env: {A: *b}",
 		"--- !!binary\n",
+		"secrets: [A, B]\nsteps: [{run: x}]",
+		"env: {A: 1}\nsecrets: [A]\nsteps: [x]",
+		"secrets: [&a A, *a]\nsteps: [x]",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -216,6 +242,16 @@ func FuzzParse(f *testing.F) {
 		}
 		if len(spec.Steps) == 0 || spec.Timeout < 0 {
 			t.Fatalf("accepted spec without steps or timeout: %+v", spec)
+		}
+		seen := map[string]bool{}
+		for _, name := range spec.Secrets {
+			if !envName.MatchString(name) || seen[name] {
+				t.Fatalf("accepted invalid or repeated secret name %q", name)
+			}
+			if _, ok := spec.Env[name]; ok {
+				t.Fatalf("accepted secret %q that env: sets too", name)
+			}
+			seen[name] = true
 		}
 		for _, s := range spec.Steps {
 			if s.Name == "" || s.Run == "" || s.Timeout < 0 {

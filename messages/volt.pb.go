@@ -3004,6 +3004,495 @@ func (x *JoinReply) GetError() string {
 	return ""
 }
 
+// SecretSet stores a secret on the dispatcher (`volt secret set`, admin
+// only), replacing one of the same name and repository. The value is
+// sealed at rest with a key kept outside the database.
+type SecretSet struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the environment variable the job sees it as.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// repo is the repository it serves: the name Volt shows or its URL.
+	Repo string `protobuf:"bytes,2,opt,name=repo,proto3" json:"repo,omitempty"`
+	// branches are the branch patterns it serves (path.Match globs such as
+	// release/*); empty means every branch of repo.
+	Branches      []string `protobuf:"bytes,3,rep,name=branches,proto3" json:"branches,omitempty"`
+	Value         []byte   `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretSet) Reset() {
+	*x = SecretSet{}
+	mi := &file_volt_v1_volt_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretSet) ProtoMessage() {}
+
+func (x *SecretSet) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretSet.ProtoReflect.Descriptor instead.
+func (*SecretSet) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *SecretSet) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SecretSet) GetRepo() string {
+	if x != nil {
+		return x.Repo
+	}
+	return ""
+}
+
+func (x *SecretSet) GetBranches() []string {
+	if x != nil {
+		return x.Branches
+	}
+	return nil
+}
+
+func (x *SecretSet) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+// SecretSetReply answers SecretSet and SecretDelete; error is empty on
+// success, and not_found says a SecretDelete found nothing to delete.
+type SecretSetReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         string                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	NotFound      bool                   `protobuf:"varint,2,opt,name=not_found,json=notFound,proto3" json:"not_found,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretSetReply) Reset() {
+	*x = SecretSetReply{}
+	mi := &file_volt_v1_volt_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretSetReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretSetReply) ProtoMessage() {}
+
+func (x *SecretSetReply) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretSetReply.ProtoReflect.Descriptor instead.
+func (*SecretSetReply) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *SecretSetReply) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *SecretSetReply) GetNotFound() bool {
+	if x != nil {
+		return x.NotFound
+	}
+	return false
+}
+
+// SecretDelete removes the secret of a name and repository (admin only).
+type SecretDelete struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Repo          string                 `protobuf:"bytes,2,opt,name=repo,proto3" json:"repo,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretDelete) Reset() {
+	*x = SecretDelete{}
+	mi := &file_volt_v1_volt_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretDelete) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretDelete) ProtoMessage() {}
+
+func (x *SecretDelete) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretDelete.ProtoReflect.Descriptor instead.
+func (*SecretDelete) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *SecretDelete) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SecretDelete) GetRepo() string {
+	if x != nil {
+		return x.Repo
+	}
+	return ""
+}
+
+// SecretList asks for the secrets the dispatcher holds, without values (admin only).
+type SecretList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretList) Reset() {
+	*x = SecretList{}
+	mi := &file_volt_v1_volt_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretList) ProtoMessage() {}
+
+func (x *SecretList) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretList.ProtoReflect.Descriptor instead.
+func (*SecretList) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{42}
+}
+
+// SecretEntry is one stored secret as listed: never its value.
+type SecretEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Repo          string                 `protobuf:"bytes,2,opt,name=repo,proto3" json:"repo,omitempty"`
+	Branches      []string               `protobuf:"bytes,3,rep,name=branches,proto3" json:"branches,omitempty"`
+	UpdatedUnixMs int64                  `protobuf:"varint,4,opt,name=updated_unix_ms,json=updatedUnixMs,proto3" json:"updated_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretEntry) Reset() {
+	*x = SecretEntry{}
+	mi := &file_volt_v1_volt_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretEntry) ProtoMessage() {}
+
+func (x *SecretEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretEntry.ProtoReflect.Descriptor instead.
+func (*SecretEntry) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *SecretEntry) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SecretEntry) GetRepo() string {
+	if x != nil {
+		return x.Repo
+	}
+	return ""
+}
+
+func (x *SecretEntry) GetBranches() []string {
+	if x != nil {
+		return x.Branches
+	}
+	return nil
+}
+
+func (x *SecretEntry) GetUpdatedUnixMs() int64 {
+	if x != nil {
+		return x.UpdatedUnixMs
+	}
+	return 0
+}
+
+// SecretListReply answers SecretList.
+type SecretListReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*SecretEntry         `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretListReply) Reset() {
+	*x = SecretListReply{}
+	mi := &file_volt_v1_volt_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretListReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretListReply) ProtoMessage() {}
+
+func (x *SecretListReply) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretListReply.ProtoReflect.Descriptor instead.
+func (*SecretListReply) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *SecretListReply) GetEntries() []*SecretEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *SecretListReply) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// SecretRequest asks the dispatcher for the secrets a job's .volt.yml
+// names, for one attempt the requesting runner is running.
+type SecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         int64                  `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	RunnerId      string                 `protobuf:"bytes,3,opt,name=runner_id,json=runnerId,proto3" json:"runner_id,omitempty"`
+	Incarnation   int64                  `protobuf:"varint,4,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	Names         []string               `protobuf:"bytes,5,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretRequest) Reset() {
+	*x = SecretRequest{}
+	mi := &file_volt_v1_volt_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretRequest) ProtoMessage() {}
+
+func (x *SecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretRequest.ProtoReflect.Descriptor instead.
+func (*SecretRequest) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *SecretRequest) GetJobId() int64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
+}
+
+func (x *SecretRequest) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *SecretRequest) GetRunnerId() string {
+	if x != nil {
+		return x.RunnerId
+	}
+	return ""
+}
+
+func (x *SecretRequest) GetIncarnation() int64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
+func (x *SecretRequest) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+// SecretGrant answers SecretRequest: every value asked for, by name, or
+// none and the error that says which secret the job may not have and why.
+type SecretGrant struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         int64                  `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Values        map[string][]byte      `protobuf:"bytes,3,rep,name=values,proto3" json:"values,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretGrant) Reset() {
+	*x = SecretGrant{}
+	mi := &file_volt_v1_volt_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretGrant) ProtoMessage() {}
+
+func (x *SecretGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretGrant.ProtoReflect.Descriptor instead.
+func (*SecretGrant) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *SecretGrant) GetJobId() int64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
+}
+
+func (x *SecretGrant) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *SecretGrant) GetValues() map[string][]byte {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+func (x *SecretGrant) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_volt_v1_volt_proto protoreflect.FileDescriptor
 
 const file_volt_v1_volt_proto_rawDesc = "" +
@@ -3235,7 +3724,42 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\tJoinReply\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x0e\n" +
 	"\x02ca\x18\x02 \x01(\fR\x02ca\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error*\x86\x01\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"e\n" +
+	"\tSecretSet\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04repo\x18\x02 \x01(\tR\x04repo\x12\x1a\n" +
+	"\bbranches\x18\x03 \x03(\tR\bbranches\x12\x14\n" +
+	"\x05value\x18\x04 \x01(\fR\x05value\"C\n" +
+	"\x0eSecretSetReply\x12\x14\n" +
+	"\x05error\x18\x01 \x01(\tR\x05error\x12\x1b\n" +
+	"\tnot_found\x18\x02 \x01(\bR\bnotFound\"6\n" +
+	"\fSecretDelete\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04repo\x18\x02 \x01(\tR\x04repo\"\f\n" +
+	"\n" +
+	"SecretList\"y\n" +
+	"\vSecretEntry\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04repo\x18\x02 \x01(\tR\x04repo\x12\x1a\n" +
+	"\bbranches\x18\x03 \x03(\tR\bbranches\x12&\n" +
+	"\x0fupdated_unix_ms\x18\x04 \x01(\x03R\rupdatedUnixMs\"W\n" +
+	"\x0fSecretListReply\x12.\n" +
+	"\aentries\x18\x01 \x03(\v2\x14.volt.v1.SecretEntryR\aentries\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"\x95\x01\n" +
+	"\rSecretRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x1b\n" +
+	"\trunner_id\x18\x03 \x01(\tR\brunnerId\x12 \n" +
+	"\vincarnation\x18\x04 \x01(\x03R\vincarnation\x12\x14\n" +
+	"\x05names\x18\x05 \x03(\tR\x05names\"\xc9\x01\n" +
+	"\vSecretGrant\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x128\n" +
+	"\x06values\x18\x03 \x03(\v2 .volt.v1.SecretGrant.ValuesEntryR\x06values\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x1a9\n" +
+	"\vValuesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01*\x86\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATUS_PASSED\x10\x01\x12\x11\n" +
@@ -3262,7 +3786,7 @@ func file_volt_v1_volt_proto_rawDescGZIP() []byte {
 }
 
 var file_volt_v1_volt_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_volt_v1_volt_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_volt_v1_volt_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_volt_v1_volt_proto_goTypes = []any{
 	(Status)(0),                // 0: volt.v1.Status
 	(JobState)(0),              // 1: volt.v1.JobState
@@ -3305,7 +3829,16 @@ var file_volt_v1_volt_proto_goTypes = []any{
 	(*StatusReply)(nil),        // 38: volt.v1.StatusReply
 	(*JoinRequest)(nil),        // 39: volt.v1.JoinRequest
 	(*JoinReply)(nil),          // 40: volt.v1.JoinReply
-	nil,                        // 41: volt.v1.StatusReply.CountersEntry
+	(*SecretSet)(nil),          // 41: volt.v1.SecretSet
+	(*SecretSetReply)(nil),     // 42: volt.v1.SecretSetReply
+	(*SecretDelete)(nil),       // 43: volt.v1.SecretDelete
+	(*SecretList)(nil),         // 44: volt.v1.SecretList
+	(*SecretEntry)(nil),        // 45: volt.v1.SecretEntry
+	(*SecretListReply)(nil),    // 46: volt.v1.SecretListReply
+	(*SecretRequest)(nil),      // 47: volt.v1.SecretRequest
+	(*SecretGrant)(nil),        // 48: volt.v1.SecretGrant
+	nil,                        // 49: volt.v1.StatusReply.CountersEntry
+	nil,                        // 50: volt.v1.SecretGrant.ValuesEntry
 }
 var file_volt_v1_volt_proto_depIdxs = []int32{
 	2,  // 0: volt.v1.Result.job:type_name -> volt.v1.Job
@@ -3329,12 +3862,14 @@ var file_volt_v1_volt_proto_depIdxs = []int32{
 	15, // 18: volt.v1.RunnerStatus.job:type_name -> volt.v1.JobRef
 	37, // 19: volt.v1.StatusReply.runners:type_name -> volt.v1.RunnerStatus
 	4,  // 20: volt.v1.StatusReply.jobs:type_name -> volt.v1.JobRecord
-	41, // 21: volt.v1.StatusReply.counters:type_name -> volt.v1.StatusReply.CountersEntry
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	49, // 21: volt.v1.StatusReply.counters:type_name -> volt.v1.StatusReply.CountersEntry
+	45, // 22: volt.v1.SecretListReply.entries:type_name -> volt.v1.SecretEntry
+	50, // 23: volt.v1.SecretGrant.values:type_name -> volt.v1.SecretGrant.ValuesEntry
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_volt_v1_volt_proto_init() }
@@ -3348,7 +3883,7 @@ func file_volt_v1_volt_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volt_v1_volt_proto_rawDesc), len(file_volt_v1_volt_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   40,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

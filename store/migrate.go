@@ -98,6 +98,20 @@ CREATE INDEX results_job ON results (job_id);
 CREATE INDEX results_repo_branches ON results (repo, branches, finished_unix_ms DESC, id DESC);
 CREATE INDEX results_name_finished ON results (repo_name, finished_unix_ms DESC, id DESC);
 `},
+	// 6: the dispatcher's secrets, each bound to a repository and branch
+	// patterns (JSON), its value sealed with a key kept outside the
+	// database (secrets.go).
+	{version: 6, sql: `
+CREATE TABLE secrets (
+	name            TEXT    NOT NULL,
+	repo            TEXT    NOT NULL,
+	branches        TEXT    NOT NULL,
+	key_id          TEXT    NOT NULL,
+	sealed          BLOB    NOT NULL,
+	updated_unix_ms INTEGER NOT NULL,
+	PRIMARY KEY (name, repo)
+);
+`},
 }
 
 // schemaVersion is the newest schema this binary knows.

@@ -137,6 +137,9 @@ func (a *Actor) Receive(ctx actor.Context) {
 		}
 		a.run(ctx, a.core.Step(a.Now(), actors.FromContext(ctx), Observed{Msg: m, Archived: archived}))
 		return
+	case *messages.SecretRequest:
+		a.askSecrets(ctx, m) // secrets.go
+		return
 	}
 	in, from, ok := actors.Received(ctx)
 	if !ok {
@@ -186,7 +189,7 @@ func (a *Actor) run(ctx actor.Context, fx []actors.Effect) {
 }
 
 func (a *Actor) do(ctx actor.Context, e actors.Effect) {
-	if !a.Do(ctx, e) {
+	if !a.Do(ctx, e) && !a.doSecretChange(ctx, e) {
 		a.Unhandled(e)
 	}
 }

@@ -442,6 +442,8 @@ func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
 		fx = c.cancel(now, from, m)
 	case Rebuild:
 		fx = c.rebuild(now, from, m)
+	case SecretAsk, *messages.SecretRequest, *messages.SecretSet, *messages.SecretDelete, *messages.SecretList:
+		fx = c.secret(sender, in) // secrets.go
 	default:
 		c.counters[cRejected]++
 		return []actors.Effect{actors.Warn("dispatcher ignored an unknown message", "type", fmt.Sprintf("%T", in), "from", string(from))}
@@ -511,6 +513,8 @@ func (c *Core) permit(from actors.From, in any) string {
 		if !who.IsAny(actors.RoleAdmin, actors.RoleReporter) {
 			return "only admin or the reporter may cancel or rebuild"
 		}
+	case SecretAsk, *messages.SecretRequest, *messages.SecretSet, *messages.SecretDelete, *messages.SecretList:
+		return secretPermit(who, in) // secrets.go
 	default:
 		if !who.IsLocal() {
 			return "not a message the dispatcher takes from anyone"

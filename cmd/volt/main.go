@@ -104,5 +104,6 @@ Or run the four roles as separate processes (see the README):
 	root.AddCommand(newSimCommand())
 	root.AddCommand(newCACommand())
 	root.AddCommand(newJoinTokenCommand())
+	root.AddCommand(newSecretCommand())
 	return root
 }
