@@ -12,5 +12,9 @@
 // superseded attempt or an older runner incarnation changes nothing and is
 // counted.
 //
+// It also decides who gets the secrets a job's .volt.yml asks for
+// (secrets.go): only the runner running the job's current attempt, and only
+// secrets bound to the job's repository and one of its branches.
+//
 // dispatcher must not import os/exec, net, gitexec, sim or cluster.
 package dispatcher
