@@ -44,7 +44,7 @@ var allowed = map[string]map[string]bool{
 		&messages.RegisterRunner{}, &messages.Heartbeat{}, &messages.JobFinished{}, &messages.RunnerStopping{},
 		&messages.LogChunk{}, &messages.LogClosed{}, &messages.StatusReply{}, &messages.SecretRequest{},
 	),
-	pki.RoleObserver: typeSet(&messages.RegisterObserver{}, &messages.CommitObserved{}, &messages.Notify{}),
+	pki.RoleObserver: typeSet(&messages.RegisterObserver{}, &messages.CommitObserved{}, &messages.Notify{}, &messages.StatusReply{}),
 	pki.RoleReporter: typeSet(
 		&messages.RegisterReporter{}, &messages.ResultRecordedAck{}, &messages.LogAck{},
 		&messages.StatusRequest{}, &messages.CancelRequest{}, &messages.RebuildRequest{}, &messages.Notify{},
