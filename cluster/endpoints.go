@@ -69,3 +69,14 @@ func (e *endpoints) unstick(address string) {
 	// synchronously, so the next message to address creates a new one.
 	e.system.EventStream.Publish(&remote.EndpointTerminatedEvent{Address: address})
 }
+
+// connected lists the addresses whose outbound connection is up.
+func (e *endpoints) connected() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]string, 0, len(e.up))
+	for a := range e.up {
+		out = append(out, a)
+	}
+	return out
+}

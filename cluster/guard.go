@@ -63,6 +63,8 @@ var (
 	typeUnwatch    = string(proto.MessageName(&actor.Unwatch{}))
 	typeTerminated = string(proto.MessageName(&actor.Terminated{}))
 	typeDeadLetter = string(proto.MessageName(&actor.DeadLetterResponse{}))
+	// typeRevocations is applied by the guard itself (see check).
+	typeRevocations = string(proto.MessageName(&messages.Revocations{}))
 )
 
 func typeSet(ms ...proto.Message) map[string]bool {
@@ -105,9 +107,13 @@ func newGuard(creds *pki.Credentials, logger *slog.Logger) *guard {
 // refuseLogEvery is how often one peer's refusal for one reason is logged.
 const refuseLogEvery = time.Minute
 
-// refuse logs a refusal once per peer, identity and reason a minute.
+// refuse logs a refusal once per peer host, identity and reason a minute.
 func (g *guard) refuse(peerAddr string, id pki.Identity, reason string, args ...any) {
-	key := peerAddr + "|" + id.String() + "|" + reason
+	host := peerAddr // one key per host: every new connection has a new port
+	if h, _, err := net.SplitHostPort(peerAddr); err == nil {
+		host = h
+	}
+	key := host + "|" + id.String() + "|" + reason
 	now := time.Now()
 	g.mu.Lock()
 	last, seen := g.logged[key]
@@ -249,7 +255,9 @@ func (s *filteredStream) filter(b *remote.MessageBatch) {
 	kept := b.Envelopes[:0]
 	for _, e := range b.Envelopes {
 		if reason := s.check(b, e); reason != "" {
-			s.g.refuse(s.peer, s.id, reason, "type", typeName(b, e))
+			if reason != applied {
+				s.g.refuse(s.peer, s.id, reason, "type", typeName(b, e))
+			}
 			continue
 		}
 		e.MessageHeader = &remote.MessageHeader{HeaderData: map[string]string{actors.PeerHeader: peerStamp(s.id)}}
@@ -272,6 +280,10 @@ func typeName(b *remote.MessageBatch, e *remote.MessageEnvelope) string {
 	}
 	return b.TypeNames[e.TypeId]
 }
+
+// applied is check's answer for a message the guard itself acted on: it is
+// dropped, but it was not refused.
+const applied = "applied by the guard"
 
 // check says why an envelope must be dropped ("" to deliver it). It also
 // rejects what would crash Proto.Actor's reader: indexes out of range.
@@ -296,6 +308,20 @@ func (s *filteredStream) check(b *remote.MessageBatch, e *remote.MessageEnvelope
 	switch name {
 	case typeWatch, typeUnwatch, typeDeadLetter:
 		return ""
+	case typeRevocations:
+		// Applied here, delivered to no actor.
+		if s.id.Role != pki.RoleDispatcher {
+			return "only a dispatcher may announce revocations"
+		}
+		var r messages.Revocations
+		if err := proto.Unmarshal(e.MessageData, &r); err != nil {
+			return "malformed Revocations"
+		}
+		if n := s.g.creds.Learn(r.Entries); n > 0 {
+			s.g.logger.Info("revocations learned from the dispatcher", "new", n, "dispatcher", s.id.String())
+		}
+		return applied // not delivered
+
 	case typeTerminated:
 		var t actor.Terminated
 		if err := proto.Unmarshal(e.MessageData, &t); err != nil || t.Who == nil {

@@ -187,3 +187,21 @@ func TestGuardRevokedPeerIsRefused(t *testing.T) {
 	require.True(t, creds.Revoked(pki.Identity{Role: pki.RoleRunner, Name: "r1"}))
 	require.False(t, creds.Revoked(pki.Identity{Role: pki.RoleRunner, Name: "r2"}))
 }
+
+func TestGuardAppliesRevocationsOnlyFromADispatcher(t *testing.T) {
+	g := testGuard(t)
+	list := &messages.Revocations{Entries: []string{"runner/evil", "not a/valid name", "observer/o2"}}
+
+	b := batch(t, list, nil, nil)
+	streamOf(g, pki.RoleRunner, "r1", "127.0.0.1").filter(b)
+	require.Empty(t, b.Envelopes)
+	require.False(t, g.creds.Revoked(pki.Identity{Role: pki.RoleRunner, Name: "evil"}), "a runner may not revoke anyone")
+
+	b = batch(t, list, nil, nil)
+	streamOf(g, pki.RoleDispatcher, "d", "127.0.0.1").filter(b)
+	require.Empty(t, b.Envelopes, "applied by the guard, delivered to no actor")
+	require.True(t, g.creds.Revoked(pki.Identity{Role: pki.RoleRunner, Name: "evil"}))
+	require.True(t, g.creds.Revoked(pki.Identity{Role: pki.RoleObserver, Name: "o2"}))
+	require.False(t, g.creds.Revoked(pki.Identity{Role: pki.RoleRunner, Name: "r1"}))
+	require.Equal(t, []string{"observer/o2", "runner/evil"}, g.creds.RevokedList())
+}

@@ -164,6 +164,9 @@ func Start(cfg NodeConfig) (*Node, error) {
 			if creds != nil && creds.CA() == nil && cfg.RenewFrom != "" {
 				n.renewLoop(cfg.RenewFrom)
 			}
+			if creds != nil && creds.CA() != nil && cfg.ServeJoin {
+				n.announceRevocations()
+			}
 			cfg.Logger.Info("listening", "address", addr)
 			return n, nil
 		}

@@ -139,3 +139,47 @@ func TestCertificatesRenewDuringALongJob(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, leaf.NotAfter.After(time.Now()), "the certificate on disk is current")
 }
+
+// TestRevokedRunnerIsCutOffEverywhere: two runners join `volt up` with
+// tokens, each with its own credentials directory (as on other machines).
+// `volt ca revoke runner/bad` on the CA's side: the dispatcher drops bad,
+// refuses it from then on (it cannot register again), the other runner
+// learns the revocation from the dispatcher (it has no revocation file),
+// and builds go on on the good runner.
+func TestRevokedRunnerIsCutOffEverywhere(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t, map[string]string{"tests/test_basic.py": basicTest})
+	data := filepath.Join(t.TempDir(), "data")
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	up := startVolt(t, "up", "up", "--repo", r.bare, "--poll", "1s", "--runners", "0", "--data-dir", data, "--listen", addr, "--http", "")
+	creds := filepath.Join(data, "credentials")
+	eventually(t, 20*time.Second, func() bool { return fileExists(filepath.Join(creds, pki.CACertFile)) }, "volt up made no CA")
+	join := func(name string) *proc {
+		tok := runVolt(t, 10*time.Second, "join-token", "create", "--credentials", creds)
+		require.Equal(t, 0, tok.code, tok.stderr)
+		p := startVolt(t, name, "runner", "--join", strings.TrimSpace(tok.stdout), "--id", name,
+			"--credentials", filepath.Join(t.TempDir(), name+"-creds"), "--dispatcher-server", addr, "--listen", "127.0.0.1:0",
+			"--work-dir", filepath.Join(t.TempDir(), "w"), "--dispatcher-grace", "3s")
+		eventually(t, 20*time.Second, func() bool { return strings.Contains(up.logText(), `runner registered" role=dispatcher runner=`+name) },
+			"%s did not register", name)
+		return p
+	}
+	good := join("good")
+	bad := join("bad")
+
+	rev := runVolt(t, 10*time.Second, "ca", "revoke", "runner/bad", "--credentials", creds)
+	require.Equal(t, 0, rev.code, rev.stderr)
+	eventually(t, 20*time.Second, func() bool { return strings.Contains(up.logText(), `runner lost" role=dispatcher runner=bad`) },
+		"the dispatcher kept the revoked runner")
+	eventually(t, 20*time.Second, func() bool { return strings.Contains(good.logText(), "revocations learned from the dispatcher") },
+		"the other runner never learned the revocation")
+	// bad cannot come back: its registrations never reach the dispatcher,
+	// and past its grace period it gives up.
+	require.Equal(t, 1, bad.waitExit(t, 30*time.Second), "the revoked runner gives up on a dispatcher it cannot reach")
+	require.Equal(t, 1, countLines(up.logText(), `runner registered" role=dispatcher runner=bad`))
+
+	sha := r.commitPush("after the revocation", map[string]string{"tests/test_more.py": "import unittest\nclass T(unittest.TestCase):\n    def test_ok(self): pass\n"})
+	rf := waitResult(t, data, sha, 60*time.Second)
+	rf.wantStatus(t, "passed")
+	require.Equal(t, "good", rf.header["runner"])
+}

@@ -3493,6 +3493,54 @@ func (x *SecretGrant) GetError() string {
 	return ""
 }
 
+// Revocations tells a node which identities ("role/name", or a bare name
+// for every role) the cluster CA has revoked. Only a dispatcher may send it
+// (its node reads the revocation list beside the CA); the connection layer
+// of the receiving node applies it and delivers it to no actor.
+type Revocations struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []string               `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Revocations) Reset() {
+	*x = Revocations{}
+	mi := &file_volt_v1_volt_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Revocations) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Revocations) ProtoMessage() {}
+
+func (x *Revocations) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Revocations.ProtoReflect.Descriptor instead.
+func (*Revocations) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *Revocations) GetEntries() []string {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
 var File_volt_v1_volt_proto protoreflect.FileDescriptor
 
 const file_volt_v1_volt_proto_rawDesc = "" +
@@ -3759,7 +3807,9 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x1a9\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01*\x86\x01\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"'\n" +
+	"\vRevocations\x12\x18\n" +
+	"\aentries\x18\x01 \x03(\tR\aentries*\x86\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATUS_PASSED\x10\x01\x12\x11\n" +
@@ -3786,7 +3836,7 @@ func file_volt_v1_volt_proto_rawDescGZIP() []byte {
 }
 
 var file_volt_v1_volt_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_volt_v1_volt_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_volt_v1_volt_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_volt_v1_volt_proto_goTypes = []any{
 	(Status)(0),                // 0: volt.v1.Status
 	(JobState)(0),              // 1: volt.v1.JobState
@@ -3837,8 +3887,9 @@ var file_volt_v1_volt_proto_goTypes = []any{
 	(*SecretListReply)(nil),    // 46: volt.v1.SecretListReply
 	(*SecretRequest)(nil),      // 47: volt.v1.SecretRequest
 	(*SecretGrant)(nil),        // 48: volt.v1.SecretGrant
-	nil,                        // 49: volt.v1.StatusReply.CountersEntry
-	nil,                        // 50: volt.v1.SecretGrant.ValuesEntry
+	(*Revocations)(nil),        // 49: volt.v1.Revocations
+	nil,                        // 50: volt.v1.StatusReply.CountersEntry
+	nil,                        // 51: volt.v1.SecretGrant.ValuesEntry
 }
 var file_volt_v1_volt_proto_depIdxs = []int32{
 	2,  // 0: volt.v1.Result.job:type_name -> volt.v1.Job
@@ -3862,9 +3913,9 @@ var file_volt_v1_volt_proto_depIdxs = []int32{
 	15, // 18: volt.v1.RunnerStatus.job:type_name -> volt.v1.JobRef
 	37, // 19: volt.v1.StatusReply.runners:type_name -> volt.v1.RunnerStatus
 	4,  // 20: volt.v1.StatusReply.jobs:type_name -> volt.v1.JobRecord
-	49, // 21: volt.v1.StatusReply.counters:type_name -> volt.v1.StatusReply.CountersEntry
+	50, // 21: volt.v1.StatusReply.counters:type_name -> volt.v1.StatusReply.CountersEntry
 	45, // 22: volt.v1.SecretListReply.entries:type_name -> volt.v1.SecretEntry
-	50, // 23: volt.v1.SecretGrant.values:type_name -> volt.v1.SecretGrant.ValuesEntry
+	51, // 23: volt.v1.SecretGrant.values:type_name -> volt.v1.SecretGrant.ValuesEntry
 	24, // [24:24] is the sub-list for method output_type
 	24, // [24:24] is the sub-list for method input_type
 	24, // [24:24] is the sub-list for extension type_name
@@ -3883,7 +3934,7 @@ func file_volt_v1_volt_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volt_v1_volt_proto_rawDesc), len(file_volt_v1_volt_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   49,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

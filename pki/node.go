@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +60,9 @@ type Credentials struct {
 	revoked    map[string]bool
 	revokedFI  os.FileInfo // of the list last read: a rewrite is a new file
 	revokedChk time.Time
+	// learned are revocations a dispatcher told this node about (a node on
+	// another machine has no revocation file of its own).
+	learned map[string]bool
 }
 
 // ErrNoCredentials means Dir holds no CA and the node may not create one.
@@ -333,7 +337,56 @@ func (c *Credentials) Revoked(id Identity) bool {
 	if err != nil {
 		return false // the last good list stays in force; Open checked it once
 	}
-	return set[id.String()] || set[id.Name]
+	return set[id.String()] || set[id.Name] || c.learned[id.String()] || c.learned[id.Name]
+}
+
+// RevokedList is every revocation this node enforces, sorted: its file's
+// and those it learned.
+func (c *Credentials) RevokedList() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	set, err := c.revokedList(c.now())
+	if err != nil {
+		set = c.revoked
+	}
+	all := map[string]bool{}
+	for e := range set {
+		all[e] = true
+	}
+	for e := range c.learned {
+		all[e] = true
+	}
+	out := make([]string, 0, len(all))
+	for e := range all {
+		out = append(out, e)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Learn adds revocations a dispatcher sent (entries that are not a valid
+// "role/name" or name are ignored). It reports how many were new.
+func (c *Credentials) Learn(entries []string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.learned == nil {
+		c.learned = map[string]bool{}
+	}
+	n := 0
+	for _, e := range entries {
+		role, name, hasRole := strings.Cut(e, "/")
+		if !hasRole {
+			name = role
+		} else if !ValidRole(role) {
+			continue
+		}
+		if ValidName(name) != nil || c.learned[e] || len(c.learned) >= 100_000 {
+			continue
+		}
+		c.learned[e] = true
+		n++
+	}
+	return n
 }
 
 // Revoke adds id (role/name, or a bare name for every role) to the
