@@ -2,6 +2,13 @@
 // the observer's repository polling and the runner's mirrors and worktrees, and
 // a job's test steps, each in its own process group with a timeout.
 //
+// A job is untrusted code. Its steps get a documented, clean environment
+// (job.go), never the runner's; they run through the exec wrapper
+// (WrapperMain), a child subreaper that kills everything a step left behind;
+// with IsolationBwrap each step runs in a bubblewrap sandbox that hides the
+// runner's work directory and credentials (isolation.go); a runner that calls
+// ReapOrphans also kills what a wrapper that died left behind (reap.go).
+//
 // Everything that reaches git is validated first (ValidateCommit, ValidateRef)
 // and passed so that no value can be read as an option. Callers branch on
 // ErrNoBranch and *ExitError.

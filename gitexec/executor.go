@@ -44,8 +44,10 @@ type Step struct {
 type Run struct {
 	// Dir is the directory the steps run in (the prepared worktree).
 	Dir string
-	// Env is the full environment of every step; the runner's own environment
-	// is never inherited (nil means an empty environment).
+	// Env is the job's own variables (CI, VOLT_*, .volt.yml's env). Each
+	// step's environment is a fixed base (PATH, HOME, TMPDIR, LANG, see
+	// job.go), then the variables named in Executor.PassEnv, then Env; the
+	// runner's own environment is never inherited.
 	Env []string
 	// Steps run in order; the first that fails ends the job.
 	Steps []Step
@@ -88,10 +90,27 @@ type Executor struct {
 	// with a parent-death signal so that no step outlives a killed runner.
 	// Empty means run sh -c directly.
 	Wrapper []string
-	// WrapperEnv is the environment of a warm wrapper process itself (its
-	// steps get Run.Env); nil means an empty one. Never put secrets here:
-	// a step can read its wrapper's environment.
+	// WrapperEnv is the environment of a wrapper process itself (its
+	// steps get theirs over its control pipe); nil means an empty one.
+	// Never put secrets here: a step running as the runner's user can read
+	// its wrapper's environment.
 	WrapperEnv []string
+	// Isolation confines the steps: IsolationBwrap runs each in a
+	// bubblewrap sandbox, IsolationNone (or "") as a plain process.
+	// ResolveIsolation chooses for a runner.
+	Isolation Isolation
+	// Hide lists paths that a sandboxed step must not see: each is replaced
+	// by an empty directory (or file) in the sandbox. The runner's work
+	// directory belongs here (the step's worktree and job directory inside
+	// it stay visible, and the worktree's mirror read-only), and its
+	// credentials. Without a sandbox nothing is hidden.
+	Hide []string
+	// PassEnv names variables of the runner's environment that steps get
+	// too (VOLT_* never).
+	PassEnv []string
+	// JobUser, if not nil, is the user steps run as (the runner must run
+	// as root); the worktree and the job directory are given to it.
+	JobUser *JobUser
 
 	mu     sync.Mutex
 	warm   *warmWrapper // started ahead, not yet given a step
@@ -116,8 +135,17 @@ func (e *Executor) Execute(ctx context.Context, r Run) Outcome {
 		jobDeadline = time.Now().Add(r.Timeout)
 	}
 	outcome := Outcome{Status: Passed}
+	var j *job
 	if len(r.Steps) == 0 {
 		outcome = Outcome{Status: Errored, ExitCode: -1, Reason: "the job has no steps"}
+	} else {
+		var err error
+		if j, err = e.prepareJob(r); err != nil {
+			outcome = Outcome{Status: Errored, ExitCode: -1, Reason: fmt.Sprintf("prepare the job: %v", err)}
+			r.Steps = nil
+		} else {
+			defer j.cleanup()
+		}
 	}
 	for i, step := range r.Steps {
 		if step.Name == "" {
@@ -131,7 +159,7 @@ func (e *Executor) Execute(ctx context.Context, r Run) Outcome {
 			outcome = Outcome{Status: TimedOut, FailedStep: step.Name, ExitCode: -1, Reason: fmt.Sprintf("job exceeded its timeout of %s before step %s", r.Timeout, step.Name)}
 			break
 		}
-		outcome = e.runStep(ctx, r, step, jobDeadline, out)
+		outcome = e.runStep(ctx, r, j, step, jobDeadline, out)
 		if outcome.Status != Passed {
 			break
 		}
@@ -150,7 +178,7 @@ func (e *Executor) Execute(ctx context.Context, r Run) Outcome {
 }
 
 // runStep runs one step and classifies how it ended.
-func (e *Executor) runStep(ctx context.Context, r Run, step Step, jobDeadline time.Time, out *capWriter) Outcome {
+func (e *Executor) runStep(ctx context.Context, r Run, j *job, step Step, jobDeadline time.Time, out *capWriter) Outcome {
 	fail := func(status Status, code int, format string, args ...any) Outcome {
 		return Outcome{Status: status, FailedStep: step.Name, ExitCode: code, Reason: fmt.Sprintf(format, args...)}
 	}
@@ -174,8 +202,7 @@ func (e *Executor) runStep(ctx context.Context, r Run, step Step, jobDeadline ti
 	}
 	defer cancel()
 
-	command := []string{shellPath(), "-c", step.Run}
-	cmd, pr, startErr := e.start(r.Dir, r.Env, command)
+	cmd, pr, startErr := e.start(j.dir, j.cred, j.env, j.command(step.Run))
 	if startErr != nil {
 		return fail(Errored, -1, "start step %s: %v", step.Name, startErr)
 	}
@@ -191,10 +218,15 @@ func (e *Executor) runStep(ctx context.Context, r Run, step Step, jobDeadline ti
 		_, err := io.Copy(out, pr)
 		copied <- err
 	}()
-	waitErr := cmd.Wait()
+	waitErr := waitTracked(cmd)
 	stopKill()
-	// Nothing of a finished step survives it.
+	// Nothing of a finished step survives it: neither its process group,
+	// nor what a wrapper that died without cleaning up left to this
+	// process (a subreaper, if the runner called ReapOrphans).
 	killErr := killGroup(cmd.Process.Pid)
+	if err := sweepOrphans(); err != nil && (killErr == nil || errors.Is(killErr, os.ErrProcessDone)) {
+		killErr = err
+	}
 	timer := time.NewTimer(drainGrace)
 	var copyErr error
 	select {

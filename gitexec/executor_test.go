@@ -58,8 +58,8 @@ func executorModes(t *testing.T) []executorMode {
 	t.Cleanup(warm.Close)
 	return []executorMode{
 		{name: "direct", exec: &Executor{}},
-		{name: "wrapper", exec: cold, env: wrapperEnv},
-		{name: "warm wrapper", exec: warm, env: wrapperEnv},
+		{name: "wrapper", exec: cold},
+		{name: "warm wrapper", exec: warm},
 	}
 }
 
@@ -102,8 +102,9 @@ func TestExecute(t *testing.T) {
 		run        Run
 		want       Outcome // Kept and Dropped are not compared
 		wantOutput string  // exact, with dir replaced by DIR
-		// wrapperReason replaces want.Reason in wrapper mode, where a signal
-		// that kills the shell reaches the executor as the wrapper's exit status.
+		// wrapperReason replaces want.Reason in wrapper and sandbox modes,
+		// where a signal that kills the shell reaches the executor as the
+		// wrapper's (or bwrap's) exit status.
 		wrapperReason string
 	}{
 		{
@@ -163,7 +164,7 @@ func TestExecute(t *testing.T) {
 			wantOutput: "--- step m: echo a\n    echo b\na\nb\n",
 		},
 	}
-	for _, mode := range executorModes(t) {
+	for _, mode := range append(executorModes(t), sandboxModes(t)...) {
 		for _, tt := range tests {
 			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
 				var out bytes.Buffer
@@ -176,7 +177,7 @@ func TestExecute(t *testing.T) {
 				assert.Zero(t, got.Dropped)
 				got.Kept, got.Dropped = 0, 0
 				want := tt.want
-				if tt.wrapperReason != "" && len(mode.exec.Wrapper) > 0 {
+				if tt.wrapperReason != "" && (len(mode.exec.Wrapper) > 0 || mode.exec.Isolation == IsolationBwrap) {
 					want.Reason = tt.wrapperReason
 				}
 				assert.Equal(t, want, got)
@@ -195,7 +196,7 @@ func TestExecuteErrored(t *testing.T) {
 		{"missing directory", Run{Dir: "/nonexistent/volt", Steps: []Step{{Name: "a", Run: "true"}}}, "start step a: "},
 		{"no steps", Run{Dir: os.TempDir()}, "the job has no steps"},
 	}
-	for _, mode := range executorModes(t) {
+	for _, mode := range append(executorModes(t), sandboxModes(t)...) {
 		for _, tt := range tests {
 			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
 				got := mode.run(context.Background(), tt.run)
@@ -267,6 +268,9 @@ func TestExecuteFinishedStepLeavesNoChild(t *testing.T) {
 	}{
 		{name: "background child holding the pipe", run: "sleep 300 & echo bg=$!"},
 		{name: "background child with its own output", run: "(sleep 300; echo late) & echo bg=$!; echo done"},
+		// Without a wrapper, a child that left the group survives the step
+		// (unless the runner reaps orphans: TestReapOrphans); a wrapper
+		// kills it.
 		{name: "child that left the group", run: "setsid sleep 300 & echo esc=$!", wantLonger: drainGrace, escapedPids: []string{"esc"}},
 	}
 	for _, mode := range executorModes(t) {
@@ -283,8 +287,10 @@ func TestExecuteFinishedStepLeavesNoChild(t *testing.T) {
 				elapsed := time.Since(start)
 				found := pids(t, out.String())
 				require.NotEmpty(t, found, out.String())
-				for _, name := range tt.escapedPids {
-					require.NoError(t, syscall.Kill(found[name], syscall.SIGKILL))
+				if len(mode.exec.Wrapper) == 0 {
+					for _, name := range tt.escapedPids {
+						require.NoError(t, syscall.Kill(found[name], syscall.SIGKILL))
+					}
 				}
 				waitDead(t, 2*time.Second, pidList(found)...)
 				assert.Equal(t, Passed, got.Status, got.Reason)
@@ -346,7 +352,7 @@ func TestExecuteOutputCap(t *testing.T) {
 		{"cap inside the header", 10, 10, total + int64(len(header)) - 10},
 		{"no cap", 0, total + int64(len(header)), 0},
 	}
-	for _, mode := range executorModes(t) {
+	for _, mode := range append(executorModes(t), sandboxModes(t)...) {
 		for _, tt := range tests {
 			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
 				var out bytes.Buffer
@@ -511,33 +517,41 @@ func TestReadControl(t *testing.T) {
 	tests := []struct {
 		name    string
 		in      string
-		dir     string
-		env     []string
-		command []string
+		want    stepSpec
 		ok      bool
 		wantErr string
 	}{
 		{name: "empty", in: ""},
-		{name: "step", in: "/d\x002\x00A=1\x00B=\x00/bin/sh\x00-c\x00x\x00", dir: "/d", env: []string{"A=1", "B="}, command: []string{"/bin/sh", "-c", "x"}, ok: true},
-		{name: "no env", in: "/d\x000\x00/bin/true\x00", dir: "/d", env: []string{}, command: []string{"/bin/true"}, ok: true},
-		{name: "truncated", in: "/d\x001\x00A=", wantErr: "truncated"},
-		{name: "short", in: "/d\x00", wantErr: "too short"},
-		{name: "bad count", in: "/d\x00x\x00", wantErr: "bad environment count"},
-		{name: "count too big", in: "/d\x005\x00A=1\x00", wantErr: "bad environment count"},
+		{name: "step", in: "/d\x00\x002\x00A=1\x00B=\x00/bin/sh\x00-c\x00x\x00", want: stepSpec{dir: "/d", env: []string{"A=1", "B="}, command: []string{"/bin/sh", "-c", "x"}}, ok: true},
+		{name: "no env", in: "/d\x00\x000\x00/bin/true\x00", want: stepSpec{dir: "/d", env: []string{}, command: []string{"/bin/true"}}, ok: true},
+		{name: "user", in: "/d\x0065534:65533:65533,27\x000\x00/bin/true\x00", want: stepSpec{dir: "/d", env: []string{}, command: []string{"/bin/true"},
+			cred: &syscall.Credential{Uid: 65534, Gid: 65533, Groups: []uint32{65533, 27}}}, ok: true},
+		{name: "user without groups", in: "/d\x001:2:\x000\x00/bin/true\x00", want: stepSpec{dir: "/d", env: []string{}, command: []string{"/bin/true"},
+			cred: &syscall.Credential{Uid: 1, Gid: 2, Groups: []uint32{}}}, ok: true},
+		{name: "bad user", in: "/d\x00x:2:\x000\x00/bin/true\x00", wantErr: "bad user"},
+		{name: "truncated", in: "/d\x00\x001\x00A=", wantErr: "truncated"},
+		{name: "short", in: "/d\x00\x00", wantErr: "too short"},
+		{name: "bad count", in: "/d\x00\x00x\x00", wantErr: "bad environment count"},
+		{name: "count too big", in: "/d\x00\x005\x00A=1\x00", wantErr: "bad environment count"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir, env, command, ok, err := readControl(strings.NewReader(tt.in))
+			spec, ok, err := readControl(strings.NewReader(tt.in))
 			if tt.wantErr != "" {
 				assert.ErrorContains(t, err, tt.wantErr)
 				return
 			}
 			require.NoError(t, err)
 			assert.Equal(t, tt.ok, ok)
-			assert.Equal(t, tt.dir, dir)
 			if tt.ok {
-				assert.Equal(t, tt.env, env)
-				assert.Equal(t, tt.command, command)
+				assert.Equal(t, tt.want, spec)
+				// What controlMessage writes, readControl reads.
+				msg, err := controlMessage(spec)
+				require.NoError(t, err)
+				again, ok, err := readControl(bytes.NewReader(msg))
+				require.NoError(t, err)
+				assert.True(t, ok)
+				assert.Equal(t, spec, again)
 			}
 		})
 	}

@@ -71,13 +71,19 @@ type gitCmd struct {
 
 // run runs git and returns its standard output. A non-zero exit is an *ExitError.
 func (g gitCmd) run(ctx context.Context) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, "git", g.args...)
+	// git must not leave a detached gc or maintenance behind: a runner
+	// that reaps orphans (ReapOrphans) would take it for a job's.
+	args := append([]string{"-c", "gc.autoDetach=false", "-c", "maintenance.autoDetach=false"}, g.args...)
+	cmd := exec.CommandContext(ctx, "git", args...)
 	cmd.Dir = g.dir
 	cmd.Env = gitEnv(g.env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
-	err := cmd.Run()
+	err := startTracked(cmd)
+	if err == nil {
+		err = waitTracked(cmd)
+	}
 	if err == nil {
 		return stdout.Bytes(), nil
 	}

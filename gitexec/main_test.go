@@ -3,6 +3,7 @@ package gitexec
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,14 @@ const (
 	envHelper  = "GITEXEC_TEST_EXECUTOR" // "1": run one job through the wrapper, output to stdout
 	// envHelperWarm is "warm" for the helper to start its wrapper ahead of the step.
 	envHelperWarm = "GITEXEC_TEST_WARM"
+	// envHelperIsolation is the helper's Executor.Isolation.
+	envHelperIsolation = "GITEXEC_TEST_ISOLATION"
+	// envHelperDir is the helper's job directory (default: a new temporary one).
+	envHelperDir = "GITEXEC_TEST_DIR"
+	// envHelperReap is "1" for the helper to call ReapOrphans, and to wait
+	// for its standard input to close after the job (so that the test can
+	// check what the job left while the helper is still alive).
+	envHelperReap = "GITEXEC_TEST_REAP"
 )
 
 func TestMain(m *testing.M) {
@@ -40,7 +49,23 @@ func executorHelper() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	e := &Executor{Wrapper: []string{exe, "--"}, WrapperEnv: []string{envWrapper + "=1", "GORACE=atexit_sleep_ms=0"}}
+	e := &Executor{Wrapper: []string{exe, "--"}, WrapperEnv: []string{envWrapper + "=1", "GORACE=atexit_sleep_ms=0"},
+		Isolation: Isolation(os.Getenv(envHelperIsolation))}
+	reap := os.Getenv(envHelperReap) == "1"
+	if reap {
+		if err := ReapOrphans(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	dir := os.Getenv(envHelperDir)
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "gitexec-helper-"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+	}
 	if os.Getenv(envHelperWarm) == "warm" {
 		e.Warm()
 	} else {
@@ -66,12 +91,14 @@ func executorHelper() int {
 		}
 	}()
 	o := e.Execute(context.Background(), Run{
-		Dir:    os.TempDir(),
-		Env:    []string{envWrapper + "=1", "GORACE=atexit_sleep_ms=0", "PATH=" + os.Getenv("PATH")},
+		Dir:    dir,
 		Steps:  []Step{{Name: "hang", Run: os.Getenv("GITEXEC_TEST_RUN")}},
 		Output: os.Stdout,
 	})
 	fmt.Printf("outcome=%s\n", o.Status)
+	if reap {
+		io.Copy(io.Discard, os.Stdin) //nolint:errcheck // any end of input will do
+	}
 	return 0
 }
 

@@ -15,18 +15,23 @@ import (
 
 // A warm wrapper is an exec wrapper (see WrapperMain) started before its
 // step is known. It waits on a control pipe (its file descriptor 3) for the
-// step: the directory, the environment and the command, written once as
-// NUL-terminated strings (dir, the number of environment entries, the
-// entries, the command's arguments), then the pipe is closed. Starting a
-// wrapper costs about 7 ms (a Go runtime and the package initialisation of
-// the whole volt binary); handing a warm one its step costs a pipe write.
+// step: the directory, the user, the environment and the command, written
+// once as NUL-terminated strings (dir, "uid:gid:groups" or "" for the
+// wrapper's own user, the number of environment entries, the entries, the
+// command's arguments), then the pipe is closed. Starting a wrapper costs
+// about 7 ms (a Go runtime and the package initialisation of the whole volt
+// binary); handing a warm one its step costs a pipe write. A wrapper started
+// when its step starts (no warm one is waiting) gets its step the same way,
+// so that a step never sees the wrapper's own environment, nor the wrapper
+// the step's on its command line.
 //
 // A warm wrapper given nothing (the pipe closed empty: the executor was
 // closed, or the runner died) exits at once with status 0. Once given its
 // step it is the same wrapper as `volt exec-wrapper -- COMMAND`: parent-death
-// signal, its own process group, killed as a group when the runner dies.
+// signal, its own process group, a child subreaper that kills everything
+// below it when the step ends or the runner dies.
 
-// controlFDEnv, set in a warm wrapper's own environment, names the file
+// controlFDEnv, set in a wrapper's own environment, names the file
 // descriptor it reads its step from.
 const controlFDEnv = "VOLT_EXEC_WRAPPER_CONTROL_FD"
 
@@ -53,32 +58,78 @@ func (e *Executor) startWrapper() (*warmWrapper, error) {
 	cmd.Stdout, cmd.Stderr = outW, outW
 	cmd.ExtraFiles = []*os.File{ctlR}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	startErr := cmd.Start()
+	startErr := startTracked(cmd)
 	// The wrapper holds its own copies; ours must go for EOF to come.
 	closeErr := errors.Join(ctlR.Close(), outW.Close())
 	if startErr != nil || closeErr != nil {
 		if startErr == nil {
 			// Unreachable in practice: closing our copy of a pipe failed.
-			startErr = errors.Join(closeErr, killGroup(cmd.Process.Pid), cmd.Wait())
+			startErr = errors.Join(closeErr, killGroup(cmd.Process.Pid), waitTracked(cmd))
 		}
 		return nil, errors.Join(fmt.Errorf("start exec wrapper: %w", startErr), ctlW.Close(), outR.Close())
 	}
 	return &warmWrapper{cmd: cmd, ctl: ctlW, out: outR}, nil
 }
 
+// stepSpec is what a wrapper needs to start a step's command.
+type stepSpec struct {
+	dir     string              // working directory; "" for the wrapper's own
+	cred    *syscall.Credential // user to run as; nil for the wrapper's own
+	env     []string            // the command's whole environment
+	command []string            // argv; command[0] a path or a name looked up in env's PATH
+}
+
 // controlMessage encodes a step for a warm wrapper's control pipe. A field
-// containing NUL cannot be encoded (it would split into two): the step must
-// be started the cold way, where the operating system refuses it.
-func controlMessage(dir string, env, command []string) ([]byte, error) {
+// containing NUL cannot be encoded (it would split into two), and is
+// refused.
+func controlMessage(s stepSpec) ([]byte, error) {
+	if len(s.command) == 0 {
+		return nil, errors.New("hand a step to a wrapper: no command")
+	}
 	var buf bytes.Buffer
-	for _, s := range append(append([]string{dir, strconv.Itoa(len(env))}, env...), command...) {
-		if strings.IndexByte(s, 0) >= 0 {
-			return nil, fmt.Errorf("hand a step to a warm wrapper: %q contains a NUL byte", s)
+	for _, f := range append(append([]string{s.dir, encodeCred(s.cred), strconv.Itoa(len(s.env))}, s.env...), s.command...) {
+		if strings.IndexByte(f, 0) >= 0 {
+			return nil, fmt.Errorf("hand a step to a wrapper: %q contains a NUL byte", f)
 		}
-		buf.WriteString(s)
+		buf.WriteString(f)
 		buf.WriteByte(0)
 	}
 	return buf.Bytes(), nil
+}
+
+// encodeCred writes a credential as "uid:gid:group,group...", nil as "".
+func encodeCred(c *syscall.Credential) string {
+	if c == nil {
+		return ""
+	}
+	groups := make([]string, len(c.Groups))
+	for i, g := range c.Groups {
+		groups[i] = strconv.FormatUint(uint64(g), 10)
+	}
+	return fmt.Sprintf("%d:%d:%s", c.Uid, c.Gid, strings.Join(groups, ","))
+}
+
+// decodeCred reads what encodeCred wrote.
+func decodeCred(s string) (*syscall.Credential, error) {
+	if s == "" {
+		return nil, nil
+	}
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("bad user %q", s)
+	}
+	var ids []uint32
+	for i, p := range append(parts[:2:2], strings.Split(parts[2], ",")...) {
+		if i >= 2 && p == "" {
+			continue
+		}
+		n, err := strconv.ParseUint(p, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("bad user %q", s)
+		}
+		ids = append(ids, uint32(n))
+	}
+	return &syscall.Credential{Uid: ids[0], Gid: ids[1], Groups: ids[2:]}, nil
 }
 
 // controlWriteTimeout bounds the write of a step to a warm wrapper: a
@@ -110,50 +161,70 @@ func (w *warmWrapper) discard() {
 	// wrapper that is stuck, and it has no child to leave behind.
 	w.ctl.Close()                //nolint:errcheck // may be closed already by give
 	killGroup(w.cmd.Process.Pid) //nolint:errcheck // it may have exited already
-	w.cmd.Wait()                 //nolint:errcheck // a killed wrapper's status says nothing
+	waitTracked(w.cmd)           //nolint:errcheck // a killed wrapper's status says nothing
 	w.out.Close()                //nolint:errcheck // nothing was read from it
 }
 
-// start starts command for a step, through a warm wrapper if there is one,
-// and returns the process (the leader of the step's process group) and the
-// read end of its output.
-func (e *Executor) start(dir string, env, command []string) (*exec.Cmd, *os.File, error) {
-	// A missing directory is the runner's error (errored), found when the
-	// wrapper is started in it: do not let a warm wrapper turn it into the
-	// step's exit status.
-	// A step that cannot be encoded leaves the warm wrapper for the next one.
-	if len(e.Wrapper) > 0 && isDir(dir) {
-		if msg, err := controlMessage(dir, env, command); err == nil {
-			e.mu.Lock()
-			w := e.warm
-			e.warm = nil
-			e.mu.Unlock()
-			if w != nil {
-				if err := w.give(msg); err == nil {
-					return w.cmd, w.out, nil
-				}
-				// The warm wrapper died or hung since it started: start one the slow way.
-			}
+// start starts command for a step, through a wrapper if the executor has
+// one (the warm one if there is one), and returns the process (the leader of
+// the step's process group) and the read end of its output. cred, if not
+// nil, is the user the command runs as.
+func (e *Executor) start(dir string, cred *syscall.Credential, env, command []string) (*exec.Cmd, *os.File, error) {
+	if len(e.Wrapper) == 0 {
+		return startDirect(dir, cred, env, command)
+	}
+	// A missing directory is the runner's error (errored): do not let the
+	// wrapper turn it into the step's exit status.
+	if dir != "" {
+		if fi, err := os.Stat(dir); err != nil {
+			return nil, nil, fmt.Errorf("chdir %s: %w", dir, errors.Unwrap(err))
+		} else if !fi.IsDir() {
+			return nil, nil, fmt.Errorf("chdir %s: not a directory", dir)
 		}
 	}
-	argv := append(append([]string{}, e.Wrapper...), command...)
+	// A step that cannot be encoded leaves the warm wrapper for the next one.
+	msg, err := controlMessage(stepSpec{dir: dir, cred: cred, env: env, command: command})
+	if err != nil {
+		return nil, nil, err
+	}
+	e.mu.Lock()
+	w := e.warm
+	e.warm = nil
+	e.mu.Unlock()
+	if w != nil {
+		if err := w.give(msg); err == nil {
+			return w.cmd, w.out, nil
+		}
+		// The warm wrapper died or hung since it started: start another.
+	}
+	// Even a wrapper started now gets its step over the pipe: its own
+	// environment (WrapperEnv) is not the step's.
+	if w, err = e.startWrapper(); err != nil {
+		return nil, nil, err
+	}
+	if err := w.give(msg); err != nil {
+		return nil, nil, fmt.Errorf("hand the step to its wrapper: %w", err)
+	}
+	return w.cmd, w.out, nil
+}
+
+// startDirect starts command without a wrapper, as the leader of a new
+// process group.
+func startDirect(dir string, cred *syscall.Credential, env, command []string) (*exec.Cmd, *os.File, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, nil, err
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd := exec.Command(command[0], command[1:]...)
 	cmd.Dir = dir
 	cmd.Env = append([]string{}, env...)
 	cmd.Stdout, cmd.Stderr = pw, pw
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if len(e.Wrapper) > 0 {
-		cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
-	}
-	startErr := cmd.Start()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
+	startErr := startTracked(cmd)
 	// The children hold their own copies of the write end; ours must go for EOF to come.
 	closeErr := pw.Close()
 	if startErr == nil && closeErr != nil {
-		startErr = errors.Join(closeErr, killGroup(cmd.Process.Pid), cmd.Wait())
+		startErr = errors.Join(closeErr, killGroup(cmd.Process.Pid), waitTracked(cmd))
 	}
 	if startErr != nil {
 		return nil, nil, errors.Join(startErr, pr.Close())
@@ -197,33 +268,30 @@ func (e *Executor) Close() {
 
 // readControl reads a warm wrapper's step from its control pipe. ok is
 // false when the pipe was closed with nothing written: no step will come.
-func readControl(r io.Reader) (dir string, env, command []string, ok bool, err error) {
+func readControl(r io.Reader) (spec stepSpec, ok bool, err error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
-		return "", nil, nil, false, fmt.Errorf("read the step: %w", err)
+		return stepSpec{}, false, fmt.Errorf("read the step: %w", err)
 	}
 	if len(data) == 0 {
-		return "", nil, nil, false, nil
+		return stepSpec{}, false, nil
 	}
 	if data[len(data)-1] != 0 {
-		return "", nil, nil, false, errors.New("read the step: truncated")
+		return stepSpec{}, false, errors.New("read the step: truncated")
 	}
-	fields := bytes.Split(data[:len(data)-1], []byte{0})
-	if len(fields) < 2 {
-		return "", nil, nil, false, errors.New("read the step: too short")
+	fields := strings.Split(string(data[:len(data)-1]), "\x00")
+	if len(fields) < 3 {
+		return stepSpec{}, false, errors.New("read the step: too short")
 	}
-	n, err := strconv.Atoi(string(fields[1]))
-	if err != nil || n < 0 || 2+n > len(fields) {
-		return "", nil, nil, false, errors.New("read the step: bad environment count")
+	n, err := strconv.Atoi(fields[2])
+	if err != nil || n < 0 || 3+n > len(fields) {
+		return stepSpec{}, false, errors.New("read the step: bad environment count")
 	}
-	strs := func(bs [][]byte) []string {
-		out := make([]string, len(bs))
-		for i, b := range bs {
-			out[i] = string(b)
-		}
-		return out
+	cred, err := decodeCred(fields[1])
+	if err != nil {
+		return stepSpec{}, false, fmt.Errorf("read the step: %w", err)
 	}
-	return string(fields[0]), strs(fields[2 : 2+n]), strs(fields[2+n:]), true, nil
+	return stepSpec{dir: fields[0], cred: cred, env: fields[3 : 3+n], command: fields[3+n:]}, true, nil
 }
 
 // isDir reports whether dir is a directory.

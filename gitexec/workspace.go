@@ -256,13 +256,18 @@ func (w *Workspace) borrowCommit(ctx context.Context, key, mirror, url, objDir, 
 	return hasCommit(ctx, mirror, commit)
 }
 
-// writeFileAtomic replaces path with data through a temporary file and a rename.
+// writeFileAtomic replaces path with data through a temporary file and a
+// rename. The file is readable by everyone, as git's own files are: a job
+// running as another user (--job-user) reads the mirror.
 func writeFileAtomic(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
 	if err != nil {
 		return err
 	}
-	_, err = tmp.Write(data)
+	err = tmp.Chmod(0o644)
+	if err == nil {
+		_, err = tmp.Write(data)
+	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
