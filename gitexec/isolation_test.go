@@ -252,15 +252,15 @@ func TestSetsidChildIsGoneWhenTheJobEnds(t *testing.T) {
 }
 
 // startHelper starts the test binary as a runner that runs script as one
-// job, with the given isolation, warm or cold wrapper, and reaping orphans
+// job in dir, with the given isolation, warm or cold wrapper, and reaping orphans
 // if reap (then it waits for its standard input to close before it exits).
-func startHelper(t *testing.T, isolation Isolation, warm string, reap bool, script string) (*exec.Cmd, *bufio.Reader, func()) {
+func startHelper(t *testing.T, isolation Isolation, warm string, reap bool, dir, script string) (*exec.Cmd, *bufio.Reader, func()) {
 	t.Helper()
 	exe, err := os.Executable()
 	require.NoError(t, err)
 	helper := exec.Command(exe)
 	helper.Env = append(os.Environ(), envHelper+"=1", raceNoExitDelay, envHelperWarm+"="+warm,
-		envHelperIsolation+"="+string(isolation), envHelperDir+"="+t.TempDir(), "GITEXEC_TEST_RUN="+script)
+		envHelperIsolation+"="+string(isolation), envHelperDir+"="+dir, "GITEXEC_TEST_RUN="+script)
 	if reap {
 		helper.Env = append(helper.Env, envHelperReap+"=1")
 	}
@@ -292,7 +292,7 @@ func TestSetsidChildIsGoneWhenTheRunnerIsKilled(t *testing.T) {
 				marker := newMarker()
 				// A daemon that left the job's process group, and a
 				// double-forked one whose parent is gone.
-				helper, _, _ := startHelper(t, isolation, warm, false, fmt.Sprintf(
+				helper, _, _ := startHelper(t, isolation, warm, false, t.TempDir(), fmt.Sprintf(
 					`setsid sh -c 'exec sleep %s' & (sh -c 'exec sleep %s' &) ; sleep 300`, marker, marker))
 				var daemons []int
 				require.Eventually(t, func() bool {
@@ -312,13 +312,17 @@ func TestSetsidChildIsGoneWhenTheRunnerIsKilled(t *testing.T) {
 
 func TestRunnerReapsWhatADeadWrapperLeft(t *testing.T) {
 	// The step kills its own wrapper (a job running as the runner's user
-	// can): the daemon it started is reparented to the runner, a subreaper
+	// can): what it started, a daemon in a session of its own and a
+	// double-forked process, is reparented to the runner, a subreaper
 	// (ReapOrphans), which kills it when the step ends. Without
-	// ReapOrphans the daemon would go to init and live on.
-	marker := newMarker()
-	helper, stdout, done := startHelper(t, IsolationNone, "cold", true, fmt.Sprintf(
-		`setsid sh -c 'exec sleep %s' &
-		while ! tr '\0' '\n' < /proc/$!/cmdline 2>/dev/null | grep -qx -- %s; do sleep 0.01; done
+	// ReapOrphans it would go to init and live on.
+	marker, bystander := newMarker(), newMarker()
+	t.Setenv(envHelperBystander, bystander)
+	dir := t.TempDir()
+	helper, stdout, done := startHelper(t, IsolationNone, "cold", true, dir, fmt.Sprintf(
+		`setsid sh -c 'echo $$ > a.pid; exec sleep %s' &
+		(sh -c 'echo $$ > b.pid; exec sleep %s' &)
+		until [ -s a.pid ] && [ -s b.pid ]; do sleep 0.01; done
 		kill -9 $PPID; sleep 300`, marker, marker))
 	var outcome string
 	for outcome == "" {
@@ -329,9 +333,17 @@ func TestRunnerReapsWhatADeadWrapperLeft(t *testing.T) {
 		}
 	}
 	assert.Equal(t, string(Failed), outcome, "the step was killed with its wrapper")
-	// The helper (the runner) is still alive: nothing else can have killed the daemon.
+	// The helper (the runner) is still alive: nothing else can have killed them.
 	require.True(t, alive(helper.Process.Pid))
-	assert.Empty(t, marked(t, marker), "the daemon the dead wrapper left is gone")
+	for _, name := range []string{"a.pid", "b.pid"} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		require.NoError(t, err)
+		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+		require.NoError(t, err)
+		assert.False(t, alive(pid), "%s: what the dead wrapper left is gone", name)
+	}
+	assert.Empty(t, marked(t, marker))
+	assert.Len(t, marked(t, bystander), 1, "the runner's own child in its own session is left alone")
 	done()
 	require.NoError(t, helper.Wait())
 }

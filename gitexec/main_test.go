@@ -29,6 +29,9 @@ const (
 	// for its standard input to close after the job (so that the test can
 	// check what the job left while the helper is still alive).
 	envHelperReap = "GITEXEC_TEST_REAP"
+	// envHelperBystander is the argument of a sleep that a reaping helper
+	// starts itself.
+	envHelperBystander = "GITEXEC_TEST_BYSTANDER"
 )
 
 func TestMain(m *testing.M) {
@@ -57,6 +60,17 @@ func executorHelper() int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		// A child that is none of gitexec's business, in this process's
+		// session (as a test's own helper commands are): the sweep spares it.
+		bystander := exec.Command("sleep", os.Getenv(envHelperBystander))
+		if err := bystander.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer func() {
+			bystander.Process.Kill() //nolint:errcheck // the test checked it was alive
+			bystander.Wait()         //nolint:errcheck // killed
+		}()
 	}
 	dir := os.Getenv(envHelperDir)
 	if dir == "" {

@@ -30,10 +30,15 @@ import (
 //     wrapper's process group on a timeout; a job running as the runner's
 //     user can kill its wrapper). The wrapper's orphans then become
 //     children of the runner process, and after every step the executor
-//     kills every child of the process that gitexec did not start, with
-//     everything below it (sweepOrphans). gitexec starts every child of the
-//     process (it is the only package that runs commands), so an untracked
-//     child is always something a job (or git) left behind.
+//     kills every child of the process that gitexec did not start and that
+//     is not in the process's own session, with everything below it
+//     (sweepOrphans). Every step starts in a session of its own (the
+//     wrapper, or a direct step, is started with setsid), and no process
+//     can join an existing session, so every process of a job is in
+//     another session than the runner's; gitexec records the children it
+//     starts, so a live wrapper is never taken for an orphan. Children
+//     that other code of the process started in the process's own session
+//     (a test's helper commands) are left alone.
 //
 // Walking parent links is exact for a subreaper's tree (an orphan is
 // reparented inside it, never out of it); a job cannot leave it short of
@@ -54,8 +59,8 @@ var killWait = 10 * time.Second
 
 // procInfo is what /proc/<pid>/stat says about a process.
 type procInfo struct {
-	pid, ppid int
-	zombie    bool
+	pid, ppid, sid int
+	zombie         bool
 }
 
 // readProcs lists the processes in /proc. A process that ends while it is
@@ -83,22 +88,24 @@ func readProcs() ([]procInfo, error) {
 	return procs, nil
 }
 
-// parseStat reads the state and the parent pid out of a /proc/<pid>/stat
-// line: "pid (comm) state ppid ...", where comm may contain anything.
+// parseStat reads the state, the parent pid and the session id out of a
+// /proc/<pid>/stat line: "pid (comm) state ppid pgrp session ...", where
+// comm may contain anything.
 func parseStat(pid int, stat string) (procInfo, bool) {
 	i := strings.LastIndexByte(stat, ')')
 	if i < 0 {
 		return procInfo{}, false
 	}
 	fields := strings.Fields(stat[i+1:])
-	if len(fields) < 2 {
+	if len(fields) < 4 {
 		return procInfo{}, false
 	}
-	ppid, err := strconv.Atoi(fields[1])
-	if err != nil {
+	ppid, err1 := strconv.Atoi(fields[1])
+	sid, err2 := strconv.Atoi(fields[3])
+	if err1 != nil || err2 != nil {
 		return procInfo{}, false
 	}
-	return procInfo{pid: pid, ppid: ppid, zombie: fields[0] == "Z" || fields[0] == "X"}, true
+	return procInfo{pid: pid, ppid: ppid, sid: sid, zombie: fields[0] == "Z" || fields[0] == "X"}, true
 }
 
 // below returns the live processes under the roots (the roots included
@@ -258,9 +265,10 @@ func waitTracked(cmd *exec.Cmd) error {
 }
 
 // sweepOrphans kills and reaps every child of this process that gitexec did
-// not start, with everything below it, if ReapOrphans was called; else it
-// does nothing. Children of gitexec's own children are left alone: their
-// parent (a wrapper, git) answers for them.
+// not start and that is in another session than this process, with
+// everything below it, if ReapOrphans was called; else it does nothing.
+// Children of gitexec's own children are left alone: their parent (a
+// wrapper, git) answers for them.
 func sweepOrphans() error {
 	children.start.Lock()
 	defer children.start.Unlock()
@@ -268,12 +276,16 @@ func sweepOrphans() error {
 		return nil
 	}
 	self := os.Getpid()
+	session, err := unix.Getsid(0)
+	if err != nil {
+		return fmt.Errorf("find this process's session: %w", err)
+	}
 	orphans := func(procs []procInfo) []int {
 		children.mu.Lock()
 		defer children.mu.Unlock()
 		var found []int
 		for _, p := range procs {
-			if p.ppid == self && !children.pids[p.pid] {
+			if p.ppid == self && p.sid != session && !children.pids[p.pid] {
 				found = append(found, p.pid)
 			}
 		}

@@ -57,7 +57,9 @@ func (e *Executor) startWrapper() (*warmWrapper, error) {
 	cmd.Env = append(append([]string{}, e.WrapperEnv...), controlFDEnv+"=3")
 	cmd.Stdout, cmd.Stderr = outW, outW
 	cmd.ExtraFiles = []*os.File{ctlR}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	// A session of its own (so a group of its own): no process of the job
+	// can ever join the runner's session (see sweepOrphans).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGTERM}
 	startErr := startTracked(cmd)
 	// The wrapper holds its own copies; ours must go for EOF to come.
 	closeErr := errors.Join(ctlR.Close(), outW.Close())
@@ -209,7 +211,7 @@ func (e *Executor) start(dir string, cred *syscall.Credential, env, command []st
 }
 
 // startDirect starts command without a wrapper, as the leader of a new
-// process group.
+// session (so of a new process group).
 func startDirect(dir string, cred *syscall.Credential, env, command []string) (*exec.Cmd, *os.File, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -219,7 +221,7 @@ func startDirect(dir string, cred *syscall.Credential, env, command []string) (*
 	cmd.Dir = dir
 	cmd.Env = append([]string{}, env...)
 	cmd.Stdout, cmd.Stderr = pw, pw
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: cred}
 	startErr := startTracked(cmd)
 	// The children hold their own copies of the write end; ours must go for EOF to come.
 	closeErr := pw.Close()
