@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -83,6 +83,18 @@ type RunnerSetup struct {
 	// PruneUnused removes mirrors and worktrees of repositories not built
 	// for this long, checked hourly; zero means a week.
 	PruneUnused time.Duration
+	// Isolation confines the job's steps: gitexec.IsolationBwrap,
+	// gitexec.IsolationNone, or gitexec.IsolationAuto: bwrap where it
+	// works, else none with a warning at start.
+	Isolation gitexec.Isolation
+	// Hide lists paths a sandboxed job never sees, besides WorkDir and
+	// gitexec.DefaultHidden: the credentials directory, and what
+	// the operator names (--hide).
+	Hide []string
+	// PassEnv names runner variables that jobs get too (--pass-env).
+	PassEnv []string
+	// JobUser, if set, is the user steps run as (--job-user; needs root).
+	JobUser string
 }
 
 // pruneEvery is how often a runner looks for repositories to prune.
@@ -121,9 +133,10 @@ func (n *Node) prune(ws *gitexec.Workspace, unused time.Duration, logger *slog.L
 // StartRunner starts a runner role named name.
 func (n *Node) StartRunner(name string, cfg runner.Config, setup RunnerSetup) (*actor.PID, error) {
 	ws := gitexec.NewWorkspace(setup.WorkDir, setup.Fallback)
-	// The warm wrapper's own environment is what the steps' used to be
-	// before they got theirs over its control pipe: Volt's without its secrets.
-	steps := &gitexec.Executor{Wrapper: setup.Wrapper, WrapperEnv: baseEnv()}
+	steps, err := n.jobSandbox(cfg.ID, setup)
+	if err != nil {
+		return nil, err
+	}
 	exec := &jobExecutor{
 		ws:        ws,
 		exec:      steps,
@@ -155,6 +168,37 @@ func (n *Node) StartRunner(name string, cfg runner.Config, setup RunnerSetup) (*
 		n.System.ProcessRegistry.Add(proc, name)
 	}
 	return pid, nil
+}
+
+// jobSandbox is the executor of a runner's job steps, as setup asks: its
+// isolation (bwrap probed once; a loud warning when it falls back to none),
+// the paths it hides, the variables it passes, the user steps run as. The
+// process becomes a child subreaper that kills what a job leaves behind.
+// The wrapper's own environment is empty: a step can read it.
+func (n *Node) jobSandbox(id string, setup RunnerSetup) (*gitexec.Executor, error) {
+	e := &gitexec.Executor{Wrapper: setup.Wrapper, PassEnv: setup.PassEnv,
+		Hide: append(append([]string{setup.WorkDir}, setup.Hide...), gitexec.DefaultHidden()...)}
+	var cred *syscall.Credential
+	if setup.JobUser != "" {
+		u, err := gitexec.LookupJobUser(setup.JobUser)
+		if err != nil {
+			return nil, err
+		}
+		e.JobUser, cred = u, u.Cred
+	}
+	iso, fallback, err := gitexec.ResolveIsolation(setup.Isolation, cred)
+	if err != nil {
+		return nil, err
+	}
+	if fallback != nil {
+		n.logger.Warn("JOBS RUN WITHOUT A SANDBOX (--isolation none): a job can read every file the runner's user can, its credentials included; install "+gitexec.BwrapPackage+", or pass --isolation none to accept this",
+			"role", "runner", "runner", id, "bwrap", fallback.Error())
+	}
+	e.Isolation = iso
+	if err := gitexec.ReapOrphans(); err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
 // queueStore adapts store.DB to the dispatcher's Store port.
@@ -319,10 +363,11 @@ func (e *jobExecutor) Execute(ctx context.Context, run *messages.RunJob, out io.
 	return res
 }
 
-// jobEnv is the runner's environment without Volt's own secrets, plus the
-// job's variables (DESIGN.md, Jobs and builds) and .volt.yml's env.
+// jobEnv is the job's variables (DESIGN.md, Jobs and builds) and
+// .volt.yml's env; the executor adds PATH, HOME, TMPDIR, LANG and
+// --pass-env's, never the rest of the runner's environment.
 func jobEnv(run *messages.RunJob, spec *jobspec.Spec) []string {
-	env := append(baseEnv(),
+	env := append([]string(nil),
 		"CI=true", "VOLT=true",
 		"VOLT_REPO="+run.Job.RepoName,
 		"VOLT_BRANCH="+strings.Join(run.Job.Branches, ","),
@@ -331,19 +376,6 @@ func jobEnv(run *messages.RunJob, spec *jobspec.Spec) []string {
 	)
 	for _, k := range sortedEnvKeys(spec.Env) {
 		env = append(env, k+"="+spec.Env[k])
-	}
-	return env
-}
-
-// baseEnv is the runner's environment without Volt's own variables: never
-// leak VOLT_TOKEN; a job's own VOLT_* are added by jobEnv.
-func baseEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "VOLT_") || strings.HasPrefix(kv, "CI=") || strings.HasPrefix(kv, "VOLT=") {
-			continue
-		}
-		env = append(env, kv)
 	}
 	return env
 }
