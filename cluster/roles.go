@@ -191,7 +191,7 @@ func (n *Node) jobSandbox(id string, setup RunnerSetup) (*gitexec.Executor, erro
 		return nil, err
 	}
 	if fallback != nil {
-		n.logger.Warn("JOBS RUN WITHOUT A SANDBOX (--isolation none): a job can read every file the runner's user can, its credentials included; install "+gitexec.BwrapPackage+", or pass --isolation none to accept this",
+		n.logger.Warn("JOBS RUN WITHOUT A SANDBOX (--isolation none): a job can read every file the runner's user can, its credentials included; install "+gitexec.BwrapPackage+" or let it make user namespaces (see the bwrap error), or pass --isolation none to accept this",
 			"role", "runner", "runner", id, "bwrap", fallback.Error())
 	}
 	e.Isolation = iso

@@ -36,6 +36,7 @@ func newRunnerCommand() *cobra.Command {
 		outputCap  = sizeValue(defaultOutputCap)
 		metrics    string
 		join       string
+		jf         jobFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "runner",
@@ -101,8 +102,8 @@ func newRunnerCommand() *cobra.Command {
 				ID: id, Incarnation: time.Now().UnixNano(), Hostname: host,
 				Dispatcher: actors.NewAddr(disp, cluster.DispatcherName), Grace: grace,
 			}
-			pid, err := node.StartRunner(cluster.RunnerName, cfg, cluster.RunnerSetup{
-				WorkDir: workDir, Fallback: fallback, OutputCap: int64(outputCap), Wrapper: wrapper})
+			pid, err := node.StartRunner(cluster.RunnerName, cfg, jf.apply(cluster.RunnerSetup{
+				WorkDir: workDir, Fallback: fallback, OutputCap: int64(outputCap), Wrapper: wrapper}, credDir))
 			if err != nil {
 				node.Shutdown()
 				return fatal("start the runner", err)
@@ -130,6 +131,7 @@ func newRunnerCommand() *cobra.Command {
 	fs.StringVar(&id, "id", "", "runner id (default HOST:PORT); a restarted runner with the same id is a new incarnation")
 	fs.Var(&outputCap, "output-cap", "bytes of a job's output kept; the rest is dropped with a marker")
 	fs.StringVar(&join, "join", "", "join the cluster with a token from `volt join-token create` (once: the certificate is kept in --credentials)")
+	jf.register(fs)
 	metricsFlag(cmd, &metrics)
 	return cmd
 }

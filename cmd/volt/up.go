@@ -27,6 +27,7 @@ func newUpCommand() *cobra.Command {
 		listen    string
 		outputCap = sizeValue(defaultOutputCap)
 		wf        webFlags
+		jf        jobFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -102,7 +103,7 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 					}
 					cfg := runner.Config{ID: fmt.Sprintf("%s/%s", host, name), Incarnation: time.Now().UnixNano(), Hostname: host,
 						Dispatcher: disp, Grace: -1}
-					if _, err := node.StartRunner(name, cfg, cluster.RunnerSetup{WorkDir: abs, OutputCap: int64(outputCap), Wrapper: wrapper}); err != nil {
+					if _, err := node.StartRunner(name, cfg, jf.apply(cluster.RunnerSetup{WorkDir: abs, OutputCap: int64(outputCap), Wrapper: wrapper}, dataDir, credDir)); err != nil {
 						return err
 					}
 				}
@@ -133,6 +134,7 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 	fs.StringVar(&dataDir, "data-dir", ".volt", "directory of the queue, results, logs, test_results/ and runner workspaces")
 	fs.StringVar(&listen, "listen", "127.0.0.1:8000", "host:port for Proto.Actor remote, where extra runners join")
 	fs.Var(&outputCap, "output-cap", "bytes of a job's output kept; the rest is dropped with a marker")
+	jf.register(fs)
 	wf.register(cmd)
 	return cmd
 }
