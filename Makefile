@@ -13,11 +13,13 @@ build:
 	CGO_ENABLED=0 $(GO) build -o bin/volt ./cmd/volt
 
 # deps installs what the tests need and a fresh machine may lack (git,
-# python3, and Debian's chromium for the web UI's browser tests).
+# python3, Debian's bubblewrap for the job sandbox, whose tests fail
+# without it, and Debian's chromium for the web UI's browser tests).
 deps:
 	@missing=""; \
 	command -v git >/dev/null || missing="$$missing git"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
