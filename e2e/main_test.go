@@ -12,6 +12,11 @@ import (
 var voltBin string
 
 func TestMain(m *testing.M) {
+	if spec, ok := os.LookupEnv(attackerEnv); ok {
+		// The test binary re-executed as an attacker (attacker_test.go):
+		// nothing is built, no test runs.
+		os.Exit(attackerMain(spec))
+	}
 	os.Exit(buildAndRun(m))
 }
 
