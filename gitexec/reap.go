@@ -184,8 +184,40 @@ func killTree(victims func() ([]int, error)) error {
 	}
 }
 
+// childrenOf lists pid's children (zombies included) from
+// /proc/<pid>/task/*/children, a few small reads where a walk of /proc
+// reads a file per process. ok is false where the kernel does not provide
+// those files (CONFIG_PROC_CHILDREN).
+func childrenOf(pid int) (kids []int, ok bool) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return nil, false
+	}
+	for _, task := range tasks {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
+		if errors.Is(err, os.ErrNotExist) {
+			if _, terr := os.Stat(fmt.Sprintf("/proc/%d/task/%s", pid, task.Name())); terr != nil {
+				continue // the thread ended
+			}
+			return nil, false // no such file: not provided
+		}
+		if err != nil {
+			return nil, false
+		}
+		for _, f := range strings.Fields(string(data)) {
+			if kid, err := strconv.Atoi(f); err == nil {
+				kids = append(kids, kid)
+			}
+		}
+	}
+	return kids, true
+}
+
 // killBelow kills every process under pid (pid itself excluded).
 func killBelow(pid int) error {
+	if kids, ok := childrenOf(pid); ok && len(kids) == 0 {
+		return nil // the usual case at the end of a step: nothing to look for
+	}
 	return killTree(func() ([]int, error) {
 		procs, err := readProcs()
 		if err != nil {
@@ -276,6 +308,17 @@ func sweepOrphans() error {
 		return nil
 	}
 	self := os.Getpid()
+	if kids, ok := childrenOf(self); ok {
+		untracked := false
+		children.mu.Lock()
+		for _, kid := range kids {
+			untracked = untracked || !children.pids[kid]
+		}
+		children.mu.Unlock()
+		if !untracked {
+			return nil // the usual case: only gitexec's own children
+		}
+	}
 	session, err := unix.Getsid(0)
 	if err != nil {
 		return fmt.Errorf("find this process's session: %w", err)
