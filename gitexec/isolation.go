@@ -245,13 +245,19 @@ var homeSecrets = []string{
 	".pgpass", ".config/gcloud", ".config/gh", ".config/volt",
 }
 
+// hostSockets are the control sockets of container engines: a read-only
+// mount does not stop a process from connecting to a socket, and each of
+// these hands out root on the host.
+var hostSockets = []string{"/run/docker.sock", "/var/run/docker.sock", "/run/containerd/containerd.sock", "/run/podman/podman.sock"}
+
 // DefaultHidden is what a sandboxed step never sees besides what the runner
 // names: the credentials in the runner's user's home directory (.ssh,
 // .gnupg, .aws, .kube, .docker, .netrc, .git-credentials, .config/volt and
-// the like) and /etc/shadow and /etc/gshadow. Paths that do not exist are
-// left out when the sandbox is built.
+// the like), /etc/shadow and /etc/gshadow, and the container engines'
+// sockets (docker, containerd, podman). Paths that do not exist are left
+// out when the sandbox is built.
 func DefaultHidden() []string {
-	hidden := []string{"/etc/shadow", "/etc/gshadow"}
+	hidden := append([]string{"/etc/shadow", "/etc/gshadow"}, hostSockets...)
 	if home, err := os.UserHomeDir(); err == nil && home != "" && home != "/" {
 		for _, p := range homeSecrets {
 			hidden = append(hidden, filepath.Join(home, p))

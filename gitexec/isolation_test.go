@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -621,4 +622,24 @@ func TestSandboxTimeoutAndCancelKillEverything(t *testing.T) {
 			})
 		}
 	}
+}
+
+func TestSandboxHidesASocket(t *testing.T) {
+	// A read-only mount does not stop a connect(2): a socket such as
+	// docker's is hidden like a file.
+	requireBwrap(t)
+	f := newSandboxFixture(t)
+	sock := filepath.Join(f.base, "engine.sock")
+	l, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	defer l.Close()
+	e := &Executor{Isolation: IsolationBwrap, Hide: []string{sock}}
+	var out syncBuffer
+	o := e.Execute(context.Background(), Run{Dir: f.worktree, Output: &out, Steps: []Step{{Run: "test -S " + sock + " && echo socket visible; test ! -S " + sock}}})
+	assert.Equal(t, Passed, o.Status, "%s\n%s", o.Reason, out.String())
+	assert.NotContains(t, out.String(), "socket visible\n")
+	e.Hide = nil
+	out = syncBuffer{}
+	o = e.Execute(context.Background(), Run{Dir: f.worktree, Output: &out, Steps: []Step{{Run: "test -S " + sock + " && echo socket visible"}}})
+	assert.Equal(t, Passed, o.Status, "without hiding, the step sees it: %s\n%s", o.Reason, out.String())
 }
