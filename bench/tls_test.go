@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -97,7 +98,6 @@ func BenchmarkJoinColdStart(b *testing.B) {
 	c.runners[0].stop(10 * time.Second)
 
 	s := newSamples()
-	n := 0
 	for b.Loop() {
 		sha := r.next()
 		r.push()
@@ -107,8 +107,7 @@ func BenchmarkJoinColdStart(b *testing.B) {
 			return ok
 		}, "%s was not queued", sha)
 		tok := joinToken(b)
-		n++
-		name := fmt.Sprintf("joined-%d", n)
+		name := fmt.Sprintf("joined-%d", joinSeq.Add(1))
 		t0 := time.Now()
 		rn := startVolt(b, dir, name, "runner", "--join", tok, "--id", name, "--credentials", filepath.Join(dir, name, "credentials"),
 			"--work-dir", filepath.Join(dir, name, "work"), "--listen", "127.0.0.1:0", "--dispatcher-server", c.dispAddr)
@@ -140,10 +139,8 @@ func BenchmarkRevokedConnection(b *testing.B) {
 	c := startCluster(b, dir, r, 1)
 
 	s := newSamples()
-	n := 0
 	for b.Loop() {
-		n++
-		name := fmt.Sprintf("revoked-%d", n)
+		name := fmt.Sprintf("revoked-%d", joinSeq.Add(1))
 		rn := startVolt(b, dir, name, "runner", "--join", joinToken(b), "--id", name, "--credentials", filepath.Join(dir, name, "credentials"),
 			"--work-dir", filepath.Join(dir, name, "work"), "--listen", "127.0.0.1:0", "--dispatcher-server", c.dispAddr,
 			"--dispatcher-grace", "1s")
@@ -166,6 +163,10 @@ func BenchmarkRevokedConnection(b *testing.B) {
 	}
 	s.report(b)
 }
+
+// joinSeq numbers joined runners across benchmarks and -count runs: they
+// share one CA (the per-user directory TestMain set), and a name joins once.
+var joinSeq atomic.Int64
 
 // joinToken creates a one-time runner join token with the credentials of
 // the processes the benchmarks start (the per-user directory TestMain set).
