@@ -84,6 +84,20 @@ func (c *cluster) startRunner(i int) {
 		"--listen", "127.0.0.1:0", "--dispatcher-server", c.dispAddr}, debugFlags()...)...)
 }
 
+// queueNext commits and pushes the next commit of r, notifies the
+// observer, and waits until the dispatcher has queued it.
+func (c *cluster) queueNext(r *repo) string {
+	c.b.Helper()
+	sha := r.next()
+	r.push()
+	notify(c.b, c.dispAddr)
+	poll(c.b, 30*time.Second, 5*time.Millisecond, func() bool {
+		_, ok := readLogs(c.disp.log).find(time.Time{}, "commit queued", "commit", sha)
+		return ok
+	}, "%s was not queued", sha)
+	return sha
+}
+
 // waitIdle waits until `volt status` lists every runner as idle.
 func (c *cluster) waitIdle() {
 	c.b.Helper()
@@ -317,13 +331,7 @@ func BenchmarkRunnerColdStart(b *testing.B) {
 
 	s := newSamples()
 	for b.Loop() {
-		sha := r.next()
-		r.push()
-		notify(b, c.dispAddr)
-		poll(b, 30*time.Second, 5*time.Millisecond, func() bool {
-			_, ok := readLogs(c.disp.log).find(time.Time{}, "commit queued", "commit", sha)
-			return ok
-		}, "%s was not queued", sha)
+		sha := c.queueNext(r)
 		t0 := time.Now()
 		c.startRunner(0)
 		rn := c.runners[0]

@@ -99,13 +99,7 @@ func BenchmarkJoinColdStart(b *testing.B) {
 
 	s := newSamples()
 	for b.Loop() {
-		sha := r.next()
-		r.push()
-		notify(b, c.dispAddr)
-		poll(b, 30*time.Second, 5*time.Millisecond, func() bool {
-			_, ok := readLogs(c.disp.log).find(time.Time{}, "commit queued", "commit", sha)
-			return ok
-		}, "%s was not queued", sha)
+		sha := c.queueNext(r)
 		tok := joinToken(b)
 		name := fmt.Sprintf("joined-%d", joinSeq.Add(1))
 		t0 := time.Now()
