@@ -1,7 +1,10 @@
 package sim
 
 import (
+	"bytes"
 	"fmt"
+	"maps"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -21,6 +24,9 @@ const (
 	InvNoDeadAssignment = "no assignment to a dead or superseded runner"
 	InvOldIncarnation   = "older incarnations change nothing"
 	InvMalicious        = "nothing a malicious peer sends changes state or makes a runner run a job"
+	InvSecretGrant      = "a secret's value goes only to the runner running the job's current attempt, and only if bound to its repository and branch"
+	InvSecretAllOrNone  = "secrets are granted all or nothing: a refusal carries no value"
+	InvSecretMalicious  = "the malicious peer never gets a secret's value nor changes the secret store"
 	InvNoOverlap        = "never two attempts of one job at once (hung or replaced runners excepted)"
 	InvRunnersExit      = "runners exit within grace after the dispatcher is lost"
 	InvEveryCommit      = "every observed commit gets exactly one result (liveness)"
@@ -31,7 +37,7 @@ const (
 
 // Invariants lists every invariant in the order the summary prints them.
 var Invariants = []string{InvOneResult, InvNoCommitLost, InvObservedOnly, InvNoDeadAssignment, InvOldIncarnation, InvMalicious,
-	InvNoOverlap, InvRunnersExit, InvEveryCommit, InvQueueDrains, InvAttemptCap, InvProgress}
+	InvSecretGrant, InvSecretAllOrNone, InvSecretMalicious, InvNoOverlap, InvRunnersExit, InvEveryCommit, InvQueueDrains, InvAttemptCap, InvProgress}
 
 // Violation is one broken invariant.
 type Violation struct {
@@ -77,6 +83,18 @@ type checker struct {
 	// logs names who wrote each attempt's log at the reporter (only the
 	// malicious peer does in the simulator): "repo@commit#build/attempt".
 	logs map[string]actors.Identity
+	// The checker's own view of who may get a job's secrets: each job as
+	// it was assigned, the branches each commit was observed on (repo
+	// \x00 commit -> branches), and the addresses of the runner
+	// incarnations that started each attempt.
+	jobs     map[int64]*messages.Job
+	branches map[string][]string
+	started  map[jobAttempt][]actors.Addr
+}
+
+type jobAttempt struct {
+	job     int64
+	attempt int32
 }
 
 func newChecker(w *World) *checker {
@@ -84,7 +102,8 @@ func newChecker(w *World) *checker {
 		observed: map[string]bool{}, poison: map[string]bool{}, maxInc: map[string]int64{},
 		dead: map[runnerKey]bool{}, byAddr: map[actors.Addr]runnerKey{}, running: map[int64][]live{},
 		assigned: map[int64]int32{}, jobOf: map[string]int64{}, firstSeq: map[string]uint64{}, skipped: map[string]bool{},
-		checked: map[string]bool{}, logs: map[string]actors.Identity{}}
+		checked: map[string]bool{}, logs: map[string]actors.Identity{},
+		jobs: map[int64]*messages.Job{}, branches: map[string][]string{}, started: map[jobAttempt][]actors.Addr{}}
 }
 
 func (c *checker) fail(inv, format string, args ...any) {
@@ -153,6 +172,9 @@ func (c *checker) step(w *World, n *node, from actors.From, in any, fx []actors.
 			if _, ok := e.(dispatcher.Persist); ok {
 				for _, commit := range m.Msg.Commits {
 					c.observed[commit] = true
+					if k := m.Msg.Repo + "\x00" + commit; !slices.Contains(c.branches[k], m.Msg.Branch) {
+						c.branches[k] = append(c.branches[k], m.Msg.Branch)
+					}
 					if info := w.repo.commits[commit]; info != nil && info.poison {
 						c.poison[commit] = true
 					}
@@ -194,11 +216,15 @@ func (c *checker) step(w *World, n *node, from actors.From, in any, fx []actors.
 				c.results[j.Job.Id] = j.Result
 			}
 		case actors.Send:
+			if g, ok := e.Msg.(*messages.SecretGrant); ok {
+				c.secretGrant(w, in, e.To, g)
+			}
 			if r, ok := e.Msg.(*messages.RunJob); ok {
 				if r.Attempt > 1 {
 					w.report.Reassignments++
 				}
 				c.assigned[r.Job.Id] = max(c.assigned[r.Job.Id], r.Attempt)
+				c.jobs[r.Job.Id] = r.Job
 				c.checked[InvNoDeadAssignment] = true
 				k := runnerKey{r.RunnerId, r.Incarnation}
 				if c.dead[k] || r.Incarnation < c.maxInc[r.RunnerId] {
@@ -211,7 +237,10 @@ func (c *checker) step(w *World, n *node, from actors.From, in any, fx []actors.
 
 // forged checks one step of a core on a malicious peer's message: the
 // core's state digest is unchanged and it did nothing but note the refusal.
-// The exception is a runner certificate's log chunk (or close) at the
+// One exception: a request for secrets in the peer's own name (a runner
+// certificate may ask) is answered, with a refusal that must carry no
+// value (InvSecretMalicious, as must every change of secrets it asks for).
+// The other is a runner certificate's log chunk (or close) at the
 // reporter: whose job the log is, only the result will tell, so it may be
 // stored under a claim; logRecorded checks that the claim decides.
 func (c *checker) forged(w *World, n *node, from actors.From, in any, before, after uint64, fx []actors.Effect) {
@@ -223,11 +252,29 @@ func (c *checker) forged(w *World, n *node, from actors.From, in any, before, af
 			claim = true
 		}
 	}
-	what := fmt.Sprintf("a forged %s from %s claiming to be %q", inputName(in), identityLabel(from.Who), from.Addr)
+	// what names the forgery in a failure (made only then: most steps pass).
+	what := forgeryLabel{in, from}
 	for _, e := range fx {
 		switch e := e.(type) {
 		case actors.Note:
 			continue
+		case actors.Send:
+			// A runner certificate may ask for secrets in its own name: the
+			// answer is a refusal, with no value (InvSecretAllOrNone checks
+			// the rest of it).
+			g, ok := e.Msg.(*messages.SecretGrant)
+			ask, asked := in.(dispatcher.SecretAsk)
+			switch {
+			case !ok:
+			case len(g.Values) > 0:
+				c.fail(InvSecretMalicious, "%s made %s send the values of %s to %q", what, n.name, strings.Join(slices.Sorted(maps.Keys(g.Values)), ", "), e.To)
+				return
+			case asked && ask.Msg != nil && from.Who.IsRunner(ask.Msg.RunnerId):
+				continue
+			}
+			c.fail(InvMalicious, "%s made %s send %s to %q", what, n.name, inputName(e.Msg), e.To)
+		case dispatcher.SecretChange:
+			c.fail(InvSecretMalicious, "%s made %s carry out a %s", what, n.name, inputName(e.Msg))
 		case reporter.AppendLog, reporter.CloseLog:
 			if claim {
 				continue
@@ -237,8 +284,6 @@ func (c *checker) forged(w *World, n *node, from actors.From, in any, before, af
 			c.fail(InvMalicious, "%s made %s run job %d attempt %d", what, n.name, e.Run.GetJob().GetId(), e.Run.Attempt)
 		case dispatcher.Persist:
 			c.fail(InvMalicious, "%s made %s persist %d jobs, %d cursors", what, n.name, len(e.Jobs), len(e.Cursors))
-		case actors.Send:
-			c.fail(InvMalicious, "%s made %s send %s to %q", what, n.name, inputName(e.Msg), e.To)
 		default:
 			c.fail(InvMalicious, "%s made %s carry out %T", what, n.name, e)
 		}
@@ -247,6 +292,97 @@ func (c *checker) forged(w *World, n *node, from actors.From, in any, before, af
 	if before != after && !claim {
 		c.fail(InvMalicious, "%s changed %s's state", what, n.name)
 	}
+}
+
+type forgeryLabel struct {
+	in   any
+	from actors.From
+}
+
+func (f forgeryLabel) String() string {
+	return fmt.Sprintf("a forged %s from %s claiming to be %q", inputName(f.in), identityLabel(f.from.Who), f.from.Addr)
+}
+
+// forgedSecrets checks that a forgery, once carried out, left the secret
+// store as it was.
+func (c *checker) forgedSecrets(n *node, from actors.From, in any, before, after int) {
+	if n.role != roleDispatcher || !isSecretInput(in) {
+		return
+	}
+	c.checked[InvSecretMalicious] = true
+	if before != after {
+		c.fail(InvSecretMalicious, "a forged %s from %s claiming to be %q changed the secret store", inputName(in), identityLabel(from.Who), from.Addr)
+	}
+}
+
+// secretGrant checks a SecretGrant the dispatcher sends to `to` (in
+// answer to in) against the checker's own view: values only for the
+// current attempt of their job (the highest the dispatcher ever assigned),
+// only to the address of a runner incarnation that started that attempt,
+// only values of a stored secret of that name bound to the job's
+// repository (its URL or name) and to one of the branches its commit was
+// observed on; a refusal carries no value, a grant every name asked for.
+//
+// A runner that started the attempt may have died since it asked: the
+// dispatcher cannot know yet, and the value goes nowhere, so that address
+// still counts.
+func (c *checker) secretGrant(w *World, in any, to actors.Addr, g *messages.SecretGrant) {
+	names := slices.Sorted(maps.Keys(g.Values))
+	c.checked[InvSecretAllOrNone] = true
+	if ask, ok := in.(dispatcher.SecretAsk); ok && ask.Msg != nil && g.Error == "" {
+		if asked := slices.Compact(slices.Sorted(slices.Values(ask.Msg.Names))); !slices.Equal(names, asked) {
+			c.fail(InvSecretAllOrNone, "job %d attempt %d asked for %v and was granted %v", g.JobId, g.Attempt, asked, names)
+		}
+	}
+	if len(g.Values) == 0 {
+		return
+	}
+	if g.Error != "" {
+		c.fail(InvSecretAllOrNone, "the refusal of job %d attempt %d's secrets (%s) carries the values of %s", g.JobId, g.Attempt, g.Error, strings.Join(names, ", "))
+	}
+	c.checked[InvSecretGrant] = true
+	if to == malAddr {
+		c.fail(InvSecretMalicious, "the values of %s (job %d attempt %d) went to the malicious peer's own address", strings.Join(names, ", "), g.JobId, g.Attempt)
+	}
+	job := c.jobs[g.JobId]
+	switch cur, by := c.assigned[g.JobId], c.started[jobAttempt{g.JobId, g.Attempt}]; {
+	case job == nil:
+		c.fail(InvSecretGrant, "the values of %s went to %q for job %d, which was never assigned", strings.Join(names, ", "), to, g.JobId)
+		return
+	case g.Attempt != cur:
+		c.fail(InvSecretGrant, "the values of %s went to %q for job %d attempt %d, but attempt %d is the current one", strings.Join(names, ", "), to, g.JobId, g.Attempt, cur)
+	case !slices.Contains(by, to):
+		c.fail(InvSecretGrant, "the values of %s for job %d attempt %d went to %q, which is not a runner that started that attempt (%v)", strings.Join(names, ", "), g.JobId, g.Attempt, to, by)
+	}
+	branches := c.branches[job.Repo+"\x00"+job.Commit]
+	for _, name := range names {
+		if !boundTo(w.secrets.secrets, name, g.Values[name], job, branches) {
+			c.fail(InvSecretGrant, "job %d (%s, commit %s on %s) got secret %s = %q, which no binding of its repository and branches holds",
+				g.JobId, job.RepoName, job.Commit[:min(12, len(job.Commit))], strings.Join(branches, ", "), name, g.Values[name])
+		}
+	}
+}
+
+// boundTo reports whether value is the readable value of a stored secret
+// name bound to job's repository (its URL or name) and to one of branches
+// (no patterns: every branch).
+func boundTo(stored []dispatcher.Secret, name string, value []byte, job *messages.Job, branches []string) bool {
+	for _, s := range stored {
+		if s.Name != name || s.Err != "" || !bytes.Equal(s.Value, value) || s.Repo == "" || (s.Repo != job.Repo && s.Repo != job.RepoName) {
+			continue
+		}
+		if len(s.Branches) == 0 {
+			return true
+		}
+		for _, p := range s.Branches {
+			for _, b := range branches {
+				if ok, err := path.Match(p, b); ok && err == nil {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 func logKeyOf(j *messages.Job, attempt int32) string {
@@ -322,6 +458,8 @@ func (c *checker) attemptStarted(w *World, n *node, p *proc) {
 		}
 	}
 	c.running[p.ref.JobId] = append(c.running[p.ref.JobId], live{node: n.idx, attempt: p.ref.Attempt, proc: p.id})
+	k := jobAttempt{p.ref.JobId, p.ref.Attempt}
+	c.started[k] = append(c.started[k], n.addr)
 }
 
 func (c *checker) attemptEnded(n *node, p *proc) {

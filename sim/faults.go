@@ -47,7 +47,8 @@ const (
 	// FaultMalicious lets a malicious peer (a runner certificate of its own,
 	// an observer or notify certificate, or none) send forged messages to
 	// every role for a while: any type, any claimed sender, ids copied from
-	// the world (see malicious.go). It is drawn on its own stream: a world
+	// the world (see malicious.go), and forged secret requests and changes
+	// to the dispatcher (secrets.go). It is drawn on its own stream: a world
 	// that lists it has one to three bursts, and every other draw is the
 	// same as without it.
 	FaultMalicious FaultKind = "malicious"

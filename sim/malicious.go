@@ -29,9 +29,16 @@ import (
 // world: with cores that refuse every forgery, a world with the peer runs
 // exactly as the same world without it.
 //
+// During the same bursts it also forges SecretRequest (copies of what a
+// runner would send, or in its own name), SecretSet, SecretDelete and
+// SecretList to the dispatcher, on a stream of its own (see secrets.go).
+//
 // The checker (InvMalicious) requires that no forgery changes the state of
 // the core it reaches (its Digest) or makes it do anything but note the
-// refusal. The one exception is a log chunk from a runner certificate: the
+// refusal; InvSecretMalicious that none gets a secret's value or changes
+// the secret store. A runner certificate asking for secrets in its own
+// name is answered, with a refusal and no value. The other exception is a
+// log chunk from a runner certificate: the
 // reporter cannot tell at once whose job it belongs to, so it accepts the
 // chunk under a claim, and the checker requires instead that such a log is
 // never kept for a result of another runner.
@@ -79,6 +86,7 @@ func (w *World) startMalice(f Fault) {
 	if !sending {
 		w.traceWorld("malicious peer (" + identityLabel(w.malWho) + ") starts sending")
 		w.push(event{at: w.vt(w.now), kind: evMalice})
+		w.startSecretMalice() // secrets.go
 	}
 }
 

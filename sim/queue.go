@@ -16,6 +16,9 @@ const (
 	evHeal                     // a partition or noise window ends
 	evJobEnd                   // a job process ends on its own
 	evMalice                   // the malicious peer sends its next forgery
+	evAsk                      // a job asks for its secrets
+	evAdmin                    // the operator changes or lists secrets
+	evSnoop                    // the malicious peer sends its next secret forgery
 )
 
 // event is one entry of the world's queue.

@@ -27,6 +27,10 @@ type Report struct {
 	Checked   map[string]bool
 	TraceHash uint64
 	Trace     []string
+
+	// SecretsGranted and SecretsRefused count the answers jobs heard to
+	// their requests for secrets.
+	SecretsGranted, SecretsRefused int
 }
 
 // OK reports whether every invariant held.
@@ -41,6 +45,9 @@ func (r *Report) Summary(out io.Writer) {
 	}
 	if r.Forged > 0 {
 		fmt.Fprintf(out, "  malicious peer: %s, %d forged messages delivered\n", r.Malicious, r.Forged)
+	}
+	if r.SecretsGranted+r.SecretsRefused > 0 {
+		fmt.Fprintf(out, "  secrets: %d requests granted, %d refused\n", r.SecretsGranted, r.SecretsRefused)
 	}
 	for _, inv := range Invariants {
 		verdict := "ok"

@@ -192,3 +192,53 @@ func TestMaliciousPeerChangesNothing(t *testing.T) {
 	}
 	require(len(identities) == len(malIdentities), "every identity tried: %v", identities)
 }
+
+// TestSecretsChangeNothingElse: secrets (jobs asking for them, the
+// operator rotating them, the malicious peer's secret forgeries) draw on
+// streams of their own and change no job, so a world with them runs as the
+// same world without them: the trace without its secret lines is the
+// same, line for line. And the sweep's worlds exercise them: grants,
+// refusals, and every secret invariant with something to check.
+func TestSecretsChangeNothingElse(t *testing.T) {
+	var granted, refused int
+	checked := map[string]bool{}
+	for seed := uint64(1); seed <= 40; seed++ {
+		cfg := Config{Seed: seed, Faults: AllFaults, Trace: true}
+		with := Run(cfg)
+		w := New(cfg)
+		w.noSecrets = true
+		without := w.Run()
+		if !with.OK() || !without.OK() {
+			t.Fatalf("seed %d: %v %v", seed, with.Violations, without.Violations)
+		}
+		var kept []string
+		for _, line := range with.Trace {
+			if !strings.Contains(strings.ToLower(line), "secret") {
+				kept = append(kept, line)
+			}
+		}
+		if len(kept) == len(with.Trace) && seed <= 5 {
+			t.Errorf("seed %d: no secret traffic at all", seed)
+		}
+		for i := range min(len(kept), len(without.Trace)) {
+			if kept[i] != without.Trace[i] {
+				t.Fatalf("seed %d: without its secret lines the trace differs at line %d:\n with: %s\n  w/o: %s", seed, i+1, kept[i], without.Trace[i])
+			}
+		}
+		if len(kept) != len(without.Trace) {
+			t.Fatalf("seed %d: without its secret lines the trace has %d lines, without secrets %d", seed, len(kept), len(without.Trace))
+		}
+		if without.SecretsGranted+without.SecretsRefused != 0 {
+			t.Fatalf("seed %d: secrets off, yet %d granted, %d refused", seed, without.SecretsGranted, without.SecretsRefused)
+		}
+		granted += with.SecretsGranted
+		refused += with.SecretsRefused
+		for _, inv := range []string{InvSecretGrant, InvSecretAllOrNone, InvSecretMalicious} {
+			checked[inv] = checked[inv] || with.Checked[inv]
+		}
+	}
+	if granted == 0 || refused == 0 || !checked[InvSecretGrant] || !checked[InvSecretAllOrNone] || !checked[InvSecretMalicious] {
+		t.Fatalf("the sweep hardly tried secrets: %d granted, %d refused, invariants checked %v", granted, refused, checked)
+	}
+	t.Logf("40 seeds: jobs were granted their secrets %d times and refused %d times", granted, refused)
+}

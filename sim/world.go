@@ -105,8 +105,11 @@ type proc struct {
 	id      uint64
 	ref     *messages.JobRef
 	job     *messages.Job
+	run     *messages.RunJob
 	started time.Time
 	result  *messages.Result
+	// asked and answered: its request for secrets is sent, and heard.
+	asked, answered bool
 }
 
 // World is one simulated run.
@@ -138,12 +141,26 @@ type World struct {
 	hash        uint64
 
 	// The malicious peer (see malicious.go): its own random stream, its
-	// identity, and when its current burst ends. forging is set while a
-	// forgery's effects are carried out: whatever they draw comes from mal.
+	// identity, and when its current burst ends.
 	mal      *rand.Rand
 	malWho   actors.Identity
 	malUntil time.Time
-	forging  bool
+
+	// Secrets (see secrets.go): the dispatcher's store, what each commit's
+	// .volt.yml asks for, and their own streams: sec for the runners and
+	// the operator, malSec for the malicious peer's secret forgeries.
+	// noSecrets turns them off (a test compares the two worlds).
+	secrets   *secretStore
+	asks      map[string][]string
+	sec       *rand.Rand
+	malSec    *rand.Rand
+	noSecrets bool
+
+	// net, when set, is the stream the network draws on instead of rng:
+	// while a forgery's effects are carried out (mal, or malSec for a
+	// secret forgery) and while secret traffic is (sec), so that they
+	// shift no draw of the world's.
+	net *rand.Rand
 }
 
 // New builds a world from cfg; Run runs it.
@@ -166,6 +183,9 @@ func New(cfg Config) *World {
 	w.dispCfg.JobTimeout = 10 * time.Second
 	w.mal = newMalRand(cfg.Seed)
 	w.malWho = malIdentities[w.mal.IntN(len(malIdentities))]
+	w.sec, w.malSec = newSecRand(cfg.Seed, 0), newSecRand(cfg.Seed, 1)
+	w.secrets = newSecretStore(initialSecrets(w.repo))
+	w.asks = map[string][]string{}
 	w.schedule = cfg.Schedule
 	if w.schedule == nil {
 		w.schedule = drawSchedule(w.rng, w.mal, cfg.Faults, cfg.Runners, cfg.Duration)
@@ -217,6 +237,9 @@ func (w *World) Run() *Report {
 	w.after(w.commitGap(), event{kind: evCommit})
 	if len(w.schedule) > 0 {
 		w.push(event{at: int64(w.schedule[0].At), kind: evFault})
+	}
+	if !w.noSecrets && w.cfg.Duration >= 10*time.Second {
+		w.drawAdmin()
 	}
 	healAt := int64(w.cfg.Duration)
 	end := healAt + int64(w.cfg.Settle)
@@ -271,11 +294,19 @@ func (w *World) handle(e event) {
 			n.inbox = append(n.inbox, e)
 			return
 		}
+		if g, ok := e.msg.(*messages.SecretGrant); ok && n.role == roleRunner {
+			w.secretAnswer(n, g) // the job's request hears it, not the core
+			return
+		}
 		if e.forged {
 			w.stepForged(n, e.from, e.msg)
 			return
 		}
+		if isSecretInput(e.msg) {
+			w.net = w.sec
+		}
 		w.step(n, e.from, e.msg)
+		w.net = nil
 	case evTick:
 		n := w.nodes[e.node]
 		if !n.up || n.hung || e.gen != n.gen || e.at != w.vt(n.tickAt) {
@@ -320,6 +351,20 @@ func (w *World) handle(e event) {
 		w.healOne(e)
 	case evMalice:
 		w.malice()
+	case evAsk:
+		n := w.nodes[e.node]
+		p, _ := e.msg.(*proc)
+		switch {
+		case !n.up || e.gen != n.gen || n.proc != p:
+		case n.hung:
+			n.inbox = append(n.inbox, e) // the runner asks when it resumes
+		default:
+			w.askSecrets(n, p)
+		}
+	case evAdmin:
+		w.adminSends(e.msg)
+	case evSnoop:
+		w.secretMalice()
 	}
 }
 
@@ -438,6 +483,11 @@ func (w *World) step(n *node, from actors.From, in any) {
 func (w *World) stepForged(n *node, from actors.From, in any) {
 	w.report.Forged++
 	before := w.digest(n)
+	secrets := w.secrets.version
+	w.net = w.mal
+	if isSecretInput(in) {
+		w.net = w.malSec
+	}
 	in, fx := w.stepCore(n, from, in)
 	detail := ""
 	if w.cfg.Trace {
@@ -446,9 +496,9 @@ func (w *World) stepForged(n *node, from actors.From, in any) {
 	w.trace(n, "recv", in, detail)
 	w.check.step(w, n, from, in, fx)
 	w.check.forged(w, n, from, in, before, w.digest(n), fx)
-	w.forging = true
 	w.apply(n, fx)
-	w.forging = false
+	w.net = nil
+	w.check.forgedSecrets(n, from, in, secrets, w.secrets.version)
 	w.scheduleTick(n)
 }
 
@@ -476,6 +526,8 @@ func (w *World) stepCore(n *node, from actors.From, in any) (any, []actors.Effec
 			in = dispatcher.Observed{Msg: m, Archived: w.store.archived(m.Repo, m.Commits)}
 		case *messages.RebuildRequest:
 			in = dispatcher.Rebuild{Msg: m, Prev: w.store.latest(m.Repo, m.Commit)}
+		case *messages.SecretRequest:
+			in = w.secrets.ask(m)
 		}
 		fx = n.disp.Step(w.now, from, in)
 	case roleObserver:
@@ -520,6 +572,15 @@ func (w *World) apply(n *node, fx []actors.Effect) {
 			w.trace(n, "note", e.Msg, detail)
 		case dispatcher.Persist:
 			w.store.save(e.Jobs, e.Cursors, e.Incarnations)
+		case dispatcher.SecretChange:
+			var reply proto.Message
+			if _, list := e.Msg.(*messages.SecretList); list {
+				entries, _ := w.secrets.ListSecrets() // the fake never fails
+				reply = &messages.SecretListReply{Entries: entries}
+			} else {
+				reply = w.secrets.change(e.Msg)
+			}
+			w.send(n, e.To, reply)
 		case runner.StartJob:
 			w.startJob(n, e.Run)
 		case runner.CancelRun:
@@ -564,10 +625,11 @@ func (w *World) send(src *node, to actors.Addr, msg proto.Message) {
 		return // an earlier incarnation's actor: nobody is there any more
 	}
 	// What a forgery makes a node send draws on the malicious peer's
-	// stream, so that it shifts no draw of the world's.
+	// stream, secret traffic on the secrets' (see net), so that they shift
+	// no draw of the world's.
 	rng := w.rng
-	if w.forging {
-		rng = w.mal
+	if w.net != nil {
+		rng = w.net
 	}
 	if w.blocked[[2]string{src.host, dst.host}] > 0 || (w.dropP > 0 && rng.Float64() < w.dropP) {
 		w.trace(src, "lost", msg, string(to))
@@ -596,7 +658,7 @@ func (w *World) startJob(n *node, run *messages.RunJob) {
 		info = &commitInfo{durationMs: 500}
 	}
 	w.procs++
-	p := &proc{id: w.procs, ref: &messages.JobRef{JobId: run.Job.Id, Attempt: run.Attempt}, job: run.Job, started: w.now}
+	p := &proc{id: w.procs, ref: &messages.JobRef{JobId: run.Job.Id, Attempt: run.Attempt}, job: run.Job, run: run, started: w.now}
 	n.proc = p
 	w.check.attemptStarted(w, n, p)
 	if info.poison {
@@ -616,6 +678,7 @@ func (w *World) startJob(n *node, run *messages.RunJob) {
 	p.result = &messages.Result{Job: run.Job, Attempt: run.Attempt, Status: status,
 		StartedUnixMs: w.now.UnixMilli(), FinishedUnixMs: w.now.Add(d).UnixMilli()}
 	w.after(d, event{kind: evJobEnd, node: n.idx, gen: n.gen, arg: int(p.id)})
+	w.secretsAfterStart(n, p)
 }
 
 // down takes a node down: its job processes die with it (parent-death
@@ -883,6 +946,8 @@ func inputName(in any) string {
 		return "CommitObserved"
 	case dispatcher.Rebuild:
 		return "RebuildRequest"
+	case dispatcher.SecretAsk:
+		return "SecretRequest"
 	case runner.JobDone:
 		return "JobDone"
 	case observer.Polled:

@@ -1,4 +1,4 @@
-// Package plant holds deliberate bugs (twelve) that keep the simulator's
+// Package plant holds deliberate bugs (fifteen) that keep the simulator's
 // checker honest: a test plants one, runs the simulator, and proves the
 // checker catches it. The bugs exist only in test binaries built with the build tag
 // `plantedbugs`; in every other build On is a constant false that the
@@ -41,6 +41,16 @@ const (
 	// a RunJob (or any dispatcher reply) from whoever claims the
 	// dispatcher's address.
 	RunnerTrustsClaimedSender
+	// SecretsIgnoreBranches: the dispatcher grants a job every secret bound
+	// to its repository, whatever branches the binding names.
+	SecretsIgnoreBranches
+	// SecretsToAnyRunner: the dispatcher grants a running job's secrets to
+	// any runner that asks as itself, not only to the one running the job's
+	// current attempt at its incarnation.
+	SecretsToAnyRunner
+	// SecretsPartlyGranted: the dispatcher, refusing a request because some
+	// of its secrets are not the job's, still sends the values of the others.
+	SecretsPartlyGranted
 	bugCount
 )
 
@@ -60,6 +70,8 @@ var names = map[Bug]string{
 	AttemptCapIgnored: "attempt cap ignored", QueueNotRestored: "queue not restored after restart",
 	DuplicateObservedCreatesJobs: "duplicate CommitObserved creates jobs", LeaseIgnored: "lease ignored",
 	DispatcherTrustsClaimedSender: "dispatcher trusts the claimed sender", RunnerTrustsClaimedSender: "runner trusts the claimed sender",
+	SecretsIgnoreBranches: "secrets granted whatever the branch binding", SecretsToAnyRunner: "secrets granted to any runner",
+	SecretsPartlyGranted: "secrets refused with values",
 }
 
 func (b Bug) String() string { return names[b] }
