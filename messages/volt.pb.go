@@ -1626,9 +1626,13 @@ type RunJob struct {
 	RunnerId    string                 `protobuf:"bytes,3,opt,name=runner_id,json=runnerId,proto3" json:"runner_id,omitempty"`
 	Incarnation int64                  `protobuf:"varint,4,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	// log_sink is the reporter's actor ("address/id"), empty when none is registered.
-	LogSink       string `protobuf:"bytes,5,opt,name=log_sink,json=logSink,proto3" json:"log_sink,omitempty"`
-	TimeoutMs     int64  `protobuf:"varint,6,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
-	Epoch         int64  `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	LogSink   string `protobuf:"bytes,5,opt,name=log_sink,json=logSink,proto3" json:"log_sink,omitempty"`
+	TimeoutMs int64  `protobuf:"varint,6,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	Epoch     int64  `protobuf:"varint,7,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// log_ticket proves to the reporter that this runner was given this
+	// attempt (see messages.LogTicket); the runner copies it into every
+	// LogChunk and LogClosed of the attempt.
+	LogTicket     []byte `protobuf:"bytes,8,opt,name=log_ticket,json=logTicket,proto3" json:"log_ticket,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1710,6 +1714,13 @@ func (x *RunJob) GetEpoch() int64 {
 		return x.Epoch
 	}
 	return 0
+}
+
+func (x *RunJob) GetLogTicket() []byte {
+	if x != nil {
+		return x.LogTicket
+	}
+	return nil
 }
 
 // RunnerStopping says a runner incarnation is shutting down and gives its jobs back.
@@ -2269,8 +2280,11 @@ type ReporterRegistered struct {
 	Accepted          bool                   `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
 	Reason            string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	SupportedVersions []int32                `protobuf:"varint,3,rep,packed,name=supported_versions,json=supportedVersions,proto3" json:"supported_versions,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// log_key is the key the dispatcher signs log tickets with: the reporter
+	// checks every log chunk's ticket with it.
+	LogKey        []byte `protobuf:"bytes,4,opt,name=log_key,json=logKey,proto3" json:"log_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReporterRegistered) Reset() {
@@ -2320,6 +2334,13 @@ func (x *ReporterRegistered) GetReason() string {
 func (x *ReporterRegistered) GetSupportedVersions() []int32 {
 	if x != nil {
 		return x.SupportedVersions
+	}
+	return nil
+}
+
+func (x *ReporterRegistered) GetLogKey() []byte {
+	if x != nil {
+		return x.LogKey
 	}
 	return nil
 }
@@ -2440,11 +2461,13 @@ func (x *ResultRecordedAck) GetBuild() int32 {
 
 // LogChunk carries part of an attempt's output to the reporter.
 type LogChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
-	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
-	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Job     *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Attempt int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Offset  int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data    []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	// ticket is the RunJob's log_ticket for this attempt.
+	Ticket        []byte `protobuf:"bytes,5,opt,name=ticket,proto3" json:"ticket,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2507,12 +2530,21 @@ func (x *LogChunk) GetData() []byte {
 	return nil
 }
 
+func (x *LogChunk) GetTicket() []byte {
+	if x != nil {
+		return x.Ticket
+	}
+	return nil
+}
+
 // LogClosed marks the end of an attempt's output; the reporter answers LogAck.
 type LogClosed struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
-	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Job     *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Attempt int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Size    int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	// ticket is the RunJob's log_ticket for this attempt.
+	Ticket        []byte `protobuf:"bytes,4,opt,name=ticket,proto3" json:"ticket,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2566,6 +2598,13 @@ func (x *LogClosed) GetSize() int64 {
 		return x.Size
 	}
 	return 0
+}
+
+func (x *LogClosed) GetTicket() []byte {
+	if x != nil {
+		return x.Ticket
+	}
+	return nil
 }
 
 // LogAck says how many contiguous bytes of an attempt's log the reporter holds.
@@ -3672,7 +3711,7 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12%\n" +
 	"\x05valid\x18\x04 \x03(\v2\x0f.volt.v1.JobRefR\x05valid\x12\x18\n" +
 	"\aunknown\x18\x05 \x01(\bR\aunknown\x12\x14\n" +
-	"\x05epoch\x18\x06 \x01(\x03R\x05epoch\"\xd1\x01\n" +
+	"\x05epoch\x18\x06 \x01(\x03R\x05epoch\"\xf0\x01\n" +
 	"\x06RunJob\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.volt.v1.JobR\x03job\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x1b\n" +
@@ -3681,7 +3720,9 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\blog_sink\x18\x05 \x01(\tR\alogSink\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x06 \x01(\x03R\ttimeoutMs\x12\x14\n" +
-	"\x05epoch\x18\a \x01(\x03R\x05epoch\"\x94\x01\n" +
+	"\x05epoch\x18\a \x01(\x03R\x05epoch\x12\x1d\n" +
+	"\n" +
+	"log_ticket\x18\b \x01(\fR\tlogTicket\"\x94\x01\n" +
 	"\x0eRunnerStopping\x12\x1b\n" +
 	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x03R\vincarnation\x12+\n" +
@@ -3718,27 +3759,30 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\vreporter_id\x18\x01 \x01(\tR\n" +
 	"reporterId\x12)\n" +
 	"\x10protocol_version\x18\x02 \x01(\x05R\x0fprotocolVersion\x12\x14\n" +
-	"\x05token\x18\x03 \x01(\tR\x05token\"w\n" +
+	"\x05token\x18\x03 \x01(\tR\x05token\"\x90\x01\n" +
 	"\x12ReporterRegistered\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\bR\baccepted\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12-\n" +
-	"\x12supported_versions\x18\x03 \x03(\x05R\x11supportedVersions\"9\n" +
+	"\x12supported_versions\x18\x03 \x03(\x05R\x11supportedVersions\x12\x17\n" +
+	"\alog_key\x18\x04 \x01(\fR\x06logKey\"9\n" +
 	"\x0eResultRecorded\x12'\n" +
 	"\x06result\x18\x01 \x01(\v2\x0f.volt.v1.ResultR\x06result\"l\n" +
 	"\x11ResultRecordedAck\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x12\n" +
 	"\x04repo\x18\x02 \x01(\tR\x04repo\x12\x16\n" +
 	"\x06commit\x18\x03 \x01(\tR\x06commit\x12\x14\n" +
-	"\x05build\x18\x04 \x01(\x05R\x05build\"p\n" +
+	"\x05build\x18\x04 \x01(\x05R\x05build\"\x88\x01\n" +
 	"\bLogChunk\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.volt.v1.JobR\x03job\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\"Y\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\x12\x16\n" +
+	"\x06ticket\x18\x05 \x01(\fR\x06ticket\"q\n" +
 	"\tLogClosed\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.volt.v1.JobR\x03job\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
-	"\x04size\x18\x03 \x01(\x03R\x04size\"M\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06ticket\x18\x04 \x01(\fR\x06ticket\"M\n" +
 	"\x06LogAck\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +

@@ -3,6 +3,7 @@ package pki
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -507,4 +508,37 @@ func Issued(dir string, leaf *x509.Certificate) bool {
 	pool.AddCert(ca)
 	_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 	return err == nil
+}
+
+// LogTicketKeyFile, beside the CA, is the key the dispatcher signs log
+// tickets with (messages.LogTicket) and hands to the reporter it accepts.
+const LogTicketKeyFile = "log-ticket.key"
+
+// KeyFile reads the 32-byte key in file name of dir, creating it (0600,
+// random) under the directory's lock when there is none, so that two
+// processes starting at once share one.
+func KeyFile(dir, name string) ([]byte, error) {
+	if err := EnsureDir(dir); err != nil {
+		return nil, err
+	}
+	unlock, err := lock(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	path := filepath.Join(dir, name)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil && len(b) == 32:
+		return b, nil
+	case err == nil:
+		return nil, fmt.Errorf("%s is not a 32-byte key: remove it and restart (a new one is made)", path)
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	b = make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	return b, WriteFileAtomic(path, b, 0o600)
 }

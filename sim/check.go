@@ -240,18 +240,11 @@ func (c *checker) step(w *World, n *node, from actors.From, in any, fx []actors.
 // One exception: a request for secrets in the peer's own name (a runner
 // certificate may ask) is answered, with a refusal that must carry no
 // value (InvSecretMalicious, as must every change of secrets it asks for).
-// The other is a runner certificate's log chunk (or close) at the
-// reporter: whose job the log is, only the result will tell, so it may be
-// stored under a claim; logRecorded checks that the claim decides.
+// A runner certificate's log chunk is no exception: the peer was never
+// given an attempt, so it holds no log ticket, and the reporter must take
+// none of its chunks.
 func (c *checker) forged(w *World, n *node, from actors.From, in any, before, after uint64, fx []actors.Effect) {
 	c.checked[InvMalicious] = true
-	claim := false
-	if n.role == roleReporter && from.Who.Role == actors.RoleRunner {
-		switch in.(type) {
-		case *messages.LogChunk, *messages.LogClosed:
-			claim = true
-		}
-	}
 	// what names the forgery in a failure (made only then: most steps pass).
 	what := forgeryLabel{in, from}
 	for _, e := range fx {
@@ -276,9 +269,6 @@ func (c *checker) forged(w *World, n *node, from actors.From, in any, before, af
 		case dispatcher.SecretChange:
 			c.fail(InvSecretMalicious, "%s made %s carry out a %s", what, n.name, inputName(e.Msg))
 		case reporter.AppendLog, reporter.CloseLog:
-			if claim {
-				continue
-			}
 			c.fail(InvMalicious, "%s made %s store or answer for a log", what, n.name)
 		case runner.StartJob:
 			c.fail(InvMalicious, "%s made %s run job %d attempt %d", what, n.name, e.Run.GetJob().GetId(), e.Run.Attempt)
@@ -289,7 +279,7 @@ func (c *checker) forged(w *World, n *node, from actors.From, in any, before, af
 		}
 		return
 	}
-	if before != after && !claim {
+	if before != after {
 		c.fail(InvMalicious, "%s changed %s's state", what, n.name)
 	}
 }

@@ -37,11 +37,10 @@ import (
 // the core it reaches (its Digest) or makes it do anything but note the
 // refusal; InvSecretMalicious that none gets a secret's value or changes
 // the secret store. A runner certificate asking for secrets in its own
-// name is answered, with a refusal and no value. The other exception is a
-// log chunk from a runner certificate: the
-// reporter cannot tell at once whose job it belongs to, so it accepts the
-// chunk under a claim, and the checker requires instead that such a log is
-// never kept for a result of another runner.
+// name is answered, with a refusal and no value. A log chunk from a runner
+// certificate gets no exception: without the dispatcher's log ticket for
+// the attempt (RunJob.log_ticket, which names the runner it was given to),
+// the reporter takes nothing.
 
 // malIdentities are the identities a malicious peer may hold; the zero one
 // has no certificate.

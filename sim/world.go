@@ -181,6 +181,9 @@ func New(cfg Config) *World {
 	w.check = newChecker(w)
 	w.dispCfg = dispatcher.DefaultConfig()
 	w.dispCfg.JobTimeout = 10 * time.Second
+	// The log-ticket key the dispatcher shares with the reporter (in
+	// production a file beside the CA).
+	w.dispCfg.LogKey = []byte("volt-sim-log-ticket-key-32-bytes")
 	w.mal = newMalRand(cfg.Seed)
 	w.malWho = malIdentities[w.mal.IntN(len(malIdentities))]
 	w.sec, w.malSec = newSecRand(cfg.Seed, 0), newSecRand(cfg.Seed, 1)

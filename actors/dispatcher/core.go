@@ -38,6 +38,11 @@ type Config struct {
 	// Epoch identifies this dispatcher incarnation (its start time in
 	// nanoseconds); runners ignore RunJob and HeartbeatAck of other epochs.
 	Epoch int64
+	// LogKey signs each RunJob's log ticket (messages.LogTicket) and is
+	// handed to the reporter when it registers, so that it keeps a log
+	// chunk only from the runner that was given the attempt. Kept in a
+	// file beside the CA, so that tickets survive a dispatcher restart.
+	LogKey []byte
 }
 
 // DefaultConfig returns the contract's defaults: heartbeat 1 s, dead after
@@ -956,7 +961,8 @@ func (c *Core) assign(now time.Time, fx []actors.Effect) []actors.Effect {
 		}
 		// Job is shared: the core never changes it (see snapshot).
 		run := &messages.RunJob{Job: j.Job, Attempt: j.Attempt, RunnerId: r.id, Incarnation: r.incarnation,
-			LogSink: string(c.reporter), TimeoutMs: c.cfg.JobTimeout.Milliseconds(), Epoch: c.cfg.Epoch}
+			LogSink: string(c.reporter), TimeoutMs: c.cfg.JobTimeout.Milliseconds(), Epoch: c.cfg.Epoch,
+			LogTicket: messages.LogTicket(c.cfg.LogKey, j.Job, j.Attempt, r.id)}
 		idArg, commitArg := j.noteArgs()
 		j.runnerArg = r.id
 		fx = append(fx, actors.Send{To: r.addr, Msg: run},
@@ -993,6 +999,7 @@ func (c *Core) registerReporter(now time.Time, from actors.Addr, m *messages.Reg
 		fx = append(fx, actors.Watch{Addr: from}, actors.Info("reporter registered", "addr", string(from)))
 	}
 	reply.Accepted = true
+	reply.LogKey = c.cfg.LogKey // only ever to the proven reporter: permit
 	fx = append(fx, actors.Send{To: from, Msg: reply})
 	// Every result not yet acknowledged, in job order: one send each.
 	var pending []*job

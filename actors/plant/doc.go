@@ -51,6 +51,9 @@ const (
 	// SecretsPartlyGranted: the dispatcher, refusing a request because some
 	// of its secrets are not the job's, still sends the values of the others.
 	SecretsPartlyGranted
+	// ReporterSkipsLogTicket: the reporter keeps a log chunk from any
+	// runner, without checking the attempt's log ticket.
+	ReporterSkipsLogTicket
 	bugCount
 )
 
@@ -71,7 +74,7 @@ var names = map[Bug]string{
 	DuplicateObservedCreatesJobs: "duplicate CommitObserved creates jobs", LeaseIgnored: "lease ignored",
 	DispatcherTrustsClaimedSender: "dispatcher trusts the claimed sender", RunnerTrustsClaimedSender: "runner trusts the claimed sender",
 	SecretsIgnoreBranches: "secrets granted whatever the branch binding", SecretsToAnyRunner: "secrets granted to any runner",
-	SecretsPartlyGranted: "secrets refused with values",
+	SecretsPartlyGranted: "secrets refused with values", ReporterSkipsLogTicket: "reporter skips the log ticket",
 }
 
 func (b Bug) String() string { return names[b] }

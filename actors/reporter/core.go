@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/actors/plant"
 	"github.com/voltci/volt/messages"
 )
 
@@ -64,6 +65,9 @@ type Core struct {
 	order    []claimRef // claims, oldest first, for forgetting beyond maxClaims
 	claimSeq uint64
 	refused  int64
+	// logKey checks log tickets: the dispatcher hands it over when it
+	// accepts this reporter. Until then no remote runner's log is taken.
+	logKey []byte
 }
 
 // logKey names one attempt's log as the store keys it.
@@ -149,6 +153,7 @@ func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
 			return []actors.Effect{actors.Exit{Code: 1, Reason: fmt.Sprintf("dispatcher %s refused this reporter: %s", c.cfg.Dispatcher, m.Reason)}}
 		}
 		c.link.Registered()
+		c.logKey = append([]byte(nil), m.LogKey...)
 		c.refresh = now.Add(Refresh)
 		return []actors.Effect{actors.Watch{Addr: c.cfg.Dispatcher}, actors.Info("registered with the dispatcher", "dispatcher", string(c.cfg.Dispatcher))}
 	case *messages.ResultRecorded:
@@ -160,6 +165,9 @@ func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
 		if m.Job == nil || messages.ValidateCommit(m.Job.Commit) != nil || m.Offset < 0 {
 			return []actors.Effect{actors.Warn("malformed log chunk ignored", "from", string(from))}
 		}
+		if why := c.ticket(sender.Who, m.Job, m.Attempt, m.Ticket); why != "" {
+			return c.refuse(sender, in, why)
+		}
 		if why := c.claim(keyOf(m.Job, m.Attempt), sender.Who); why != "" {
 			return c.refuse(sender, in, why)
 		}
@@ -167,6 +175,9 @@ func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
 	case *messages.LogClosed:
 		if m.Job == nil || messages.ValidateCommit(m.Job.Commit) != nil {
 			return []actors.Effect{actors.Warn("malformed log close ignored", "from", string(from))}
+		}
+		if why := c.ticket(sender.Who, m.Job, m.Attempt, m.Ticket); why != "" {
+			return c.refuse(sender, in, why)
 		}
 		if why := c.claim(keyOf(m.Job, m.Attempt), sender.Who); why != "" {
 			return c.refuse(sender, in, why)
@@ -207,6 +218,23 @@ func permit(who actors.Identity, in any) string {
 		if !who.IsLocal() {
 			return "not a message the reporter takes from anyone"
 		}
+	}
+	return ""
+}
+
+// ticket says why who may not write the log of job's attempt with ticket
+// ("" when it may): a runner other than this process's must show the log
+// ticket the dispatcher gave it in the RunJob of that very attempt, which
+// names it. So a runner cannot write, or squat in advance, the log of an
+// attempt it was not given.
+func (c *Core) ticket(who actors.Identity, job *messages.Job, attempt int32, ticket []byte) string {
+	switch {
+	case who.IsLocal() || plant.On(plant.ReporterSkipsLogTicket):
+		return ""
+	case len(c.logKey) == 0:
+		return "no log key yet (not registered with the dispatcher): the runner resends"
+	case !messages.ValidTicket(c.logKey, ticket, job, attempt, who.Name):
+		return fmt.Sprintf("no valid log ticket of %s for job %d attempt %d", who, job.GetId(), attempt)
 	}
 	return ""
 }
@@ -287,6 +315,7 @@ func (c *Core) Digest() uint64 {
 	d := actors.NewDigest()
 	c.link.Digest(d)
 	d.Time(c.refresh)
+	d.Str(string(c.logKey))
 	for _, r := range c.order {
 		cl := c.claims[r.key]
 		if cl == nil || cl.seq != r.seq {

@@ -72,6 +72,23 @@ func newCore(t *testing.T) (*reporter.Core, []actors.Effect) {
 	return c, c.Start(t0)
 }
 
+// testKey is the log-ticket key the dispatcher hands over in these tests.
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
+// ticket is the log ticket the dispatcher gives who for job's attempt.
+func ticket(who actors.Identity, j *messages.Job, attempt int32) []byte {
+	return messages.LogTicket(testKey, j, attempt, who.Name)
+}
+
+// newRegistered is newCore, registered with the dispatcher (it holds the
+// log-ticket key).
+func newRegistered(t *testing.T) *reporter.Core {
+	c, _ := newCore(t)
+	step(c, t0, dispAddr, &messages.ReporterRegistered{Accepted: true, LogKey: testKey})
+	require.True(t, c.Registered())
+	return c
+}
+
 func job(n int) *messages.Job {
 	return &messages.Job{Id: int64(n), Repo: "/srv/git/app.git", Commit: commit(n), Branches: []string{"main"}, Build: 1}
 }
@@ -133,8 +150,8 @@ func TestReporterNeverGivesUpOnItsDispatcher(t *testing.T) {
 }
 
 func TestReporterInputs(t *testing.T) {
-	chunk := &messages.LogChunk{Job: job(1), Attempt: 1, Offset: 10, Data: []byte("ok\n")}
-	closed := &messages.LogClosed{Job: job(1), Attempt: 1, Size: 13}
+	chunk := &messages.LogChunk{Job: job(1), Attempt: 1, Offset: 10, Data: []byte("ok\n"), Ticket: ticket(r1, job(1), 1)}
+	closed := &messages.LogClosed{Job: job(1), Attempt: 1, Size: 13, Ticket: ticket(r1, job(1), 1)}
 	result := &messages.Result{Job: job(1), Attempt: 2, RunnerId: "r1", Status: messages.Status_STATUS_PASSED}
 	tests := []struct {
 		name string
@@ -158,7 +175,7 @@ func TestReporterInputs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, _ := newCore(t)
+			c := newRegistered(t)
 			fx := step(c, t0, tt.from, tt.in)
 			if tt.want == nil {
 				require.Len(t, fx, 1)
@@ -191,9 +208,9 @@ func TestForgeriesChangeNothingAndGetNoAnswer(t *testing.T) {
 	// claimed is registered; r1 has sent part of job 1 attempt 1's log, and
 	// job 2 attempt 1's result is recorded.
 	claimed := func(t *testing.T) *reporter.Core {
-		c, _ := newCore(t)
-		step(c, t0, dispAddr, &messages.ReporterRegistered{Accepted: true})
-		require.Len(t, effectsOf[reporter.AppendLog](step(c, t0, runnerAddr, &messages.LogChunk{Job: job(1), Attempt: 1, Data: []byte("a")})), 1)
+		c := newRegistered(t)
+		require.Len(t, effectsOf[reporter.AppendLog](step(c, t0, runnerAddr, &messages.LogChunk{Job: job(1), Attempt: 1, Data: []byte("a"),
+			Ticket: ticket(r1, job(1), 1)})), 1)
 		require.Len(t, effectsOf[reporter.Record](step(c, t0, dispAddr, &messages.ResultRecorded{Result: &messages.Result{
 			Job: job(2), Attempt: 1, RunnerId: "r1", Status: messages.Status_STATUS_PASSED}})), 1)
 		return c
@@ -216,7 +233,16 @@ func TestForgeriesChangeNothingAndGetNoAnswer(t *testing.T) {
 		{"log chunk from an observer", anObserver, runnerAddr, &messages.LogChunk{Job: job(3), Attempt: 1, Data: []byte("x")}},
 		{"log chunk from the dispatcher", theDispatcher, runnerAddr, &messages.LogChunk{Job: job(3), Attempt: 1, Data: []byte("x")}},
 		{"log chunk to r1's log from another runner", mallory, runnerAddr, chunk},
-		{"log chunk to a recorded attempt's log", r1, runnerAddr, &messages.LogChunk{Job: job(2), Attempt: 1, Offset: 9, Data: []byte("late")}},
+		{"log chunk to a recorded attempt's log", r1, runnerAddr, &messages.LogChunk{Job: job(2), Attempt: 1, Offset: 9, Data: []byte("late"),
+			Ticket: ticket(r1, job(2), 1)}},
+		{"log chunk without a ticket, for an attempt no one has written", mallory, runnerAddr, &messages.LogChunk{Job: job(4), Attempt: 1, Data: []byte("squat")}},
+		{"log chunk with r1's ticket, from another runner", mallory, runnerAddr, &messages.LogChunk{Job: job(4), Attempt: 1, Data: []byte("squat"),
+			Ticket: ticket(r1, job(4), 1)}},
+		{"log chunk with a ticket for another attempt", r1, runnerAddr, &messages.LogChunk{Job: job(4), Attempt: 2, Data: []byte("x"),
+			Ticket: ticket(r1, job(4), 1)}},
+		{"log chunk with a ticket for another job", r1, runnerAddr, &messages.LogChunk{Job: job(4), Attempt: 1, Data: []byte("x"),
+			Ticket: ticket(r1, job(5), 1)}},
+		{"log closed without a ticket", r1, runnerAddr, &messages.LogClosed{Job: job(4), Attempt: 1, Size: 1}},
 		{"log closed unauthenticated", unauthenticated, runnerAddr, &messages.LogClosed{Job: job(3), Attempt: 1, Size: 1}},
 		{"log closed from a notify certificate", aNotify, runnerAddr, &messages.LogClosed{Job: job(3), Attempt: 1, Size: 1}},
 		{"r1's log closed by another runner", mallory, runnerAddr, &messages.LogClosed{Job: job(1), Attempt: 1, Size: 1}},
@@ -257,6 +283,7 @@ func TestLogKeptOnlyForTheRunnerTheResultNames(t *testing.T) {
 	type write struct {
 		who     actors.Identity
 		attempt int32
+		ticket  bool // the writer holds the dispatcher's ticket for the attempt
 		stored  bool
 	}
 	cases := []struct {
@@ -265,19 +292,23 @@ func TestLogKeptOnlyForTheRunnerTheResultNames(t *testing.T) {
 		result  string // the runner the result names, for attempt 1
 		dropLog bool
 	}{
-		{"the runner's own log", []write{{r1, 1, true}, {r1, 1, true}}, "r1", false},
+		{"the runner's own log", []write{{r1, 1, true, true}, {r1, 1, true, true}}, "r1", false},
 		{"no log at all", nil, "r1", false},
-		{"another runner wrote it first and the rightful one is refused", []write{{mallory, 1, true}, {r1, 1, false}}, "r1", true},
-		{"another runner's log for a result of r1", []write{{r2, 1, true}}, "r1", true},
-		{"another attempt's writer does not matter", []write{{mallory, 2, true}, {r1, 1, true}}, "r1", false},
-		{"this process's runner (volt up)", []write{{local, 1, true}}, "host/runner-1", false},
-		{"this process wrote to a remote runner's log too", []write{{r1, 1, true}, {local, 1, true}}, "r1", true},
+		{"a runner without the ticket cannot squat the log, the rightful one keeps it", []write{{mallory, 1, false, false}, {r1, 1, true, true}}, "r1", false},
+		{"another runner's log (it held a ticket) for a result of r1", []write{{r2, 1, true, true}}, "r1", true},
+		{"another attempt's writer does not matter", []write{{mallory, 2, true, true}, {r1, 1, true, true}}, "r1", false},
+		{"this process's runner (volt up)", []write{{local, 1, false, true}}, "host/runner-1", false},
+		{"this process wrote to a remote runner's log too", []write{{r1, 1, true, true}, {local, 1, false, true}}, "r1", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c, _ := newCore(t)
+			c := newRegistered(t)
 			for i, w := range tc.writes {
-				fx := c.Step(t0, actors.From{Addr: runnerAddr, Who: w.who}, &messages.LogChunk{Job: job(1), Attempt: w.attempt, Offset: int64(i), Data: []byte("x")})
+				m := &messages.LogChunk{Job: job(1), Attempt: w.attempt, Offset: int64(i), Data: []byte("x")}
+				if w.ticket {
+					m.Ticket = ticket(w.who, job(1), w.attempt)
+				}
+				fx := c.Step(t0, actors.From{Addr: runnerAddr, Who: w.who}, m)
 				assert.Equal(t, w.stored, len(effectsOf[reporter.AppendLog](fx)) == 1, "write %d by %s", i, w.who)
 			}
 			fx := step(c, t0, dispAddr, &messages.ResultRecorded{Result: &messages.Result{Job: job(1), Attempt: 1, RunnerId: tc.result}})
@@ -292,9 +323,21 @@ func TestLogKeptOnlyForTheRunnerTheResultNames(t *testing.T) {
 
 			// A recorded attempt's log takes no more, from anyone but this process.
 			for _, who := range []actors.Identity{r1, mallory} {
-				fx = c.Step(t0, actors.From{Addr: runnerAddr, Who: who}, &messages.LogChunk{Job: job(1), Attempt: 1, Offset: 100, Data: []byte("late")})
+				fx = c.Step(t0, actors.From{Addr: runnerAddr, Who: who}, &messages.LogChunk{Job: job(1), Attempt: 1, Offset: 100, Data: []byte("late"),
+					Ticket: ticket(who, job(1), 1)})
 				assert.Empty(t, effectsOf[reporter.AppendLog](fx), "%s after the result", who)
 			}
 		})
 	}
+}
+
+// TestNoLogBeforeTheKey: until the dispatcher has accepted this reporter
+// (and handed it the log-ticket key), no remote runner's log is taken; the
+// runner's log stream resends.
+func TestNoLogBeforeTheKey(t *testing.T) {
+	c, _ := newCore(t)
+	m := &messages.LogChunk{Job: job(1), Attempt: 1, Data: []byte("x"), Ticket: ticket(r1, job(1), 1)}
+	assert.Empty(t, effectsOf[reporter.AppendLog](step(c, t0, runnerAddr, m)))
+	step(c, t0, dispAddr, &messages.ReporterRegistered{Accepted: true, LogKey: testKey})
+	assert.Len(t, effectsOf[reporter.AppendLog](step(c, t0, runnerAddr, m)), 1)
 }

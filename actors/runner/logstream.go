@@ -187,7 +187,7 @@ func (s *logStream) flushLocked() {
 // send sends data, which nothing overwrites afterwards, as the chunk at the
 // current offset.
 func (s *logStream) send(data []byte) {
-	s.root.Send(s.sink, &messages.LogChunk{Job: s.run.Job, Attempt: s.run.Attempt, Offset: s.offset, Data: data})
+	s.root.Send(s.sink, &messages.LogChunk{Job: s.run.Job, Attempt: s.run.Attempt, Offset: s.offset, Data: data, Ticket: s.run.LogTicket})
 	s.offset += int64(len(data))
 }
 
@@ -216,7 +216,7 @@ func (s *logStream) Close() {
 		return
 	}
 	for round := 0; round < 3; round++ {
-		res, err := s.root.RequestFuture(s.sink, &messages.LogClosed{Job: s.run.Job, Attempt: s.run.Attempt, Size: s.size}, 3*time.Second).Result()
+		res, err := s.root.RequestFuture(s.sink, &messages.LogClosed{Job: s.run.Job, Attempt: s.run.Attempt, Size: s.size, Ticket: s.run.LogTicket}, 3*time.Second).Result()
 		if err != nil {
 			s.logger.Warn("reporter did not confirm the log", "job", s.run.Job.Id, "error", err)
 			continue

@@ -83,6 +83,10 @@ func newDispatcherCommand() *cobra.Command {
 			if err != nil {
 				return startErr("start the dispatcher", err)
 			}
+			if cfg.LogKey, err = pki.KeyFile(credDir, pki.LogTicketKeyFile); err != nil {
+				node.Shutdown()
+				return startErr("start the dispatcher", credentialsErr(err))
+			}
 			if _, err := node.StartDispatcher(cfg, db); err != nil {
 				node.Shutdown()
 				return fatal("start the dispatcher", err)

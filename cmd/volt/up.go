@@ -87,6 +87,10 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 			}
 			disp := node.Addr(cluster.DispatcherName)
 			metrics := web.NewMetrics()
+			if dcfg.LogKey, err = pki.KeyFile(credDir, pki.LogTicketKeyFile); err != nil {
+				node.Shutdown()
+				return startErr("start", credentialsErr(err))
+			}
 			start := func() error {
 				if _, err := node.StartDispatcher(dcfg, db); err != nil {
 					return err
