@@ -1,4 +1,4 @@
-// Package plant holds deliberate bugs (fifteen) that keep the simulator's
+// Package plant holds deliberate bugs (sixteen) that keep the simulator's
 // checker honest: a test plants one, runs the simulator, and proves the
 // checker catches it. The bugs exist only in test binaries built with the build tag
 // `plantedbugs`; in every other build On is a constant false that the
