@@ -1,6 +1,7 @@
 package reporter
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 
@@ -47,13 +48,23 @@ type Status struct{ ReplyTo actors.Addr }
 // Core is the reporter's deterministic state machine. The reporter never
 // gives up on its dispatcher: it keeps trying to register.
 //
-// A log chunk names its job and attempt but not its runner, and the
-// reporter is not told who runs what. So the first identity that sends part
-// of an attempt's log claims it (see claims); no other runner may add to it,
-// and when the dispatcher's result arrives the log is kept only if the
-// result names that runner (and that attempt). A log claimed by a runner
-// the result does not name is dropped (Record.DropLog); a recorded
-// attempt's log takes no more chunks.
+// The reporter is not told who runs what, yet knows who may write an
+// attempt's log: every log chunk (and close) carries the log ticket of the
+// RunJob that gave the attempt to its runner, an HMAC, under a key the
+// dispatcher hands over only when it accepts this reporter, of the job, the
+// attempt and that runner's id (messages.LogTicket). A remote runner's chunk
+// is taken only when its ticket verifies for the runner its connection
+// proved (see ticket): no runner writes, or claims in advance, the log of an
+// attempt it was not given. Until the key arrives no remote chunk is taken
+// (the runner resends when it closes the log).
+//
+// The first identity that writes an attempt's log still claims it (see
+// claims): no other may add to it, and when the dispatcher's result arrives
+// the log is kept only if the result names that runner (Record.DropLog
+// otherwise); a recorded attempt's log takes no more chunks. Since each
+// assignment is a new attempt, a remote runner's claim can only be the
+// rightful one now; the rule still guards this process's own writes, which
+// need no ticket (volt up's runner), and a log written by two identities.
 type Core struct {
 	cfg  Config
 	link actors.Link
@@ -147,13 +158,18 @@ func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
 			return nil
 		}
 		if c.link.IsRegistered() {
-			return nil // the answer to a refresh
+			// The answer to a refresh. A dispatcher restarted in place
+			// (its connection never seen lost) may sign with another key.
+			if m.Accepted && !bytes.Equal(c.logKey, m.LogKey) {
+				c.logKey = bytes.Clone(m.LogKey)
+			}
+			return nil
 		}
 		if !m.Accepted {
 			return []actors.Effect{actors.Exit{Code: 1, Reason: fmt.Sprintf("dispatcher %s refused this reporter: %s", c.cfg.Dispatcher, m.Reason)}}
 		}
 		c.link.Registered()
-		c.logKey = append([]byte(nil), m.LogKey...)
+		c.logKey = bytes.Clone(m.LogKey)
 		c.refresh = now.Add(Refresh)
 		return []actors.Effect{actors.Watch{Addr: c.cfg.Dispatcher}, actors.Info("registered with the dispatcher", "dispatcher", string(c.cfg.Dispatcher))}
 	case *messages.ResultRecorded:
@@ -192,7 +208,7 @@ func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
 // permit says why who may not send in, or "" when it may (issue 10's role
 // table), before anything changes: ReporterRegistered and ResultRecorded
 // only from the dispatcher; log chunks and their close only from a runner
-// (whose log it is, claim decides); a StatusRequest from admin, the
+// (whose log it is, ticket and claim decide); a StatusRequest from admin, the
 // dispatcher or the reporter; Tick and PeerTerminated only from this
 // process; anything else from no one but this process. The local role may
 // send anything; the zero Identity nothing.
