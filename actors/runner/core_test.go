@@ -141,7 +141,8 @@ func (w *world) register() []actors.Effect {
 
 func (w *world) runJobMsg(job int64, attempt int32) *messages.RunJob {
 	return &messages.RunJob{Job: &messages.Job{Id: job, Repo: "/srv/git/app.git", Commit: commit(int(job)), Branches: []string{"main"}, Build: 1},
-		Attempt: attempt, RunnerId: runnerID, Incarnation: incarnation, Epoch: epoch, TimeoutMs: 600_000}
+		Attempt: attempt, RunnerId: runnerID, Incarnation: incarnation, Epoch: epoch, TimeoutMs: 600_000,
+		LogTicket: []byte(fmt.Sprintf("log ticket of job %d attempt %d", job, attempt))}
 }
 
 func (w *world) runJob(job int64, attempt int32) []actors.Effect {
@@ -328,6 +329,7 @@ func TestRunJobAcceptedOnlyForThisIncarnation(t *testing.T) {
 				runs := startJob(fx)
 				require.Len(t, runs, 1)
 				assert.True(t, proto.Equal(m, runs[0]))
+				assert.Equal(t, m.LogTicket, runs[0].LogTicket, "the log stream copies the ticket into every chunk")
 				assert.True(t, w.c.Busy())
 				return
 			}

@@ -32,6 +32,11 @@ type logStream struct {
 	dir    string
 	// spillAt is the most bytes of the local copy kept in memory.
 	spillAt int
+	// closeWait is how long each round of Close waits for the reporter's
+	// LogAck. A reporter that refuses LogClosed (a forgery to it: no
+	// ticket it can verify, for one because it has no key yet) does not
+	// answer at all.
+	closeWait time.Duration
 
 	mu sync.Mutex
 	// mem is the local copy (bytes 0..size) until it outgrows spillAt; file
@@ -60,12 +65,14 @@ const (
 	// spillAt is how much of a log the runner keeps in memory for resends
 	// before it moves the local copy to a file.
 	spillAt = 1 << 20
+	// closeWait is how long Close waits for each LogAck.
+	closeWait = 3 * time.Second
 )
 
 var errStreamClosed = errors.New("write to a closed job log")
 
 func newLogStream(root *actor.RootContext, run *messages.RunJob, dir string, chunk int, logger *slog.Logger) *logStream {
-	s := &logStream{root: root, run: run, logger: logger, chunk: chunk, dir: dir, spillAt: spillAt}
+	s := &logStream{root: root, run: run, logger: logger, chunk: chunk, dir: dir, spillAt: spillAt, closeWait: closeWait}
 	if run.LogSink != "" {
 		s.sink = actors.PID(actors.Addr(run.LogSink))
 	}
@@ -185,14 +192,17 @@ func (s *logStream) flushLocked() {
 }
 
 // send sends data, which nothing overwrites afterwards, as the chunk at the
-// current offset.
+// current offset, with the attempt's log ticket: the reporter takes no
+// chunk without it.
 func (s *logStream) send(data []byte) {
 	s.root.Send(s.sink, &messages.LogChunk{Job: s.run.Job, Attempt: s.run.Attempt, Offset: s.offset, Data: data, Ticket: s.run.LogTicket})
 	s.offset += int64(len(data))
 }
 
 // Close flushes and hands the log over to the reporter: up to three rounds
-// of "here is the size" / "I have N bytes" / resend from N. It returns when
+// of "here is the size" / "I have N bytes" / resend from N. A round the
+// reporter does not answer (it is away, or has not got the log-ticket key
+// from the dispatcher yet, and refused the chunks too) is tried again. It returns when
 // the reporter holds the whole log (or after the last round), so the result
 // that follows never reaches the reporter ahead of its log. An empty log
 // needs no hand-over: the reporter holds all of its zero bytes.
@@ -216,7 +226,7 @@ func (s *logStream) Close() {
 		return
 	}
 	for round := 0; round < 3; round++ {
-		res, err := s.root.RequestFuture(s.sink, &messages.LogClosed{Job: s.run.Job, Attempt: s.run.Attempt, Size: s.size, Ticket: s.run.LogTicket}, 3*time.Second).Result()
+		res, err := s.root.RequestFuture(s.sink, &messages.LogClosed{Job: s.run.Job, Attempt: s.run.Attempt, Size: s.size, Ticket: s.run.LogTicket}, s.closeWait).Result()
 		if err != nil {
 			s.logger.Warn("reporter did not confirm the log", "job", s.run.Job.Id, "error", err)
 			continue

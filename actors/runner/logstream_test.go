@@ -21,6 +21,11 @@ import (
 // contiguous bytes of one attempt's log and answers LogClosed with LogAck.
 // drop loses the chunks it returns true for, as a reporter that restarted
 // would.
+//
+// With ticket set it checks log tickets as the reporter does: a chunk or a
+// close without that ticket is refused, with no answer; so is everything
+// while keyless (a reporter that has not got the key yet) counts down the
+// closes it leaves unanswered. tickets records every ticket it was shown.
 type fakeSink struct {
 	mu      sync.Mutex
 	log     []byte
@@ -28,6 +33,15 @@ type fakeSink struct {
 	closes  int
 	drop    func(c *messages.LogChunk) bool
 	chunkIn chan struct{}
+	ticket  []byte
+	keyless int
+	tickets [][]byte
+}
+
+// refuses says whether the sink, as the reporter, refuses a message with tk.
+func (f *fakeSink) refuses(tk []byte) bool {
+	f.tickets = append(f.tickets, tk)
+	return f.keyless > 0 || (f.ticket != nil && !bytes.Equal(tk, f.ticket))
 }
 
 func (f *fakeSink) Receive(ctx actor.Context) {
@@ -36,7 +50,7 @@ func (f *fakeSink) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *messages.LogChunk:
 		f.chunks++
-		if f.drop != nil && f.drop(m) {
+		if f.refuses(m.Ticket) || (f.drop != nil && f.drop(m)) {
 			return
 		}
 		if end := m.Offset + int64(len(m.Data)); m.Offset <= int64(len(f.log)) && end > int64(len(f.log)) {
@@ -48,6 +62,10 @@ func (f *fakeSink) Receive(ctx actor.Context) {
 		}
 	case *messages.LogClosed:
 		f.closes++
+		if f.refuses(m.Ticket) {
+			f.keyless = max(f.keyless-1, 0)
+			return
+		}
 		ctx.Respond(&messages.LogAck{JobId: m.Job.Id, Attempt: m.Attempt, Have: int64(len(f.log))})
 	}
 }
@@ -71,7 +89,7 @@ func newTestStream(t *testing.T, spill int, drop func(c *messages.LogChunk) bool
 	pid := sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return sink }))
 	dir := filepath.Join(t.TempDir(), "logs")
 	run := &messages.RunJob{Job: &messages.Job{Id: 7, Repo: "r", Commit: "0123456789abcdef0123456789abcdef01234567"}, Attempt: 2,
-		LogSink: string(actors.AddrOf(pid))}
+		LogSink: string(actors.AddrOf(pid)), LogTicket: []byte("the ticket of job 7 attempt 2 for this runner")}
 	s := newLogStream(sys.Root, run, dir, 16, slog.New(slog.DiscardHandler))
 	s.spillAt = spill
 	return s, dir, sink
@@ -203,4 +221,61 @@ func TestLogStreamSpillWithoutDirectoryLosesOnlyTheLocalCopy(t *testing.T) {
 	s.Close()
 	log, _, _ := sink.state()
 	assert.Equal(t, string(payload), string(log), "the log itself still reaches the reporter")
+}
+
+// TestLogStreamShowsTheTicketEverywhere: every chunk (also those resent,
+// from memory or from the file) and every close carry the RunJob's log
+// ticket, so a reporter that checks tickets takes the whole log.
+func TestLogStreamShowsTheTicketEverywhere(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		spill int
+	}{
+		{"resent from memory", 1 << 20},
+		{"resent from the file", 40},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _, sink := newTestStream(t, tc.spill, dropFirstSends(3))
+			sink.ticket = s.run.LogTicket
+			want := writeLines(t, s, 10)
+			s.Close()
+			log, chunks, closes := sink.state()
+			assert.Equal(t, want, string(log))
+			assert.Equal(t, 2, closes, "one resend")
+			sink.mu.Lock()
+			defer sink.mu.Unlock()
+			assert.Len(t, sink.tickets, chunks+closes)
+			for i, tk := range sink.tickets {
+				assert.Equal(t, s.run.LogTicket, tk, "message %d", i)
+			}
+		})
+	}
+}
+
+// TestLogStreamResendsWhatAReporterWithoutTheKeyRefused: a reporter that
+// has not got the log-ticket key yet refuses the chunks and the first
+// close without an answer; once it has the key, the next round resends
+// the whole log.
+func TestLogStreamResendsWhatAReporterWithoutTheKeyRefused(t *testing.T) {
+	s, _, sink := newTestStream(t, 1<<20, nil)
+	s.closeWait = 100 * time.Millisecond
+	sink.ticket, sink.keyless = s.run.LogTicket, 1
+	want := writeLines(t, s, 10)
+	s.Close()
+	log, _, closes := sink.state()
+	assert.Equal(t, want, string(log), "the reporter holds the whole log when Close returns")
+	assert.Equal(t, 3, closes, "refused, answered with nothing held, answered with everything")
+}
+
+// writeLines writes n lines of output to s and returns them.
+func writeLines(t *testing.T, s *logStream, n int) string {
+	t.Helper()
+	var want bytes.Buffer
+	for i := range n {
+		line := []byte("--- step " + string(rune('a'+i)) + ": line of output\n")
+		want.Write(line)
+		_, err := s.Write(line)
+		require.NoError(t, err)
+	}
+	return want.String()
 }
