@@ -516,7 +516,9 @@ const LogTicketKeyFile = "log-ticket.key"
 
 // KeyFile reads the 32-byte key in file name of dir, creating it (0600,
 // random) under the directory's lock when there is none, so that two
-// processes starting at once share one.
+// processes starting at once share one. As with the secrets key
+// (store.OpenSecretKey), a key file other users may read, or that is not
+// exactly 32 bytes, is refused with what to do.
 func KeyFile(dir, name string) ([]byte, error) {
 	if err := EnsureDir(dir); err != nil {
 		return nil, err
@@ -527,6 +529,10 @@ func KeyFile(dir, name string) ([]byte, error) {
 	}
 	defer unlock()
 	path := filepath.Join(dir, name)
+	st, err := os.Stat(path)
+	if err == nil && st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("the key %s may be read by other users (mode %04o): run `chmod 600 %s`", path, st.Mode().Perm(), path)
+	}
 	b, err := os.ReadFile(path)
 	switch {
 	case err == nil && len(b) == 32:

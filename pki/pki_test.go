@@ -203,3 +203,45 @@ func TestCertificateDirectoryOpenToOthersIsRefused(t *testing.T) {
 	_, err := Open(Options{Dir: dir, Identity: Identity{RoleDispatcher, "d"}, Create: true})
 	require.ErrorContains(t, err, "chmod 700")
 }
+
+// TestKeyFile: the log-ticket key is made once (32 random bytes, mode
+// 0600) and read back unchanged, by processes starting at once too; a
+// key others may read, or of the wrong size, stops the role with what to do.
+func TestKeyFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "creds")
+	const n = 4
+	keys := make([][]byte, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k, err := KeyFile(dir, LogTicketKeyFile)
+			require.NoError(t, err)
+			keys[i] = k
+		}()
+	}
+	wg.Wait()
+	require.Len(t, keys[0], 32)
+	for _, k := range keys[1:] {
+		require.Equal(t, keys[0], k, "one key for every process")
+	}
+	path := filepath.Join(dir, LogTicketKeyFile)
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	again, err := KeyFile(dir, LogTicketKeyFile)
+	require.NoError(t, err)
+	require.Equal(t, keys[0], again, "stable across restarts")
+	other, err := KeyFile(filepath.Join(t.TempDir(), "other"), LogTicketKeyFile)
+	require.NoError(t, err)
+	require.NotEqual(t, keys[0], other, "random")
+
+	require.NoError(t, os.Chmod(path, 0o640))
+	_, err = KeyFile(dir, LogTicketKeyFile)
+	require.ErrorContains(t, err, "chmod 600 "+path)
+	require.NoError(t, os.Chmod(path, 0o600))
+	require.NoError(t, os.WriteFile(path, []byte("short"), 0o600))
+	_, err = KeyFile(dir, LogTicketKeyFile)
+	require.ErrorContains(t, err, "not a 32-byte key")
+}
