@@ -27,6 +27,7 @@ const (
 	InvSecretGrant      = "a secret's value goes only to the runner running the job's current attempt, and only if bound to its repository and branch"
 	InvSecretAllOrNone  = "secrets are granted all or nothing: a refusal carries no value"
 	InvSecretMalicious  = "the malicious peer never gets a secret's value nor changes the secret store"
+	InvLogTicket        = "the runner given an attempt may write its log: its ticket verifies at the reporter"
 	InvNoOverlap        = "never two attempts of one job at once (hung or replaced runners excepted)"
 	InvRunnersExit      = "runners exit within grace after the dispatcher is lost"
 	InvEveryCommit      = "every observed commit gets exactly one result (liveness)"
@@ -37,7 +38,7 @@ const (
 
 // Invariants lists every invariant in the order the summary prints them.
 var Invariants = []string{InvOneResult, InvNoCommitLost, InvObservedOnly, InvNoDeadAssignment, InvOldIncarnation, InvMalicious,
-	InvSecretGrant, InvSecretAllOrNone, InvSecretMalicious, InvNoOverlap, InvRunnersExit, InvEveryCommit, InvQueueDrains, InvAttemptCap, InvProgress}
+	InvSecretGrant, InvSecretAllOrNone, InvSecretMalicious, InvLogTicket, InvNoOverlap, InvRunnersExit, InvEveryCommit, InvQueueDrains, InvAttemptCap, InvProgress}
 
 // Violation is one broken invariant.
 type Violation struct {
@@ -80,8 +81,9 @@ type checker struct {
 	lostCheck  bool
 	checked    map[string]bool // invariants that had something to check
 	violations []Violation
-	// logs names who wrote each attempt's log at the reporter (only the
-	// malicious peer does in the simulator): "repo@commit#build/attempt".
+	// logs names who wrote each attempt's log at the reporter (in the
+	// simulator only the malicious peer tries, and must be refused: see
+	// tickets.go): "repo@commit#build/attempt".
 	logs map[string]actors.Identity
 	// The checker's own view of who may get a job's secrets: each job as
 	// it was assigned, the branches each commit was observed on (repo

@@ -40,7 +40,9 @@ import (
 // name is answered, with a refusal and no value. A log chunk from a runner
 // certificate gets no exception: without the dispatcher's log ticket for
 // the attempt (RunJob.log_ticket, which names the runner it was given to),
-// the reporter takes nothing.
+// the reporter takes nothing. The peer's chunks carry no ticket or a wrong
+// one: the attacked runner's, its own for another attempt or job or under
+// another key (tickets.go).
 
 // malIdentities are the identities a malicious peer may hold; the zero one
 // has no certificate.
@@ -321,9 +323,9 @@ func (w *World) toReporter() (any, actors.Addr) {
 		return &messages.ResultRecorded{Result: &messages.Result{Job: job, Attempt: attempt, RunnerId: v.runnerID,
 			Status: w.someStatus(), Reason: "forged"}}, disp
 	case 2:
-		return &messages.LogChunk{Job: job, Attempt: attempt, Offset: w.mal.Int64N(100), Data: []byte("forged output\n")}, v.addr
+		return w.forgedLog(v, job, attempt, false), v.addr // tickets.go
 	case 3:
-		return &messages.LogClosed{Job: job, Attempt: attempt, Size: 1 + w.mal.Int64N(100)}, v.addr
+		return w.forgedLog(v, job, attempt, true), v.addr
 	}
 	return &messages.StatusRequest{}, malAddr
 }

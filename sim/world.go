@@ -664,6 +664,7 @@ func (w *World) startJob(n *node, run *messages.RunJob) {
 	p := &proc{id: w.procs, ref: &messages.JobRef{JobId: run.Job.Id, Attempt: run.Attempt}, job: run.Job, run: run, started: w.now}
 	n.proc = p
 	w.check.attemptStarted(w, n, p)
+	w.check.ticketStarted(w, n, run) // tickets.go
 	if info.poison {
 		w.trace(n, "poison", nil, run.Job.Commit)
 		w.crash(n, 500*time.Millisecond)

@@ -255,6 +255,15 @@ func (c *Core) ticket(who actors.Identity, job *messages.Job, attempt int32, tic
 	return ""
 }
 
+// TicketValid reports whether ticket lets who write the log of job's
+// attempt, and whether the core holds a key to tell (it has none before
+// the dispatcher first accepts it). It changes nothing: the simulator asks
+// it, as each attempt starts, whether that attempt's runner could write
+// its log.
+func (c *Core) TicketValid(who actors.Identity, job *messages.Job, attempt int32, ticket []byte) (valid, keyHeld bool) {
+	return c.ticket(who, job, attempt, ticket) == "", len(c.logKey) > 0
+}
+
 func (c *Core) refuse(from actors.From, in any, why string) []actors.Effect {
 	c.refused++
 	return []actors.Effect{actors.Refused(from, in, why)}
