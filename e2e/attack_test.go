@@ -172,9 +172,9 @@ func TestAttack(t *testing.T) {
 	})
 
 	// A runner streams the logs of the jobs it runs, and only those.
-	// At the time of writing this fails: the reporter takes a LogChunk and
-	// a LogClosed from any runner certificate for any job (here one that
-	// does not exist), stores the log and answers LogAck.
+	// Before log tickets this failed: the reporter took a LogChunk and a
+	// LogClosed from any runner certificate for any job (here one that
+	// does not exist), stored the log and answered LogAck.
 	t.Run("runner cert writes the log of a job it does not run", func(t *testing.T) {
 		s := c.begin(t)
 		job := &messages.Job{Id: madeUpJobID, Repo: c.seedURL, RepoName: "master", Commit: madeUpCommit, Branches: []string{"main"}, Build: 1}
@@ -186,6 +186,8 @@ func TestAttack(t *testing.T) {
 			control(c.repAddr),
 		})
 		a.waitReady(0)
+		s.wantLog(c.rep, `msg="refused: sender not entitled"`, "identity=runner/evil", "type=LogChunk", "no valid log ticket")
+		s.wantLog(c.rep, `msg="refused: sender not entitled"`, "identity=runner/evil", "type=LogClosed", "no valid log ticket")
 		s.end(a, 1)
 		for _, path := range []string{fmt.Sprintf("/api/v1/jobs/%d", madeUpJobID), fmt.Sprintf("/jobs/%d/log", madeUpJobID)} {
 			if code := c.httpStatus(t, path); code != http.StatusNotFound {
@@ -240,10 +242,10 @@ func TestAttack(t *testing.T) {
 
 	// The reporter keys a log by (repository, commit, build, attempt), all
 	// of which whoever can push knows before the job runs; the first runner
-	// to write a log claims it. At the time of writing this fails: the real
-	// runner's chunks and LogClosed are refused as "runner/evil's", the
-	// runner retries LogClosed for 9 s before it reports, and the result is
-	// recorded with its log dropped (empty output).
+	// to write a log claims it. Before log tickets this failed: the real
+	// runner's chunks and LogClosed were refused as "runner/evil's", the
+	// runner retried LogClosed for 9 s before it reported, and the result
+	// was recorded with its log dropped (empty output).
 	t.Run("runner cert squats the next job's log", func(t *testing.T) {
 		s := c.begin(t)
 		// Committed, pushed only after the forgery.
@@ -255,6 +257,7 @@ func TestAttack(t *testing.T) {
 			control(c.repAddr),
 		})
 		a.waitReady(0)
+		s.wantLog(c.rep, `msg="refused: sender not entitled"`, "identity=runner/evil", "type=LogChunk", "no valid log ticket")
 		c.seed.push()
 		rf := waitResult(t, c.repData, next, resultTimeout)
 		rf.wantStatus(t, "passed")
