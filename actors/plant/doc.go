@@ -1,4 +1,4 @@
-// Package plant holds deliberate bugs (sixteen) that keep the simulator's
+// Package plant holds deliberate bugs (twenty-four) that keep the simulator's
 // checker honest: a test plants one, runs the simulator, and proves the
 // checker catches it. The bugs exist only in test binaries built with the build tag
 // `plantedbugs`; in every other build On is a constant false that the
@@ -54,6 +54,28 @@ const (
 	// ReporterSkipsLogTicket: the reporter keeps a log chunk from any
 	// runner, without checking the attempt's log ticket.
 	ReporterSkipsLogTicket
+	// AckBeforePersist: the dispatcher acknowledges (or sends) before the
+	// change it acknowledges is persisted: the effect order inside one step.
+	AckBeforePersist
+	// AttemptCapOffByOne: the dispatcher errors a job one lost attempt late.
+	AttemptCapOffByOne
+	// FirstCommitSkipped: the first commit seen on a new branch is never built.
+	FirstCommitSkipped
+	// DeadAfterIsLease: the dispatcher declares a silent runner dead after
+	// the lease, not after dead-after (a timer mix-up).
+	DeadAfterIsLease
+	// LeaseFromLastContact: a runner times its lease from the last message
+	// it received, not from the last acknowledged heartbeat.
+	LeaseFromLastContact
+	// CancelNotResent: the dispatcher sends CancelJob once and never again,
+	// not even to a runner that re-registers holding the cancelled job.
+	CancelNotResent
+	// ResultFileNotRewritten: the reporter writes a result's file only when
+	// its record is new, so a crash between the two loses the file for good.
+	ResultFileNotRewritten
+	// ReporterTrustsClaimedSender: the reporter records a result from any
+	// sender, not only from the dispatcher.
+	ReporterTrustsClaimedSender
 	bugCount
 )
 
@@ -75,6 +97,10 @@ var names = map[Bug]string{
 	DispatcherTrustsClaimedSender: "dispatcher trusts the claimed sender", RunnerTrustsClaimedSender: "runner trusts the claimed sender",
 	SecretsIgnoreBranches: "secrets granted whatever the branch binding", SecretsToAnyRunner: "secrets granted to any runner",
 	SecretsPartlyGranted: "secrets refused with values", ReporterSkipsLogTicket: "reporter skips the log ticket",
+	AckBeforePersist: "acknowledged before persisted", AttemptCapOffByOne: "attempt cap off by one",
+	FirstCommitSkipped: "first commit of a branch skipped", DeadAfterIsLease: "runner declared dead after the lease",
+	LeaseFromLastContact: "lease timed from last contact", CancelNotResent: "cancel not resent",
+	ResultFileNotRewritten: "result file not rewritten on a duplicate", ReporterTrustsClaimedSender: "reporter trusts the claimed sender",
 }
 
 func (b Bug) String() string { return names[b] }
