@@ -341,13 +341,7 @@ func (e *jobExecutor) Execute(ctx context.Context, run *messages.RunJob, out io.
 		return fail(err.Error())
 	}
 	defer finish(res)
-	timeout := spec.Timeout
-	if timeout == 0 {
-		timeout = time.Duration(run.TimeoutMs) * time.Millisecond
-	}
-	if timeout == 0 {
-		timeout = jobspec.DefaultTimeout
-	}
+	timeout := spec.JobTimeout(time.Duration(run.TimeoutMs) * time.Millisecond)
 	steps := make([]gitexec.Step, len(spec.Steps))
 	for i, s := range spec.Steps {
 		steps[i] = gitexec.Step{Name: s.Name, Run: s.Run, Timeout: s.Timeout}

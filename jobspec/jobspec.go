@@ -18,7 +18,9 @@ import (
 const FileName = ".volt.yml"
 
 // DefaultTimeout limits a whole job when neither its .volt.yml nor the
-// dispatcher's configuration sets a timeout.
+// dispatcher's configuration (--job-timeout) sets a timeout. It is the one
+// place the default is written: the dispatcher's default configuration
+// takes it from here.
 const DefaultTimeout = 10 * time.Minute
 
 // DefaultCommand is the original design's convention for a repo with a tests/
@@ -41,9 +43,8 @@ type Step struct {
 
 // Spec is a parsed job description.
 type Spec struct {
-	// Timeout limits the whole job. Parse leaves it 0 when the file sets none,
-	// so that the caller applies its own default (DefaultTimeout unless
-	// configured otherwise); Load's default spec sets DefaultTimeout.
+	// Timeout limits the whole job; 0 when the file sets none (and in Load's
+	// default spec), so that JobTimeout applies the dispatcher's.
 	Timeout time.Duration
 	// Env holds extra environment variables for every step; nil when none.
 	Env map[string]string
@@ -54,6 +55,19 @@ type Spec struct {
 	// gets them (by the repository and branch each secret is bound to), not
 	// this file: whoever can push writes it.
 	Secrets []string
+}
+
+// JobTimeout is the limit of the whole job: the file's timeout if it sets
+// one, else configured (the dispatcher's --job-timeout, which RunJob
+// carries), else DefaultTimeout.
+func (s *Spec) JobTimeout(configured time.Duration) time.Duration {
+	switch {
+	case s.Timeout > 0:
+		return s.Timeout
+	case configured > 0:
+		return configured
+	}
+	return DefaultTimeout
 }
 
 // parseError is an error at a place in .volt.yml.
@@ -374,8 +388,8 @@ func parseStep(n *yaml.Node, number int) (Step, error) {
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // Load reads dir/.volt.yml; if absent and dir/tests is a directory, returns the
-// default spec (one step named "unittest" running DefaultCommand, timeout
-// DefaultTimeout); if neither, returns an error wrapping ErrNoSpec that names
+// default spec (one step named "unittest" running DefaultCommand, no timeout
+// of its own: JobTimeout gives it the dispatcher's); if neither, returns an error wrapping ErrNoSpec that names
 // both options.
 func Load(dir string) (*Spec, error) {
 	path := filepath.Join(dir, FileName)
@@ -392,10 +406,7 @@ func Load(dir string) (*Spec, error) {
 	}
 	info, err := os.Stat(filepath.Join(dir, "tests"))
 	if err == nil && info.IsDir() {
-		return &Spec{
-			Timeout: DefaultTimeout,
-			Steps:   []Step{{Name: "unittest", Run: DefaultCommand}},
-		}, nil
+		return &Spec{Steps: []Step{{Name: "unittest", Run: DefaultCommand}}}, nil
 	}
 	return nil, fmt.Errorf("%w in %s: add a %s with steps, or a tests/ folder of Python unittest files", ErrNoSpec, dir, FileName)
 }

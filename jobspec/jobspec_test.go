@@ -169,7 +169,7 @@ func TestLoad(t *testing.T) {
 		{
 			name:  "tests folder gives the default",
 			files: map[string]string{"tests/": ""},
-			want:  &Spec{Timeout: DefaultTimeout, Steps: []Step{{Name: "unittest", Run: DefaultCommand}}},
+			want:  &Spec{Steps: []Step{{Name: "unittest", Run: DefaultCommand}}},
 		},
 		{
 			name:    "tests is a file",
@@ -259,4 +259,31 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestJobTimeout: the dispatcher's --job-timeout applies to a repository
+// without .volt.yml (issue 11, bug A); a .volt.yml timeout still wins.
+func TestJobTimeout(t *testing.T) {
+	const configured = 30 * time.Second
+	noFile := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(noFile, "tests"), 0o755))
+	withFile := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(withFile, FileName), []byte("timeout: 5m\nsteps: [{run: make}]\n"), 0o644))
+	tests := []struct {
+		name       string
+		dir        string
+		configured time.Duration
+		want       time.Duration
+	}{
+		{"no .volt.yml takes the dispatcher's", noFile, configured, configured},
+		{"no .volt.yml and nothing configured", noFile, 0, DefaultTimeout},
+		{".volt.yml wins", withFile, configured, 5 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec, err := Load(tt.dir)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, spec.JobTimeout(tt.configured))
+		})
+	}
 }

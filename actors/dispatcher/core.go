@@ -11,6 +11,7 @@ import (
 
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/plant"
+	"github.com/voltci/volt/jobspec"
 	"github.com/voltci/volt/messages"
 )
 
@@ -26,7 +27,8 @@ type Config struct {
 	Lease time.Duration
 	// MaxAttempts caps the attempts of one build; past it the build ends errored.
 	MaxAttempts int
-	// JobTimeout is the default job timeout runners apply when .volt.yml names none.
+	// JobTimeout is the job timeout runners apply when .volt.yml names none
+	// (jobspec.Spec.JobTimeout).
 	JobTimeout time.Duration
 	// ResultRetry is how often an unacknowledged result is sent to the reporter again.
 	ResultRetry time.Duration
@@ -53,7 +55,7 @@ func DefaultConfig() Config {
 		DeadAfter:   3 * time.Second,
 		Lease:       2 * time.Second,
 		MaxAttempts: 3,
-		JobTimeout:  10 * time.Minute,
+		JobTimeout:  jobspec.DefaultTimeout,
 		ResultRetry: time.Second,
 		StartGrace:  2 * time.Second,
 	}
