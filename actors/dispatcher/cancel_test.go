@@ -2,10 +2,12 @@ package dispatcher_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/dispatcher"
 	"github.com/voltci/volt/messages"
 )
@@ -84,4 +86,49 @@ func TestCancelAndRebuildNeedTheToken(t *testing.T) {
 	r := sendsTo[*messages.RebuildReply](w.step(cliAddr, dispatcher.Rebuild{Msg: &messages.RebuildRequest{Repo: repoURL, Commit: commit(1)}}), cliAddr)
 	require.Len(t, r, 1)
 	assert.Contains(t, r[0].Error, "token")
+}
+
+// TestCancelIsResentUntilTheJobEnds: a CancelJob lost on its way is sent
+// again to the runner each time it reports (a heartbeat or a registration)
+// still holding the cancelled job, and the result it then reports is
+// recorded as cancelled (issue 11, bug C).
+func TestCancelIsResentUntilTheJobEnds(t *testing.T) {
+	tests := []struct {
+		name    string
+		reports func(w *world) []actors.Effect
+	}{
+		{"heartbeat", func(w *world) []actors.Effect { return w.heartbeat("r1", 1, 1, ref(1, 1)) }},
+		{"re-registration", func(w *world) []actors.Effect { return w.addRunner("r1", 1, ref(1, 1)) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t, dispatcher.DefaultConfig())
+			w.addObserver(obsAddr)
+			w.addRunner("r1", 1)
+			w.observe("main", "", commit(1))
+			w.heartbeat("r1", 1, 0, ref(1, 1))
+			require.Len(t, sendsTo[*messages.CancelJob](w.step(cliAddr, &messages.CancelRequest{JobId: 1, Who: "ann"}), runnerAddr("r1")), 1)
+			// That CancelJob is lost; the runner reports it still runs the job.
+			w.advance(time.Second)
+			cancels := sendsTo[*messages.CancelJob](tt.reports(w), runnerAddr("r1"))
+			require.Len(t, cancels, 1, "the cancel is sent again")
+			assert.Equal(t, ref(1, 1).String(), cancels[0].Ref.String())
+			assert.True(t, cancels[0].Report)
+		})
+	}
+}
+
+// TestCancelledJobRecordsCancelled: a runner that finishes a cancelled job
+// before it hears of the cancel reports its real status; the build still
+// ends cancelled, as the user was told (issue 11, bug C).
+func TestCancelledJobRecordsCancelled(t *testing.T) {
+	w := newWorld(t, dispatcher.DefaultConfig())
+	w.addObserver(obsAddr)
+	w.addRunner("r1", 1)
+	w.observe("main", "", commit(1))
+	w.step(cliAddr, &messages.CancelRequest{JobId: 1, Who: "ann"})
+	w.finish("r1", 1, 1, 1, messages.Status_STATUS_PASSED)
+	require.NotNil(t, w.job(1).Result)
+	assert.Equal(t, messages.Status_STATUS_CANCELLED, w.job(1).Result.Status)
+	assert.Empty(t, sendsTo[*messages.CancelJob](w.heartbeat("r1", 1, 2), runnerAddr("r1")), "ended: no more cancels")
 }

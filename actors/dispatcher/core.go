@@ -617,6 +617,9 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 			}
 			delete(c.orphans, ref.JobId)
 			c.busy(r, ref.JobId)
+			if j.CancelRequested {
+				fx = append(fx, cancelJob(from, j))
+			}
 			continue
 		}
 		fx = append(fx, actors.Send{To: from, Msg: &messages.CancelJob{Ref: ref, Reason: "superseded: the dispatcher no longer assigns this attempt to you"}})
@@ -677,10 +680,14 @@ func (c *Core) heartbeat(now time.Time, from actors.Addr, m *messages.Heartbeat)
 	ack.Epoch = c.cfg.Epoch
 	c.heard(r, now)
 	listed := false
+	var cancels []actors.Effect // a cancel the runner may have missed, again
 	for _, ref := range m.Running {
 		if j := c.jobs[ref.JobId]; ref.JobId == r.job && j != nil && j.Attempt == ref.Attempt {
 			listed = true
 			ack.Valid = append(ack.Valid, ref)
+			if j.CancelRequested && j.State == messages.JobState_JOB_STATE_RUNNING {
+				cancels = append(cancels, cancelJob(from, j))
+			}
 		}
 	}
 	if r.job != 0 && !listed {
@@ -691,7 +698,16 @@ func (c *Core) heartbeat(now time.Time, from actors.Addr, m *messages.Heartbeat)
 			return append(fx, actors.Send{To: from, Msg: ack})
 		}
 	}
-	return []actors.Effect{actors.Send{To: from, Msg: ack}}
+	return append(cancels, actors.Send{To: from, Msg: ack})
+}
+
+// cancelJob asks the runner at to to stop j's attempt and report it
+// cancelled. A cancel is sent when it is requested and again each time the
+// runner reports it still holds the job, until the job ends: the runner
+// ignores the repeats.
+func cancelJob(to actors.Addr, j *job) actors.Send {
+	return actors.Send{To: to, Msg: &messages.CancelJob{
+		Ref: &messages.JobRef{JobId: j.Job.Id, Attempt: j.Attempt}, Reason: "cancelled by a user", Report: true}}
 }
 
 func (c *Core) jobFinished(now time.Time, from actors.Addr, m *messages.JobFinished) []actors.Effect {
@@ -740,6 +756,12 @@ func (c *Core) jobFinished(now time.Time, from actors.Addr, m *messages.JobFinis
 		Job: j.Job, Attempt: j.Attempt, RunnerId: m.RunnerId, Status: res.Status, Reason: res.Reason,
 		ExitCode: res.ExitCode, StartedUnixMs: res.StartedUnixMs, FinishedUnixMs: res.FinishedUnixMs,
 		FailedStep: res.FailedStep, LogBytes: res.LogBytes, LogDropped: res.LogDropped, QueuedUnixMs: j.QueuedUnixMs,
+	}
+	if j.CancelRequested && final.Status != messages.Status_STATUS_CANCELLED {
+		// The user was told it is cancelled: a cancel wins unless the
+		// result was recorded first.
+		final.Reason = fmt.Sprintf("cancelled by a user; its runner finished it (%s) before it heard of the cancel", final.Status.Name())
+		final.Status = messages.Status_STATUS_CANCELLED
 	}
 	fx := c.finish(now, make([]actors.Effect, 0, 6), j, final)
 	fin.Recorded = true
