@@ -132,3 +132,18 @@ func TestCancelledJobRecordsCancelled(t *testing.T) {
 	assert.Equal(t, messages.Status_STATUS_CANCELLED, w.job(1).Result.Status)
 	assert.Empty(t, sendsTo[*messages.CancelJob](w.heartbeat("r1", 1, 2), runnerAddr("r1")), "ended: no more cancels")
 }
+
+// TestCancelledWhileQueuedIsNotCounted: the queued counter counts only jobs
+// that wait for a runner, not one cancelled while it waited (issue 11,
+// bug D); the queue still hands out the others in order.
+func TestCancelledWhileQueuedIsNotCounted(t *testing.T) {
+	w := newWorld(t, dispatcher.DefaultConfig())
+	w.addObserver(obsAddr)
+	w.observe("main", "", commit(1), commit(2))
+	require.EqualValues(t, 2, w.queued())
+	w.step(cliAddr, &messages.CancelRequest{JobId: 1, Who: "ann"})
+	assert.EqualValues(t, 1, w.queued())
+
+	assert.Equal(t, []string{"2/1->r1@1"}, runJobs(w.addRunner("r1", 1)))
+	assert.EqualValues(t, 0, w.queued())
+}

@@ -240,11 +240,14 @@ type Core struct {
 	// seen): an int64 is a third of a time.Time.
 	base time.Time
 
-	jobs    map[int64]*job            // unfinished, or finished and not forwarded
-	byKey   map[pair]int64            // repo, commit -> newest active job id
-	queue   ring[int64]               // queued job ids, in order
-	cursors map[pair]*messages.Cursor // repo, branch
-	nextID  int64
+	jobs  map[int64]*job // unfinished, or finished and not forwarded
+	byKey map[pair]int64 // repo, commit -> newest active job id
+	queue ring[int64]    // queued job ids, in order
+	// cancelledQueued counts the ids in queue of jobs cancelled while
+	// queued: they stay in it until assign reaches and drops them.
+	cancelledQueued int
+	cursors         map[pair]*messages.Cursor // repo, branch
+	nextID          int64
 
 	runners      index             // by id
 	alive        line[runnerState] // every runner, the longest unheard first
@@ -967,6 +970,7 @@ func (c *Core) assign(now time.Time, fx []actors.Effect) []actors.Effect {
 		id := c.queue.popFront()
 		j := c.jobs[id]
 		if j == nil || j.State != messages.JobState_JOB_STATE_QUEUED {
+			c.cancelledQueued--
 			continue
 		}
 		c.busy(r, id)
@@ -1271,6 +1275,7 @@ func (c *Core) cancel(now time.Time, from actors.Addr, m *messages.CancelRequest
 		who = "a user"
 	}
 	if j.State == messages.JobState_JOB_STATE_QUEUED {
+		c.cancelledQueued++ // its id stays in the queue: see assign
 		fx := c.finish(now, nil, j, &messages.Result{Job: j.Job, Attempt: j.Attempt, Status: messages.Status_STATUS_CANCELLED,
 			Reason: "cancelled by " + who + " while queued", FinishedUnixMs: now.UnixMilli(), QueuedUnixMs: j.QueuedUnixMs})
 		return append(fx, actors.Send{To: from, Msg: reply})
@@ -1359,7 +1364,7 @@ func (c *Core) Status() *messages.StatusReply {
 			s.Counters[counterNames[i]] = v
 		}
 	}
-	s.Counters["queued"] = int64(c.queue.len())
+	s.Counters["queued"] = int64(c.queue.len() - c.cancelledQueued)
 	return s
 }
 
