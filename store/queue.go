@@ -347,3 +347,28 @@ func (db *DB) LatestJobIDs(repo string, commits []string) (out map[string]int64,
 	}
 	return out, rows.Err()
 }
+
+// LatestJobs maps each of commits that was ever built in repo to the record
+// of its newest build, in one query: what the dispatcher needs to add a
+// branch to a build no longer in its memory (dispatcher.Observed's
+// ArchivedJobs).
+func (db *DB) LatestJobs(repo string, commits []string) (map[string]*messages.JobRecord, error) {
+	out := map[string]*messages.JobRecord{}
+	if len(commits) == 0 {
+		return out, nil
+	}
+	args := make([]any, 0, len(commits)+1)
+	args = append(args, repo)
+	for _, c := range commits {
+		args = append(args, c)
+	}
+	q := `SELECT record FROM jobs WHERE repo = ? AND commit_hash IN (?` + strings.Repeat(",?", len(commits)-1) + `) ORDER BY build`
+	recs, err := queryRecords(context.Background(), db.sql, func() *messages.JobRecord { return &messages.JobRecord{} }, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("latest builds of %d commits in %s: %w", len(commits), repo, err)
+	}
+	for _, rec := range recs {
+		out[rec.GetJob().GetCommit()] = rec // ordered by build: the newest wins
+	}
+	return out, nil
+}

@@ -294,6 +294,12 @@ func TestLatestJobIDsInOneQuery(t *testing.T) {
 	got, err = db.LatestJobIDs("/other", []string{a})
 	require.NoError(t, err)
 	require.Empty(t, got)
+
+	recs, err := db.LatestJobs("/r", []string{a, b, never})
+	require.NoError(t, err)
+	require.Len(t, recs, 2)
+	assert.EqualValues(t, 3, recs[a].Job.Id, "the newest build's record")
+	assert.EqualValues(t, 2, recs[b].Job.Id)
 }
 
 // TestSaveQueueOneTransaction: jobs, cursors and incarnations of one group

@@ -5,16 +5,21 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/voltci/volt/messages"
 )
 
 // RecordResult stores the final result of one build, keyed by (repo, commit,
-// build). A result for a key already held is ignored and reported with
-// inserted=false: the dispatcher resends until acknowledged, and the first
-// copy wins.
-func (db *DB) RecordResult(r *messages.Result) (inserted bool, err error) {
+// build), and reports whether the stored copy changed. A result for a key
+// already held changes nothing (changed=false: the dispatcher resends until
+// acknowledged, and the first copy wins), except that a branch it names and
+// the stored copy does not is added: the dispatcher sends a build again when
+// its commit is seen on another branch, and a build's branches only grow.
+func (db *DB) RecordResult(r *messages.Result) (changed bool, err error) {
 	if err := db.writable("record result"); err != nil {
 		return false, err
 	}
@@ -39,7 +44,55 @@ func (db *DB) RecordResult(r *messages.Result) (inserted bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("record result of build %d of %s in %s: %w", j.GetBuild(), j.GetCommit(), db.path(), err)
 	}
-	return n == 1, nil
+	if n == 1 {
+		return true, nil
+	}
+	return db.addBranches(j)
+}
+
+// addBranches adds to the stored result of j's build the branches of j it
+// does not name yet, and reports whether there were any.
+func (db *DB) addBranches(j *messages.Job) (added bool, err error) {
+	ctx := context.Background()
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("add branches to build %d of %s in %s: begin: %w", j.GetBuild(), j.GetCommit(), db.path(), err)
+	}
+	defer endTx(tx, &err)
+	var blob []byte
+	err = tx.QueryRowContext(ctx, `SELECT record FROM results WHERE repo = ? AND commit_hash = ? AND build = ?`,
+		j.GetRepo(), j.GetCommit(), j.GetBuild()).Scan(&blob)
+	if err != nil {
+		return false, fmt.Errorf("add branches to build %d of %s in %s: %w", j.GetBuild(), j.GetCommit(), db.path(), err)
+	}
+	stored := &messages.Result{}
+	if err := proto.Unmarshal(blob, stored); err != nil {
+		return false, fmt.Errorf("add branches to build %d of %s in %s: decode: %w", j.GetBuild(), j.GetCommit(), db.path(), err)
+	}
+	if stored.Job == nil {
+		stored.Job = &messages.Job{}
+	}
+	for _, b := range j.GetBranches() {
+		if !slices.Contains(stored.Job.Branches, b) {
+			stored.Job.Branches = append(stored.Job.Branches, b)
+			added = true
+		}
+	}
+	if !added {
+		return false, nil
+	}
+	if blob, err = marshal.Marshal(stored); err != nil {
+		return false, fmt.Errorf("add branches to build %d of %s: encode: %w", j.GetBuild(), j.GetCommit(), err)
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE results SET branches = ?, record = ? WHERE repo = ? AND commit_hash = ? AND build = ?`,
+		strings.Join(stored.Job.Branches, ","), blob, j.GetRepo(), j.GetCommit(), j.GetBuild())
+	if err != nil {
+		return false, fmt.Errorf("add branches to build %d of %s in %s: %w", j.GetBuild(), j.GetCommit(), db.path(), err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("add branches to build %d of %s in %s: commit: %w", j.GetBuild(), j.GetCommit(), db.path(), err)
+	}
+	return true, nil
 }
 
 // ResultFilter selects results. Empty fields match everything.

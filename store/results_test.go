@@ -62,6 +62,33 @@ func TestRecordResultDuplicateIgnored(t *testing.T) {
 	assert.True(t, proto.Equal(first, all[2]), "the first copy wins: %v", all[2])
 }
 
+// TestRecordResultAddsABranch: the same build sent again naming a branch
+// the stored copy does not (its commit was seen on another branch since)
+// adds the branch and says the copy changed, so that the result file is
+// written again; the rest of the first copy wins (issue 11, bug F).
+func TestRecordResultAddsABranch(t *testing.T) {
+	db := newDB(t)
+	first := result(1, "r", "abcd", 1, []string{"feature"}, messages.Status_STATUS_PASSED, 1000)
+	changed, err := db.RecordResult(first)
+	require.NoError(t, err)
+	require.True(t, changed)
+
+	again := result(1, "r", "abcd", 1, []string{"feature", "main"}, messages.Status_STATUS_FAILED, 2000)
+	changed, err = db.RecordResult(again)
+	require.NoError(t, err)
+	assert.True(t, changed, "a branch was added")
+	changed, err = db.RecordResult(again)
+	require.NoError(t, err)
+	assert.False(t, changed, "nothing new")
+
+	onMain, err := db.Results(store.ResultFilter{Branch: "main"})
+	require.NoError(t, err)
+	require.Len(t, onMain, 1)
+	assert.Equal(t, []string{"feature", "main"}, onMain[0].Job.Branches)
+	assert.Equal(t, messages.Status_STATUS_PASSED, onMain[0].Status, "the first copy wins")
+	assert.EqualValues(t, 1000, onMain[0].FinishedUnixMs)
+}
+
 func TestResults(t *testing.T) {
 	db := newDB(t)
 	passed, failed := messages.Status_STATUS_PASSED, messages.Status_STATUS_FAILED

@@ -82,6 +82,12 @@ type Observed struct {
 	Msg *messages.CommitObserved
 	// Archived maps a commit to the id of its finished, forwarded job.
 	Archived map[string]int64
+	// ArchivedJobs maps a commit to the record of that job, for a shell
+	// that reads it: a commit seen on a branch its record does not name
+	// (a fast-forward or a merge made it the tip of another branch) gets
+	// the branch recorded, durably, and sent to the reporter again. A
+	// commit in Archived alone is only acknowledged.
+	ArchivedJobs map[string]*messages.JobRecord
 }
 
 // Rebuild is a RebuildRequest as the shell hands it to the core, with the
@@ -1119,7 +1125,9 @@ func withBranch(j *job, branch string) {
 	nj := messages.CloneJob(old)
 	nj.Branches = append(nj.Branches, branch)
 	j.Job = nj
-	if j.Result != nil && j.Result.Job == old {
+	// A result made here shares its job's Job; one read from the store
+	// has a copy of it.
+	if j.Result != nil && (j.Result.Job == old || j.Result.Job.GetId() == old.Id) {
 		res := messages.CloneResult(j.Result)
 		res.Job = nj
 		j.Result = res
@@ -1158,6 +1166,7 @@ func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Ef
 	}
 	var one [1]*job
 	saves := one[:0]
+	var pending []*job // unarchived with a new branch: for the reporter
 	// The Persist first, then a note per new job, the ack, and the
 	// assignments (a Persist, then a send and a note per job).
 	fx := make([]actors.Effect, 1, 4+3*len(m.Commits))
@@ -1179,6 +1188,13 @@ func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Ef
 				saves = append(saves, j)
 			}
 			ack.JobIds = append(ack.JobIds, id)
+			continue
+		}
+		if rec := o.ArchivedJobs[commit]; rec != nil && !slices.Contains(rec.Job.Branches, m.Branch) {
+			j := c.unarchive(rec, m.Branch)
+			saves = append(saves, j)
+			pending = append(pending, j)
+			ack.JobIds = append(ack.JobIds, j.Job.Id)
 			continue
 		}
 		if id, ok := o.Archived[commit]; ok {
@@ -1227,7 +1243,26 @@ func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Ef
 	} else {
 		fx = fx[1:]
 	}
+	for _, j := range pending {
+		fx = c.forward(now, fx, j)
+	}
 	return append(fx, actors.Send{To: from, Msg: ack})
+}
+
+// unarchive brings back the finished, forwarded job rec, now seen on
+// branch too: in memory, done and not forwarded, with a new Job naming the
+// branch, so that it is saved and sent to the reporter again until
+// acknowledged (the reporter adds the branch to its copy). rec, the
+// store's, is not changed.
+func (c *Core) unarchive(rec *messages.JobRecord, branch string) *job {
+	j := &job{}
+	copyRecord(&j.JobRecord, rec)
+	withBranch(j, branch)
+	j.Forwarded = false
+	c.jobs[j.Job.Id] = j
+	c.byKey[pair{j.Job.Repo, j.Job.Commit}] = j.Job.Id
+	c.unsent.pushBack(j)
+	return j
 }
 
 // subject returns subjects[i] cut to one line of at most 200 bytes.
