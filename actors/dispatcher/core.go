@@ -182,6 +182,11 @@ type job struct {
 // cannot keep a build from ending.
 const maxFreeReleases = 10
 
+// cancelPending reports whether a user cancelled j, which still runs: its
+// runner is sent CancelJob again whenever it reports the job, and its
+// result is recorded as cancelled.
+func (j *job) cancelPending() bool { return j.CancelRequested && !plant.On(plant.CancelNotResent) }
+
 // noteArgs returns j's id and commit as note arguments.
 func (j *job) noteArgs() (id, commit any) {
 	if j.idArg == nil {
@@ -626,7 +631,7 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 			}
 			delete(c.orphans, ref.JobId)
 			c.busy(r, ref.JobId)
-			if j.CancelRequested {
+			if j.cancelPending() {
 				fx = append(fx, cancelJob(from, j))
 			}
 			continue
@@ -694,7 +699,7 @@ func (c *Core) heartbeat(now time.Time, from actors.Addr, m *messages.Heartbeat)
 		if j := c.jobs[ref.JobId]; ref.JobId == r.job && j != nil && j.Attempt == ref.Attempt {
 			listed = true
 			ack.Valid = append(ack.Valid, ref)
-			if j.CancelRequested && j.State == messages.JobState_JOB_STATE_RUNNING {
+			if j.cancelPending() && j.State == messages.JobState_JOB_STATE_RUNNING {
 				cancels = append(cancels, cancelJob(from, j))
 			}
 		}
@@ -766,14 +771,17 @@ func (c *Core) jobFinished(now time.Time, from actors.Addr, m *messages.JobFinis
 		ExitCode: res.ExitCode, StartedUnixMs: res.StartedUnixMs, FinishedUnixMs: res.FinishedUnixMs,
 		FailedStep: res.FailedStep, LogBytes: res.LogBytes, LogDropped: res.LogDropped, QueuedUnixMs: j.QueuedUnixMs,
 	}
-	if j.CancelRequested && final.Status != messages.Status_STATUS_CANCELLED {
+	if j.cancelPending() && final.Status != messages.Status_STATUS_CANCELLED {
 		// The user was told it is cancelled: a cancel wins unless the
 		// result was recorded first.
 		final.Reason = fmt.Sprintf("cancelled by a user; its runner finished it (%s) before it heard of the cancel", final.Status.Name())
 		final.Status = messages.Status_STATUS_CANCELLED
 	}
-	fx := c.finish(now, make([]actors.Effect, 0, 6), j, final)
 	fin.Recorded = true
+	if plant.On(plant.AckBeforePersist) {
+		return c.finish(now, append(make([]actors.Effect, 0, 6), ack), j, final)
+	}
+	fx := c.finish(now, make([]actors.Effect, 0, 6), j, final)
 	return append(fx, ack)
 }
 
@@ -819,7 +827,11 @@ func (c *Core) requeue(now time.Time, j *job, why string) []actors.Effect {
 			Reason: "cancelled; its runner was lost before it stopped (" + why + ")", FinishedUnixMs: now.UnixMilli(), StartedUnixMs: j.AssignedUnixMs,
 		})
 	}
-	if int(j.Attempt-j.Released) >= c.cfg.MaxAttempts && !plant.On(plant.AttemptCapIgnored) {
+	lost := int(j.Attempt - j.Released)
+	if plant.On(plant.AttemptCapOffByOne) {
+		lost-- // counts the attempts before this one
+	}
+	if lost >= c.cfg.MaxAttempts && !plant.On(plant.AttemptCapIgnored) {
 		c.counters[cGaveUp]++
 		return c.finish(now, nil, j, &messages.Result{
 			Job: j.Job, Attempt: j.Attempt, Status: messages.Status_STATUS_ERRORED,
@@ -896,12 +908,12 @@ func (c *Core) tick(now time.Time) []actors.Effect {
 	var fx []actors.Effect
 	t := c.at(now)
 	var dead []*runnerState
-	for r := c.alive.head; r != nil && t-r.seen > int64(c.cfg.DeadAfter); r = r.alive.next {
+	for r := c.alive.head; r != nil && t-r.seen > int64(c.deadAfter()); r = r.alive.next {
 		dead = append(dead, r)
 	}
 	slices.SortFunc(dead, func(a, b *runnerState) int { return strings.Compare(a.id, b.id) })
 	for _, r := range dead {
-		fx = append(fx, c.loseRunner(now, r, fmt.Sprintf("no heartbeat for %s", c.cfg.DeadAfter))...)
+		fx = append(fx, c.loseRunner(now, r, fmt.Sprintf("no heartbeat for %s", c.deadAfter()))...)
 	}
 	if len(c.orphans) > 0 && !now.Before(c.orphanDue) {
 		var next time.Time
@@ -931,6 +943,14 @@ func (c *Core) tick(now time.Time) []actors.Effect {
 		}
 	}
 	return fx
+}
+
+// deadAfter is how long a runner may stay silent before it is declared dead.
+func (c *Core) deadAfter() time.Duration {
+	if plant.On(plant.DeadAfterIsLease) {
+		return c.cfg.Lease
+	}
+	return c.cfg.DeadAfter
 }
 
 // setIdle marks r idle and puts it at the back of the idle line.
@@ -1408,7 +1428,7 @@ func (c *Core) Status() *messages.StatusReply {
 func (c *Core) Deadline() time.Time {
 	var d time.Time
 	if r := c.alive.head; r != nil {
-		d = c.time(r.seen).Add(c.cfg.DeadAfter + time.Nanosecond)
+		d = c.time(r.seen).Add(c.deadAfter() + time.Nanosecond)
 	}
 	if len(c.orphans) > 0 {
 		d = actors.Earliest(d, c.orphanDue)
