@@ -273,8 +273,13 @@ type Core struct {
 
 	observers map[actors.Addr]*observerState
 	reporter  actors.Addr
-	unsent    line[job] // finished, not forwarded, never sent to the reporter, in the order they finished
-	sent      line[job] // finished, not forwarded, sent: the longest ago first
+	// unsent holds the results finished while no reporter was registered
+	// (or recovered, before one could be), in the order they finished. It
+	// is empty whenever a reporter is registered: a result goes to the
+	// reporter as it is recorded (forward), and registerReporter sends all
+	// of unsent; so nothing waits in it for a retry.
+	unsent line[job]
+	sent   line[job] // finished, not forwarded, sent: the longest ago first
 	// recent remembers the last forwarded results (job id -> attempt and
 	// runner), so that a late duplicate JobFinished is acknowledged as the
 	// recorded result rather than counted as stale; recentIDs holds their
@@ -929,11 +934,8 @@ func (c *Core) tick(now time.Time) []actors.Effect {
 		}
 		c.orphanDue = next
 	}
-	if c.reporter != "" {
+	if c.reporter != "" { // then unsent is empty: see Core.unsent
 		var due []*job
-		for j := c.unsent.head; j != nil; j = j.unsent.next {
-			due = append(due, j) // never sent: due at once
-		}
 		for j := c.sent.head; j != nil && t-j.sent >= int64(c.cfg.ResultRetry); j = j.resent.next {
 			due = append(due, j)
 		}
@@ -1433,13 +1435,8 @@ func (c *Core) Deadline() time.Time {
 	if len(c.orphans) > 0 {
 		d = actors.Earliest(d, c.orphanDue)
 	}
-	if c.reporter != "" {
-		if c.unsent.head != nil {
-			d = actors.Earliest(d, time.Time{}.Add(c.cfg.ResultRetry))
-		}
-		if j := c.sent.head; j != nil {
-			d = actors.Earliest(d, c.time(j.sent).Add(c.cfg.ResultRetry))
-		}
+	if j := c.sent.head; j != nil && c.reporter != "" {
+		d = actors.Earliest(d, c.time(j.sent).Add(c.cfg.ResultRetry))
 	}
 	return d
 }
