@@ -1,0 +1,204 @@
+package dispatcher
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/actors/plant"
+	"github.com/voltci/volt/messages"
+)
+
+type observerState struct {
+	id    string
+	repos []*messages.WatchedRepo
+}
+
+func (c *Core) registerObserver(from actors.Addr, m *messages.RegisterObserver) []actors.Effect {
+	reply := &messages.ObserverRegistered{SupportedVersions: messages.SupportedVersions}
+	switch {
+	case !messages.Supported(m.ProtocolVersion):
+		reply.Reason = fmt.Sprintf("protocol version %d is not supported: this dispatcher speaks %v", m.ProtocolVersion, messages.SupportedVersions)
+	case !c.tokenOK(m.Token):
+		reply.Reason = "wrong or missing token: start the observer with the dispatcher's --token (or VOLT_TOKEN)"
+	}
+	if reply.Reason != "" {
+		c.counters[cRejected]++
+		return []actors.Effect{actors.Send{To: from, Msg: reply}}
+	}
+	var fx []actors.Effect
+	if _, known := c.observers[from]; !known {
+		fx = append(fx, actors.Watch{Addr: from}, actors.Info("observer registered", "observer", m.ObserverId, "repos", len(m.Repos)))
+	}
+	c.observers[from] = &observerState{id: m.ObserverId, repos: m.Repos}
+	for _, repo := range m.Repos {
+		for _, b := range repo.Branches {
+			if cur := c.cursors[pair{repo.Url, b}]; cur != nil {
+				reply.Cursors = append(reply.Cursors, cur)
+			}
+		}
+	}
+	reply.Accepted = true
+	return append(fx, actors.Send{To: from, Msg: reply})
+}
+
+func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Effect {
+	m := o.Msg
+	if _, ok := c.observers[from]; !ok {
+		c.counters[cRejected]++
+		return []actors.Effect{
+			actors.Warn("CommitObserved from an unregistered observer: asking it to register", "from", string(from)),
+			actors.Send{To: from, Msg: &messages.CommitObservedAck{ObserverId: m.ObserverId, Seq: m.Seq, Repo: m.Repo, Branch: m.Branch, Unknown: true}},
+		}
+	}
+	if err := messages.ValidateRef(m.Branch); err != nil {
+		c.counters[cRejected]++
+		return []actors.Effect{actors.Warn("CommitObserved rejected", "error", err.Error())}
+	}
+	for _, commit := range m.Commits {
+		if err := messages.ValidateCommit(commit); err != nil {
+			c.counters[cRejected]++
+			return []actors.Effect{actors.Warn("CommitObserved rejected", "error", err.Error())}
+		}
+	}
+	a := new(struct {
+		ack messages.CommitObservedAck
+		ids [1]int64
+	})
+	ack := &a.ack
+	ack.ObserverId, ack.Seq, ack.Repo, ack.Branch = m.ObserverId, m.Seq, m.Repo, m.Branch
+	if len(m.Commits) <= 1 {
+		ack.JobIds = a.ids[:0]
+	} else {
+		ack.JobIds = make([]int64, 0, len(m.Commits))
+	}
+	var one [1]*job
+	saves := one[:0]
+	var pending []*job // unarchived with a new branch: for the reporter
+	// The Persist first, then a note per new job, the ack, and the
+	// assignments (a Persist, then a send and a note per job).
+	fx := make([]actors.Effect, 1, 4+3*len(m.Commits))
+	// The notes' arguments that every job shares, made once.
+	if c.repoNameArg == nil || m.RepoName != c.repoName {
+		c.repoName, c.repoNameArg = m.RepoName, m.RepoName
+	}
+	if c.branchArg == nil || m.Branch != c.branch {
+		c.branch, c.branchArg = m.Branch, m.Branch
+	}
+	queuedMs := now.UnixMilli()
+	for i, commit := range m.Commits {
+		if plant.On(plant.DuplicateObservedCreatesJobs) {
+			o.Archived = nil
+		} else if id, ok := c.byKey[pair{m.Repo, commit}]; ok {
+			j := c.jobs[id]
+			if !slices.Contains(j.Job.Branches, m.Branch) {
+				withBranch(j, m.Branch)
+				saves = append(saves, j)
+			}
+			ack.JobIds = append(ack.JobIds, id)
+			continue
+		}
+		if rec := o.ArchivedJobs[commit]; rec != nil && !slices.Contains(rec.Job.Branches, m.Branch) {
+			j := c.unarchive(rec, m.Branch)
+			saves = append(saves, j)
+			pending = append(pending, j)
+			ack.JobIds = append(ack.JobIds, j.Job.Id)
+			continue
+		}
+		if id, ok := o.Archived[commit]; ok {
+			ack.JobIds = append(ack.JobIds, id)
+			continue
+		}
+		j := newJob(c.nextID, m.Repo, m.RepoName, commit, m.Branch, subject(m.Subjects, i), 1, queuedMs)
+		c.nextID++
+		c.jobs[j.Job.Id] = j
+		c.byKey[pair{m.Repo, commit}] = j.Job.Id
+		c.queue.pushBack(j.Job.Id)
+		c.counters[cJobsQueued]++
+		saves = append(saves, j)
+		ack.JobIds = append(ack.JobIds, j.Job.Id)
+		idArg, commitArg := j.noteArgs()
+		fx = append(fx, actors.Info("commit queued", "job", idArg, "repo", c.repoNameArg, "branch", c.branchArg, "commit", commitArg))
+	}
+	var curs []*messages.Cursor
+	cur := c.cursors[pair{m.Repo, m.Branch}]
+	if len(m.Commits) > 0 {
+		tip := m.Commits[len(m.Commits)-1]
+		// Move the cursor only from where the observer computed; a reordered
+		// older message must not move it back.
+		if cur == nil || cur.Commit == m.Previous || m.Forced {
+			if cur == nil || cur.Commit != tip {
+				b := new(struct {
+					cur  messages.Cursor
+					curs [1]*messages.Cursor
+				})
+				cur = &b.cur
+				cur.Repo, cur.Branch, cur.Commit = m.Repo, m.Branch, tip
+				c.cursors[pair{m.Repo, m.Branch}] = cur
+				b.curs[0] = cur
+				curs = b.curs[:]
+			}
+		}
+	}
+	if cur != nil {
+		ack.Cursor = cur.Commit
+	}
+	if m.Skipped > 0 {
+		fx = append(fx, actors.Warn("backlog capped: older commits skipped", "repo", m.RepoName, "branch", m.Branch, "skipped", m.Skipped))
+	}
+	if len(saves) > 0 || len(curs) > 0 {
+		fx[0] = persist(curs, saves)
+	} else {
+		fx = fx[1:]
+	}
+	for _, j := range pending {
+		fx = c.forward(now, fx, j)
+	}
+	return append(fx, actors.Send{To: from, Msg: ack})
+}
+
+// unarchive brings back the finished, forwarded job rec, now seen on
+// branch too: in memory, done and not forwarded, with a new Job naming the
+// branch, so that it is saved and sent to the reporter again until
+// acknowledged (the reporter adds the branch to its copy). rec, the
+// store's, is not changed.
+func (c *Core) unarchive(rec *messages.JobRecord, branch string) *job {
+	j := &job{}
+	copyRecord(&j.JobRecord, rec)
+	withBranch(j, branch)
+	j.Forwarded = false
+	c.jobs[j.Job.Id] = j
+	c.byKey[pair{j.Job.Repo, j.Job.Commit}] = j.Job.Id
+	c.unsent.pushBack(j)
+	return j
+}
+
+// subject returns subjects[i] cut to one line of at most 200 bytes.
+func subject(subjects []string, i int) string {
+	if i >= len(subjects) {
+		return ""
+	}
+	s := subjects[i]
+	if n := strings.IndexAny(s, "\r\n"); n >= 0 {
+		s = s[:n]
+	}
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
+func (c *Core) notify(from actors.Addr, m *messages.Notify) []actors.Effect {
+	if !c.tokenOK(m.Token) {
+		c.counters[cRejected]++
+		return []actors.Effect{actors.Send{To: from, Msg: &messages.NotifyAck{Observers: -1}}}
+	}
+	var fx []actors.Effect
+	addrs := sortedKeys(c.observers)
+	for _, a := range addrs {
+		fx = append(fx, actors.Send{To: a, Msg: &messages.PollNow{Repo: m.Repo, Branch: m.Branch}})
+	}
+	return append(fx, actors.Send{To: from, Msg: &messages.NotifyAck{Observers: int32(len(addrs))}})
+}

@@ -1,0 +1,257 @@
+package dispatcher
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/actors/plant"
+	"github.com/voltci/volt/messages"
+)
+
+// runnerState is a registered runner: kept small, as a dispatcher holds
+// one for each of thousands of mostly idle runners. Its id and address are
+// the strings its registration carried, shared with the keys of
+// Core.runners and Core.byAddr; its incarnation is the highest seen for
+// its id (Core.incarnations holds those of runners not registered).
+type runnerState struct {
+	id          string
+	addr        actors.Addr
+	incarnation int64
+	job         int64 // 0 when idle
+	seen        int64 // last heard from: nanoseconds after Core.base
+	alive       links[runnerState]
+	idle        links[runnerState]
+}
+
+func seenKey(r *runnerState) int64 { return r.seen }
+
+// heard records that r was heard from now.
+func (c *Core) heard(r *runnerState, now time.Time) {
+	r.seen = c.at(now)
+	c.alive.place(r, seenKey)
+}
+
+// incarnation is the highest incarnation seen of runner id.
+func (c *Core) incarnation(id string) int64 {
+	if r := c.runners.get(id); r != nil {
+		return r.incarnation
+	}
+	return c.incarnations[id]
+}
+
+func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.RegisterRunner) []actors.Effect {
+	reply := &messages.RunnerRegistered{
+		SupportedVersions: messages.SupportedVersions,
+		RunnerId:          m.RunnerId,
+		Incarnation:       m.Incarnation,
+		Seq:               m.Seq,
+	}
+	reject := func(reason string) []actors.Effect {
+		c.counters[cRejected]++
+		reply.Reason = reason
+		return []actors.Effect{
+			actors.Warn("runner refused", "runner", m.RunnerId, "reason", reason),
+			actors.Send{To: from, Msg: reply},
+		}
+	}
+	switch {
+	case !messages.Supported(m.ProtocolVersion):
+		return reject(fmt.Sprintf("protocol version %d is not supported: this dispatcher speaks %v; run the same Volt release on every machine", m.ProtocolVersion, messages.SupportedVersions))
+	case !c.tokenOK(m.Token):
+		return reject("wrong or missing token: start the runner with the dispatcher's --token (or VOLT_TOKEN)")
+	case m.RunnerId == "":
+		return reject("empty runner id")
+	case m.Incarnation < c.incarnation(m.RunnerId):
+		return reject(fmt.Sprintf("incarnation %d is older than %d, which already registered", m.Incarnation, c.incarnation(m.RunnerId)))
+	}
+	var fx []actors.Effect
+	old := c.runners.get(m.RunnerId)
+	if old != nil && old.incarnation != m.Incarnation {
+		fx = append(fx, c.loseRunner(now, old, "replaced by a newer incarnation")...)
+		old = nil
+	}
+	if c.incarnation(m.RunnerId) != m.Incarnation {
+		fx = append(fx, Persist{Incarnations: []*messages.RunnerIncarnation{{RunnerId: m.RunnerId, Incarnation: m.Incarnation}}})
+	}
+	r := old
+	if r == nil {
+		if prev := c.runners.get(m.RunnerId); prev != nil {
+			// Left registered by a planted bug: replaced, it stands in no line.
+			c.alive.remove(prev)
+			c.idle.remove(prev)
+		}
+		r = &runnerState{id: m.RunnerId, incarnation: m.Incarnation}
+		c.runners.set(r)
+		fx = append(fx, actors.Info("runner registered", "runner", m.RunnerId, "incarnation", m.Incarnation, "addr", string(from)))
+	}
+	delete(c.incarnations, m.RunnerId) // r holds it now
+	if r.addr != from {
+		if r.addr != "" {
+			c.byAddr.del(string(r.addr))
+			fx = append(fx, actors.Unwatch{Addr: r.addr})
+		}
+		r.addr = from
+		c.byAddr.set(r)
+		fx = append(fx, actors.Watch{Addr: from})
+	}
+	c.heard(r, now)
+	// Adopt what the runner still runs if it is the current attempt; cancel the rest.
+	var saves []*job
+	for _, ref := range m.Running {
+		j := c.jobs[ref.JobId]
+		if j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && j.Attempt == ref.Attempt &&
+			(j.RunnerId == r.id || j.RunnerId == "") && (r.job == 0 || r.job == ref.JobId) {
+			if _, orphan := c.orphans[ref.JobId]; orphan || j.RunnerIncarnation != r.incarnation {
+				j.RunnerId, j.RunnerIncarnation = r.id, r.incarnation
+				saves = append(saves, j)
+				fx = append(fx, actors.Info("job re-adopted", "job", ref.JobId, "attempt", ref.Attempt, "runner", r.id))
+			}
+			delete(c.orphans, ref.JobId)
+			c.busy(r, ref.JobId)
+			if j.cancelPending() {
+				fx = append(fx, cancelJob(from, j))
+			}
+			continue
+		}
+		fx = append(fx, actors.Send{To: from, Msg: &messages.CancelJob{Ref: ref, Reason: "superseded: the dispatcher no longer assigns this attempt to you"}})
+	}
+	if len(saves) > 0 {
+		fx = append([]actors.Effect{persist(nil, saves)}, fx...)
+	}
+	// A job assigned to this runner that the registration does not list is
+	// left to the heartbeat check: the registration may have been sent
+	// before the RunJob arrived. A job recovered as running on this runner
+	// that it no longer reports is lost, though: no RunJob of this epoch
+	// exists for it, and the runner ignores those of other epochs.
+	if ids, ok := c.orphansOf[r.id]; ok {
+		delete(c.orphansOf, r.id)
+		for _, id := range ids {
+			if _, orphan := c.orphans[id]; !orphan {
+				continue
+			}
+			if j := c.jobs[id]; j != nil && j.RunnerId == r.id && r.job != id {
+				fx = append(fx, c.requeue(now, j, fmt.Sprintf("runner %s came back without it", r.id))...)
+			}
+		}
+	}
+	if r.job == 0 {
+		c.setIdle(r)
+	}
+	reply.Accepted = true
+	reply.Epoch = c.cfg.Epoch
+	reply.HeartbeatMs = c.cfg.Heartbeat.Milliseconds()
+	reply.DeadAfterMs = c.cfg.DeadAfter.Milliseconds()
+	reply.LeaseMs = c.cfg.Lease.Milliseconds()
+	return append(fx, actors.Send{To: from, Msg: reply})
+}
+
+// current returns the registered runner a message claims to come from, or
+// nil when the runner or incarnation is unknown or superseded.
+func (c *Core) current(id string, inc int64) *runnerState {
+	r := c.runners.get(id)
+	if r == nil || (r.incarnation != inc && !plant.On(plant.OldIncarnationAccepted)) {
+		return nil
+	}
+	return r
+}
+
+func (c *Core) heartbeat(now time.Time, from actors.Addr, m *messages.Heartbeat) []actors.Effect {
+	r := c.current(m.RunnerId, m.Incarnation)
+	ack := &messages.HeartbeatAck{RunnerId: m.RunnerId, Incarnation: m.Incarnation, Seq: m.Seq}
+	if r == nil {
+		if m.Incarnation < c.incarnation(m.RunnerId) {
+			c.counters[cStaleMessages]++
+			return []actors.Effect{actors.Debug("heartbeat from an older incarnation ignored", "runner", m.RunnerId, "incarnation", m.Incarnation)}
+		}
+		// Register again, it is told; not the epoch, which only a
+		// registered runner learns (it ignores the epoch of this answer).
+		ack.Unknown = true
+		return []actors.Effect{actors.Send{To: from, Msg: ack}}
+	}
+	ack.Epoch = c.cfg.Epoch
+	c.heard(r, now)
+	listed := false
+	var cancels []actors.Effect // a cancel the runner may have missed, again
+	for _, ref := range m.Running {
+		if j := c.jobs[ref.JobId]; ref.JobId == r.job && j != nil && j.Attempt == ref.Attempt {
+			listed = true
+			ack.Valid = append(ack.Valid, ref)
+			if j.cancelPending() && j.State == messages.JobState_JOB_STATE_RUNNING {
+				cancels = append(cancels, cancelJob(from, j))
+			}
+		}
+	}
+	if r.job != 0 && !listed {
+		if j := c.jobs[r.job]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING &&
+			now.Sub(time.UnixMilli(j.AssignedUnixMs)) > c.cfg.StartGrace {
+			fx := c.requeue(now, j, "the runner never started it (RunJob lost in transit?)")
+			c.setIdle(r)
+			return append(fx, actors.Send{To: from, Msg: ack})
+		}
+	}
+	return append(cancels, actors.Send{To: from, Msg: ack})
+}
+
+func (c *Core) loseRunner(now time.Time, r *runnerState, why string) []actors.Effect {
+	if plant.On(plant.DeadRunnerStaysIdle) {
+		defer c.setIdle(r)
+	} else {
+		c.runners.del(r.id)
+		c.byAddr.del(string(r.addr))
+		c.alive.remove(r)
+		c.idle.remove(r)
+		c.incarnations[r.id] = r.incarnation
+	}
+	c.counters[cRunnersLost]++
+	c.lost[r.id] = r.incarnation
+	fx := []actors.Effect{actors.Unwatch{Addr: r.addr}, actors.Warn("runner lost", "runner", r.id, "incarnation", r.incarnation, "reason", why)}
+	if j := c.jobs[r.job]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && j.RunnerId == r.id && !plant.On(plant.LostJobNotRequeued) {
+		fx = append(fx, c.requeue(now, j, fmt.Sprintf("runner %s was lost (%s)", r.id, why))...)
+	}
+	return fx
+}
+
+func (c *Core) peerTerminated(now time.Time, m actors.PeerTerminated) []actors.Effect {
+	if r := c.byAddr.get(string(m.Addr)); r != nil {
+		return c.loseRunner(now, c.runners.get(r.id), "connection closed")
+	}
+	if m.Addr == c.reporter {
+		c.reporter = ""
+		return []actors.Effect{actors.Warn("reporter lost; results wait for it to register again", "addr", string(m.Addr))}
+	}
+	if o, ok := c.observers[m.Addr]; ok {
+		delete(c.observers, m.Addr)
+		return []actors.Effect{actors.Info("observer gone", "observer", o.id)}
+	}
+	return nil
+}
+
+func (c *Core) runnerStopping(now time.Time, m *messages.RunnerStopping) []actors.Effect {
+	r := c.current(m.RunnerId, m.Incarnation)
+	if r == nil {
+		c.counters[cStaleMessages]++
+		return nil
+	}
+	// An attempt the runner gave back on its way down did not fail: the
+	// build keeps its attempts (a deploy that restarts runners must not
+	// error builds).
+	if j := c.jobs[r.job]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && j.RunnerId == r.id && j.Released < maxFreeReleases {
+		gaveBack := slices.ContainsFunc(m.Released, func(ref *messages.JobRef) bool {
+			return ref.GetJobId() == j.Job.Id && ref.GetAttempt() == j.Attempt
+		})
+		if gaveBack {
+			j.Released++ // made durable by the requeue's Persist
+		}
+	}
+	return c.loseRunner(now, r, "runner shut down: "+m.Reason)
+}
+
+// deadAfter is how long a runner may stay silent before it is declared dead.
+func (c *Core) deadAfter() time.Duration {
+	if plant.On(plant.DeadAfterIsLease) {
+		return c.cfg.Lease
+	}
+	return c.cfg.DeadAfter
+}
