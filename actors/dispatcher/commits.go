@@ -46,6 +46,63 @@ func (c *Core) registerObserver(from actors.Addr, m *messages.RegisterObserver) 
 
 func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Effect {
 	m := o.Msg
+	if fx := c.rejectObserved(from, m); fx != nil {
+		return fx
+	}
+	ack := newObservedAck(m)
+	var one [1]*job
+	saves := one[:0]
+	var pending []*job // unarchived with a new branch: for the reporter
+	// The Persist first, then a note per new job, the ack, and the
+	// assignments (a Persist, then a send and a note per job).
+	fx := make([]actors.Effect, 1, 4+3*len(m.Commits))
+	// The notes' arguments that every job shares, made once.
+	if c.repoNameArg == nil || m.RepoName != c.repoName {
+		c.repoName, c.repoNameArg = m.RepoName, m.RepoName
+	}
+	if c.branchArg == nil || m.Branch != c.branch {
+		c.branch, c.branchArg = m.Branch, m.Branch
+	}
+	queuedMs := now.UnixMilli()
+	for i, commit := range m.Commits {
+		if id, save, back, ok := c.known(o, commit); ok {
+			if save != nil {
+				saves = append(saves, save)
+			}
+			if back {
+				pending = append(pending, save)
+			}
+			ack.JobIds = append(ack.JobIds, id)
+			continue
+		}
+		j := c.queueCommit(m, i, queuedMs)
+		saves = append(saves, j)
+		ack.JobIds = append(ack.JobIds, j.Job.Id)
+		idArg, commitArg := j.noteArgs()
+		fx = append(fx, actors.Info("commit queued", "job", idArg, "repo", c.repoNameArg, "branch", c.branchArg, "commit", commitArg))
+	}
+	cur, curs := c.moveCursor(m)
+	if cur != nil {
+		ack.Cursor = cur.Commit
+	}
+	if m.Skipped > 0 {
+		fx = append(fx, actors.Warn("backlog capped: older commits skipped", "repo", m.RepoName, "branch", m.Branch, "skipped", m.Skipped))
+	}
+	if len(saves) > 0 || len(curs) > 0 {
+		fx[0] = persist(curs, saves)
+	} else {
+		fx = fx[1:]
+	}
+	for _, j := range pending {
+		fx = c.forward(now, fx, j)
+	}
+	return append(fx, actors.Send{To: from, Msg: ack})
+}
+
+// rejectObserved answers a CommitObserved that changes nothing: from an
+// unregistered observer (told to register) or naming a bad branch or
+// commit. It returns nil for one to take.
+func (c *Core) rejectObserved(from actors.Addr, m *messages.CommitObserved) []actors.Effect {
 	if _, ok := c.observers[from]; !ok {
 		c.counters[cRejected]++
 		return []actors.Effect{
@@ -63,6 +120,11 @@ func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Ef
 			return []actors.Effect{actors.Warn("CommitObserved rejected", "error", err.Error())}
 		}
 	}
+	return nil
+}
+
+// newObservedAck is the acknowledgement of m, with room for its job ids.
+func newObservedAck(m *messages.CommitObserved) *messages.CommitObservedAck {
 	a := new(struct {
 		ack messages.CommitObservedAck
 		ids [1]int64
@@ -74,89 +136,68 @@ func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Ef
 	} else {
 		ack.JobIds = make([]int64, 0, len(m.Commits))
 	}
-	var one [1]*job
-	saves := one[:0]
-	var pending []*job // unarchived with a new branch: for the reporter
-	// The Persist first, then a note per new job, the ack, and the
-	// assignments (a Persist, then a send and a note per job).
-	fx := make([]actors.Effect, 1, 4+3*len(m.Commits))
-	// The notes' arguments that every job shares, made once.
-	if c.repoNameArg == nil || m.RepoName != c.repoName {
-		c.repoName, c.repoNameArg = m.RepoName, m.RepoName
+	return ack
+}
+
+// known looks up a commit of o already built or being built (ok), and
+// returns its job id; save, a job to persist because the commit's branch is
+// new to it (or nil); and back, whether save was brought back from the
+// archive (see unarchive) and so must go to the reporter again.
+func (c *Core) known(o Observed, commit string) (id int64, save *job, back, ok bool) {
+	m := o.Msg
+	if plant.On(plant.DuplicateObservedCreatesJobs) {
+		return 0, nil, false, false
 	}
-	if c.branchArg == nil || m.Branch != c.branch {
-		c.branch, c.branchArg = m.Branch, m.Branch
+	if id, ok := c.byKey[pair{m.Repo, commit}]; ok {
+		j := c.jobs[id]
+		if !slices.Contains(j.Job.Branches, m.Branch) {
+			withBranch(j, m.Branch)
+			save = j
+		}
+		return id, save, false, true
 	}
-	queuedMs := now.UnixMilli()
-	for i, commit := range m.Commits {
-		if plant.On(plant.DuplicateObservedCreatesJobs) {
-			o.Archived = nil
-		} else if id, ok := c.byKey[pair{m.Repo, commit}]; ok {
-			j := c.jobs[id]
-			if !slices.Contains(j.Job.Branches, m.Branch) {
-				withBranch(j, m.Branch)
-				saves = append(saves, j)
-			}
-			ack.JobIds = append(ack.JobIds, id)
-			continue
-		}
-		if rec := o.ArchivedJobs[commit]; rec != nil && !slices.Contains(rec.Job.Branches, m.Branch) {
-			j := c.unarchive(rec, m.Branch)
-			saves = append(saves, j)
-			pending = append(pending, j)
-			ack.JobIds = append(ack.JobIds, j.Job.Id)
-			continue
-		}
-		if id, ok := o.Archived[commit]; ok {
-			ack.JobIds = append(ack.JobIds, id)
-			continue
-		}
-		j := newJob(c.nextID, m.Repo, m.RepoName, commit, m.Branch, subject(m.Subjects, i), 1, queuedMs)
-		c.nextID++
-		c.jobs[j.Job.Id] = j
-		c.byKey[pair{m.Repo, commit}] = j.Job.Id
-		c.queue.pushBack(j.Job.Id)
-		c.counters[cJobsQueued]++
-		saves = append(saves, j)
-		ack.JobIds = append(ack.JobIds, j.Job.Id)
-		idArg, commitArg := j.noteArgs()
-		fx = append(fx, actors.Info("commit queued", "job", idArg, "repo", c.repoNameArg, "branch", c.branchArg, "commit", commitArg))
+	if rec := o.ArchivedJobs[commit]; rec != nil && !slices.Contains(rec.Job.Branches, m.Branch) {
+		j := c.unarchive(rec, m.Branch)
+		return j.Job.Id, j, true, true
 	}
-	var curs []*messages.Cursor
+	id, ok = o.Archived[commit]
+	return id, nil, false, ok
+}
+
+// queueCommit makes a queued job of m's commit i.
+func (c *Core) queueCommit(m *messages.CommitObserved, i int, queuedMs int64) *job {
+	commit := m.Commits[i]
+	j := newJob(c.nextID, m.Repo, m.RepoName, commit, m.Branch, subject(m.Subjects, i), 1, queuedMs)
+	c.nextID++
+	c.jobs[j.Job.Id] = j
+	c.byKey[pair{m.Repo, commit}] = j.Job.Id
+	c.queue.pushBack(j.Job.Id)
+	c.counters[cJobsQueued]++
+	return j
+}
+
+// moveCursor moves the cursor of m's branch to m's tip, but only from where
+// the observer computed (or when forced): a reordered older message must
+// not move it back. It returns the cursor and, if it moved, the cursors to
+// persist.
+func (c *Core) moveCursor(m *messages.CommitObserved) (*messages.Cursor, []*messages.Cursor) {
 	cur := c.cursors[pair{m.Repo, m.Branch}]
-	if len(m.Commits) > 0 {
-		tip := m.Commits[len(m.Commits)-1]
-		// Move the cursor only from where the observer computed; a reordered
-		// older message must not move it back.
-		if cur == nil || cur.Commit == m.Previous || m.Forced {
-			if cur == nil || cur.Commit != tip {
-				b := new(struct {
-					cur  messages.Cursor
-					curs [1]*messages.Cursor
-				})
-				cur = &b.cur
-				cur.Repo, cur.Branch, cur.Commit = m.Repo, m.Branch, tip
-				c.cursors[pair{m.Repo, m.Branch}] = cur
-				b.curs[0] = cur
-				curs = b.curs[:]
-			}
-		}
+	if len(m.Commits) == 0 {
+		return cur, nil
 	}
-	if cur != nil {
-		ack.Cursor = cur.Commit
+	tip := m.Commits[len(m.Commits)-1]
+	if (cur != nil && cur.Commit != m.Previous && !m.Forced) || (cur != nil && cur.Commit == tip) {
+		return cur, nil
 	}
-	if m.Skipped > 0 {
-		fx = append(fx, actors.Warn("backlog capped: older commits skipped", "repo", m.RepoName, "branch", m.Branch, "skipped", m.Skipped))
-	}
-	if len(saves) > 0 || len(curs) > 0 {
-		fx[0] = persist(curs, saves)
-	} else {
-		fx = fx[1:]
-	}
-	for _, j := range pending {
-		fx = c.forward(now, fx, j)
-	}
-	return append(fx, actors.Send{To: from, Msg: ack})
+	b := new(struct {
+		cur  messages.Cursor
+		curs [1]*messages.Cursor
+	})
+	cur = &b.cur
+	cur.Repo, cur.Branch, cur.Commit = m.Repo, m.Branch, tip
+	c.cursors[pair{m.Repo, m.Branch}] = cur
+	b.curs[0] = cur
+	return cur, b.curs[:]
 }
 
 // unarchive brings back the finished, forwarded job rec, now seen on

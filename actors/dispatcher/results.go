@@ -64,8 +64,20 @@ func (c *Core) jobFinished(now time.Time, from actors.Addr, m *messages.JobFinis
 	}
 	c.heard(r, now)
 	c.setIdle(r)
+	final := finalResult(j, m.RunnerId, res)
+	fin.Recorded = true
+	if plant.On(plant.AckBeforePersist) {
+		return c.finish(now, append(make([]actors.Effect, 0, 6), ack), j, final)
+	}
+	fx := c.finish(now, make([]actors.Effect, 0, 6), j, final)
+	return append(fx, ack)
+}
+
+// finalResult is the result to record for j's attempt, which runner
+// reported as res.
+func finalResult(j *job, runner string, res *messages.Result) *messages.Result {
 	final := &messages.Result{
-		Job: j.Job, Attempt: j.Attempt, RunnerId: m.RunnerId, Status: res.Status, Reason: res.Reason,
+		Job: j.Job, Attempt: j.Attempt, RunnerId: runner, Status: res.Status, Reason: res.Reason,
 		ExitCode: res.ExitCode, StartedUnixMs: res.StartedUnixMs, FinishedUnixMs: res.FinishedUnixMs,
 		FailedStep: res.FailedStep, LogBytes: res.LogBytes, LogDropped: res.LogDropped, QueuedUnixMs: j.QueuedUnixMs,
 	}
@@ -75,12 +87,7 @@ func (c *Core) jobFinished(now time.Time, from actors.Addr, m *messages.JobFinis
 		final.Reason = fmt.Sprintf("cancelled by a user; its runner finished it (%s) before it heard of the cancel", final.Status.Name())
 		final.Status = messages.Status_STATUS_CANCELLED
 	}
-	fin.Recorded = true
-	if plant.On(plant.AckBeforePersist) {
-		return c.finish(now, append(make([]actors.Effect, 0, 6), ack), j, final)
-	}
-	fx := c.finish(now, make([]actors.Effect, 0, 6), j, final)
-	return append(fx, ack)
+	return final
 }
 
 // finish records the one final result of j and forwards it.

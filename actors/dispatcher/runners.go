@@ -48,7 +48,7 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 		Incarnation:       m.Incarnation,
 		Seq:               m.Seq,
 	}
-	reject := func(reason string) []actors.Effect {
+	if reason := c.refuseRunner(m); reason != "" {
 		c.counters[cRejected]++
 		reply.Reason = reason
 		return []actors.Effect{
@@ -56,16 +56,38 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 			actors.Send{To: from, Msg: reply},
 		}
 	}
+	r, fx := c.enrol(now, from, m)
+	fx = c.adopt(r, from, m.Running, fx)
+	fx = append(fx, c.requeueOrphansOf(now, r)...)
+	if r.job == 0 {
+		c.setIdle(r)
+	}
+	reply.Accepted = true
+	reply.Epoch = c.cfg.Epoch
+	reply.HeartbeatMs = c.cfg.Heartbeat.Milliseconds()
+	reply.DeadAfterMs = c.cfg.DeadAfter.Milliseconds()
+	reply.LeaseMs = c.cfg.Lease.Milliseconds()
+	return append(fx, actors.Send{To: from, Msg: reply})
+}
+
+// refuseRunner says why a registration is refused, or "" when it is not.
+func (c *Core) refuseRunner(m *messages.RegisterRunner) string {
 	switch {
 	case !messages.Supported(m.ProtocolVersion):
-		return reject(fmt.Sprintf("protocol version %d is not supported: this dispatcher speaks %v; run the same Volt release on every machine", m.ProtocolVersion, messages.SupportedVersions))
+		return fmt.Sprintf("protocol version %d is not supported: this dispatcher speaks %v; run the same Volt release on every machine", m.ProtocolVersion, messages.SupportedVersions)
 	case !c.tokenOK(m.Token):
-		return reject("wrong or missing token: start the runner with the dispatcher's --token (or VOLT_TOKEN)")
+		return "wrong or missing token: start the runner with the dispatcher's --token (or VOLT_TOKEN)"
 	case m.RunnerId == "":
-		return reject("empty runner id")
+		return "empty runner id"
 	case m.Incarnation < c.incarnation(m.RunnerId):
-		return reject(fmt.Sprintf("incarnation %d is older than %d, which already registered", m.Incarnation, c.incarnation(m.RunnerId)))
+		return fmt.Sprintf("incarnation %d is older than %d, which already registered", m.Incarnation, c.incarnation(m.RunnerId))
 	}
+	return ""
+}
+
+// enrol makes m's incarnation the registered runner of its id, at from,
+// losing an older incarnation, and returns it with the effects so far.
+func (c *Core) enrol(now time.Time, from actors.Addr, m *messages.RegisterRunner) (*runnerState, []actors.Effect) {
 	var fx []actors.Effect
 	old := c.runners.get(m.RunnerId)
 	if old != nil && old.incarnation != m.Incarnation {
@@ -97,9 +119,15 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 		fx = append(fx, actors.Watch{Addr: from})
 	}
 	c.heard(r, now)
-	// Adopt what the runner still runs if it is the current attempt; cancel the rest.
+	return r, fx
+}
+
+// adopt takes back what a registering runner still runs if it is the
+// current attempt, and cancels the rest. The Persist of the jobs it adopts
+// goes ahead of fx, the effects so far.
+func (c *Core) adopt(r *runnerState, from actors.Addr, running []*messages.JobRef, fx []actors.Effect) []actors.Effect {
 	var saves []*job
-	for _, ref := range m.Running {
+	for _, ref := range running {
 		j := c.jobs[ref.JobId]
 		if j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && j.Attempt == ref.Attempt &&
 			(j.RunnerId == r.id || j.RunnerId == "") && (r.job == 0 || r.job == ref.JobId) {
@@ -120,31 +148,31 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 	if len(saves) > 0 {
 		fx = append([]actors.Effect{persist(nil, saves)}, fx...)
 	}
-	// A job assigned to this runner that the registration does not list is
-	// left to the heartbeat check: the registration may have been sent
-	// before the RunJob arrived. A job recovered as running on this runner
-	// that it no longer reports is lost, though: no RunJob of this epoch
-	// exists for it, and the runner ignores those of other epochs.
-	if ids, ok := c.orphansOf[r.id]; ok {
-		delete(c.orphansOf, r.id)
-		for _, id := range ids {
-			if _, orphan := c.orphans[id]; !orphan {
-				continue
-			}
-			if j := c.jobs[id]; j != nil && j.RunnerId == r.id && r.job != id {
-				fx = append(fx, c.requeue(now, j, fmt.Sprintf("runner %s came back without it", r.id))...)
-			}
+	return fx
+}
+
+// requeueOrphansOf requeues the jobs recovered as running on r that r,
+// registering, did not report. A job assigned to r that the registration
+// does not list is left to the heartbeat check: the registration may have
+// been sent before the RunJob arrived. A job recovered as running on r that
+// it no longer reports is lost, though: no RunJob of this epoch exists for
+// it, and the runner ignores those of other epochs.
+func (c *Core) requeueOrphansOf(now time.Time, r *runnerState) []actors.Effect {
+	ids, ok := c.orphansOf[r.id]
+	if !ok {
+		return nil
+	}
+	delete(c.orphansOf, r.id)
+	var fx []actors.Effect
+	for _, id := range ids {
+		if _, orphan := c.orphans[id]; !orphan {
+			continue
+		}
+		if j := c.jobs[id]; j != nil && j.RunnerId == r.id && r.job != id {
+			fx = append(fx, c.requeue(now, j, fmt.Sprintf("runner %s came back without it", r.id))...)
 		}
 	}
-	if r.job == 0 {
-		c.setIdle(r)
-	}
-	reply.Accepted = true
-	reply.Epoch = c.cfg.Epoch
-	reply.HeartbeatMs = c.cfg.Heartbeat.Milliseconds()
-	reply.DeadAfterMs = c.cfg.DeadAfter.Milliseconds()
-	reply.LeaseMs = c.cfg.Lease.Milliseconds()
-	return append(fx, actors.Send{To: from, Msg: reply})
+	return fx
 }
 
 // current returns the registered runner a message claims to come from, or
