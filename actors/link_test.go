@@ -7,10 +7,8 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/internal/coretest"
 )
-
-// t0 is the virtual clock's start; tests add durations to it.
-var t0 = time.Unix(1_700_000_000, 0)
 
 const ms = time.Millisecond
 
@@ -38,18 +36,18 @@ func TestLinkBackoffDoublesAndIsCapped(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := &actors.Link{Grace: -1, MinBackoff: tt.min, MaxBackoff: tt.max}
-			l.Start(t0)
-			assert.Equal(t, tt.want, dueTimes(l, t0, 4*time.Second))
+			l.Start(coretest.T0)
+			assert.Equal(t, tt.want, dueTimes(l, coretest.T0, 4*time.Second))
 		})
 	}
 }
 
 func TestLinkRegisteredResetsBackoffAndLostRestartsIt(t *testing.T) {
 	l := &actors.Link{Grace: time.Minute, MinBackoff: 100 * ms, MaxBackoff: time.Second}
-	l.Start(t0)
-	dueTimes(l, t0, 5*time.Second) // backoff grows to the cap
+	l.Start(coretest.T0)
+	dueTimes(l, coretest.T0, 5*time.Second) // backoff grows to the cap
 
-	at := t0.Add(10 * time.Second)
+	at := coretest.T0.Add(10 * time.Second)
 	l.Registered()
 	assert.True(t, l.IsRegistered())
 	assert.True(t, l.LostSince().IsZero(), "zero while registered")
@@ -80,9 +78,9 @@ func TestLinkExpired(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := &actors.Link{Grace: tt.grace}
-			l.Start(t0)
+			l.Start(coretest.T0)
 			l.Registered()
-			lost := t0.Add(time.Minute)
+			lost := coretest.T0.Add(time.Minute)
 			l.Lost(lost)
 			assert.Equal(t, tt.want, l.Expired(lost.Add(tt.at)))
 		})
@@ -90,14 +88,14 @@ func TestLinkExpired(t *testing.T) {
 
 	t.Run("never while registered", func(t *testing.T) {
 		l := &actors.Link{Grace: 0}
-		l.Start(t0)
+		l.Start(coretest.T0)
 		l.Registered()
-		assert.False(t, l.Expired(t0.Add(time.Hour)))
+		assert.False(t, l.Expired(coretest.T0.Add(time.Hour)))
 	})
 	t.Run("grace runs from Start before any registration", func(t *testing.T) {
 		l := &actors.Link{Grace: 5 * time.Second}
-		l.Start(t0)
-		assert.False(t, l.Expired(t0.Add(5*time.Second-ms)))
-		assert.True(t, l.Expired(t0.Add(5*time.Second)))
+		l.Start(coretest.T0)
+		assert.False(t, l.Expired(coretest.T0.Add(5*time.Second-ms)))
+		assert.True(t, l.Expired(coretest.T0.Add(5*time.Second)))
 	})
 }

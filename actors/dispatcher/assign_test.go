@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/dispatcher"
+	"github.com/voltci/volt/internal/coretest"
 	"github.com/voltci/volt/messages"
 )
 
@@ -21,10 +22,10 @@ func TestQueuedJobAssignedToIdleRunnerPersistBeforeRunJob(t *testing.T) {
 	}{
 		{"runner first, then commit", func(w *world) []actors.Effect {
 			w.addRunner("r1", 7)
-			return w.observe("main", "", commit(1))
+			return w.observe("main", "", coretest.Commit(1))
 		}},
 		{"commit first, then runner", func(w *world) []actors.Effect {
-			w.observe("main", "", commit(1))
+			w.observe("main", "", coretest.Commit(1))
 			return w.addRunner("r1", 7)
 		}},
 	}
@@ -35,11 +36,11 @@ func TestQueuedJobAssignedToIdleRunnerPersistBeforeRunJob(t *testing.T) {
 
 			fx := tt.setup(w)
 
-			runs := sendsTo[*messages.RunJob](fx, runnerAddr("r1"))
+			runs := coretest.SendsTo[*messages.RunJob](fx, runnerAddr("r1"))
 			require.Len(t, runs, 1)
 			run := runs[0]
 			assert.EqualValues(t, 1, run.Job.Id)
-			assert.Equal(t, commit(1), run.Job.Commit)
+			assert.Equal(t, coretest.Commit(1), run.Job.Commit)
 			assert.EqualValues(t, 1, run.Attempt)
 			assert.Equal(t, "r1", run.RunnerId)
 			assert.EqualValues(t, 7, run.Incarnation)
@@ -66,10 +67,10 @@ func TestTwoRunnersTwoJobsAndNoAssignmentToBusyRunner(t *testing.T) {
 	w.addRunner("r1", 1)
 	w.addRunner("r2", 1)
 
-	fx := w.observe("main", "", commit(1), commit(2))
+	fx := w.observe("main", "", coretest.Commit(1), coretest.Commit(2))
 	assert.Equal(t, []string{"1/1->r1@1", "2/1->r2@1"}, runJobs(fx))
 
-	fx = w.observe("main", commit(2), commit(3))
+	fx = w.observe("main", coretest.Commit(2), coretest.Commit(3))
 	assert.Empty(t, runJobs(fx), "both runners are busy")
 	assert.EqualValues(t, 1, w.queued())
 	assert.Equal(t, messages.JobState_JOB_STATE_QUEUED, w.job(3).State)
@@ -87,7 +88,7 @@ func TestLostRunnerJobRequeuedAtFrontAndReassigned(t *testing.T) {
 	w.addObserver(obsAddr)
 	w.addRunner("r1", 1)
 	w.addRunner("r2", 1)
-	fx := w.observe("main", "", commit(1), commit(2), commit(3))
+	fx := w.observe("main", "", coretest.Commit(1), coretest.Commit(2), coretest.Commit(3))
 	require.Equal(t, []string{"1/1->r1@1", "2/1->r2@1"}, runJobs(fx))
 
 	w.advance(time.Second)
@@ -113,7 +114,7 @@ func TestRunnerLostAfterHeartbeatDeadline(t *testing.T) {
 	w.addObserver(obsAddr)
 	w.addRunner("r1", 1)
 	w.addRunner("r2", 1)
-	w.observe("main", "", commit(1))
+	w.observe("main", "", coretest.Commit(1))
 	require.Equal(t, "r1", w.job(1).RunnerId)
 
 	// r2 keeps heartbeating; r1 falls silent.
@@ -121,9 +122,9 @@ func TestRunnerLostAfterHeartbeatDeadline(t *testing.T) {
 		w.advance(time.Second)
 		w.heartbeat("r2", 1, uint64(i))
 		fx := w.tick()
-		require.Empty(t, runJobs(fx), "at %s r1 is not dead yet", w.now.Sub(t0))
+		require.Empty(t, runJobs(fx), "at %s r1 is not dead yet", w.now.Sub(coretest.T0))
 	}
-	require.Equal(t, w.now, t0.Add(cfg.DeadAfter))
+	require.Equal(t, w.now, coretest.T0.Add(cfg.DeadAfter))
 	assert.NotNil(t, w.runner("r1"), "exactly DeadAfter without a heartbeat is not yet dead")
 
 	w.advance(time.Millisecond)
@@ -135,7 +136,7 @@ func TestRunnerLostAfterHeartbeatDeadline(t *testing.T) {
 
 	// The presumed-dead runner's heartbeat is answered "unknown": it must register again.
 	fx = w.heartbeat("r1", 1, 9, ref(1, 1))
-	acks := sends[*messages.HeartbeatAck](fx)
+	acks := coretest.Sends[*messages.HeartbeatAck](fx)
 	require.Len(t, acks, 1)
 	assert.True(t, acks[0].Unknown)
 	assert.Empty(t, acks[0].Valid)
@@ -147,7 +148,7 @@ func TestAttemptCapEndsJobErrored(t *testing.T) {
 	w := newWorld(t, cfg)
 	w.addObserver(obsAddr)
 	w.addReporter()
-	w.observe("main", "", commit(1))
+	w.observe("main", "", coretest.Commit(1))
 
 	var all []actors.Effect
 	done := 0 // persisted DONE states, counted as each step returns (records are shared pointers)
@@ -174,7 +175,7 @@ func TestAttemptCapEndsJobErrored(t *testing.T) {
 	assert.EqualValues(t, 3, j.Result.Attempt)
 	assert.EqualValues(t, 1, w.d.Counter(dispatcher.CounterGaveUp))
 	assert.EqualValues(t, 1, w.d.Counter(dispatcher.CounterRecorded))
-	assert.Len(t, sendsTo[*messages.ResultRecorded](all, repAddr), 1, "exactly one result")
+	assert.Len(t, coretest.SendsTo[*messages.ResultRecorded](all, repAddr), 1, "exactly one result")
 	assert.Equal(t, 1, done, "the result is persisted once")
 
 	// No fourth attempt, and the last runner's late result changes nothing.
@@ -190,7 +191,7 @@ func TestRunnerStoppingGivesItsJobBack(t *testing.T) {
 	w.addObserver(obsAddr)
 	w.addRunner("r1", 1)
 	w.addRunner("r2", 1)
-	w.observe("main", "", commit(1))
+	w.observe("main", "", coretest.Commit(1))
 
 	fx := w.step(runnerAddr("r1"), &messages.RunnerStopping{RunnerId: "r1", Incarnation: 1, Released: []*messages.JobRef{ref(1, 1)}, Reason: "SIGTERM"})
 	assert.Equal(t, []string{"1/2->r2@1"}, runJobs(fx))
@@ -208,7 +209,7 @@ func TestGracefulReleasesKeepTheAttempts(t *testing.T) {
 	w := newWorld(t, dispatcher.DefaultConfig()) // MaxAttempts 3
 	w.addObserver(obsAddr)
 	w.addRunner("r1", 1)
-	w.observe("main", "", commit(1))
+	w.observe("main", "", coretest.Commit(1))
 	for attempt := int32(1); attempt <= 4; attempt++ {
 		id := fmt.Sprintf("r%d", attempt+1)
 		w.addRunner(id, 1) // idle, waiting

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/voltci/volt/actors/dispatcher"
+	"github.com/voltci/volt/internal/coretest"
 	"github.com/voltci/volt/messages"
 )
 
@@ -31,12 +32,12 @@ func TestArchivedCommitOnANewBranchRecordsTheBranch(t *testing.T) {
 	w.addObserver(obsAddr)
 	w.addReporter()
 	w.addRunner("r1", 1)
-	rec := archivedRecord(41, commit(1), "feature")
+	rec := archivedRecord(41, coretest.Commit(1), "feature")
 
 	fx := w.step(obsAddr, dispatcher.Observed{
-		Msg:          w.observed("main", "", commit(1)),
-		Archived:     map[string]int64{commit(1): 41},
-		ArchivedJobs: map[string]*messages.JobRecord{commit(1): rec},
+		Msg:          w.observed("main", "", coretest.Commit(1)),
+		Archived:     map[string]int64{coretest.Commit(1): 41},
+		ArchivedJobs: map[string]*messages.JobRecord{coretest.Commit(1): rec},
 	})
 
 	jobs := persistedJobs(fx)
@@ -45,17 +46,17 @@ func TestArchivedCommitOnANewBranchRecordsTheBranch(t *testing.T) {
 	assert.Equal(t, messages.JobState_JOB_STATE_DONE, jobs[0].State)
 	assert.False(t, jobs[0].Forwarded, "to be sent to the reporter again, even after a restart")
 	assert.Equal(t, []string{"feature"}, rec.Job.Branches, "the store's record is not changed in place")
-	results := sendsTo[*messages.ResultRecorded](fx, repAddr)
+	results := coretest.SendsTo[*messages.ResultRecorded](fx, repAddr)
 	require.Len(t, results, 1)
 	assert.Equal(t, []string{"feature", "main"}, results[0].Result.Job.Branches)
 	assert.Equal(t, messages.Status_STATUS_PASSED, results[0].Result.Status)
 	assert.Less(t, firstIndex(fx, isPersistOf(41)), firstIndex(fx, isSendOf[*messages.ResultRecorded]()))
-	acks := sendsTo[*messages.CommitObservedAck](fx, obsAddr)
+	acks := coretest.SendsTo[*messages.CommitObservedAck](fx, obsAddr)
 	require.Len(t, acks, 1)
 	assert.Equal(t, []int64{41}, acks[0].JobIds)
 	assert.Empty(t, runJobs(fx), "not built again")
 
-	fx = w.step(repAddr, &messages.ResultRecordedAck{JobId: 41, Repo: repoURL, Commit: commit(1), Build: 1})
+	fx = w.step(repAddr, &messages.ResultRecordedAck{JobId: 41, Repo: repoURL, Commit: coretest.Commit(1), Build: 1})
 	jobs = persistedJobs(fx)
 	require.Len(t, jobs, 1)
 	assert.True(t, jobs[0].Forwarded)
@@ -63,12 +64,12 @@ func TestArchivedCommitOnANewBranchRecordsTheBranch(t *testing.T) {
 
 	// Seen again on a branch its record names: nothing to record.
 	fx = w.step(obsAddr, dispatcher.Observed{
-		Msg:          w.observed("main", commit(1), commit(1)),
-		Archived:     map[string]int64{commit(1): 41},
-		ArchivedJobs: map[string]*messages.JobRecord{commit(1): archivedRecord(41, commit(1), "feature", "main")},
+		Msg:          w.observed("main", coretest.Commit(1), coretest.Commit(1)),
+		Archived:     map[string]int64{coretest.Commit(1): 41},
+		ArchivedJobs: map[string]*messages.JobRecord{coretest.Commit(1): archivedRecord(41, coretest.Commit(1), "feature", "main")},
 	})
 	assert.Empty(t, persistedJobs(fx))
-	assert.Empty(t, sends[*messages.ResultRecorded](fx))
+	assert.Empty(t, coretest.Sends[*messages.ResultRecorded](fx))
 }
 
 // TestRecoveredResultOnANewBranch: a finished job recovered from the store
@@ -76,13 +77,13 @@ func TestArchivedCommitOnANewBranchRecordsTheBranch(t *testing.T) {
 // forwarded sends the reporter the new branch too.
 func TestRecoveredResultOnANewBranch(t *testing.T) {
 	d := dispatcher.New(dispatcher.DefaultConfig())
-	rec := archivedRecord(5, commit(1), "feature")
+	rec := archivedRecord(5, coretest.Commit(1), "feature")
 	rec.Forwarded = false
-	d.Recover(t0, dispatcher.Durable{Jobs: []*messages.JobRecord{rec}, MaxID: 5})
-	w := &world{t: t, d: d, now: t0}
+	d.Recover(coretest.T0, dispatcher.Durable{Jobs: []*messages.JobRecord{rec}, MaxID: 5})
+	w := &world{t: t, d: d, now: coretest.T0}
 	w.addObserver(obsAddr)
-	w.observe("main", "", commit(1))
-	results := sendsTo[*messages.ResultRecorded](w.addReporter(), repAddr)
+	w.observe("main", "", coretest.Commit(1))
+	results := coretest.SendsTo[*messages.ResultRecorded](w.addReporter(), repAddr)
 	require.Len(t, results, 1)
 	assert.Equal(t, []string{"feature", "main"}, results[0].Result.Job.Branches)
 }

@@ -9,16 +9,17 @@ import (
 
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/dispatcher"
+	"github.com/voltci/volt/internal/coretest"
 	"github.com/voltci/volt/messages"
 )
 
 func TestCancelQueuedJobEndsItCancelled(t *testing.T) {
 	w := newWorld(t, dispatcher.DefaultConfig())
 	w.addObserver(obsAddr)
-	w.observe("main", "", commit(1)) // no runner: it stays queued
+	w.observe("main", "", coretest.Commit(1)) // no runner: it stays queued
 
 	fx := w.step(cliAddr, &messages.CancelRequest{JobId: 1, Who: "ann"})
-	replies := sendsTo[*messages.CancelReply](fx, cliAddr)
+	replies := coretest.SendsTo[*messages.CancelReply](fx, cliAddr)
 	require.Len(t, replies, 1)
 	assert.Empty(t, replies[0].Error)
 	require.NotNil(t, w.job(1).Result)
@@ -33,10 +34,10 @@ func TestCancelRunningJobAsksTheRunnerToReport(t *testing.T) {
 	w := newWorld(t, dispatcher.DefaultConfig())
 	w.addObserver(obsAddr)
 	w.addRunner("r1", 1)
-	w.observe("main", "", commit(1))
+	w.observe("main", "", coretest.Commit(1))
 
 	fx := w.step(cliAddr, &messages.CancelRequest{JobId: 1, Who: "ann"})
-	cancels := sendsTo[*messages.CancelJob](fx, runnerAddr("r1"))
+	cancels := coretest.SendsTo[*messages.CancelJob](fx, runnerAddr("r1"))
 	require.Len(t, cancels, 1)
 	assert.True(t, cancels[0].Report, "a user's cancel is reported, not dropped")
 	assert.True(t, w.job(1).CancelRequested)
@@ -50,28 +51,28 @@ func TestCancelRunningJobAsksTheRunnerToReport(t *testing.T) {
 
 func TestCancelUnknownJobIsAnError(t *testing.T) {
 	w := newWorld(t, dispatcher.DefaultConfig())
-	replies := sendsTo[*messages.CancelReply](w.step(cliAddr, &messages.CancelRequest{JobId: 42}), cliAddr)
+	replies := coretest.SendsTo[*messages.CancelReply](w.step(cliAddr, &messages.CancelRequest{JobId: 42}), cliAddr)
 	require.Len(t, replies, 1)
 	assert.Contains(t, replies[0].Error, "not queued or running")
 }
 
 func TestRebuildQueuesTheNextBuild(t *testing.T) {
 	w := newWorld(t, dispatcher.DefaultConfig())
-	prev := &messages.Job{Id: 7, Repo: repoURL, RepoName: repoName, Commit: commit(1), Branches: []string{"main"}, Build: 2}
+	prev := &messages.Job{Id: 7, Repo: repoURL, RepoName: repoName, Commit: coretest.Commit(1), Branches: []string{"main"}, Build: 2}
 
-	fx := w.step(cliAddr, dispatcher.Rebuild{Msg: &messages.RebuildRequest{Repo: repoURL, Commit: commit(1)}, Prev: prev})
-	replies := sendsTo[*messages.RebuildReply](fx, cliAddr)
+	fx := w.step(cliAddr, dispatcher.Rebuild{Msg: &messages.RebuildRequest{Repo: repoURL, Commit: coretest.Commit(1)}, Prev: prev})
+	replies := coretest.SendsTo[*messages.RebuildReply](fx, cliAddr)
 	require.Len(t, replies, 1)
 	assert.Empty(t, replies[0].Error)
 	assert.EqualValues(t, 3, replies[0].Build)
 	assert.Equal(t, int32(3), w.job(replies[0].JobId).Job.Build)
 	assert.Equal(t, []string{"main"}, w.job(replies[0].JobId).Job.Branches)
 
-	again := sendsTo[*messages.RebuildReply](w.step(cliAddr, dispatcher.Rebuild{Msg: &messages.RebuildRequest{Repo: repoURL, Commit: commit(1)}, Prev: prev}), cliAddr)
+	again := coretest.SendsTo[*messages.RebuildReply](w.step(cliAddr, dispatcher.Rebuild{Msg: &messages.RebuildRequest{Repo: repoURL, Commit: coretest.Commit(1)}, Prev: prev}), cliAddr)
 	require.Len(t, again, 1)
 	assert.Contains(t, again[0].Error, "already queued")
 
-	never := sendsTo[*messages.RebuildReply](w.step(cliAddr, dispatcher.Rebuild{Msg: &messages.RebuildRequest{Repo: repoURL, Commit: commit(2)}}), cliAddr)
+	never := coretest.SendsTo[*messages.RebuildReply](w.step(cliAddr, dispatcher.Rebuild{Msg: &messages.RebuildRequest{Repo: repoURL, Commit: coretest.Commit(2)}}), cliAddr)
 	require.Len(t, never, 1)
 	assert.Contains(t, never[0].Error, "never built")
 }
@@ -80,10 +81,10 @@ func TestCancelAndRebuildNeedTheToken(t *testing.T) {
 	cfg := dispatcher.DefaultConfig()
 	cfg.Token = "s3cret"
 	w := newWorld(t, cfg)
-	c := sendsTo[*messages.CancelReply](w.step(cliAddr, &messages.CancelRequest{JobId: 1}), cliAddr)
+	c := coretest.SendsTo[*messages.CancelReply](w.step(cliAddr, &messages.CancelRequest{JobId: 1}), cliAddr)
 	require.Len(t, c, 1)
 	assert.Contains(t, c[0].Error, "token")
-	r := sendsTo[*messages.RebuildReply](w.step(cliAddr, dispatcher.Rebuild{Msg: &messages.RebuildRequest{Repo: repoURL, Commit: commit(1)}}), cliAddr)
+	r := coretest.SendsTo[*messages.RebuildReply](w.step(cliAddr, dispatcher.Rebuild{Msg: &messages.RebuildRequest{Repo: repoURL, Commit: coretest.Commit(1)}}), cliAddr)
 	require.Len(t, r, 1)
 	assert.Contains(t, r[0].Error, "token")
 }
@@ -105,12 +106,12 @@ func TestCancelIsResentUntilTheJobEnds(t *testing.T) {
 			w := newWorld(t, dispatcher.DefaultConfig())
 			w.addObserver(obsAddr)
 			w.addRunner("r1", 1)
-			w.observe("main", "", commit(1))
+			w.observe("main", "", coretest.Commit(1))
 			w.heartbeat("r1", 1, 0, ref(1, 1))
-			require.Len(t, sendsTo[*messages.CancelJob](w.step(cliAddr, &messages.CancelRequest{JobId: 1, Who: "ann"}), runnerAddr("r1")), 1)
+			require.Len(t, coretest.SendsTo[*messages.CancelJob](w.step(cliAddr, &messages.CancelRequest{JobId: 1, Who: "ann"}), runnerAddr("r1")), 1)
 			// That CancelJob is lost; the runner reports it still runs the job.
 			w.advance(time.Second)
-			cancels := sendsTo[*messages.CancelJob](tt.reports(w), runnerAddr("r1"))
+			cancels := coretest.SendsTo[*messages.CancelJob](tt.reports(w), runnerAddr("r1"))
 			require.Len(t, cancels, 1, "the cancel is sent again")
 			assert.Equal(t, ref(1, 1).String(), cancels[0].Ref.String())
 			assert.True(t, cancels[0].Report)
@@ -125,12 +126,12 @@ func TestCancelledJobRecordsCancelled(t *testing.T) {
 	w := newWorld(t, dispatcher.DefaultConfig())
 	w.addObserver(obsAddr)
 	w.addRunner("r1", 1)
-	w.observe("main", "", commit(1))
+	w.observe("main", "", coretest.Commit(1))
 	w.step(cliAddr, &messages.CancelRequest{JobId: 1, Who: "ann"})
 	w.finish("r1", 1, 1, 1, messages.Status_STATUS_PASSED)
 	require.NotNil(t, w.job(1).Result)
 	assert.Equal(t, messages.Status_STATUS_CANCELLED, w.job(1).Result.Status)
-	assert.Empty(t, sendsTo[*messages.CancelJob](w.heartbeat("r1", 1, 2), runnerAddr("r1")), "ended: no more cancels")
+	assert.Empty(t, coretest.SendsTo[*messages.CancelJob](w.heartbeat("r1", 1, 2), runnerAddr("r1")), "ended: no more cancels")
 }
 
 // TestCancelledWhileQueuedIsNotCounted: the queued counter counts only jobs
@@ -139,7 +140,7 @@ func TestCancelledJobRecordsCancelled(t *testing.T) {
 func TestCancelledWhileQueuedIsNotCounted(t *testing.T) {
 	w := newWorld(t, dispatcher.DefaultConfig())
 	w.addObserver(obsAddr)
-	w.observe("main", "", commit(1), commit(2))
+	w.observe("main", "", coretest.Commit(1), coretest.Commit(2))
 	require.EqualValues(t, 2, w.queued())
 	w.step(cliAddr, &messages.CancelRequest{JobId: 1, Who: "ann"})
 	assert.EqualValues(t, 1, w.queued())

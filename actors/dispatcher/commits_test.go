@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/dispatcher"
+	"github.com/voltci/volt/internal/coretest"
 	"github.com/voltci/volt/messages"
 	"google.golang.org/protobuf/proto"
 )
@@ -17,7 +18,7 @@ func TestCommitObservedQueuesOneJobPerCommitPersistedBeforeAck(t *testing.T) {
 	w := newWorld(t, dispatcher.DefaultConfig())
 	w.addObserver(obsAddr)
 
-	fx := w.observe("main", "", commit(1), commit(2), commit(3))
+	fx := w.observe("main", "", coretest.Commit(1), coretest.Commit(2), coretest.Commit(3))
 
 	ps := persisted(fx)
 	require.Len(t, ps, 1)
@@ -31,16 +32,16 @@ func TestCommitObservedQueuesOneJobPerCommitPersistedBeforeAck(t *testing.T) {
 		assert.EqualValues(t, 1, j.Job.Build)
 		assert.Equal(t, repoURL, j.Job.Repo)
 	}
-	assert.Equal(t, []string{commit(1), commit(2), commit(3)}, commits, "one job per commit, oldest first")
+	assert.Equal(t, []string{coretest.Commit(1), coretest.Commit(2), coretest.Commit(3)}, commits, "one job per commit, oldest first")
 	assert.Equal(t, []int64{1, 2, 3}, ids)
 	require.Len(t, ps[0].Cursors, 1)
-	assert.Equal(t, commit(3), ps[0].Cursors[0].Commit, "the cursor moves to the tip")
+	assert.Equal(t, coretest.Commit(3), ps[0].Cursors[0].Commit, "the cursor moves to the tip")
 	assert.Equal(t, "main", ps[0].Cursors[0].Branch)
 
-	acks := sendsTo[*messages.CommitObservedAck](fx, obsAddr)
+	acks := coretest.SendsTo[*messages.CommitObservedAck](fx, obsAddr)
 	require.Len(t, acks, 1)
 	assert.Equal(t, []int64{1, 2, 3}, acks[0].JobIds)
-	assert.Equal(t, commit(3), acks[0].Cursor)
+	assert.Equal(t, coretest.Commit(3), acks[0].Cursor)
 	assert.EqualValues(t, 1, acks[0].Seq)
 	assert.Equal(t, "main", acks[0].Branch)
 
@@ -56,47 +57,47 @@ func TestCommitObservedQueuesOneJobPerCommitPersistedBeforeAck(t *testing.T) {
 func TestCommitObservedDuplicateCreatesNoJob(t *testing.T) {
 	w := newWorld(t, dispatcher.DefaultConfig())
 	w.addObserver(obsAddr)
-	msg := w.observed("main", "", commit(1), commit(2))
+	msg := w.observed("main", "", coretest.Commit(1), coretest.Commit(2))
 	w.step(obsAddr, msg)
 
 	fx := w.step(obsAddr, proto.Clone(msg)) // the observer's resend
 
 	assert.Empty(t, persisted(fx), "nothing new to persist")
-	acks := sendsTo[*messages.CommitObservedAck](fx, obsAddr)
+	acks := coretest.SendsTo[*messages.CommitObservedAck](fx, obsAddr)
 	require.Len(t, acks, 1)
 	assert.Equal(t, []int64{1, 2}, acks[0].JobIds, "the duplicate is acknowledged with the same jobs")
-	assert.Equal(t, commit(2), acks[0].Cursor)
+	assert.Equal(t, coretest.Commit(2), acks[0].Cursor)
 	assert.EqualValues(t, 2, w.d.Counter(dispatcher.CounterJobsQueued))
 	assert.Len(t, w.d.Status().Jobs, 2)
 
 	// A newer message moves the cursor; an older one delivered late does not move it back.
-	w.observe("main", commit(2), commit(3))
+	w.observe("main", coretest.Commit(2), coretest.Commit(3))
 	fx = w.step(obsAddr, proto.Clone(msg))
-	acks = sendsTo[*messages.CommitObservedAck](fx, obsAddr)
+	acks = coretest.SendsTo[*messages.CommitObservedAck](fx, obsAddr)
 	require.Len(t, acks, 1)
-	assert.Equal(t, commit(3), acks[0].Cursor, "a reordered old message must not move the cursor back")
+	assert.Equal(t, coretest.Commit(3), acks[0].Cursor, "a reordered old message must not move the cursor back")
 	assert.Empty(t, persisted(fx))
 }
 
 func TestCommitOnSecondBranchAddsBranchNotJob(t *testing.T) {
 	w := newWorld(t, dispatcher.DefaultConfig())
 	w.addObserver(obsAddr)
-	w.observe("main", "", commit(1), commit(2))
+	w.observe("main", "", coretest.Commit(1), coretest.Commit(2))
 
-	fx := w.observe("release", "", commit(2))
+	fx := w.observe("release", "", coretest.Commit(2))
 
 	jobs := persistedJobs(fx)
 	require.Len(t, jobs, 1)
 	assert.EqualValues(t, 2, jobs[0].Job.Id)
 	assert.Equal(t, []string{"main", "release"}, jobs[0].Job.Branches)
-	acks := sendsTo[*messages.CommitObservedAck](fx, obsAddr)
+	acks := coretest.SendsTo[*messages.CommitObservedAck](fx, obsAddr)
 	require.Len(t, acks, 1)
 	assert.Equal(t, []int64{2}, acks[0].JobIds)
 	assert.Equal(t, "release", acks[0].Branch)
 	assert.EqualValues(t, 2, w.d.Counter(dispatcher.CounterJobsQueued), "no new job")
 	assert.Len(t, w.d.Status().Jobs, 2)
 
-	fx = w.observe("release", commit(2), commit(2))
+	fx = w.observe("release", coretest.Commit(2), coretest.Commit(2))
 	assert.Empty(t, persistedJobs(fx), "a branch already recorded is not added twice")
 }
 
@@ -107,17 +108,17 @@ func TestCommitObservedRejected(t *testing.T) {
 		msg  *messages.CommitObserved
 	}{
 		{"unregistered observer", obs2Addr,
-			&messages.CommitObserved{Seq: 1, Repo: repoURL, Branch: "main", Commits: []string{commit(1)}}},
+			&messages.CommitObserved{Seq: 1, Repo: repoURL, Branch: "main", Commits: []string{coretest.Commit(1)}}},
 		{"commit id that git would read as an option", obsAddr,
 			&messages.CommitObserved{Seq: 1, Repo: repoURL, Branch: "main", Commits: []string{"--upload-pack=touch pwned"}}},
 		{"one bad commit among good ones", obsAddr,
-			&messages.CommitObserved{Seq: 1, Repo: repoURL, Branch: "main", Commits: []string{commit(1), "HEAD", commit(2)}}},
+			&messages.CommitObserved{Seq: 1, Repo: repoURL, Branch: "main", Commits: []string{coretest.Commit(1), "HEAD", coretest.Commit(2)}}},
 		{"abbreviated commit id", obsAddr,
 			&messages.CommitObserved{Seq: 1, Repo: repoURL, Branch: "main", Commits: []string{"abc1234"}}},
 		{"branch that git would read as an option", obsAddr,
-			&messages.CommitObserved{Seq: 1, Repo: repoURL, Branch: "-x", Commits: []string{commit(1)}}},
+			&messages.CommitObserved{Seq: 1, Repo: repoURL, Branch: "-x", Commits: []string{coretest.Commit(1)}}},
 		{"empty branch", obsAddr,
-			&messages.CommitObserved{Seq: 1, Repo: repoURL, Branch: "", Commits: []string{commit(1)}}},
+			&messages.CommitObserved{Seq: 1, Repo: repoURL, Branch: "", Commits: []string{coretest.Commit(1)}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -128,7 +129,7 @@ func TestCommitObservedRejected(t *testing.T) {
 			fx := w.step(tt.from, tt.msg)
 
 			assert.Empty(t, persisted(fx))
-			for _, ack := range sends[*messages.CommitObservedAck](fx) {
+			for _, ack := range coretest.Sends[*messages.CommitObservedAck](fx) {
 				// The only answer allowed is "register first", which moves no cursor.
 				assert.True(t, ack.Unknown, "not acknowledged: the cursor must not advance")
 				assert.Empty(t, ack.Cursor)
@@ -136,7 +137,7 @@ func TestCommitObservedRejected(t *testing.T) {
 			assert.Empty(t, runJobs(fx))
 			assert.Empty(t, w.d.Status().Jobs)
 			assert.EqualValues(t, 1, w.d.Counter(dispatcher.CounterRejected))
-			assert.NotEmpty(t, effectsOf[actors.Note](fx), "a rejection is logged")
+			assert.NotEmpty(t, coretest.EffectsOf[actors.Note](fx), "a rejection is logged")
 		})
 	}
 }
@@ -147,23 +148,23 @@ func TestArchivedCommitsAreNotRequeued(t *testing.T) {
 	w.addRunner("r1", 1)
 
 	fx := w.step(obsAddr, dispatcher.Observed{
-		Msg:      w.observed("main", "", commit(1), commit(2)),
-		Archived: map[string]int64{commit(1): 41},
+		Msg:      w.observed("main", "", coretest.Commit(1), coretest.Commit(2)),
+		Archived: map[string]int64{coretest.Commit(1): 41},
 	})
 
 	ps := persisted(fx)
 	require.NotEmpty(t, ps)
 	jobs := ps[0].Jobs
 	require.Len(t, jobs, 1, "only the commit not archived becomes a job")
-	assert.Equal(t, commit(2), jobs[0].Job.Commit)
-	acks := sendsTo[*messages.CommitObservedAck](fx, obsAddr)
+	assert.Equal(t, coretest.Commit(2), jobs[0].Job.Commit)
+	acks := coretest.SendsTo[*messages.CommitObservedAck](fx, obsAddr)
 	require.Len(t, acks, 1)
 	assert.Equal(t, []int64{41, 1}, acks[0].JobIds, "the archived commit is answered with its old job")
 	assert.Equal(t, []string{"1/1->r1@1"}, runJobs(fx))
 
 	fx = w.step(obsAddr, dispatcher.Observed{
-		Msg:      w.observed("release", "", commit(3)),
-		Archived: map[string]int64{commit(3): 42},
+		Msg:      w.observed("release", "", coretest.Commit(3)),
+		Archived: map[string]int64{coretest.Commit(3): 42},
 	})
 	assert.Empty(t, persistedJobs(fx))
 	assert.Empty(t, runJobs(fx))
@@ -180,7 +181,7 @@ func TestNotifyPollsEveryObserver(t *testing.T) {
 	fx := w.step(cliAddr, &messages.Notify{Repo: repoName, Branch: "main"})
 
 	var to []actors.Addr
-	for _, e := range effectsOf[actors.Send](fx) {
+	for _, e := range coretest.EffectsOf[actors.Send](fx) {
 		if m, ok := e.Msg.(*messages.PollNow); ok {
 			to = append(to, e.To)
 			assert.Equal(t, repoName, m.Repo)
@@ -188,14 +189,14 @@ func TestNotifyPollsEveryObserver(t *testing.T) {
 		}
 	}
 	assert.Equal(t, []actors.Addr{obsAddr, obs2Addr}, to, "every observer, in a stable order")
-	acks := sendsTo[*messages.NotifyAck](fx, cliAddr)
+	acks := coretest.SendsTo[*messages.NotifyAck](fx, cliAddr)
 	require.Len(t, acks, 1)
 	assert.EqualValues(t, 2, acks[0].Observers)
 
 	w.step("", actors.PeerTerminated{Addr: obs2Addr})
 	fx = w.step(cliAddr, &messages.Notify{})
-	assert.Len(t, sends[*messages.PollNow](fx), 1, "a gone observer is not told")
-	assert.EqualValues(t, 1, sends[*messages.NotifyAck](fx)[0].Observers)
+	assert.Len(t, coretest.Sends[*messages.PollNow](fx), 1, "a gone observer is not told")
+	assert.EqualValues(t, 1, coretest.Sends[*messages.NotifyAck](fx)[0].Observers)
 }
 
 func TestNotifyWithWrongTokenRefused(t *testing.T) {
@@ -205,12 +206,12 @@ func TestNotifyWithWrongTokenRefused(t *testing.T) {
 	w.step(obsAddr, &messages.RegisterObserver{ObserverId: "o", ProtocolVersion: messages.ProtocolVersion, Token: "s3cret"})
 
 	fx := w.step(cliAddr, &messages.Notify{Repo: repoName, Token: "nope"})
-	assert.Empty(t, sends[*messages.PollNow](fx))
-	require.Len(t, sends[*messages.NotifyAck](fx), 1)
-	assert.EqualValues(t, -1, sends[*messages.NotifyAck](fx)[0].Observers)
+	assert.Empty(t, coretest.Sends[*messages.PollNow](fx))
+	require.Len(t, coretest.Sends[*messages.NotifyAck](fx), 1)
+	assert.EqualValues(t, -1, coretest.Sends[*messages.NotifyAck](fx)[0].Observers)
 
 	fx = w.step(cliAddr, &messages.Notify{Repo: repoName, Token: "s3cret"})
-	assert.Len(t, sends[*messages.PollNow](fx), 1)
+	assert.Len(t, coretest.Sends[*messages.PollNow](fx), 1)
 }
 
 func TestObserverUnknownAfterRestartIsToldToRegister(t *testing.T) {
@@ -218,11 +219,11 @@ func TestObserverUnknownAfterRestartIsToldToRegister(t *testing.T) {
 	// panic) the observer gets no PeerTerminated; the fresh core must tell it
 	// to register again rather than ignore it.
 	d := dispatcher.New(dispatcher.DefaultConfig())
-	d.Recover(t0, dispatcher.Durable{Cursors: []*messages.Cursor{{Repo: repoURL, Branch: "main", Commit: commit(1)}}, MaxID: 1})
-	w := &world{t: t, d: d, now: t0}
+	d.Recover(coretest.T0, dispatcher.Durable{Cursors: []*messages.Cursor{{Repo: repoURL, Branch: "main", Commit: coretest.Commit(1)}}, MaxID: 1})
+	w := &world{t: t, d: d, now: coretest.T0}
 
-	fx := w.observe("main", commit(1), commit(2))
+	fx := w.observe("main", coretest.Commit(1), coretest.Commit(2))
 
-	assert.NotEmpty(t, sendsTo[proto.Message](fx, obsAddr),
+	assert.NotEmpty(t, coretest.SendsTo[proto.Message](fx, obsAddr),
 		"the observer must hear something (e.g. an 'unknown, register again' answer, like HeartbeatAck.unknown)")
 }

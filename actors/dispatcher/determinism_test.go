@@ -10,6 +10,7 @@ import (
 
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/dispatcher"
+	"github.com/voltci/volt/internal/coretest"
 	"github.com/voltci/volt/messages"
 )
 
@@ -37,7 +38,7 @@ func scenario() []input {
 	}
 	var commits []string
 	for i := 1; i <= 12; i++ {
-		commits = append(commits, commit(i))
+		commits = append(commits, coretest.Commit(i))
 	}
 	add(0, obsAddr, &messages.CommitObserved{Seq: 1, Repo: repoURL, RepoName: repoName, Branch: "main", Commits: commits})
 	add(0, obsAddr, &messages.CommitObserved{Seq: 2, Repo: repoURL, RepoName: repoName, Branch: "release", Commits: commits[3:5]})
@@ -61,7 +62,7 @@ func scenario() []input {
 		}
 	}
 	add(time.Second, repAddr, &messages.RegisterReporter{ProtocolVersion: messages.ProtocolVersion})
-	add(0, repAddr, &messages.ResultRecordedAck{JobId: 2, Repo: repoURL, Commit: commit(2), Build: 1})
+	add(0, repAddr, &messages.ResultRecordedAck{JobId: 2, Repo: repoURL, Commit: coretest.Commit(2), Build: 1})
 	add(time.Second, "", actors.Tick{})
 	add(0, cliAddr, &messages.Notify{Repo: repoName})
 	add(0, "", actors.PeerTerminated{Addr: runnerAddr("r2")})
@@ -99,9 +100,9 @@ func requireSameEffects(t *testing.T, step int, a, b []actors.Effect) {
 func TestSameInputsSameEffects(t *testing.T) {
 	a := dispatcher.New(dispatcher.DefaultConfig())
 	b := dispatcher.New(dispatcher.DefaultConfig())
-	requireSameEffects(t, -1, a.Recover(t0, dispatcher.Durable{}), b.Recover(t0, dispatcher.Durable{}))
+	requireSameEffects(t, -1, a.Recover(coretest.T0, dispatcher.Durable{}), b.Recover(coretest.T0, dispatcher.Durable{}))
 
-	now := t0
+	now := coretest.T0
 	total, runJobs := 0, 0
 	ins, twins := scenario(), scenario() // separate messages: a core may keep what it is given
 	for i, in := range ins {
@@ -110,7 +111,7 @@ func TestSameInputsSameEffects(t *testing.T) {
 		fb := b.Step(now, sender(in.from, twins[i].msg), twins[i].msg)
 		requireSameEffects(t, i, fa, fb)
 		total += len(fa)
-		runJobs += len(sends[*messages.RunJob](fa))
+		runJobs += len(coretest.Sends[*messages.RunJob](fa))
 	}
 	require.Greater(t, runJobs, 8, "the scenario reassigns jobs, so ordering matters")
 	require.Greater(t, total, 100)

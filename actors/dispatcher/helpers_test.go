@@ -2,7 +2,6 @@ package dispatcher_test
 
 import (
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -11,11 +10,9 @@ import (
 
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/dispatcher"
+	"github.com/voltci/volt/internal/coretest"
 	"github.com/voltci/volt/messages"
 )
-
-// t0 is the virtual clock's start; tests add durations to it.
-var t0 = time.Unix(1_700_000_000, 0)
 
 const (
 	repoURL  = "/srv/git/app.git"
@@ -32,57 +29,10 @@ var (
 // runnerAddr is where runner id listens; each id has its own address.
 func runnerAddr(id string) actors.Addr { return actors.NewAddr("10.0.0.1:8900", id) }
 
-// commit returns a valid 40-character commit id numbered n.
-func commit(n int) string { return fmt.Sprintf("%040x", n) }
-
-// knownBug skips a test that shows a bug in a core. Set VOLT_RUN_BUGS=1 to
-// run it anyway and watch it fail.
-func knownBug(t *testing.T, desc string) {
-	t.Helper()
-	if os.Getenv("VOLT_RUN_BUGS") == "" {
-		t.Skip("BUG: " + desc)
-	}
-}
-
-// sends returns the messages of type T carried by Send effects, in order.
-func sends[T proto.Message](fx []actors.Effect) []T {
-	var out []T
-	for _, e := range fx {
-		if s, ok := e.(actors.Send); ok {
-			if m, ok := s.Msg.(T); ok {
-				out = append(out, m)
-			}
-		}
-	}
-	return out
-}
-
-// sendsTo is sends restricted to one destination.
-func sendsTo[T proto.Message](fx []actors.Effect, to actors.Addr) []T {
-	var out []T
-	for _, e := range fx {
-		if s, ok := e.(actors.Send); ok && s.To == to {
-			if m, ok := s.Msg.(T); ok {
-				out = append(out, m)
-			}
-		}
-	}
-	return out
-}
-
-// effectsOf returns the effects of type T, in order.
-func effectsOf[T any](fx []actors.Effect) []T {
-	var out []T
-	for _, e := range fx {
-		if x, ok := e.(T); ok {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
 // persisted returns the Persist effects.
-func persisted(fx []actors.Effect) []dispatcher.Persist { return effectsOf[dispatcher.Persist](fx) }
+func persisted(fx []actors.Effect) []dispatcher.Persist {
+	return coretest.EffectsOf[dispatcher.Persist](fx)
+}
 
 // persistedJobs returns every job record persisted, in order.
 func persistedJobs(fx []actors.Effect) []*messages.JobRecord {
@@ -140,8 +90,8 @@ type world struct {
 func newWorld(t *testing.T, cfg dispatcher.Config) *world {
 	t.Helper()
 	d := dispatcher.New(cfg)
-	d.Recover(t0, dispatcher.Durable{})
-	return &world{t: t, d: d, now: t0}
+	d.Recover(coretest.T0, dispatcher.Durable{})
+	return &world{t: t, d: d, now: coretest.T0}
 }
 
 // step delivers in from addr, as the identity a connection would prove for
@@ -194,7 +144,7 @@ func (w *world) addObserver(addr actors.Addr) []actors.Effect {
 	w.t.Helper()
 	fx := w.step(addr, &messages.RegisterObserver{ObserverId: string(addr), ProtocolVersion: messages.ProtocolVersion,
 		Repos: []*messages.WatchedRepo{{Url: repoURL, Name: repoName, Branches: []string{"main", "release"}}}})
-	regs := sendsTo[*messages.ObserverRegistered](fx, addr)
+	regs := coretest.SendsTo[*messages.ObserverRegistered](fx, addr)
 	require.Len(w.t, regs, 1)
 	require.True(w.t, regs[0].Accepted, regs[0].Reason)
 	return fx
@@ -210,7 +160,7 @@ func (w *world) addRunnerAt(addr actors.Addr, id string, inc int64, running ...*
 	w.t.Helper()
 	fx := w.step(addr, &messages.RegisterRunner{RunnerId: id, Incarnation: inc, ProtocolVersion: messages.ProtocolVersion,
 		Hostname: "host-" + id, Running: running})
-	regs := sendsTo[*messages.RunnerRegistered](fx, addr)
+	regs := coretest.SendsTo[*messages.RunnerRegistered](fx, addr)
 	require.Len(w.t, regs, 1)
 	require.True(w.t, regs[0].Accepted, regs[0].Reason)
 	return fx
@@ -219,7 +169,7 @@ func (w *world) addRunnerAt(addr actors.Addr, id string, inc int64, running ...*
 func (w *world) addReporter() []actors.Effect {
 	w.t.Helper()
 	fx := w.step(repAddr, &messages.RegisterReporter{ReporterId: "rep", ProtocolVersion: messages.ProtocolVersion})
-	regs := sendsTo[*messages.ReporterRegistered](fx, repAddr)
+	regs := coretest.SendsTo[*messages.ReporterRegistered](fx, repAddr)
 	require.Len(w.t, regs, 1)
 	require.True(w.t, regs[0].Accepted, regs[0].Reason)
 	return fx

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/dispatcher"
+	"github.com/voltci/volt/internal/coretest"
 	"github.com/voltci/volt/messages"
 	"google.golang.org/protobuf/proto"
 )
@@ -40,10 +41,10 @@ func busyWorld(t *testing.T) *world {
 		Repos: []*messages.WatchedRepo{{Url: repoURL, Name: repoName, Branches: []string{"main"}}}})
 	w.step(repAddr, &messages.RegisterReporter{ReporterId: "rep", ProtocolVersion: messages.ProtocolVersion, Token: "s3cret"})
 	w.step(runnerAddr("r1"), &messages.RegisterRunner{RunnerId: "r1", Incarnation: 1, ProtocolVersion: messages.ProtocolVersion, Token: "s3cret"})
-	w.observe("main", "", commit(3))
+	w.observe("main", "", coretest.Commit(3))
 	w.advance(time.Second)
 	w.finish("r1", 1, 1, 1, messages.Status_STATUS_PASSED)
-	w.observe("main", commit(3), commit(1), commit(2))
+	w.observe("main", coretest.Commit(3), coretest.Commit(1), coretest.Commit(2))
 	require.Equal(t, messages.JobState_JOB_STATE_DONE, w.job(1).State)
 	require.Equal(t, messages.JobState_JOB_STATE_RUNNING, w.job(2).State)
 	require.Equal(t, messages.JobState_JOB_STATE_QUEUED, w.job(3).State)
@@ -61,7 +62,7 @@ func TestForgeriesChangeNothingAndGetNoAnswer(t *testing.T) {
 		Job: &messages.Job{Id: 2}, Attempt: 1, Status: messages.Status_STATUS_PASSED}}
 	observed := func() any {
 		return dispatcher.Observed{Msg: &messages.CommitObserved{ObserverId: "o", Seq: 9, Repo: repoURL, RepoName: repoName,
-			Branch: "main", Previous: commit(2), Commits: []string{commit(66)}}}
+			Branch: "main", Previous: coretest.Commit(2), Commits: []string{coretest.Commit(66)}}}
 	}
 	cases := []struct {
 		name string
@@ -117,7 +118,7 @@ func TestForgeriesChangeNothingAndGetNoAnswer(t *testing.T) {
 		{"commits with a runner's certificate", mallory, obsAddr, observed},
 		{"commits with an admin's certificate", anAdmin, obsAddr, observed},
 		{"raw commits with a notify certificate", aNotify, obsAddr, func() any {
-			return &messages.CommitObserved{ObserverId: "o", Seq: 9, Repo: repoURL, Branch: "main", Commits: []string{commit(66)}}
+			return &messages.CommitObserved{ObserverId: "o", Seq: 9, Repo: repoURL, Branch: "main", Commits: []string{coretest.Commit(66)}}
 		}},
 		{"register a reporter unauthenticated", unauthenticated, "evil:1/reporter", func() any {
 			return &messages.RegisterReporter{ReporterId: "evil", ProtocolVersion: messages.ProtocolVersion, Token: "s3cret"}
@@ -126,10 +127,10 @@ func TestForgeriesChangeNothingAndGetNoAnswer(t *testing.T) {
 			return &messages.RegisterReporter{ReporterId: "evil", ProtocolVersion: messages.ProtocolVersion, Token: "s3cret"}
 		}},
 		{"result acknowledged unauthenticated", unauthenticated, repAddr, func() any {
-			return &messages.ResultRecordedAck{JobId: 1, Repo: repoURL, Commit: commit(3), Build: 1}
+			return &messages.ResultRecordedAck{JobId: 1, Repo: repoURL, Commit: coretest.Commit(3), Build: 1}
 		}},
 		{"result acknowledged by a runner", mallory, repAddr, func() any {
-			return &messages.ResultRecordedAck{JobId: 1, Repo: repoURL, Commit: commit(3), Build: 1}
+			return &messages.ResultRecordedAck{JobId: 1, Repo: repoURL, Commit: coretest.Commit(3), Build: 1}
 		}},
 		{"notify unauthenticated", unauthenticated, cliAddr, func() any { return &messages.Notify{Token: "s3cret"} }},
 		{"notify from a runner", mallory, cliAddr, func() any { return &messages.Notify{Token: "s3cret"} }},
@@ -141,12 +142,12 @@ func TestForgeriesChangeNothingAndGetNoAnswer(t *testing.T) {
 		{"cancel from a runner", asR2, cliAddr, func() any { return &messages.CancelRequest{JobId: 3, Token: "s3cret"} }},
 		{"cancel from a notify certificate", aNotify, cliAddr, func() any { return &messages.CancelRequest{JobId: 3, Token: "s3cret"} }},
 		{"rebuild unauthenticated", unauthenticated, cliAddr, func() any {
-			return dispatcher.Rebuild{Msg: &messages.RebuildRequest{Repo: repoURL, Commit: commit(3), Token: "s3cret"},
-				Prev: &messages.Job{Id: 1, Repo: repoURL, Commit: commit(3), Build: 1}}
+			return dispatcher.Rebuild{Msg: &messages.RebuildRequest{Repo: repoURL, Commit: coretest.Commit(3), Token: "s3cret"},
+				Prev: &messages.Job{Id: 1, Repo: repoURL, Commit: coretest.Commit(3), Build: 1}}
 		}},
 		{"rebuild from an observer", anObserver, cliAddr, func() any {
-			return dispatcher.Rebuild{Msg: &messages.RebuildRequest{Repo: repoURL, Commit: commit(3), Token: "s3cret"},
-				Prev: &messages.Job{Id: 1, Repo: repoURL, Commit: commit(3), Build: 1}}
+			return dispatcher.Rebuild{Msg: &messages.RebuildRequest{Repo: repoURL, Commit: coretest.Commit(3), Token: "s3cret"},
+				Prev: &messages.Job{Id: 1, Repo: repoURL, Commit: coretest.Commit(3), Build: 1}}
 		}},
 		{"a message no one sends the dispatcher, from the dispatcher's own certificate", aDispatcher, r1, func() any {
 			return &messages.RunJob{Job: &messages.Job{Id: 3}, Attempt: 1, RunnerId: "r1", Incarnation: 1}
@@ -195,38 +196,38 @@ func TestRightfulSendersAreServed(t *testing.T) {
 		want func(*testing.T, []actors.Effect)
 	}{
 		{"status for the reporter (the web UI)", aReporter, &messages.StatusRequest{}, func(t *testing.T, fx []actors.Effect) {
-			assert.Len(t, sends[*messages.StatusReply](fx), 1)
+			assert.Len(t, coretest.Sends[*messages.StatusReply](fx), 1)
 		}},
 		{"status for admin", anAdmin, &messages.StatusRequest{}, func(t *testing.T, fx []actors.Effect) {
-			assert.Len(t, sends[*messages.StatusReply](fx), 1)
+			assert.Len(t, coretest.Sends[*messages.StatusReply](fx), 1)
 		}},
 		{"status for this process", actors.Local, &messages.StatusRequest{}, func(t *testing.T, fx []actors.Effect) {
-			assert.Len(t, sends[*messages.StatusReply](fx), 1)
+			assert.Len(t, coretest.Sends[*messages.StatusReply](fx), 1)
 		}},
 		{"notify from an observer (its webhook)", anObserver, &messages.Notify{Token: "s3cret"}, func(t *testing.T, fx []actors.Effect) {
-			assert.Len(t, sends[*messages.PollNow](fx), 1)
+			assert.Len(t, coretest.Sends[*messages.PollNow](fx), 1)
 		}},
 		{"notify from the reporter (the webhook)", aReporter, &messages.Notify{Token: "s3cret"}, func(t *testing.T, fx []actors.Effect) {
-			assert.Len(t, sends[*messages.PollNow](fx), 1)
+			assert.Len(t, coretest.Sends[*messages.PollNow](fx), 1)
 		}},
 		{"cancel from the reporter", aReporter, &messages.CancelRequest{JobId: 3, Token: "s3cret"}, func(t *testing.T, fx []actors.Effect) {
-			require.Len(t, sends[*messages.CancelReply](fx), 1)
-			assert.Empty(t, sends[*messages.CancelReply](fx)[0].Error)
+			require.Len(t, coretest.Sends[*messages.CancelReply](fx), 1)
+			assert.Empty(t, coretest.Sends[*messages.CancelReply](fx)[0].Error)
 		}},
 		{"cancel from admin still needs the token", anAdmin, &messages.CancelRequest{JobId: 3, Token: "nope"}, func(t *testing.T, fx []actors.Effect) {
-			require.Len(t, sends[*messages.CancelReply](fx), 1)
-			assert.Contains(t, sends[*messages.CancelReply](fx)[0].Error, "token")
+			require.Len(t, coretest.Sends[*messages.CancelReply](fx), 1)
+			assert.Contains(t, coretest.Sends[*messages.CancelReply](fx)[0].Error, "token")
 			assert.Empty(t, persisted(fx))
 		}},
 		{"r1's heartbeat from r1", actors.Identity{Role: actors.RoleRunner, Name: "r1"},
 			&messages.Heartbeat{RunnerId: "r1", Incarnation: 1, Seq: 9, Running: []*messages.JobRef{ref(2, 1)}}, func(t *testing.T, fx []actors.Effect) {
-				acks := sends[*messages.HeartbeatAck](fx)
+				acks := coretest.Sends[*messages.HeartbeatAck](fx)
 				require.Len(t, acks, 1)
 				assert.EqualValues(t, 42, acks[0].Epoch, "a registered runner learns the epoch")
 			}},
 		{"r2 registers as itself from this process", actors.Local,
 			&messages.RegisterRunner{RunnerId: "r2", Incarnation: 1, ProtocolVersion: messages.ProtocolVersion, Token: "s3cret"}, func(t *testing.T, fx []actors.Effect) {
-				regs := sends[*messages.RunnerRegistered](fx)
+				regs := coretest.Sends[*messages.RunnerRegistered](fx)
 				require.Len(t, regs, 1)
 				assert.True(t, regs[0].Accepted)
 				assert.Equal(t, []string{"3/1->r2@1 via " + string(cliAddr)}, runJobs(fx))
@@ -249,7 +250,7 @@ func TestUnknownRunnerLearnsNoEpoch(t *testing.T) {
 	r9 := actors.Identity{Role: actors.RoleRunner, Name: "r9"}
 	w := busyWorld(t)
 	fx := w.stepAs(actors.From{Addr: runnerAddr("r9"), Who: r9}, &messages.Heartbeat{RunnerId: "r9", Incarnation: 1, Seq: 1})
-	acks := sends[*messages.HeartbeatAck](fx)
+	acks := coretest.Sends[*messages.HeartbeatAck](fx)
 	require.Len(t, acks, 1)
 	assert.True(t, acks[0].Unknown)
 	assert.Zero(t, acks[0].Epoch, "no epoch for a runner not registered")
@@ -257,7 +258,7 @@ func TestUnknownRunnerLearnsNoEpoch(t *testing.T) {
 	r := recovered(t, runningRecord(7, "r1", 5, 3))
 	fx = r.stepAs(actors.From{Addr: runnerAddr("r1"), Who: actors.Identity{Role: actors.RoleRunner, Name: "r1"}},
 		&messages.JobFinished{RunnerId: "r1", Incarnation: 5, Result: &messages.Result{Job: &messages.Job{Id: 7}, Attempt: 3}})
-	acks = sends[*messages.HeartbeatAck](fx)
+	acks = coretest.Sends[*messages.HeartbeatAck](fx)
 	require.Len(t, acks, 1)
 	assert.True(t, acks[0].Unknown)
 	assert.Zero(t, acks[0].Epoch, "no epoch for a runner not registered")

@@ -13,6 +13,7 @@ import (
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/dispatcher"
 	"github.com/voltci/volt/actors/plant"
+	"github.com/voltci/volt/internal/coretest"
 	"github.com/voltci/volt/messages"
 )
 
@@ -31,7 +32,7 @@ func TestPlantedAckBeforePersist(t *testing.T) {
 	w := newWorld(t, dispatcher.DefaultConfig())
 	w.addObserver(obsAddr)
 	w.addRunner("r1", 1)
-	w.observe("main", "", commit(1))
+	w.observe("main", "", coretest.Commit(1))
 
 	fx := w.finish("r1", 1, 1, 1, messages.Status_STATUS_PASSED)
 	ackAt := firstIndex(fx, isSendOf[*messages.JobFinishedAck]())
@@ -46,7 +47,7 @@ func TestPlantedAttemptCapOffByOne(t *testing.T) {
 	cfg := dispatcher.DefaultConfig()
 	w := newWorld(t, cfg)
 	w.addObserver(obsAddr)
-	w.observe("main", "", commit(1))
+	w.observe("main", "", coretest.Commit(1))
 	for i, id := range []string{"r1", "r2", "r3"} {
 		w.advance(time.Second)
 		require.Equal(t, []string{fmt.Sprintf("1/%d->%s@1", i+1, id)}, runJobs(w.addRunner(id, 1)))
@@ -75,11 +76,11 @@ func TestPlantedCancelNotResent(t *testing.T) {
 	w := newWorld(t, dispatcher.DefaultConfig())
 	w.addObserver(obsAddr)
 	w.addRunner("r1", 1)
-	w.observe("main", "", commit(1))
-	require.Len(t, sendsTo[*messages.CancelJob](w.step(cliAddr, &messages.CancelRequest{JobId: 1, Who: "ann"}), runnerAddr("r1")), 1)
+	w.observe("main", "", coretest.Commit(1))
+	require.Len(t, coretest.SendsTo[*messages.CancelJob](w.step(cliAddr, &messages.CancelRequest{JobId: 1, Who: "ann"}), runnerAddr("r1")), 1)
 	// That CancelJob is lost; the runner reports it still runs the job.
-	assert.Empty(t, sendsTo[*messages.CancelJob](w.heartbeat("r1", 1, 1, ref(1, 1)), runnerAddr("r1")), "planted: not sent again")
-	assert.Empty(t, sendsTo[*messages.CancelJob](w.addRunner("r1", 1, ref(1, 1)), runnerAddr("r1")), "planted: not sent again")
+	assert.Empty(t, coretest.SendsTo[*messages.CancelJob](w.heartbeat("r1", 1, 1, ref(1, 1)), runnerAddr("r1")), "planted: not sent again")
+	assert.Empty(t, coretest.SendsTo[*messages.CancelJob](w.addRunner("r1", 1, ref(1, 1)), runnerAddr("r1")), "planted: not sent again")
 	w.finish("r1", 1, 1, 1, messages.Status_STATUS_PASSED)
 	assert.Equal(t, messages.Status_STATUS_PASSED, w.job(1).Result.Status, "planted: the user was told cancelled")
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/dispatcher"
+	"github.com/voltci/volt/internal/coretest"
 	"github.com/voltci/volt/messages"
 	"google.golang.org/protobuf/proto"
 )
@@ -19,7 +20,7 @@ func TestJobFinishedRecordsResultOnce(t *testing.T) {
 	w.addObserver(obsAddr)
 	w.addReporter()
 	w.addRunner("r1", 1)
-	w.observe("main", "", commit(1))
+	w.observe("main", "", coretest.Commit(1))
 	w.advance(5 * time.Second)
 	w.heartbeat("r1", 1, 1, ref(1, 1))
 
@@ -32,13 +33,13 @@ func TestJobFinishedRecordsResultOnce(t *testing.T) {
 	assert.Equal(t, messages.Status_STATUS_FAILED, jobs[0].Result.Status)
 	assert.Equal(t, "r1", jobs[0].Result.RunnerId)
 	assert.EqualValues(t, 1, jobs[0].Result.Attempt)
-	assert.Equal(t, commit(1), jobs[0].Result.Job.Commit, "the dispatcher's view of the job, not the runner's")
+	assert.Equal(t, coretest.Commit(1), jobs[0].Result.Job.Commit, "the dispatcher's view of the job, not the runner's")
 
-	recorded := sendsTo[*messages.ResultRecorded](fx, repAddr)
+	recorded := coretest.SendsTo[*messages.ResultRecorded](fx, repAddr)
 	require.Len(t, recorded, 1)
 	assert.True(t, proto.Equal(jobs[0].Result, recorded[0].Result))
 
-	acks := sendsTo[*messages.JobFinishedAck](fx, runnerAddr("r1"))
+	acks := coretest.SendsTo[*messages.JobFinishedAck](fx, runnerAddr("r1"))
 	require.Len(t, acks, 1)
 	assert.True(t, acks[0].Recorded)
 	assert.True(t, proto.Equal(ref(1, 1), acks[0].Ref))
@@ -52,8 +53,8 @@ func TestJobFinishedRecordsResultOnce(t *testing.T) {
 	// The runner did not get the ack and sends the outcome again.
 	fx = w.finish("r1", 1, 1, 1, messages.Status_STATUS_FAILED)
 	assert.Empty(t, persisted(fx), "no second record")
-	assert.Empty(t, sends[*messages.ResultRecorded](fx))
-	acks = sendsTo[*messages.JobFinishedAck](fx, runnerAddr("r1"))
+	assert.Empty(t, coretest.Sends[*messages.ResultRecorded](fx))
+	acks = coretest.SendsTo[*messages.JobFinishedAck](fx, runnerAddr("r1"))
 	require.Len(t, acks, 1)
 	assert.True(t, acks[0].Recorded, "a duplicate of what was recorded is acknowledged as recorded")
 	assert.EqualValues(t, 1, w.d.Counter(dispatcher.CounterRecorded))
@@ -68,14 +69,14 @@ func TestDuplicateJobFinishedAfterResultForwarded(t *testing.T) {
 	w.addObserver(obsAddr)
 	w.addReporter()
 	w.addRunner("r1", 1)
-	w.observe("main", "", commit(1))
+	w.observe("main", "", coretest.Commit(1))
 	w.finish("r1", 1, 1, 1, messages.Status_STATUS_PASSED)
-	w.step(repAddr, &messages.ResultRecordedAck{JobId: 1, Repo: repoURL, Commit: commit(1), Build: 1})
+	w.step(repAddr, &messages.ResultRecordedAck{JobId: 1, Repo: repoURL, Commit: coretest.Commit(1), Build: 1})
 
 	w.advance(time.Second)
 	fx := w.finish("r1", 1, 1, 1, messages.Status_STATUS_PASSED)
 
-	acks := sendsTo[*messages.JobFinishedAck](fx, runnerAddr("r1"))
+	acks := coretest.SendsTo[*messages.JobFinishedAck](fx, runnerAddr("r1"))
 	require.Len(t, acks, 1)
 	assert.Empty(t, persisted(fx))
 	assert.EqualValues(t, 0, w.d.Counter(dispatcher.CounterStale), "a duplicate is not a stale result")
@@ -90,16 +91,16 @@ func TestDuplicateJobFinishedFromAnotherIncarnationIsStale(t *testing.T) {
 	w.addObserver(obsAddr)
 	w.addReporter()
 	w.addRunner("r1", 2)
-	w.observe("main", "", commit(1))
+	w.observe("main", "", coretest.Commit(1))
 	w.finish("r1", 2, 1, 1, messages.Status_STATUS_PASSED)
 
 	for _, when := range []string{"recorded", "forwarded"} {
 		if when == "forwarded" {
-			w.step(repAddr, &messages.ResultRecordedAck{JobId: 1, Repo: repoURL, Commit: commit(1), Build: 1})
+			w.step(repAddr, &messages.ResultRecordedAck{JobId: 1, Repo: repoURL, Commit: coretest.Commit(1), Build: 1})
 		}
 		stale := w.d.Counter(dispatcher.CounterStale)
 		fx := w.finish("r1", 1, 1, 1, messages.Status_STATUS_FAILED)
-		acks := sendsTo[*messages.JobFinishedAck](fx, runnerAddr("r1"))
+		acks := coretest.SendsTo[*messages.JobFinishedAck](fx, runnerAddr("r1"))
 		require.Len(t, acks, 1, when)
 		assert.False(t, acks[0].Recorded, "%s: an older incarnation's outcome acknowledged as recorded", when)
 		assert.Empty(t, persisted(fx), when)
@@ -113,7 +114,7 @@ func TestResultFromSupersededAttemptIgnored(t *testing.T) {
 	w.addReporter()
 	w.addRunner("r1", 1)
 	w.addRunner("r2", 1)
-	w.observe("main", "", commit(1))
+	w.observe("main", "", coretest.Commit(1))
 	require.Equal(t, "r1", w.job(1).RunnerId)
 
 	w.advance(time.Second)
@@ -137,8 +138,8 @@ func TestResultFromSupersededAttemptIgnored(t *testing.T) {
 	for i, tc := range cases {
 		fx := tc.fx()
 		assert.Empty(t, persisted(fx), "%s: nothing recorded", tc.name)
-		assert.Empty(t, sends[*messages.ResultRecorded](fx), tc.name)
-		acks := sends[*messages.JobFinishedAck](fx)
+		assert.Empty(t, coretest.Sends[*messages.ResultRecorded](fx), tc.name)
+		acks := coretest.Sends[*messages.JobFinishedAck](fx)
 		require.Len(t, acks, 1, tc.name)
 		assert.False(t, acks[0].Recorded, tc.name)
 		assert.EqualValues(t, i+1, w.d.Counter(dispatcher.CounterStale), tc.name)
@@ -147,8 +148,8 @@ func TestResultFromSupersededAttemptIgnored(t *testing.T) {
 	}
 
 	fx = w.finish("r2", 1, 1, 2, messages.Status_STATUS_PASSED)
-	require.Len(t, sends[*messages.ResultRecorded](fx), 1, "the current attempt's result is recorded")
-	assert.EqualValues(t, 2, sends[*messages.ResultRecorded](fx)[0].Result.Attempt)
+	require.Len(t, coretest.Sends[*messages.ResultRecorded](fx), 1, "the current attempt's result is recorded")
+	assert.EqualValues(t, 2, coretest.Sends[*messages.ResultRecorded](fx)[0].Result.Attempt)
 	assert.EqualValues(t, 1, w.d.Counter(dispatcher.CounterRecorded))
 }
 
@@ -159,25 +160,25 @@ func TestResultsWaitForReporterThenForwardedAndRetried(t *testing.T) {
 	w := newWorld(t, cfg)
 	w.addObserver(obsAddr)
 	w.addRunner("r1", 1)
-	w.observe("main", "", commit(1), commit(2))
+	w.observe("main", "", coretest.Commit(1), coretest.Commit(2))
 	w.advance(time.Second)
 	fx := w.finish("r1", 1, 1, 1, messages.Status_STATUS_PASSED)
 	fx = append(fx, w.finish("r1", 1, 2, 1, messages.Status_STATUS_FAILED)...)
 	w.advance(time.Second)
 	fx = append(fx, w.tick()...)
-	assert.Empty(t, sends[*messages.ResultRecorded](fx), "no reporter: results wait")
+	assert.Empty(t, coretest.Sends[*messages.ResultRecorded](fx), "no reporter: results wait")
 	assert.Equal(t, messages.JobState_JOB_STATE_DONE, w.job(1).State)
 	assert.Equal(t, messages.JobState_JOB_STATE_DONE, w.job(2).State)
 
 	fx = w.addReporter()
 	assert.Contains(t, fx, actors.Effect(actors.Watch{Addr: repAddr}))
 	var forwarded []int64
-	for _, m := range sendsTo[*messages.ResultRecorded](fx, repAddr) {
+	for _, m := range coretest.SendsTo[*messages.ResultRecorded](fx, repAddr) {
 		forwarded = append(forwarded, m.Result.Job.Id)
 	}
 	assert.Equal(t, []int64{1, 2}, forwarded, "every pending result, in job order")
 
-	fx = w.step(repAddr, &messages.ResultRecordedAck{JobId: 1, Repo: repoURL, Commit: commit(1), Build: 1})
+	fx = w.step(repAddr, &messages.ResultRecordedAck{JobId: 1, Repo: repoURL, Commit: coretest.Commit(1), Build: 1})
 	jobs := persistedJobs(fx)
 	require.Len(t, jobs, 1)
 	assert.EqualValues(t, 1, jobs[0].Job.Id)
@@ -185,29 +186,29 @@ func TestResultsWaitForReporterThenForwardedAndRetried(t *testing.T) {
 	assert.Nil(t, w.job(1), "a forwarded result leaves memory")
 	assert.EqualValues(t, 1, w.d.Counter(dispatcher.CounterResultsAcked))
 
-	fx = w.step(repAddr, &messages.ResultRecordedAck{JobId: 1, Repo: repoURL, Commit: commit(1), Build: 1})
+	fx = w.step(repAddr, &messages.ResultRecordedAck{JobId: 1, Repo: repoURL, Commit: coretest.Commit(1), Build: 1})
 	assert.Empty(t, fx, "a duplicate ack changes nothing")
-	fx = w.step(repAddr, &messages.ResultRecordedAck{JobId: 2, Repo: repoURL, Commit: commit(1), Build: 1})
+	fx = w.step(repAddr, &messages.ResultRecordedAck{JobId: 2, Repo: repoURL, Commit: coretest.Commit(1), Build: 1})
 	assert.Empty(t, fx, "an ack naming another commit changes nothing")
 
 	w.advance(cfg.ResultRetry - time.Millisecond)
-	assert.Empty(t, sends[*messages.ResultRecorded](w.tick()))
+	assert.Empty(t, coretest.Sends[*messages.ResultRecorded](w.tick()))
 	w.advance(time.Millisecond)
 	fx = w.tick()
-	resent := sendsTo[*messages.ResultRecorded](fx, repAddr)
+	resent := coretest.SendsTo[*messages.ResultRecorded](fx, repAddr)
 	require.Len(t, resent, 1, "only the unacknowledged result is sent again")
 	assert.EqualValues(t, 2, resent[0].Result.Job.Id)
 
 	// New jobs stream their logs to the reporter.
-	fx = w.observe("main", commit(2), commit(3))
-	runs := sends[*messages.RunJob](fx)
+	fx = w.observe("main", coretest.Commit(2), coretest.Commit(3))
+	runs := coretest.Sends[*messages.RunJob](fx)
 	require.Len(t, runs, 1)
 	assert.Equal(t, string(repAddr), runs[0].LogSink)
 
 	// Reporter lost: results wait again.
 	w.step("", actors.PeerTerminated{Addr: repAddr})
 	w.advance(time.Minute)
-	assert.Empty(t, sends[*messages.ResultRecorded](w.tick()))
+	assert.Empty(t, coretest.Sends[*messages.ResultRecorded](w.tick()))
 }
 
 func TestReporterRegistrationRefused(t *testing.T) {
@@ -219,11 +220,11 @@ func TestReporterRegistrationRefused(t *testing.T) {
 		{ProtocolVersion: messages.ProtocolVersion, Token: "nope"},
 	} {
 		fx := w.step(repAddr, m)
-		regs := sends[*messages.ReporterRegistered](fx)
+		regs := coretest.Sends[*messages.ReporterRegistered](fx)
 		require.Len(t, regs, 1)
 		assert.False(t, regs[0].Accepted)
 		assert.NotEmpty(t, regs[0].Reason)
-		assert.Empty(t, effectsOf[actors.Watch](fx))
+		assert.Empty(t, coretest.EffectsOf[actors.Watch](fx))
 	}
 	assert.Empty(t, w.d.Status().Reporter)
 }
@@ -242,8 +243,8 @@ func TestResultReportedBeforeReRegistrationAfterRestart(t *testing.T) {
 
 	w.advance(100 * time.Millisecond)
 	fx := w.finish("r1", 5, 7, 3, messages.Status_STATUS_PASSED)
-	assert.Empty(t, sends[*messages.JobFinishedAck](fx), "no ack: the runner must keep its outcome")
-	unknown := sends[*messages.HeartbeatAck](fx)
+	assert.Empty(t, coretest.Sends[*messages.JobFinishedAck](fx), "no ack: the runner must keep its outcome")
+	unknown := coretest.Sends[*messages.HeartbeatAck](fx)
 	require.Len(t, unknown, 1)
 	assert.True(t, unknown[0].Unknown, "the runner is asked to register")
 	assert.Empty(t, persisted(fx))
@@ -251,7 +252,7 @@ func TestResultReportedBeforeReRegistrationAfterRestart(t *testing.T) {
 	w.advance(100 * time.Millisecond)
 	w.addRunner("r1", 5, ref(7, 3))
 	fx = w.finish("r1", 5, 7, 3, messages.Status_STATUS_PASSED)
-	acks := sends[*messages.JobFinishedAck](fx)
+	acks := coretest.Sends[*messages.JobFinishedAck](fx)
 	require.Len(t, acks, 1)
 	assert.True(t, acks[0].Recorded)
 	require.NotNil(t, w.job(7))
@@ -266,16 +267,16 @@ func TestSentMessagesDoNotAliasCoreState(t *testing.T) {
 	w.addObserver(obsAddr)
 	w.addReporter()
 	w.addRunner("r1", 1)
-	fx := w.observe("main", "", commit(1))
-	runs := sends[*messages.RunJob](fx)
+	fx := w.observe("main", "", coretest.Commit(1))
+	runs := coretest.Sends[*messages.RunJob](fx)
 	require.Len(t, runs, 1)
 	sentRun := proto.Clone(runs[0])
 	fx = w.finish("r1", 1, 1, 1, messages.Status_STATUS_PASSED)
-	recs := sends[*messages.ResultRecorded](fx)
+	recs := coretest.Sends[*messages.ResultRecorded](fx)
 	require.Len(t, recs, 1)
 	sentResult := proto.Clone(recs[0])
 
-	w.observe("release", "", commit(1))
+	w.observe("release", "", coretest.Commit(1))
 
 	assert.True(t, proto.Equal(sentRun, runs[0]), "RunJob changed after it was sent: %v", runs[0].Job.Branches)
 	assert.True(t, proto.Equal(sentResult, recs[0]), "ResultRecorded changed after it was sent")

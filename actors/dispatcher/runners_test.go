@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/dispatcher"
+	"github.com/voltci/volt/internal/coretest"
 	"github.com/voltci/volt/messages"
 	"google.golang.org/protobuf/proto"
 )
@@ -46,14 +47,14 @@ func TestRunnerRegistrationRefused(t *testing.T) {
 
 			fx := w.step(runnerAddr("r1"), tt.msg)
 
-			regs := sendsTo[*messages.RunnerRegistered](fx, runnerAddr("r1"))
+			regs := coretest.SendsTo[*messages.RunnerRegistered](fx, runnerAddr("r1"))
 			require.Len(t, regs, 1)
 			assert.False(t, regs[0].Accepted)
 			for _, want := range tt.wantReason {
 				assert.Contains(t, regs[0].Reason, want)
 			}
 			assert.Equal(t, messages.SupportedVersions, regs[0].SupportedVersions)
-			assert.Empty(t, effectsOf[actors.Watch](fx))
+			assert.Empty(t, coretest.EffectsOf[actors.Watch](fx))
 			assert.Empty(t, w.d.Status().Runners)
 			assert.EqualValues(t, 1, w.d.Counter(dispatcher.CounterRejected))
 		})
@@ -65,7 +66,7 @@ func TestRunnerRegistrationRefused(t *testing.T) {
 		w := newWorld(t, cfg)
 		fx := w.step(runnerAddr("r1"), &messages.RegisterRunner{RunnerId: "r1", Incarnation: 1,
 			ProtocolVersion: messages.ProtocolVersion, Token: "s3cret"})
-		regs := sends[*messages.RunnerRegistered](fx)
+		regs := coretest.Sends[*messages.RunnerRegistered](fx)
 		require.Len(t, regs, 1)
 		assert.True(t, regs[0].Accepted)
 		assert.EqualValues(t, 1000, regs[0].HeartbeatMs)
@@ -81,7 +82,7 @@ func TestOlderIncarnationRefused(t *testing.T) {
 
 	fx := w.step(runnerAddr("r1"), &messages.RegisterRunner{RunnerId: "r1", Incarnation: 4, ProtocolVersion: messages.ProtocolVersion})
 
-	regs := sends[*messages.RunnerRegistered](fx)
+	regs := coretest.Sends[*messages.RunnerRegistered](fx)
 	require.Len(t, regs, 1)
 	assert.False(t, regs[0].Accepted)
 	assert.Contains(t, regs[0].Reason, "older")
@@ -93,7 +94,7 @@ func TestNewerIncarnationReplacesOldAndRequeuesItsJob(t *testing.T) {
 	w.addObserver(obsAddr)
 	oldAddr, newAddr := runnerAddr("r1"), actors.NewAddr("10.0.0.2:8900", "r1")
 	w.addRunnerAt(oldAddr, "r1", 1)
-	w.observe("main", "", commit(1))
+	w.observe("main", "", coretest.Commit(1))
 	require.EqualValues(t, 1, w.job(1).RunnerIncarnation)
 
 	w.advance(time.Second)
@@ -101,7 +102,7 @@ func TestNewerIncarnationReplacesOldAndRequeuesItsJob(t *testing.T) {
 
 	assert.Contains(t, fx, actors.Effect(actors.Unwatch{Addr: oldAddr}))
 	assert.Contains(t, fx, actors.Effect(actors.Watch{Addr: newAddr}))
-	runs := sendsTo[*messages.RunJob](fx, newAddr)
+	runs := coretest.SendsTo[*messages.RunJob](fx, newAddr)
 	require.Len(t, runs, 1, "the job is requeued and handed to the new incarnation")
 	assert.EqualValues(t, 2, runs[0].Attempt)
 	assert.EqualValues(t, 2, runs[0].Incarnation)
@@ -124,12 +125,12 @@ func TestHeartbeatFromOlderIncarnationChangesNothing(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		w.advance(time.Second)
 		fx := w.heartbeat("r1", 1, uint64(i))
-		assert.Empty(t, sends[*messages.HeartbeatAck](fx), "an older incarnation is not answered")
+		assert.Empty(t, coretest.Sends[*messages.HeartbeatAck](fx), "an older incarnation is not answered")
 		w.tick()
 	}
 	assert.EqualValues(t, 3, w.d.Counter(dispatcher.CounterStaleMessages))
 	require.NotNil(t, w.runner("r1"))
-	assert.Equal(t, t0.UnixMilli(), w.runner("r1").LastHeartbeatUnixMs, "liveness not renewed by the old incarnation")
+	assert.Equal(t, coretest.T0.UnixMilli(), w.runner("r1").LastHeartbeatUnixMs, "liveness not renewed by the old incarnation")
 
 	w.advance(time.Millisecond)
 	w.tick()
@@ -144,7 +145,7 @@ func TestHeartbeatNotListingAssignedJobAfterStartGrace(t *testing.T) {
 	w.addObserver(obsAddr)
 	w.addRunner("r1", 1)
 	w.addRunner("r2", 1)
-	w.observe("main", "", commit(1))
+	w.observe("main", "", coretest.Commit(1))
 	require.Equal(t, "r1", w.job(1).RunnerId)
 
 	// r1 heartbeats without the job it was sent, at these times after the assignment.
@@ -158,11 +159,11 @@ func TestHeartbeatNotListingAssignedJobAfterStartGrace(t *testing.T) {
 	}
 	seq := uint64(0)
 	for _, tt := range tests {
-		w.now = t0.Add(tt.at)
+		w.now = coretest.T0.Add(tt.at)
 		seq++
 		w.heartbeat("r2", 1, seq)
 		fx := w.heartbeat("r1", 1, seq)
-		acks := sends[*messages.HeartbeatAck](fx)
+		acks := coretest.Sends[*messages.HeartbeatAck](fx)
 		require.Len(t, acks, 1)
 		assert.Empty(t, acks[0].Valid)
 		if !tt.requeued {
@@ -182,12 +183,12 @@ func TestHeartbeatListingJobRenewsIt(t *testing.T) {
 	w := newWorld(t, dispatcher.DefaultConfig())
 	w.addObserver(obsAddr)
 	w.addRunner("r1", 1)
-	w.observe("main", "", commit(1))
+	w.observe("main", "", coretest.Commit(1))
 
 	for i := 1; i <= 10; i++ {
 		w.advance(time.Second)
 		fx := w.heartbeat("r1", 1, uint64(i), ref(1, 1), ref(99, 1))
-		acks := sends[*messages.HeartbeatAck](fx)
+		acks := coretest.Sends[*messages.HeartbeatAck](fx)
 		require.Len(t, acks, 1)
 		assert.EqualValues(t, i, acks[0].Seq)
 		require.Len(t, acks[0].Valid, 1, "only the assigned attempt is valid")
@@ -202,18 +203,18 @@ func TestHeartbeatListingJobRenewsIt(t *testing.T) {
 
 func runningRecord(id int64, runner string, inc int64, attempt int32) *messages.JobRecord {
 	return &messages.JobRecord{
-		Job:   &messages.Job{Id: id, Repo: repoURL, RepoName: repoName, Commit: commit(int(id)), Branches: []string{"main"}, Build: 1},
+		Job:   &messages.Job{Id: id, Repo: repoURL, RepoName: repoName, Commit: coretest.Commit(int(id)), Branches: []string{"main"}, Build: 1},
 		State: messages.JobState_JOB_STATE_RUNNING, Attempt: attempt, RunnerId: runner, RunnerIncarnation: inc,
-		AssignedUnixMs: t0.Add(-10 * time.Second).UnixMilli(),
+		AssignedUnixMs: coretest.T0.Add(-10 * time.Second).UnixMilli(),
 	}
 }
 
 func recovered(t *testing.T, jobs ...*messages.JobRecord) *world {
 	t.Helper()
 	d := dispatcher.New(dispatcher.DefaultConfig())
-	fx := d.Recover(t0, dispatcher.Durable{Jobs: jobs, MaxID: 10})
-	require.Len(t, effectsOf[actors.Note](fx), 1)
-	return &world{t: t, d: d, now: t0}
+	fx := d.Recover(coretest.T0, dispatcher.Durable{Jobs: jobs, MaxID: 10})
+	require.Len(t, coretest.EffectsOf[actors.Note](fx), 1)
+	return &world{t: t, d: d, now: coretest.T0}
 }
 
 func TestRecoveredRunningJobAdoptedByItsRunner(t *testing.T) {
@@ -226,14 +227,14 @@ func TestRecoveredRunningJobAdoptedByItsRunner(t *testing.T) {
 	require.Len(t, jobs, 1)
 	assert.Equal(t, messages.JobState_JOB_STATE_RUNNING, jobs[0].State, "adopted, not requeued")
 	assert.Empty(t, runJobs(fx))
-	assert.Empty(t, sends[*messages.CancelJob](fx))
+	assert.Empty(t, coretest.Sends[*messages.CancelJob](fx))
 	assert.Equal(t, "busy", w.runner("r1").State)
 	assert.EqualValues(t, 7, w.runner("r1").Job.JobId)
 
 	for i := 1; i <= 5; i++ {
 		w.advance(time.Second)
 		fx := w.heartbeat("r1", 5, uint64(i), ref(7, 1))
-		require.Len(t, sends[*messages.HeartbeatAck](fx)[0].Valid, 1)
+		require.Len(t, coretest.Sends[*messages.HeartbeatAck](fx)[0].Valid, 1)
 		fx = w.tick()
 		assert.Empty(t, persisted(fx), "an adopted job is not requeued after DeadAfter")
 	}
@@ -241,7 +242,7 @@ func TestRecoveredRunningJobAdoptedByItsRunner(t *testing.T) {
 	assert.EqualValues(t, 0, w.d.Counter(dispatcher.CounterReassigned))
 
 	fx = w.finish("r1", 5, 7, 1, messages.Status_STATUS_PASSED)
-	assert.True(t, sends[*messages.JobFinishedAck](fx)[0].Recorded)
+	assert.True(t, coretest.Sends[*messages.JobFinishedAck](fx)[0].Recorded)
 	assert.Equal(t, messages.JobState_JOB_STATE_DONE, w.job(7).State)
 }
 
@@ -250,12 +251,12 @@ func TestRecoveredRunningJobRequeuedWhenUnclaimedByDeadAfter(t *testing.T) {
 	w := recovered(t, runningRecord(7, "r1", 5, 1))
 	w.addRunner("r2", 1)
 
-	w.now = t0.Add(cfg.DeadAfter - time.Millisecond)
+	w.now = coretest.T0.Add(cfg.DeadAfter - time.Millisecond)
 	fx := w.tick()
 	assert.Empty(t, persisted(fx))
 	assert.Empty(t, runJobs(fx))
 
-	w.now = t0.Add(cfg.DeadAfter)
+	w.now = coretest.T0.Add(cfg.DeadAfter)
 	fx = w.tick()
 	jobs := persistedJobs(fx)
 	require.NotEmpty(t, jobs)
@@ -264,7 +265,7 @@ func TestRecoveredRunningJobRequeuedWhenUnclaimedByDeadAfter(t *testing.T) {
 
 	// The original runner turns up late still running attempt 1: it is told to stop.
 	fx = w.addRunner("r1", 5, ref(7, 1))
-	cancels := sendsTo[*messages.CancelJob](fx, runnerAddr("r1"))
+	cancels := coretest.SendsTo[*messages.CancelJob](fx, runnerAddr("r1"))
 	require.Len(t, cancels, 1)
 	assert.True(t, proto.Equal(ref(7, 1), cancels[0].Ref))
 	assert.Equal(t, "r2", w.job(7).RunnerId)
@@ -295,23 +296,23 @@ func TestRecoveredRunningJobRequeuedWhenRunnerReturnsWithoutIt(t *testing.T) {
 
 func TestRecoverKeepsQueueOrderAndJobIDs(t *testing.T) {
 	queued := func(id int64) *messages.JobRecord {
-		return &messages.JobRecord{Job: &messages.Job{Id: id, Repo: repoURL, Commit: commit(int(id)), Branches: []string{"main"}, Build: 1},
+		return &messages.JobRecord{Job: &messages.Job{Id: id, Repo: repoURL, Commit: coretest.Commit(int(id)), Branches: []string{"main"}, Build: 1},
 			State: messages.JobState_JOB_STATE_QUEUED}
 	}
 	d := dispatcher.New(dispatcher.DefaultConfig())
-	d.Recover(t0, dispatcher.Durable{Jobs: []*messages.JobRecord{queued(5), queued(3)}, Cursors: []*messages.Cursor{{Repo: repoURL, Branch: "main", Commit: commit(5)}}, MaxID: 12})
-	w := &world{t: t, d: d, now: t0}
+	d.Recover(coretest.T0, dispatcher.Durable{Jobs: []*messages.JobRecord{queued(5), queued(3)}, Cursors: []*messages.Cursor{{Repo: repoURL, Branch: "main", Commit: coretest.Commit(5)}}, MaxID: 12})
+	w := &world{t: t, d: d, now: coretest.T0}
 
 	fx := w.addObserver(obsAddr)
-	regs := sends[*messages.ObserverRegistered](fx)
+	regs := coretest.Sends[*messages.ObserverRegistered](fx)
 	require.Len(t, regs[0].Cursors, 1, "the observer learns the durable cursor")
-	assert.Equal(t, commit(5), regs[0].Cursors[0].Commit)
+	assert.Equal(t, coretest.Commit(5), regs[0].Cursors[0].Commit)
 
 	fx = w.addRunner("r1", 1)
 	assert.Equal(t, []string{"3/1->r1@1"}, runJobs(fx), "oldest job first")
 
-	fx = w.observe("main", commit(5), commit(5), commit(20))
-	acks := sends[*messages.CommitObservedAck](fx)
+	fx = w.observe("main", coretest.Commit(5), coretest.Commit(5), coretest.Commit(20))
+	acks := coretest.Sends[*messages.CommitObservedAck](fx)
 	require.Len(t, acks, 1)
 	assert.Equal(t, []int64{5, 13}, acks[0].JobIds, "a recovered commit is not queued twice; new ids follow the maximum")
 }

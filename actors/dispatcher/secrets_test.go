@@ -8,6 +8,7 @@ import (
 
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/dispatcher"
+	"github.com/voltci/volt/internal/coretest"
 	"github.com/voltci/volt/messages"
 )
 
@@ -35,7 +36,7 @@ func secretWorld(t *testing.T) *world {
 	w := newWorld(t, dispatcher.DefaultConfig())
 	w.addObserver(obsAddr)
 	w.addRunner("r1", 1)
-	w.observe("main", "", commit(1))
+	w.observe("main", "", coretest.Commit(1))
 	w.addRunner("r2", 1)
 	require.Equal(t, "r1", w.job(1).RunnerId)
 	require.EqualValues(t, 1, w.job(1).Attempt)
@@ -110,14 +111,14 @@ func TestSecretGrantRules(t *testing.T) {
 			before := w.d.Counter(dispatcher.CounterForgedRefused)
 			from := actors.From{Addr: runnerAddr(tc.req.RunnerId), Who: tc.who}
 			fx := w.stepAs(from, dispatcher.SecretAsk{Msg: tc.req, Secrets: secrets, Err: tc.loadErr})
-			grants := sends[*messages.SecretGrant](fx)
+			grants := coretest.Sends[*messages.SecretGrant](fx)
 			if tc.forged {
 				assert.Empty(t, grants, "a forgery gets no answer")
 				assert.Equal(t, before+1, w.d.Counter(dispatcher.CounterForgedRefused))
 				return
 			}
 			require.Len(t, grants, 1)
-			require.Len(t, sendsTo[*messages.SecretGrant](fx, from.Addr), 1, "answered to the asker")
+			require.Len(t, coretest.SendsTo[*messages.SecretGrant](fx, from.Addr), 1, "answered to the asker")
 			g := grants[0]
 			assert.Equal(t, tc.req.JobId, g.JobId)
 			assert.Equal(t, tc.req.Attempt, g.Attempt)
@@ -153,7 +154,7 @@ func TestSecretsFollowTheCurrentAttempt(t *testing.T) {
 		t.Helper()
 		fx := w.stepAs(actors.From{Addr: runnerAddr(runner), Who: runnerID(who)},
 			dispatcher.SecretAsk{Msg: ask(1, attempt, runner, 1, names...), Secrets: stored})
-		g := sends[*messages.SecretGrant](fx)
+		g := coretest.Sends[*messages.SecretGrant](fx)
 		require.Len(t, g, 1)
 		return g[0]
 	}
@@ -171,7 +172,7 @@ func TestSecretsFollowTheCurrentAttempt(t *testing.T) {
 	assert.Equal(t, "deploy-value", string(asks("r2", "r2", 2, "DEPLOY_KEY").Values["DEPLOY_KEY"]))
 
 	assert.Contains(t, asks("r2", "r2", 2, "RELEASE_KEY").Error, "this commit is on main")
-	w.observe("release", "", commit(1)) // the same commit, now on release too
+	w.observe("release", "", coretest.Commit(1)) // the same commit, now on release too
 	require.ElementsMatch(t, []string{"main", "release"}, w.job(1).Job.Branches)
 	g := asks("r2", "r2", 2, "RELEASE_KEY")
 	require.Empty(t, g.Error)
@@ -186,7 +187,7 @@ func TestSecretsFollowTheCurrentAttempt(t *testing.T) {
 func TestSecretRequestWithoutTheShellsLookup(t *testing.T) {
 	w := secretWorld(t)
 	fx := w.stepAs(actors.From{Addr: runnerAddr("r1"), Who: runnerID("r1")}, ask(1, 1, "r1", 1, "DEPLOY_KEY"))
-	g := sends[*messages.SecretGrant](fx)
+	g := coretest.Sends[*messages.SecretGrant](fx)
 	require.Len(t, g, 1)
 	assert.Contains(t, g[0].Error, "none is set")
 }
@@ -228,13 +229,13 @@ func TestSecretAdministration(t *testing.T) {
 			w := newWorld(t, dispatcher.DefaultConfig())
 			before := w.d.Counter(dispatcher.CounterForgedRefused)
 			fx := w.stepAs(actors.From{Addr: cliAddr, Who: tc.who}, tc.msg)
-			changes := effectsOf[dispatcher.SecretChange](fx)
-			replies := sends[*messages.SecretSetReply](fx)
+			changes := coretest.EffectsOf[dispatcher.SecretChange](fx)
+			replies := coretest.Sends[*messages.SecretSetReply](fx)
 			switch {
 			case tc.forged:
 				assert.Empty(t, changes)
 				assert.Empty(t, replies)
-				assert.Empty(t, sends[*messages.SecretListReply](fx))
+				assert.Empty(t, coretest.Sends[*messages.SecretListReply](fx))
 				assert.Equal(t, before+1, w.d.Counter(dispatcher.CounterForgedRefused))
 			case tc.change:
 				require.Len(t, changes, 1)
@@ -243,10 +244,10 @@ func TestSecretAdministration(t *testing.T) {
 				assert.Empty(t, replies, "the shell answers once the store has it")
 			default:
 				assert.Empty(t, changes)
-				require.Len(t, sendsTo[*messages.SecretSetReply](fx, cliAddr), 1)
+				require.Len(t, coretest.SendsTo[*messages.SecretSetReply](fx, cliAddr), 1)
 				assert.Contains(t, replies[0].Error, tc.wantErr)
 			}
-			for _, n := range effectsOf[actors.Note](fx) {
+			for _, n := range coretest.EffectsOf[actors.Note](fx) {
 				if m, ok := tc.msg.(*messages.SecretSet); ok && len(m.Value) > 0 {
 					for _, arg := range n.Args {
 						if s, ok := arg.(string); ok {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/dispatcher"
+	"github.com/voltci/volt/internal/coretest"
 	"github.com/voltci/volt/messages"
 )
 
@@ -18,12 +19,12 @@ func TestRunJobCarriesALogTicketTheReporterCanCheck(t *testing.T) {
 	cfg.LogKey = []byte("0123456789abcdef0123456789abcdef")
 	w := newWorld(t, cfg)
 	w.addObserver(obsAddr)
-	regs := sends[*messages.ReporterRegistered](w.addReporter())
+	regs := coretest.Sends[*messages.ReporterRegistered](w.addReporter())
 	require.Len(t, regs, 1)
 	require.Equal(t, cfg.LogKey, regs[0].LogKey)
 
 	w.addRunner("r1", 1)
-	runs := sends[*messages.RunJob](w.observe("main", "", commit(1)))
+	runs := coretest.Sends[*messages.RunJob](w.observe("main", "", coretest.Commit(1)))
 	require.Len(t, runs, 1)
 	run := runs[0]
 	require.True(t, messages.ValidTicket(regs[0].LogKey, run.LogTicket, run.Job, run.Attempt, "r1"))
@@ -42,10 +43,10 @@ func TestEachAttemptGetsItsOwnTicket(t *testing.T) {
 	w.addObserver(obsAddr)
 	w.addReporter()
 	w.addRunner("r1", 1)
-	first := sends[*messages.RunJob](w.observe("main", "", commit(1)))
+	first := coretest.Sends[*messages.RunJob](w.observe("main", "", coretest.Commit(1)))
 	require.Len(t, first, 1)
 	w.addRunner("r2", 1)
-	second := sends[*messages.RunJob](w.step("", actors.PeerTerminated{Addr: runnerAddr("r1"), Reason: "connection closed"}))
+	second := coretest.Sends[*messages.RunJob](w.step("", actors.PeerTerminated{Addr: runnerAddr("r1"), Reason: "connection closed"}))
 	require.Len(t, second, 1)
 	a, b := first[0], second[0]
 	require.Equal(t, a.Job.Id, b.Job.Id)
@@ -63,16 +64,16 @@ func TestLogKeyOnlyToAnAcceptedReporter(t *testing.T) {
 	cfg.Token = "tok"
 	w := newWorld(t, cfg)
 	reg := &messages.RegisterReporter{ReporterId: "rep", ProtocolVersion: messages.ProtocolVersion, Token: "wrong"}
-	regs := sends[*messages.ReporterRegistered](w.step(repAddr, reg))
+	regs := coretest.Sends[*messages.ReporterRegistered](w.step(repAddr, reg))
 	require.Len(t, regs, 1)
 	require.False(t, regs[0].Accepted)
 	require.Empty(t, regs[0].LogKey)
 
 	reg.Token = "tok"
 	fx := w.stepAs(actors.From{Addr: repAddr, Who: actors.Identity{Role: actors.RoleRunner, Name: "mallory"}}, reg)
-	require.Empty(t, sends[*messages.ReporterRegistered](fx), "a runner certificate gets no answer at all")
+	require.Empty(t, coretest.Sends[*messages.ReporterRegistered](fx), "a runner certificate gets no answer at all")
 
-	regs = sends[*messages.ReporterRegistered](w.step(repAddr, reg))
+	regs = coretest.Sends[*messages.ReporterRegistered](w.step(repAddr, reg))
 	require.Len(t, regs, 1)
 	require.True(t, regs[0].Accepted)
 	require.Equal(t, cfg.LogKey, regs[0].LogKey)

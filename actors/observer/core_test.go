@@ -3,7 +3,6 @@ package observer_test
 import (
 	"fmt"
 	"log/slog"
-	"os"
 	"testing"
 	"time"
 
@@ -13,11 +12,9 @@ import (
 
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/observer"
+	"github.com/voltci/volt/internal/coretest"
 	"github.com/voltci/volt/messages"
 )
-
-// t0 is the virtual clock's start; tests add durations to it.
-var t0 = time.Unix(1_700_000_000, 0)
 
 var (
 	dispAddr  = actors.NewAddr("127.0.0.1:8000", "dispatcher")
@@ -30,29 +27,10 @@ const (
 	pollEvery = 5 * time.Second
 )
 
-func knownBug(t *testing.T, desc string) {
-	t.Helper()
-	if os.Getenv("VOLT_RUN_BUGS") == "" {
-		t.Skip("BUG: " + desc)
-	}
-}
-
-func commit(n int) string { return fmt.Sprintf("%040x", n) }
-
-func effectsOf[T any](fx []actors.Effect) []T {
-	var out []T
-	for _, e := range fx {
-		if x, ok := e.(T); ok {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
 // polls returns "branch@since" for each Poll effect.
 func polls(fx []actors.Effect) []string {
 	var out []string
-	for _, p := range effectsOf[observer.Poll](fx) {
+	for _, p := range coretest.EffectsOf[observer.Poll](fx) {
 		out = append(out, p.Branch+"@"+p.Since)
 	}
 	return out
@@ -61,7 +39,7 @@ func polls(fx []actors.Effect) []string {
 // observed returns the CommitObserved messages sent to the dispatcher.
 func observed(fx []actors.Effect) []*messages.CommitObserved {
 	var out []*messages.CommitObserved
-	for _, s := range effectsOf[actors.Send](fx) {
+	for _, s := range coretest.EffectsOf[actors.Send](fx) {
 		if m, ok := s.Msg.(*messages.CommitObserved); ok && s.To == dispAddr {
 			out = append(out, m)
 		}
@@ -71,7 +49,7 @@ func observed(fx []actors.Effect) []*messages.CommitObserved {
 
 func registers(fx []actors.Effect) []*messages.RegisterObserver {
 	var out []*messages.RegisterObserver
-	for _, r := range effectsOf[actors.Register](fx) {
+	for _, r := range coretest.EffectsOf[actors.Register](fx) {
 		if r.To == dispAddr {
 			out = append(out, r.Msg.(*messages.RegisterObserver))
 		}
@@ -89,7 +67,7 @@ type world struct {
 func newWorld(t *testing.T, grace time.Duration) *world {
 	c := observer.New(observer.Config{ID: "obs", Dispatcher: dispAddr, Poll: pollEvery, Grace: grace, Token: "tok",
 		Repos: []*messages.WatchedRepo{{Url: repoURL, Name: repoName, Branches: []string{"main", "dev"}}}})
-	return &world{t: t, c: c, now: t0, fx: c.Start(t0)}
+	return &world{t: t, c: c, now: coretest.T0, fx: c.Start(coretest.T0)}
 }
 
 // step delivers in from addr, as the identity a connection would prove for
@@ -141,7 +119,7 @@ func (w *world) ack(m *messages.CommitObserved, cur string) []actors.Effect {
 // both first polls are answered with nothing new.
 func registeredWith(t *testing.T) *world {
 	w := newWorld(t, 10*time.Second)
-	require.Equal(t, []string{"main@" + commit(1), "dev@"}, polls(w.register(cursor("main", commit(1)))))
+	require.Equal(t, []string{"main@" + coretest.Commit(1), "dev@"}, polls(w.register(cursor("main", coretest.Commit(1)))))
 	w.polled("main")
 	w.polled("dev")
 	return w
@@ -165,22 +143,22 @@ func TestStartRegisters(t *testing.T) {
 func TestRegisteredPollsFromTheDispatchersCursors(t *testing.T) {
 	w := newWorld(t, 10*time.Second)
 
-	fx := w.register(cursor("main", commit(1)), &messages.Cursor{Repo: "/other.git", Branch: "dev", Commit: commit(9)})
+	fx := w.register(cursor("main", coretest.Commit(1)), &messages.Cursor{Repo: "/other.git", Branch: "dev", Commit: coretest.Commit(9)})
 
 	assert.Contains(t, fx, actors.Effect(actors.Watch{Addr: dispAddr}))
-	assert.Equal(t, []string{"main@" + commit(1), "dev@"}, polls(fx), "Since is each branch's cursor")
-	for _, p := range effectsOf[observer.Poll](fx) {
+	assert.Equal(t, []string{"main@" + coretest.Commit(1), "dev@"}, polls(fx), "Since is each branch's cursor")
+	for _, p := range coretest.EffectsOf[observer.Poll](fx) {
 		assert.Equal(t, repoURL, p.Repo)
 		assert.Equal(t, 50, p.Max, "the default backlog cap")
 	}
-	assert.Equal(t, commit(1), w.c.Cursor(repoURL, "main"))
+	assert.Equal(t, coretest.Commit(1), w.c.Cursor(repoURL, "main"))
 	assert.Empty(t, w.step(otherAddr, &messages.ObserverRegistered{Accepted: false, Reason: "forged"}), "only the dispatcher counts")
 }
 
 func TestRegistrationRefusedExits(t *testing.T) {
 	w := newWorld(t, 10*time.Second)
 	fx := w.step(dispAddr, &messages.ObserverRegistered{Reason: "wrong or missing token"})
-	exits := effectsOf[actors.Exit](fx)
+	exits := coretest.EffectsOf[actors.Exit](fx)
 	require.Len(t, exits, 1)
 	assert.Equal(t, 1, exits[0].Code)
 	assert.Contains(t, exits[0].Reason, "wrong or missing token")
@@ -191,20 +169,20 @@ func TestRegistrationRefusedExits(t *testing.T) {
 func TestPolledCommitsSentOnceInFlightAndResent(t *testing.T) {
 	w := registeredWith(t)
 	w.advance(pollEvery)
-	require.Equal(t, []string{"main@" + commit(1), "dev@"}, polls(w.tick()))
+	require.Equal(t, []string{"main@" + coretest.Commit(1), "dev@"}, polls(w.tick()))
 
-	fx := w.polled("main", commit(2), commit(3), commit(4))
+	fx := w.polled("main", coretest.Commit(2), coretest.Commit(3), coretest.Commit(4))
 
 	sent := observed(fx)
 	require.Len(t, sent, 1)
 	m := sent[0]
-	assert.Equal(t, commit(1), m.Previous, "Previous is the cursor the commits were computed from")
-	assert.Equal(t, []string{commit(2), commit(3), commit(4)}, m.Commits, "oldest first")
+	assert.Equal(t, coretest.Commit(1), m.Previous, "Previous is the cursor the commits were computed from")
+	assert.Equal(t, []string{coretest.Commit(2), coretest.Commit(3), coretest.Commit(4)}, m.Commits, "oldest first")
 	assert.Equal(t, "main", m.Branch)
 	assert.Equal(t, repoURL, m.Repo)
 	assert.Equal(t, repoName, m.RepoName)
 	assert.Equal(t, "obs", m.ObserverId)
-	assert.Equal(t, commit(1), w.c.Cursor(repoURL, "main"), "the cursor waits for the ack")
+	assert.Equal(t, coretest.Commit(1), w.c.Cursor(repoURL, "main"), "the cursor waits for the ack")
 
 	// While in flight: no poll of main, so no second CommitObserved.
 	w.polled("dev")
@@ -230,39 +208,39 @@ func TestCursorAdvancesOnlyOnAck(t *testing.T) {
 	w.advance(pollEvery)
 	w.tick()
 	w.polled("dev")
-	m := observed(w.polled("main", commit(2), commit(3)))[0]
+	m := observed(w.polled("main", coretest.Commit(2), coretest.Commit(3)))[0]
 
 	// A minute of resends and stray acks: the cursor stays.
 	for i := 0; i < 60; i++ {
 		w.advance(time.Second)
-		for _, p := range effectsOf[observer.Poll](w.tick()) {
+		for _, p := range coretest.EffectsOf[observer.Poll](w.tick()) {
 			w.polled(p.Branch)
 		}
 	}
-	assert.Empty(t, w.step(dispAddr, &messages.CommitObservedAck{Seq: m.Seq + 1, Repo: repoURL, Branch: "main", Cursor: commit(3)}), "wrong seq")
-	assert.Empty(t, w.step(dispAddr, &messages.CommitObservedAck{Seq: m.Seq, Repo: repoURL, Branch: "dev", Cursor: commit(3)}), "wrong branch")
-	assert.Empty(t, w.step(otherAddr, &messages.CommitObservedAck{Seq: m.Seq, Repo: repoURL, Branch: "main", Cursor: commit(3)}), "not the dispatcher")
-	assert.Equal(t, commit(1), w.c.Cursor(repoURL, "main"), "no ack, no advance")
+	assert.Empty(t, w.step(dispAddr, &messages.CommitObservedAck{Seq: m.Seq + 1, Repo: repoURL, Branch: "main", Cursor: coretest.Commit(3)}), "wrong seq")
+	assert.Empty(t, w.step(dispAddr, &messages.CommitObservedAck{Seq: m.Seq, Repo: repoURL, Branch: "dev", Cursor: coretest.Commit(3)}), "wrong branch")
+	assert.Empty(t, w.step(otherAddr, &messages.CommitObservedAck{Seq: m.Seq, Repo: repoURL, Branch: "main", Cursor: coretest.Commit(3)}), "not the dispatcher")
+	assert.Equal(t, coretest.Commit(1), w.c.Cursor(repoURL, "main"), "no ack, no advance")
 
-	fx := w.ack(m, commit(3))
-	assert.Equal(t, commit(3), w.c.Cursor(repoURL, "main"))
-	assert.Equal(t, []string{"main@" + commit(3)}, polls(fx), "a new poll from the acked cursor")
+	fx := w.ack(m, coretest.Commit(3))
+	assert.Equal(t, coretest.Commit(3), w.c.Cursor(repoURL, "main"))
+	assert.Equal(t, []string{"main@" + coretest.Commit(3)}, polls(fx), "a new poll from the acked cursor")
 	w.polled("main")
 	w.advance(time.Minute)
 	assert.Empty(t, observed(w.tick()), "no resend after the ack")
 
-	assert.Empty(t, w.ack(m, commit(3)), "a duplicate ack changes nothing")
+	assert.Empty(t, w.ack(m, coretest.Commit(3)), "a duplicate ack changes nothing")
 }
 
 func TestAckCursorIsTheDispatchers(t *testing.T) {
 	w := registeredWith(t)
 	w.advance(pollEvery)
 	w.tick()
-	m := observed(w.polled("main", commit(2), commit(3)))[0]
+	m := observed(w.polled("main", coretest.Commit(2), coretest.Commit(3)))[0]
 
-	fx := w.ack(m, commit(7)) // another observer moved the branch further
-	assert.Equal(t, commit(7), w.c.Cursor(repoURL, "main"))
-	assert.Equal(t, []string{"main@" + commit(7)}, polls(fx))
+	fx := w.ack(m, coretest.Commit(7)) // another observer moved the branch further
+	assert.Equal(t, coretest.Commit(7), w.c.Cursor(repoURL, "main"))
+	assert.Equal(t, []string{"main@" + coretest.Commit(7)}, polls(fx))
 }
 
 func TestPollNow(t *testing.T) {
@@ -271,8 +249,8 @@ func TestPollNow(t *testing.T) {
 		msg  *messages.PollNow
 		want []string
 	}{
-		{"everything", &messages.PollNow{}, []string{"main@" + commit(1), "dev@"}},
-		{"by repo url", &messages.PollNow{Repo: repoURL}, []string{"main@" + commit(1), "dev@"}},
+		{"everything", &messages.PollNow{}, []string{"main@" + coretest.Commit(1), "dev@"}},
+		{"by repo url", &messages.PollNow{Repo: repoURL}, []string{"main@" + coretest.Commit(1), "dev@"}},
 		{"by repo name and branch", &messages.PollNow{Repo: repoName, Branch: "dev"}, []string{"dev@"}},
 		{"another repo", &messages.PollNow{Repo: "other"}, nil},
 		{"another branch", &messages.PollNow{Branch: "gh-pages"}, nil},
@@ -289,13 +267,13 @@ func TestPollNow(t *testing.T) {
 func TestPollNowDuringAPollPollsOnceMore(t *testing.T) {
 	w := registeredWith(t)
 	w.advance(pollEvery)
-	require.Equal(t, []string{"main@" + commit(1), "dev@"}, polls(w.tick()))
+	require.Equal(t, []string{"main@" + coretest.Commit(1), "dev@"}, polls(w.tick()))
 
 	assert.Empty(t, polls(w.step(dispAddr, &messages.PollNow{Branch: "main"})), "not twice at once")
 	assert.Empty(t, polls(w.step(dispAddr, &messages.PollNow{Branch: "main"})))
 
 	fx := w.polled("main")
-	assert.Equal(t, []string{"main@" + commit(1)}, polls(fx), "one more look after the answer")
+	assert.Equal(t, []string{"main@" + coretest.Commit(1)}, polls(fx), "one more look after the answer")
 	assert.Empty(t, polls(w.polled("main")), "and only one")
 	assert.Empty(t, polls(w.polled("dev")))
 }
@@ -307,13 +285,13 @@ func TestPollErrorAndNothingNew(t *testing.T) {
 
 	fx := w.step("", observer.Polled{Repo: repoURL, Branch: "main", Err: "fatal: not a git repository"})
 	assert.Empty(t, observed(fx))
-	assert.NotEmpty(t, effectsOf[actors.Note](fx), "the error is logged")
+	assert.NotEmpty(t, coretest.EffectsOf[actors.Note](fx), "the error is logged")
 
-	fx = w.step("", observer.Polled{Repo: repoURL, Branch: "dev", Tip: commit(1), Commits: nil})
+	fx = w.step("", observer.Polled{Repo: repoURL, Branch: "dev", Tip: coretest.Commit(1), Commits: nil})
 	assert.Empty(t, observed(fx))
 
 	w.advance(pollEvery)
-	assert.Equal(t, []string{"main@" + commit(1), "dev@"}, polls(w.tick()), "both polled again next round")
+	assert.Equal(t, []string{"main@" + coretest.Commit(1), "dev@"}, polls(w.tick()), "both polled again next round")
 }
 
 func TestDispatcherLostBeyondGraceExits(t *testing.T) {
@@ -321,7 +299,7 @@ func TestDispatcherLostBeyondGraceExits(t *testing.T) {
 	w.advance(pollEvery)
 	w.tick()
 	w.polled("dev")
-	w.polled("main", commit(2))
+	w.polled("main", coretest.Commit(2))
 	lost := w.now
 
 	fx := w.step("", actors.PeerTerminated{Addr: dispAddr, Reason: "connection closed"})
@@ -336,7 +314,7 @@ func TestDispatcherLostBeyondGraceExits(t *testing.T) {
 		regs += len(registers(fx))
 		assert.Empty(t, observed(fx), "nothing is resent to a lost dispatcher")
 		assert.Empty(t, polls(fx))
-		if e := effectsOf[actors.Exit](fx); len(e) > 0 {
+		if e := coretest.EffectsOf[actors.Exit](fx); len(e) > 0 {
 			exit, exitAt = &e[0], w.now.Sub(lost)
 		}
 	}
@@ -345,7 +323,7 @@ func TestDispatcherLostBeyondGraceExits(t *testing.T) {
 	assert.Equal(t, 1, exit.Code)
 	assert.Contains(t, exit.Reason, "127.0.0.1:8000")
 	assert.Greater(t, regs, 5, "kept trying to register within the grace")
-	assert.Equal(t, commit(1), w.c.Cursor(repoURL, "main"), "exits with the acknowledged cursor")
+	assert.Equal(t, coretest.Commit(1), w.c.Cursor(repoURL, "main"), "exits with the acknowledged cursor")
 	assert.Empty(t, w.tick())
 }
 
@@ -354,17 +332,17 @@ func TestReRegistrationResetsCursorsToTheDispatchers(t *testing.T) {
 	w.advance(pollEvery)
 	w.tick()
 	w.polled("dev")
-	m := observed(w.polled("main", commit(2), commit(3)))[0]
+	m := observed(w.polled("main", coretest.Commit(2), coretest.Commit(3)))[0]
 
 	w.advance(100 * time.Millisecond)
 	w.step("", actors.PeerTerminated{Addr: dispAddr})
 	w.advance(500 * time.Millisecond)
-	fx := w.register(cursor("main", commit(2)), cursor("dev", commit(5)))
+	fx := w.register(cursor("main", coretest.Commit(2)), cursor("dev", coretest.Commit(5)))
 
-	assert.Equal(t, []string{"main@" + commit(2), "dev@" + commit(5)}, polls(fx), "the dispatcher's cursors are the truth")
-	assert.Equal(t, commit(2), w.c.Cursor(repoURL, "main"))
-	assert.Equal(t, commit(5), w.c.Cursor(repoURL, "dev"))
-	assert.Empty(t, w.ack(m, commit(3)), "the old in-flight message is forgotten")
+	assert.Equal(t, []string{"main@" + coretest.Commit(2), "dev@" + coretest.Commit(5)}, polls(fx), "the dispatcher's cursors are the truth")
+	assert.Equal(t, coretest.Commit(2), w.c.Cursor(repoURL, "main"))
+	assert.Equal(t, coretest.Commit(5), w.c.Cursor(repoURL, "dev"))
+	assert.Empty(t, w.ack(m, coretest.Commit(3)), "the old in-flight message is forgotten")
 	w.advance(time.Minute)
 	assert.Empty(t, observed(w.tick()), "and not resent")
 }
@@ -374,7 +352,7 @@ func TestGiveUpOnZeroGraceOnlyAfterTrying(t *testing.T) {
 	// registration still gets Link.StartWindow.
 	w := newWorld(t, 0)
 	assert.Len(t, registers(w.fx), 1)
-	assert.Empty(t, effectsOf[actors.Exit](w.fx))
+	assert.Empty(t, coretest.EffectsOf[actors.Exit](w.fx))
 }
 
 // --- Identity: the sender a connection proved, never the one a message claims ---
@@ -398,13 +376,13 @@ func TestForgeriesChangeNothingAndGetNoAnswer(t *testing.T) {
 		w := registeredWith(t)
 		w.advance(pollEvery)
 		w.tick()
-		sent := observed(w.polled("main", commit(2), commit(3)))
+		sent := observed(w.polled("main", coretest.Commit(2), coretest.Commit(3)))
 		require.Len(t, sent, 1)
 		w.polled("dev")
 		return w, sent[0]
 	}
 	ack := func(m *messages.CommitObserved) any {
-		return &messages.CommitObservedAck{ObserverId: m.ObserverId, Seq: m.Seq, Repo: m.Repo, Branch: m.Branch, Cursor: commit(3)}
+		return &messages.CommitObservedAck{ObserverId: m.ObserverId, Seq: m.Seq, Repo: m.Repo, Branch: m.Branch, Cursor: coretest.Commit(3)}
 	}
 	cases := []struct {
 		name string
@@ -438,7 +416,7 @@ func TestForgeriesChangeNothingAndGetNoAnswer(t *testing.T) {
 		}},
 		{"a tick from the network", aRunner, "", func(*messages.CommitObserved) any { return actors.Tick{} }},
 		{"a poll's answer from the network", theDispatcher, "", func(*messages.CommitObserved) any {
-			return observer.Polled{Repo: repoURL, Branch: "dev", Tip: commit(9), Commits: []string{commit(9)}}
+			return observer.Polled{Repo: repoURL, Branch: "dev", Tip: coretest.Commit(9), Commits: []string{coretest.Commit(9)}}
 		}},
 		{"the dispatcher gone, said by no one", unauthenticated, "", func(*messages.CommitObserved) any {
 			return actors.PeerTerminated{Addr: dispAddr}
@@ -460,7 +438,7 @@ func TestForgeriesChangeNothingAndGetNoAnswer(t *testing.T) {
 			assert.Contains(t, fmt.Sprint(note.Args...), actors.TypeName(msg), "the note names the message type")
 			assert.Equal(t, before, w.c.Digest(), "no state changed")
 			assert.EqualValues(t, 1, w.c.Refused(), "the refusal is counted")
-			assert.Equal(t, commit(1), w.c.Cursor(repoURL, "main"))
+			assert.Equal(t, coretest.Commit(1), w.c.Cursor(repoURL, "main"))
 		})
 	}
 }
@@ -470,7 +448,7 @@ func TestStatusForWhoMayAsk(t *testing.T) {
 		t.Run(who.String(), func(t *testing.T) {
 			w := newWorld(t, 10*time.Second)
 			fx := w.stepAs(actors.From{Addr: "ops:1/cli", Who: who}, &messages.StatusRequest{})
-			replies := effectsOf[actors.Send](fx)
+			replies := coretest.EffectsOf[actors.Send](fx)
 			require.Len(t, replies, 1)
 			assert.IsType(t, &messages.StatusReply{}, replies[0].Msg)
 		})

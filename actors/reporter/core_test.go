@@ -11,11 +11,9 @@ import (
 
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/reporter"
+	"github.com/voltci/volt/internal/coretest"
 	"github.com/voltci/volt/messages"
 )
-
-// t0 is the virtual clock's start; tests add durations to it.
-var t0 = time.Unix(1_700_000_000, 0)
 
 var (
 	dispAddr   = actors.NewAddr("127.0.0.1:8000", "dispatcher")
@@ -23,21 +21,9 @@ var (
 	runnerAddr = actors.NewAddr("10.0.0.1:8900", "r1")
 )
 
-func commit(n int) string { return fmt.Sprintf("%040x", n) }
-
-func effectsOf[T any](fx []actors.Effect) []T {
-	var out []T
-	for _, e := range fx {
-		if x, ok := e.(T); ok {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
 func registers(fx []actors.Effect) []*messages.RegisterReporter {
 	var out []*messages.RegisterReporter
-	for _, r := range effectsOf[actors.Register](fx) {
+	for _, r := range coretest.EffectsOf[actors.Register](fx) {
 		if r.To == dispAddr {
 			out = append(out, r.Msg.(*messages.RegisterReporter))
 		}
@@ -69,7 +55,7 @@ func rightful(in any) actors.Identity {
 
 func newCore(t *testing.T) (*reporter.Core, []actors.Effect) {
 	c := reporter.New(reporter.Config{ID: "rep", Dispatcher: dispAddr, Token: "tok"})
-	return c, c.Start(t0)
+	return c, c.Start(coretest.T0)
 }
 
 // testKey is the log-ticket key the dispatcher hands over in these tests.
@@ -84,13 +70,13 @@ func ticket(who actors.Identity, j *messages.Job, attempt int32) []byte {
 // log-ticket key).
 func newRegistered(t *testing.T) *reporter.Core {
 	c, _ := newCore(t)
-	step(c, t0, dispAddr, &messages.ReporterRegistered{Accepted: true, LogKey: testKey})
+	step(c, coretest.T0, dispAddr, &messages.ReporterRegistered{Accepted: true, LogKey: testKey})
 	require.True(t, c.Registered())
 	return c
 }
 
 func job(n int) *messages.Job {
-	return &messages.Job{Id: int64(n), Repo: "/srv/git/app.git", Commit: commit(n), Branches: []string{"main"}, Build: 1}
+	return &messages.Job{Id: int64(n), Repo: "/srv/git/app.git", Commit: coretest.Commit(n), Branches: []string{"main"}, Build: 1}
 }
 
 func TestReporterRegisters(t *testing.T) {
@@ -101,23 +87,23 @@ func TestReporterRegisters(t *testing.T) {
 	assert.Equal(t, messages.ProtocolVersion, regs[0].ProtocolVersion)
 	assert.Equal(t, "tok", regs[0].Token)
 
-	assert.Empty(t, step(c, t0, otherAddr, &messages.ReporterRegistered{Accepted: true}), "only the dispatcher's answer counts")
+	assert.Empty(t, step(c, coretest.T0, otherAddr, &messages.ReporterRegistered{Accepted: true}), "only the dispatcher's answer counts")
 	assert.False(t, c.Registered())
 
-	fx = step(c, t0.Add(50*time.Millisecond), dispAddr, &messages.ReporterRegistered{Accepted: true})
+	fx = step(c, coretest.T0.Add(50*time.Millisecond), dispAddr, &messages.ReporterRegistered{Accepted: true})
 	assert.True(t, c.Registered())
 	assert.Contains(t, fx, actors.Effect(actors.Watch{Addr: dispAddr}))
-	assert.Empty(t, step(c, t0.Add(time.Second), "", actors.Tick{}), "no registration while registered and fresh")
-	refresh := registers(step(c, t0.Add(time.Minute), "", actors.Tick{}))
+	assert.Empty(t, step(c, coretest.T0.Add(time.Second), "", actors.Tick{}), "no registration while registered and fresh")
+	refresh := registers(step(c, coretest.T0.Add(time.Minute), "", actors.Tick{}))
 	require.Len(t, refresh, 1, "a registered reporter registers again every Refresh, so that a dispatcher restarted in place learns of it")
-	assert.Empty(t, step(c, t0.Add(time.Minute+time.Second), "", actors.Tick{}), "not again before the next Refresh")
-	assert.Empty(t, step(c, t0.Add(time.Minute), dispAddr, &messages.ReporterRegistered{Accepted: true}), "a duplicate answer")
+	assert.Empty(t, step(c, coretest.T0.Add(time.Minute+time.Second), "", actors.Tick{}), "not again before the next Refresh")
+	assert.Empty(t, step(c, coretest.T0.Add(time.Minute), dispAddr, &messages.ReporterRegistered{Accepted: true}), "a duplicate answer")
 }
 
 func TestReporterRefusedExits(t *testing.T) {
 	c, _ := newCore(t)
-	fx := step(c, t0, dispAddr, &messages.ReporterRegistered{Reason: "wrong or missing token"})
-	exits := effectsOf[actors.Exit](fx)
+	fx := step(c, coretest.T0, dispAddr, &messages.ReporterRegistered{Reason: "wrong or missing token"})
+	exits := coretest.EffectsOf[actors.Exit](fx)
 	require.Len(t, exits, 1)
 	assert.Equal(t, 1, exits[0].Code)
 	assert.Contains(t, exits[0].Reason, "wrong or missing token")
@@ -125,8 +111,8 @@ func TestReporterRefusedExits(t *testing.T) {
 
 func TestReporterNeverGivesUpOnItsDispatcher(t *testing.T) {
 	c, _ := newCore(t)
-	step(c, t0, dispAddr, &messages.ReporterRegistered{Accepted: true})
-	lost := t0.Add(time.Second)
+	step(c, coretest.T0, dispAddr, &messages.ReporterRegistered{Accepted: true})
+	lost := coretest.T0.Add(time.Second)
 
 	fx := step(c, lost, "", actors.PeerTerminated{Addr: dispAddr})
 	assert.Len(t, registers(fx), 1, "registers again at once")
@@ -136,7 +122,7 @@ func TestReporterNeverGivesUpOnItsDispatcher(t *testing.T) {
 	var attempts []time.Duration
 	for now := lost.Add(100 * time.Millisecond); now.Sub(lost) <= time.Hour; now = now.Add(100 * time.Millisecond) {
 		fx := step(c, now, "", actors.Tick{})
-		require.Empty(t, effectsOf[actors.Exit](fx), "the reporter never exits for a lost dispatcher")
+		require.Empty(t, coretest.EffectsOf[actors.Exit](fx), "the reporter never exits for a lost dispatcher")
 		if len(registers(fx)) > 0 && len(attempts) < 6 {
 			attempts = append(attempts, now.Sub(lost))
 		}
@@ -176,7 +162,7 @@ func TestReporterInputs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newRegistered(t)
-			fx := step(c, t0, tt.from, tt.in)
+			fx := step(c, coretest.T0, tt.from, tt.in)
 			if tt.want == nil {
 				require.Len(t, fx, 1)
 				note, ok := fx[0].(actors.Note)
@@ -209,9 +195,9 @@ func TestForgeriesChangeNothingAndGetNoAnswer(t *testing.T) {
 	// job 2 attempt 1's result is recorded.
 	claimed := func(t *testing.T) *reporter.Core {
 		c := newRegistered(t)
-		require.Len(t, effectsOf[reporter.AppendLog](step(c, t0, runnerAddr, &messages.LogChunk{Job: job(1), Attempt: 1, Data: []byte("a"),
+		require.Len(t, coretest.EffectsOf[reporter.AppendLog](step(c, coretest.T0, runnerAddr, &messages.LogChunk{Job: job(1), Attempt: 1, Data: []byte("a"),
 			Ticket: ticket(r1, job(1), 1)})), 1)
-		require.Len(t, effectsOf[reporter.Record](step(c, t0, dispAddr, &messages.ResultRecorded{Result: &messages.Result{
+		require.Len(t, coretest.EffectsOf[reporter.Record](step(c, coretest.T0, dispAddr, &messages.ResultRecorded{Result: &messages.Result{
 			Job: job(2), Attempt: 1, RunnerId: "r1", Status: messages.Status_STATUS_PASSED}})), 1)
 		return c
 	}
@@ -257,7 +243,7 @@ func TestForgeriesChangeNothingAndGetNoAnswer(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := claimed(t)
-			now := t0.Add(time.Minute) // a refresh is due: a forged input must not send it
+			now := coretest.T0.Add(time.Minute) // a refresh is due: a forged input must not send it
 			before, refused := c.Digest(), c.Refused()
 
 			fx := c.Step(now, actors.From{Addr: tc.addr, Who: tc.who}, tc.msg)
@@ -308,24 +294,24 @@ func TestLogKeptOnlyForTheRunnerTheResultNames(t *testing.T) {
 				if w.ticket {
 					m.Ticket = ticket(w.who, job(1), w.attempt)
 				}
-				fx := c.Step(t0, actors.From{Addr: runnerAddr, Who: w.who}, m)
-				assert.Equal(t, w.stored, len(effectsOf[reporter.AppendLog](fx)) == 1, "write %d by %s", i, w.who)
+				fx := c.Step(coretest.T0, actors.From{Addr: runnerAddr, Who: w.who}, m)
+				assert.Equal(t, w.stored, len(coretest.EffectsOf[reporter.AppendLog](fx)) == 1, "write %d by %s", i, w.who)
 			}
-			fx := step(c, t0, dispAddr, &messages.ResultRecorded{Result: &messages.Result{Job: job(1), Attempt: 1, RunnerId: tc.result}})
-			recs := effectsOf[reporter.Record](fx)
+			fx := step(c, coretest.T0, dispAddr, &messages.ResultRecorded{Result: &messages.Result{Job: job(1), Attempt: 1, RunnerId: tc.result}})
+			recs := coretest.EffectsOf[reporter.Record](fx)
 			require.Len(t, recs, 1)
 			assert.Equal(t, tc.dropLog, recs[0].DropLog)
 
 			// The dispatcher resends until acknowledged: the same answer.
-			recs = effectsOf[reporter.Record](step(c, t0, dispAddr, &messages.ResultRecorded{Result: &messages.Result{Job: job(1), Attempt: 1, RunnerId: tc.result}}))
+			recs = coretest.EffectsOf[reporter.Record](step(c, coretest.T0, dispAddr, &messages.ResultRecorded{Result: &messages.Result{Job: job(1), Attempt: 1, RunnerId: tc.result}}))
 			require.Len(t, recs, 1)
 			assert.Equal(t, tc.dropLog, recs[0].DropLog)
 
 			// A recorded attempt's log takes no more, from anyone but this process.
 			for _, who := range []actors.Identity{r1, mallory} {
-				fx = c.Step(t0, actors.From{Addr: runnerAddr, Who: who}, &messages.LogChunk{Job: job(1), Attempt: 1, Offset: 100, Data: []byte("late"),
+				fx = c.Step(coretest.T0, actors.From{Addr: runnerAddr, Who: who}, &messages.LogChunk{Job: job(1), Attempt: 1, Offset: 100, Data: []byte("late"),
 					Ticket: ticket(who, job(1), 1)})
-				assert.Empty(t, effectsOf[reporter.AppendLog](fx), "%s after the result", who)
+				assert.Empty(t, coretest.EffectsOf[reporter.AppendLog](fx), "%s after the result", who)
 			}
 		})
 	}
@@ -337,7 +323,7 @@ func TestLogKeptOnlyForTheRunnerTheResultNames(t *testing.T) {
 func TestNoLogBeforeTheKey(t *testing.T) {
 	c, _ := newCore(t)
 	m := &messages.LogChunk{Job: job(1), Attempt: 1, Data: []byte("x"), Ticket: ticket(r1, job(1), 1)}
-	assert.Empty(t, effectsOf[reporter.AppendLog](step(c, t0, runnerAddr, m)))
-	step(c, t0, dispAddr, &messages.ReporterRegistered{Accepted: true, LogKey: testKey})
-	assert.Len(t, effectsOf[reporter.AppendLog](step(c, t0, runnerAddr, m)), 1)
+	assert.Empty(t, coretest.EffectsOf[reporter.AppendLog](step(c, coretest.T0, runnerAddr, m)))
+	step(c, coretest.T0, dispAddr, &messages.ReporterRegistered{Accepted: true, LogKey: testKey})
+	assert.Len(t, coretest.EffectsOf[reporter.AppendLog](step(c, coretest.T0, runnerAddr, m)), 1)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/reporter"
+	"github.com/voltci/volt/internal/coretest"
 	"github.com/voltci/volt/messages"
 )
 
@@ -62,15 +63,15 @@ func TestLogTicketDecides(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c, _ := newCore(t)
 			if tc.key != nil {
-				step(c, t0, dispAddr, &messages.ReporterRegistered{Accepted: true, LogKey: tc.key})
+				step(c, coretest.T0, dispAddr, &messages.ReporterRegistered{Accepted: true, LogKey: tc.key})
 				require.True(t, c.Registered())
 			}
 			before, refused := c.Digest(), c.Refused()
 
-			fx := c.Step(t0, actors.From{Addr: runnerAddr, Who: tc.who}, tc.in)
+			fx := c.Step(coretest.T0, actors.From{Addr: runnerAddr, Who: tc.who}, tc.in)
 
 			if tc.take {
-				assert.Equal(t, 1, len(effectsOf[reporter.AppendLog](fx))+len(effectsOf[reporter.CloseLog](fx)), "%v", fx)
+				assert.Equal(t, 1, len(coretest.EffectsOf[reporter.AppendLog](fx))+len(coretest.EffectsOf[reporter.CloseLog](fx)), "%v", fx)
 				assert.Equal(t, refused, c.Refused())
 				return
 			}
@@ -91,14 +92,14 @@ func TestLogTicketDecides(t *testing.T) {
 func TestRightfulRunnerAfterRefusedTickets(t *testing.T) {
 	c := newRegistered(t)
 	for _, tk := range [][]byte{nil, ticket(mallory, job(1), 2), ticket(r1, job(1), 1)} {
-		fx := c.Step(t0, actors.From{Addr: runnerAddr, Who: mallory}, &messages.LogChunk{Job: job(1), Attempt: 1, Data: []byte("squat"), Ticket: tk})
-		require.Empty(t, effectsOf[reporter.AppendLog](fx))
+		fx := c.Step(coretest.T0, actors.From{Addr: runnerAddr, Who: mallory}, &messages.LogChunk{Job: job(1), Attempt: 1, Data: []byte("squat"), Ticket: tk})
+		require.Empty(t, coretest.EffectsOf[reporter.AppendLog](fx))
 	}
-	require.Len(t, effectsOf[reporter.AppendLog](step(c, t0, runnerAddr, &messages.LogChunk{Job: job(1), Attempt: 1, Data: []byte("real"),
+	require.Len(t, coretest.EffectsOf[reporter.AppendLog](step(c, coretest.T0, runnerAddr, &messages.LogChunk{Job: job(1), Attempt: 1, Data: []byte("real"),
 		Ticket: ticket(r1, job(1), 1)})), 1)
-	require.Len(t, effectsOf[reporter.CloseLog](step(c, t0, runnerAddr, &messages.LogClosed{Job: job(1), Attempt: 1, Size: 4,
+	require.Len(t, coretest.EffectsOf[reporter.CloseLog](step(c, coretest.T0, runnerAddr, &messages.LogClosed{Job: job(1), Attempt: 1, Size: 4,
 		Ticket: ticket(r1, job(1), 1)})), 1)
-	recs := effectsOf[reporter.Record](step(c, t0, dispAddr, &messages.ResultRecorded{Result: &messages.Result{Job: job(1), Attempt: 1, RunnerId: "r1"}}))
+	recs := coretest.EffectsOf[reporter.Record](step(c, coretest.T0, dispAddr, &messages.ResultRecorded{Result: &messages.Result{Job: job(1), Attempt: 1, RunnerId: "r1"}}))
 	require.Len(t, recs, 1)
 	assert.False(t, recs[0].DropLog)
 }
@@ -111,27 +112,27 @@ func TestLogKeyFollowsTheDispatcher(t *testing.T) {
 	newKey := []byte("the key after a restart, 32 byte")
 	takes := func(c *reporter.Core, key []byte) bool {
 		m := &messages.LogChunk{Job: job(1), Attempt: 1, Data: []byte("x"), Ticket: messages.LogTicket(key, job(1), 1, "r1")}
-		return len(effectsOf[reporter.AppendLog](step(c, t0, runnerAddr, m))) == 1
+		return len(coretest.EffectsOf[reporter.AppendLog](step(c, coretest.T0, runnerAddr, m))) == 1
 	}
 	c := newRegistered(t)
 	require.True(t, takes(c, testKey))
 
 	// Not the dispatcher: another address, or the dispatcher's address
 	// claimed by a runner certificate.
-	step(c, t0, otherAddr, &messages.ReporterRegistered{Accepted: true, LogKey: newKey})
-	c.Step(t0, actors.From{Addr: dispAddr, Who: mallory}, &messages.ReporterRegistered{Accepted: true, LogKey: newKey})
+	step(c, coretest.T0, otherAddr, &messages.ReporterRegistered{Accepted: true, LogKey: newKey})
+	c.Step(coretest.T0, actors.From{Addr: dispAddr, Who: mallory}, &messages.ReporterRegistered{Accepted: true, LogKey: newKey})
 	assert.False(t, takes(c, newKey))
 	assert.True(t, takes(c, testKey))
 
 	// The answer to a refresh, from a dispatcher that now signs with newKey.
-	require.Len(t, registers(step(c, t0.Add(time.Minute), "", actors.Tick{})), 1)
-	step(c, t0.Add(time.Minute), dispAddr, &messages.ReporterRegistered{Accepted: true, LogKey: newKey})
+	require.Len(t, registers(step(c, coretest.T0.Add(time.Minute), "", actors.Tick{})), 1)
+	step(c, coretest.T0.Add(time.Minute), dispAddr, &messages.ReporterRegistered{Accepted: true, LogKey: newKey})
 	assert.True(t, takes(c, newKey))
 	assert.False(t, takes(c, testKey), "tickets under the old key no longer verify")
 
 	// Registering again after the dispatcher was lost.
-	step(c, t0.Add(2*time.Minute), "", actors.PeerTerminated{Addr: dispAddr})
+	step(c, coretest.T0.Add(2*time.Minute), "", actors.PeerTerminated{Addr: dispAddr})
 	assert.True(t, takes(c, newKey), "the key is kept while the dispatcher is away")
-	step(c, t0.Add(2*time.Minute), dispAddr, &messages.ReporterRegistered{Accepted: true, LogKey: testKey})
+	step(c, coretest.T0.Add(2*time.Minute), dispAddr, &messages.ReporterRegistered{Accepted: true, LogKey: testKey})
 	assert.True(t, takes(c, testKey))
 }

@@ -3,7 +3,6 @@ package runner_test
 import (
 	"fmt"
 	"log/slog"
-	"os"
 	"testing"
 	"time"
 
@@ -13,11 +12,9 @@ import (
 
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/runner"
+	"github.com/voltci/volt/internal/coretest"
 	"github.com/voltci/volt/messages"
 )
-
-// t0 is the virtual clock's start; tests add durations to it.
-var t0 = time.Unix(1_700_000_000, 0)
 
 var (
 	dispAddr  = actors.NewAddr("127.0.0.1:8000", "dispatcher")
@@ -29,15 +26,6 @@ const (
 	incarnation = int64(3)
 	epoch       = int64(4) // the dispatcher incarnation that accepts this runner
 )
-
-func knownBug(t *testing.T, desc string) {
-	t.Helper()
-	if os.Getenv("VOLT_RUN_BUGS") == "" {
-		t.Skip("BUG: " + desc)
-	}
-}
-
-func commit(n int) string { return fmt.Sprintf("%040x", n) }
 
 func ref(job int64, attempt int32) *messages.JobRef {
 	return &messages.JobRef{JobId: job, Attempt: attempt}
@@ -67,16 +55,6 @@ func registers(fx []actors.Effect) []*messages.RegisterRunner {
 	return out
 }
 
-func effectsOf[T any](fx []actors.Effect) []T {
-	var out []T
-	for _, e := range fx {
-		if x, ok := e.(T); ok {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
 // world drives one runner core on a virtual clock.
 type world struct {
 	t      *testing.T
@@ -89,8 +67,8 @@ type world struct {
 func newWorld(t *testing.T, grace time.Duration) *world {
 	c := runner.New(runner.Config{ID: runnerID, Incarnation: incarnation, Hostname: "build-1",
 		Dispatcher: dispAddr, Grace: grace, Token: "tok"})
-	w := &world{t: t, c: c, now: t0}
-	w.fx = w.record(c.Start(t0))
+	w := &world{t: t, c: c, now: coretest.T0}
+	w.fx = w.record(c.Start(coretest.T0))
 	return w
 }
 
@@ -140,7 +118,7 @@ func (w *world) register() []actors.Effect {
 }
 
 func (w *world) runJobMsg(job int64, attempt int32) *messages.RunJob {
-	return &messages.RunJob{Job: &messages.Job{Id: job, Repo: "/srv/git/app.git", Commit: commit(int(job)), Branches: []string{"main"}, Build: 1},
+	return &messages.RunJob{Job: &messages.Job{Id: job, Repo: "/srv/git/app.git", Commit: coretest.Commit(int(job)), Branches: []string{"main"}, Build: 1},
 		Attempt: attempt, RunnerId: runnerID, Incarnation: incarnation, Epoch: epoch, TimeoutMs: 600_000,
 		LogTicket: []byte(fmt.Sprintf("log ticket of job %d attempt %d", job, attempt))}
 }
@@ -185,7 +163,7 @@ type timed struct {
 
 func startJob(fx []actors.Effect) []*messages.RunJob {
 	var out []*messages.RunJob
-	for _, s := range effectsOf[runner.StartJob](fx) {
+	for _, s := range coretest.EffectsOf[runner.StartJob](fx) {
 		out = append(out, s.Run)
 	}
 	return out
@@ -290,7 +268,7 @@ func TestRegistrationRefusedExits(t *testing.T) {
 	fx := w.step(dispAddr, &messages.RunnerRegistered{RunnerId: runnerID, Incarnation: incarnation,
 		Reason: "protocol version 2 is not supported: this dispatcher speaks [1]"})
 
-	exits := effectsOf[actors.Exit](fx)
+	exits := coretest.EffectsOf[actors.Exit](fx)
 	require.Len(t, exits, 1)
 	assert.Equal(t, 1, exits[0].Code)
 	assert.Contains(t, exits[0].Reason, "protocol version 2 is not supported")
@@ -421,7 +399,7 @@ func TestJobDoneForAnotherAttemptIgnored(t *testing.T) {
 
 func TestLeaseLapseCancelsAndSuppressesTheOutcome(t *testing.T) {
 	w := newWorld(t, 10*time.Second)
-	w.register() // acknowledges the registration sent at t0: the lease runs from there
+	w.register() // acknowledges the registration sent at coretest.T0: the lease runs from there
 	w.advance(100 * time.Millisecond)
 	require.Len(t, startJob(w.runJob(1, 1)), 1)
 
@@ -429,7 +407,7 @@ func TestLeaseLapseCancelsAndSuppressesTheOutcome(t *testing.T) {
 	var cancels []time.Duration
 	for _, e := range w.runUntil(2500*time.Millisecond, false) {
 		if c, ok := e.e.(runner.CancelRun); ok {
-			cancels = append(cancels, e.at.Sub(t0))
+			cancels = append(cancels, e.at.Sub(coretest.T0))
 			assert.True(t, proto.Equal(ref(1, 1), c.Ref))
 			assert.Contains(t, c.Reason, "lease")
 		}
@@ -449,7 +427,7 @@ func TestLeaseRenewedByAcksListingTheJob(t *testing.T) {
 	w.runJob(1, 1)
 	for _, e := range w.runUntil(10*time.Second, true, ref(1, 1)) {
 		_, isCancel := e.e.(runner.CancelRun)
-		assert.False(t, isCancel, "cancelled at %s", e.at.Sub(t0))
+		assert.False(t, isCancel, "cancelled at %s", e.at.Sub(coretest.T0))
 	}
 	assert.True(t, w.c.Busy())
 }
@@ -480,7 +458,7 @@ func TestHeartbeatAckNotListingTheJob(t *testing.T) {
 
 			fx := w.ack(tt.seq(hbBefore[0].Seq, hbAfter[0].Seq), tt.valid...)
 
-			cancels := effectsOf[runner.CancelRun](fx)
+			cancels := coretest.EffectsOf[runner.CancelRun](fx)
 			if !tt.cancel {
 				assert.Empty(t, cancels)
 				return
@@ -500,7 +478,7 @@ func TestCancelJobFromDispatcher(t *testing.T) {
 	assert.Empty(t, w.step(dispAddr, &messages.CancelJob{Ref: ref(1, 2)}), "another attempt")
 	assert.Empty(t, w.step(otherAddr, &messages.CancelJob{Ref: ref(1, 1)}), "someone else")
 	fx := w.step(dispAddr, &messages.CancelJob{Ref: ref(1, 1), Reason: "superseded"})
-	require.Len(t, effectsOf[runner.CancelRun](fx), 1)
+	require.Len(t, coretest.EffectsOf[runner.CancelRun](fx), 1)
 }
 
 // --- Losing the dispatcher ---
@@ -538,17 +516,17 @@ func TestDispatcherLostRegistersWithBackoffThenExits(t *testing.T) {
 
 func TestDispatcherLostWithZeroGraceExitsAtOnce(t *testing.T) {
 	w := newWorld(t, 0)
-	require.Empty(t, effectsOf[actors.Exit](w.fx), "grace counts from a lost dispatcher")
+	require.Empty(t, coretest.EffectsOf[actors.Exit](w.fx), "grace counts from a lost dispatcher")
 	w.register()
 	w.runJob(1, 1)
 	w.advance(time.Second)
 
 	fx := w.step("", actors.PeerTerminated{Addr: dispAddr})
 
-	exits := effectsOf[actors.Exit](fx)
+	exits := coretest.EffectsOf[actors.Exit](fx)
 	require.Len(t, exits, 1)
 	assert.Equal(t, 1, exits[0].Code)
-	cancels := effectsOf[runner.CancelRun](fx)
+	cancels := coretest.EffectsOf[runner.CancelRun](fx)
 	require.Len(t, cancels, 1, "the running job is killed before exiting")
 	assert.Empty(t, registers(fx))
 }
@@ -558,7 +536,7 @@ func TestZeroGraceRunnerRegistersBeforeGivingUp(t *testing.T) {
 	// registration still gets Link.StartWindow.
 	w := newWorld(t, 0)
 	assert.Len(t, registers(w.fx), 1, "the first registration is sent")
-	assert.Empty(t, effectsOf[actors.Exit](w.fx), "grace counts from a lost dispatcher, not from start")
+	assert.Empty(t, coretest.EffectsOf[actors.Exit](w.fx), "grace counts from a lost dispatcher, not from start")
 }
 
 func TestReRegistrationWithinGraceCarriesTheRunningJob(t *testing.T) {
@@ -572,17 +550,17 @@ func TestReRegistrationWithinGraceCarriesTheRunningJob(t *testing.T) {
 	require.Len(t, regs, 1)
 	require.Len(t, regs[0].Running, 1)
 	assert.True(t, proto.Equal(ref(1, 1), regs[0].Running[0]))
-	assert.Empty(t, effectsOf[runner.CancelRun](fx))
+	assert.Empty(t, coretest.EffectsOf[runner.CancelRun](fx))
 
 	w.advance(200 * time.Millisecond)
 	fx = w.register()
 	hbs := sends[*messages.Heartbeat](fx)
 	require.Len(t, hbs, 1)
 	require.Len(t, hbs[0].Running, 1, "the job runs on")
-	assert.Empty(t, effectsOf[runner.CancelRun](fx))
+	assert.Empty(t, coretest.EffectsOf[runner.CancelRun](fx))
 
 	// The first ack after re-registration judges the job.
-	assert.Empty(t, effectsOf[runner.CancelRun](w.ack(hbs[0].Seq, ref(1, 1))))
+	assert.Empty(t, coretest.EffectsOf[runner.CancelRun](w.ack(hbs[0].Seq, ref(1, 1))))
 	assert.True(t, w.c.Busy())
 }
 
@@ -641,12 +619,12 @@ func TestShutdownWhileIdle(t *testing.T) {
 	w := newWorld(t, 10*time.Second)
 	w.register()
 	fx := w.step("", runner.Shutdown{Reason: "SIGINT"})
-	assert.Empty(t, effectsOf[runner.CancelRun](fx))
+	assert.Empty(t, coretest.EffectsOf[runner.CancelRun](fx))
 	stopping := sends[*messages.RunnerStopping](fx)
 	require.Len(t, stopping, 1)
 	assert.Empty(t, stopping[0].Released)
-	require.Len(t, effectsOf[actors.Exit](fx), 1)
-	assert.Equal(t, 0, effectsOf[actors.Exit](fx)[0].Code)
+	require.Len(t, coretest.EffectsOf[actors.Exit](fx), 1)
+	assert.Equal(t, 0, coretest.EffectsOf[actors.Exit](fx)[0].Code)
 }
 
 func TestHeartbeatAckFromAnotherEpochIgnored(t *testing.T) {
@@ -659,7 +637,7 @@ func TestHeartbeatAckFromAnotherEpochIgnored(t *testing.T) {
 
 	fx := w.step(dispAddr, &messages.HeartbeatAck{RunnerId: runnerID, Incarnation: incarnation, Epoch: epoch + 1, Seq: hbs[0].Seq})
 
-	assert.Empty(t, effectsOf[runner.CancelRun](fx), "an ack from an earlier dispatcher does not judge the job")
+	assert.Empty(t, coretest.EffectsOf[runner.CancelRun](fx), "an ack from an earlier dispatcher does not judge the job")
 	assert.EqualValues(t, 1, w.c.Stale())
 	assert.True(t, w.c.Busy())
 }
@@ -669,7 +647,7 @@ func TestUserCancelIsReportedAsCancelled(t *testing.T) {
 	w.register()
 	w.runJob(1, 1)
 	fx := w.step(dispAddr, &messages.CancelJob{Ref: &messages.JobRef{JobId: 1, Attempt: 1}, Reason: "cancelled by ann", Report: true})
-	require.Len(t, effectsOf[runner.CancelRun](fx), 1, "the processes are killed")
+	require.Len(t, coretest.EffectsOf[runner.CancelRun](fx), 1, "the processes are killed")
 	fx = w.step("", runner.JobDone{Ref: &messages.JobRef{JobId: 1, Attempt: 1}, Result: &messages.Result{Status: messages.Status_STATUS_CANCELLED}})
 	finished := sends[*messages.JobFinished](fx)
 	require.Len(t, finished, 1, "a user's cancel is reported, unlike a superseded attempt")
@@ -800,7 +778,7 @@ func TestStatusForWhoMayAsk(t *testing.T) {
 		t.Run(who.String(), func(t *testing.T) {
 			w := newWorld(t, 10*time.Second)
 			fx := w.stepAs(actors.From{Addr: "ops:1/cli", Who: who}, &messages.StatusRequest{})
-			replies := effectsOf[actors.Send](fx)
+			replies := coretest.EffectsOf[actors.Send](fx)
 			require.Len(t, replies, 1)
 			assert.Equal(t, actors.Addr("ops:1/cli"), replies[0].To)
 			assert.IsType(t, &messages.StatusReply{}, replies[0].Msg)
