@@ -304,14 +304,6 @@ type jobExecutor struct {
 	secrets   *secretSource // secrets.go
 }
 
-var statuses = map[gitexec.Status]messages.Status{
-	gitexec.Passed:    messages.Status_STATUS_PASSED,
-	gitexec.Failed:    messages.Status_STATUS_FAILED,
-	gitexec.TimedOut:  messages.Status_STATUS_TIMED_OUT,
-	gitexec.Errored:   messages.Status_STATUS_ERRORED,
-	gitexec.Cancelled: messages.Status_STATUS_CANCELLED,
-}
-
 func (e *jobExecutor) Execute(ctx context.Context, run *messages.RunJob, out io.Writer) *messages.Result {
 	started := time.Now()
 	res := &messages.Result{Job: run.Job, Attempt: run.Attempt, RunnerId: run.RunnerId, StartedUnixMs: started.UnixMilli()}
@@ -350,7 +342,7 @@ func (e *jobExecutor) Execute(ctx context.Context, run *messages.RunJob, out io.
 		Dir: dir, Env: jobEnv(run, spec), Steps: steps, Timeout: timeout,
 		OutputCap: e.outputCap, Output: out,
 	})
-	res.Status = statuses[o.Status]
+	res.Status = o.Status
 	res.Reason, res.FailedStep, res.ExitCode = o.Reason, o.FailedStep, int32(o.ExitCode)
 	res.LogBytes, res.LogDropped = o.Kept, o.Dropped
 	res.FinishedUnixMs = time.Now().UnixMilli()

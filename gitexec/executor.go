@@ -11,23 +11,27 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/voltci/volt/messages"
 )
 
-// Status is the outcome of a job.
-type Status string
+// Status is the outcome of a job: messages.Status, Volt's one status type
+// (on the wire, in the store, the result file and the web), under the
+// names this package has always given its values.
+type Status = messages.Status
 
 // The statuses of a job, as recorded in results.
 const (
 	// Passed means every step exited with status 0.
-	Passed Status = "passed"
+	Passed = messages.Status_STATUS_PASSED
 	// Failed means a step exited with a non-zero status.
-	Failed Status = "failed"
+	Failed = messages.Status_STATUS_FAILED
 	// TimedOut means a step or the whole job ran past its timeout and was killed.
-	TimedOut Status = "timed_out"
+	TimedOut = messages.Status_STATUS_TIMED_OUT
 	// Errored means Volt could not run the job (for example a step could not start).
-	Errored Status = "errored"
+	Errored = messages.Status_STATUS_ERRORED
 	// Cancelled means the job was stopped from outside (its context was cancelled).
-	Cancelled Status = "cancelled"
+	Cancelled = messages.Status_STATUS_CANCELLED
 )
 
 // Step is one shell command of a job.

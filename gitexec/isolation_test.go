@@ -333,7 +333,7 @@ func TestRunnerReapsWhatADeadWrapperLeft(t *testing.T) {
 			outcome = rest
 		}
 	}
-	assert.Equal(t, string(Failed), outcome, "the step was killed with its wrapper")
+	assert.Equal(t, Failed.Name(), outcome, "the step was killed with its wrapper")
 	// The helper (the runner) is still alive: nothing else can have killed them.
 	require.True(t, alive(helper.Process.Pid))
 	for _, name := range []string{"a.pid", "b.pid"} {
@@ -414,7 +414,7 @@ func TestSandboxHidesTheRunnersSecrets(t *testing.T) {
 			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
 				var out syncBuffer
 				o := mode.run(context.Background(), Run{Dir: f.worktree, Output: &out, Steps: []Step{{Name: "probe", Run: tt.run}}})
-				if tt.want != "" {
+				if tt.want != 0 { // unspecified: any outcome
 					assert.Equal(t, tt.want, o.Status, "%s\n%s", o.Reason, out.String())
 				}
 				if tt.wantOut != "" {

@@ -109,7 +109,7 @@ func executorHelper() int {
 		Steps:  []Step{{Name: "hang", Run: os.Getenv("GITEXEC_TEST_RUN")}},
 		Output: os.Stdout,
 	})
-	fmt.Printf("outcome=%s\n", o.Status)
+	fmt.Printf("outcome=%s\n", o.Status.Name())
 	if reap {
 		io.Copy(io.Discard, os.Stdin) //nolint:errcheck // any end of input will do
 	}
