@@ -14,6 +14,14 @@ import (
 // change nothing.
 func (c *Core) Digest() uint64 {
 	d := actors.NewDigest()
+	c.digestJobs(d)
+	c.digestRunners(d)
+	c.digestPeers(d)
+	return d.Sum()
+}
+
+// digestJobs adds the jobs, their keys, the queue and the cursors to d.
+func (c *Core) digestJobs(d *actors.Digest) {
 	d.Time(c.base)
 	d.Int(c.nextID)
 	for _, id := range sortedKeys(c.jobs) {
@@ -44,6 +52,10 @@ func (c *Core) Digest() uint64 {
 	for _, k := range keys {
 		d.Proto(c.cursors[k])
 	}
+}
+
+// digestRunners adds the runners, their lines, incarnations and orphans to d.
+func (c *Core) digestRunners(d *actors.Digest) {
 	for _, r := range c.runners.sorted() {
 		d.Str(r.id)
 		d.Str(string(r.addr))
@@ -83,6 +95,11 @@ func (c *Core) Digest() uint64 {
 		}
 		d.Int(-1)
 	}
+}
+
+// digestPeers adds the observers, the reporter and the results that wait
+// for it or were forwarded to it to d.
+func (c *Core) digestPeers(d *actors.Digest) {
 	for _, a := range sortedKeys(c.observers) {
 		o := c.observers[a]
 		d.Str(string(a))
@@ -109,7 +126,6 @@ func (c *Core) Digest() uint64 {
 		d.Str(rr.runner)
 		d.Int(rr.incarnation)
 	}
-	return d.Sum()
 }
 
 func comparePairs(x, y pair) int {
