@@ -13,10 +13,14 @@ import (
 // cancelled. A cancel is sent when it is requested and again each time the
 // runner reports it still holds the job, until the job ends: the runner
 // ignores the repeats.
-func cancelJob(to actors.Addr, j *job) actors.Send {
+func cancelJob(to actors.Addr, j *job, reason string) actors.Send {
 	return actors.Send{To: to, Msg: &messages.CancelJob{
-		Ref: &messages.JobRef{JobId: j.Job.Id, Attempt: j.Attempt}, Reason: "cancelled by a user", Report: true}}
+		Ref: &messages.JobRef{JobId: j.Job.Id, Attempt: j.Attempt}, Reason: reason, Report: true}}
 }
+
+// resentReason is the reason a resent CancelJob gives: who asked is not
+// kept.
+const resentReason = "cancelled by a user"
 
 func (c *Core) cancel(now time.Time, from actors.Addr, m *messages.CancelRequest) []actors.Effect {
 	reply := &messages.CancelReply{JobId: m.JobId}
@@ -44,8 +48,7 @@ func (c *Core) cancel(now time.Time, from actors.Addr, m *messages.CancelRequest
 	var fx []actors.Effect
 	fx = append(fx, persistOne(nil, j), actors.Info("cancel requested", "job", j.Job.Id, "attempt", j.Attempt, "by", who))
 	if r := c.runners.get(j.RunnerId); r != nil && r.job == j.Job.Id {
-		fx = append(fx, actors.Send{To: r.addr, Msg: &messages.CancelJob{
-			Ref: &messages.JobRef{JobId: j.Job.Id, Attempt: j.Attempt}, Reason: "cancelled by " + who, Report: true}})
+		fx = append(fx, cancelJob(r.addr, j, "cancelled by "+who))
 	}
 	return append(fx, actors.Send{To: from, Msg: reply})
 }

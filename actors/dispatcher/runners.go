@@ -139,7 +139,7 @@ func (c *Core) adopt(r *runnerState, from actors.Addr, running []*messages.JobRe
 			delete(c.orphans, ref.JobId)
 			c.busy(r, ref.JobId)
 			if j.cancelPending() {
-				fx = append(fx, cancelJob(from, j))
+				fx = append(fx, cancelJob(from, j, resentReason))
 			}
 			continue
 		}
@@ -207,7 +207,7 @@ func (c *Core) heartbeat(now time.Time, from actors.Addr, m *messages.Heartbeat)
 			listed = true
 			ack.Valid = append(ack.Valid, ref)
 			if j.cancelPending() && j.State == messages.JobState_JOB_STATE_RUNNING {
-				cancels = append(cancels, cancelJob(from, j))
+				cancels = append(cancels, cancelJob(from, j, resentReason))
 			}
 		}
 	}
