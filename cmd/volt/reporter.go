@@ -40,6 +40,11 @@ func newReporterCommand() *cobra.Command {
 			if err != nil {
 				return usageErr("--dispatcher-server: %v", err)
 			}
+			lock, err := lockDataDir(dataDir, "volt reporter", "--data-dir", cluster.ReporterName)
+			if err != nil {
+				return err
+			}
+			defer closeLock(lock, logger)
 			db, err := store.Open(dataDir)
 			if err != nil {
 				return fatal("open the data directory", err)
