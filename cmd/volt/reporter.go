@@ -64,7 +64,7 @@ func newReporterCommand() *cobra.Command {
 				node.Shutdown()
 				return fatal("start the reporter", err)
 			}
-			stopWeb, err := startWeb(cmd, wf, db, node.DispatcherClient(disp), c.token, web.NewMetrics(), logger)
+			stopWeb, err := startWeb(cmd, wf, db, node.DispatcherClient(disp), node.ReporterStatus(node.Address), c.token, web.NewMetrics(), logger)
 			if err != nil {
 				node.Shutdown()
 				return fatal("start the web UI", err)

@@ -126,7 +126,7 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 				node.Shutdown()
 				return fatal("start", err)
 			}
-			stopWeb, err := startWeb(cmd, wf, db, node.DispatcherClient(node.Address), c.token, metrics, logger)
+			stopWeb, err := startWeb(cmd, wf, db, node.DispatcherClient(node.Address), node.ReporterStatus(node.Address), c.token, metrics, logger)
 			if err != nil {
 				node.Shutdown()
 				return fatal("start the web UI", err)
