@@ -69,6 +69,7 @@ type Node struct {
 	mu       sync.Mutex
 	roles    []*actor.PID
 	drainers map[*actor.PID]any // roles asked to settle (this message) before they stop
+	failures map[string]string  // role name → its last failure (supervisor)
 	stopping bool
 	done     chan struct{}
 	code     int
@@ -226,15 +227,35 @@ type credentialsError struct{ err error }
 
 func (e credentialsError) Error() string { return e.err.Error() }
 
-// supervisor restarts a failed role up to three times in ten seconds; past
-// that budget the role is stopped and the node exits.
-var supervisor = actor.NewOneForOneStrategy(3, 10*time.Second, func(reason any) actor.Directive {
-	return actor.RestartDirective
-})
+// Restart budget of a role: past restartBudget failures within
+// restartWithin the role is stopped and the node exits.
+const (
+	restartBudget = 3
+	restartWithin = 10 * time.Second
+)
+
+// supervisor restarts the role name when it fails, within the restart
+// budget. Each failure is logged as an error naming its cause (Proto.Actor
+// logs it only at info, which its log level hides) and kept, so that the
+// node's exit reason can name the last one.
+func (n *Node) supervisor(name string) actor.SupervisorStrategy {
+	return actor.NewOneForOneStrategy(restartBudget, restartWithin, func(reason any) actor.Directive {
+		cause := fmt.Sprint(reason)
+		n.logger.Error("role failed; restarting it", "role", name, "error", cause,
+			"budget", fmt.Sprintf("%d restarts in %s", restartBudget, restartWithin))
+		n.mu.Lock()
+		if n.failures == nil {
+			n.failures = map[string]string{}
+		}
+		n.failures[name] = cause
+		n.mu.Unlock()
+		return actor.RestartDirective
+	})
+}
 
 // Spawn starts a supervised role actor under name.
 func (n *Node) Spawn(name string, produce func() actor.Actor) (*actor.PID, error) {
-	props := actor.PropsFromProducer(produce, actor.WithGuardian(supervisor))
+	props := actor.PropsFromProducer(produce, actor.WithGuardian(n.supervisor(name)))
 	pid, err := n.System.Root.SpawnNamed(props, name)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -254,11 +275,16 @@ func (n *Node) watch(ctx actor.Context) {
 		ctx.Watch(m.pid)
 	case *actor.Terminated:
 		n.mu.Lock()
-		stopping := n.stopping
+		stopping, cause := n.stopping, n.failures[m.Who.Id]
 		n.mu.Unlock()
-		if !stopping {
-			n.Exit(1, fmt.Sprintf("%s failed repeatedly (more than 3 restarts in 10s) and was stopped; see the errors above", m.Who.Id))
+		if stopping {
+			return
 		}
+		if cause == "" {
+			cause = "it stopped without an error"
+		}
+		n.Exit(1, fmt.Sprintf("%s failed repeatedly (more than %d restarts in %s) and was stopped; its last error: %s",
+			m.Who.Id, restartBudget, restartWithin, cause))
 	}
 }
 

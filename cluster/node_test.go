@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -49,7 +51,7 @@ type panicky struct{ starts *atomic.Int32 }
 func (p panicky) Receive(ctx actor.Context) {
 	switch ctx.Message() {
 	case "boom":
-		panic("boom")
+		panic(errors.New("write /data/volt.db: no space left on device"))
 	}
 	if _, ok := ctx.Message().(*actor.Started); ok {
 		p.starts.Add(1)
@@ -57,7 +59,8 @@ func (p panicky) Receive(ctx actor.Context) {
 }
 
 func TestSupervisorRestartsThenExitsPastBudget(t *testing.T) {
-	node, err := Start(NodeConfig{Logger: quietLogger(t), ActorLogLevel: slog.LevelError + 100})
+	var logs syncBuffer
+	node, err := Start(NodeConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil)), ActorLogLevel: slog.LevelError + 100})
 	require.NoError(t, err)
 	defer node.Shutdown()
 	var starts atomic.Int32
@@ -81,7 +84,28 @@ func TestSupervisorRestartsThenExitsPastBudget(t *testing.T) {
 	}
 	code, reason := node.ExitStatus()
 	require.Equal(t, 1, code)
-	require.Contains(t, reason, "flaky")
+	require.Contains(t, reason, "flaky failed repeatedly")
+	require.Contains(t, reason, "its last error: write /data/volt.db: no space left on device", "the exit names the cause")
+	require.Contains(t, logs.String(), `level=ERROR msg="role failed; restarting it" role=flaky error="write /data/volt.db: no space left on device"`,
+		"each failure is logged as an error with its cause")
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestResolveAndLoopback(t *testing.T) {

@@ -26,6 +26,23 @@ func (n *Node) DispatcherClient(address string) *DispatcherClient {
 	return &DispatcherClient{root: n.System.Root, pid: actor.NewPID(address, DispatcherName)}
 }
 
+// ReporterStatus asks the reporter at address (this node's own Address for
+// a local one) for its status: the web server shows its store condition.
+type ReporterStatus struct {
+	root *actor.RootContext
+	pid  *actor.PID
+}
+
+// ReporterStatus returns a ReporterStatus for the reporter at address.
+func (n *Node) ReporterStatus(address string) *ReporterStatus {
+	return &ReporterStatus{root: n.System.Root, pid: actor.NewPID(address, ReporterName)}
+}
+
+// Status implements web.StatusSource.
+func (r *ReporterStatus) Status(ctx context.Context) (*messages.StatusReply, error) {
+	return ask[*messages.StatusReply](ctx, &DispatcherClient{root: r.root, pid: r.pid}, &messages.StatusRequest{OpenOnly: true})
+}
+
 // ask sends req and waits for an answer of type T until ctx ends.
 func ask[T any](ctx context.Context, c *DispatcherClient, req any) (T, error) {
 	var zero T
@@ -34,15 +51,15 @@ func ask[T any](ctx context.Context, c *DispatcherClient, req any) (T, error) {
 		timeout = time.Until(dl)
 	}
 	if timeout <= 0 {
-		return zero, fmt.Errorf("ask the dispatcher at %s: %w", c.pid.Address, context.DeadlineExceeded)
+		return zero, fmt.Errorf("ask the %s at %s: %w", c.pid.Id, c.pid.Address, context.DeadlineExceeded)
 	}
 	res, err := c.root.RequestFuture(c.pid, req, timeout).Result()
 	if err != nil {
-		return zero, fmt.Errorf("no answer from the dispatcher at %s within %s (is it running?): %w", c.pid.Address, timeout.Round(time.Millisecond), err)
+		return zero, fmt.Errorf("no answer from the %s at %s within %s (is it running?): %w", c.pid.Id, c.pid.Address, timeout.Round(time.Millisecond), err)
 	}
 	t, ok := res.(T)
 	if !ok {
-		return zero, fmt.Errorf("the dispatcher at %s answered %T, want %T: are both the same Volt version?", c.pid.Address, res, zero)
+		return zero, fmt.Errorf("the %s at %s answered %T, want %T: are both the same Volt version?", c.pid.Id, c.pid.Address, res, zero)
 	}
 	return t, nil
 }

@@ -22,6 +22,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv("VOLT_STORE_TEST_WRITER"); dir != "" {
 		os.Exit(runWriter(dir))
 	}
+	if dir := os.Getenv("VOLT_STORE_TEST_LOCKER"); dir != "" {
+		os.Exit(holdLock(dir))
+	}
 	os.Exit(m.Run())
 }
 

@@ -218,6 +218,9 @@ type Status struct {
 	Running    int              `json:"running"`
 	Counters   map[string]int64 `json:"counters"`
 	Results    map[string]int64 `json:"results"`
+	// Stores are the StoreCondition lines of the dispatcher and the
+	// reporter while their store writes fail.
+	Stores []string `json:"stores,omitempty"`
 }
 
 func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
@@ -229,6 +232,7 @@ func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	out.Results = counts
 	st, err := s.status(r.Context())
+	out.Stores = s.storeAlerts(r.Context(), st)
 	if err != nil {
 		out.Dispatcher, out.Error = "unreachable", err.Error()
 		s.writeJSON(w, http.StatusOK, out)

@@ -55,12 +55,13 @@ func (s *Server) poll(ctx context.Context) {
 	for {
 		last = s.observeNew(last)
 		st, stErr := s.status(ctx)
+		stores := s.storeAlerts(ctx, st)
 		if ctx.Err() != nil {
 			return
 		}
-		if d := fingerprint(last, st, stErr, time.Now()); d != digest {
+		if d := fingerprint(last, st, stErr, stores, time.Now()); d != digest {
 			var buf bytes.Buffer
-			if err := s.pages.ExecuteTemplate(&buf, "live", s.dashboardView(st, stErr)); err != nil {
+			if err := s.pages.ExecuteTemplate(&buf, "live", s.dashboardView(st, stErr, stores)); err != nil {
 				s.log.Warn("web: render the dashboard", "error", err)
 			} else {
 				digest = d
@@ -96,9 +97,12 @@ func (s *Server) observeNew(last int64) int64 {
 
 // fingerprint summarises what the dashboard shows, heartbeat times aside
 // (a runner turning lost is included).
-func fingerprint(last int64, st *messages.StatusReply, stErr error, now time.Time) string {
+func fingerprint(last int64, st *messages.StatusReply, stErr error, stores []string, now time.Time) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "r%d;", last)
+	for _, line := range stores {
+		fmt.Fprintf(&b, "store:%s;", line)
+	}
 	if stErr != nil {
 		fmt.Fprintf(&b, "err:%v;", stErr)
 		return b.String()

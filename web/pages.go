@@ -81,10 +81,12 @@ type liveView struct {
 	Reporter  string
 	Observers int
 	Counters  []counter
-	Queue     []Job
-	Runners   []runnerView
-	Repos     []repoView
-	Updated   string
+	// Stores are the StoreCondition lines of roles whose store fails.
+	Stores  []string
+	Queue   []Job
+	Runners []runnerView
+	Repos   []repoView
+	Updated string
 }
 
 type counter struct {
@@ -111,8 +113,9 @@ type branchView struct {
 
 // dashboardView gathers what the dashboard shows. st may be nil when the
 // dispatcher did not answer (stErr says why): the results still show.
-func (s *Server) dashboardView(st *messages.StatusReply, stErr error) liveView {
-	v := liveView{Reachable: stErr == nil, Updated: time.Now().Format(time.TimeOnly)}
+// stores are the store alerts (storeAlerts).
+func (s *Server) dashboardView(st *messages.StatusReply, stErr error, stores []string) liveView {
+	v := liveView{Reachable: stErr == nil, Updated: time.Now().Format(time.TimeOnly), Stores: stores}
 	var inflight []Job
 	now := time.Now()
 	if stErr != nil {
@@ -206,7 +209,8 @@ func (s *Server) render(w http.ResponseWriter, name string, data any) {
 
 func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	st, err := s.status(r.Context())
-	s.render(w, "dashboard.html", dashboard{Live: s.dashboardView(st, err), TokenNeeds: s.cfg.Token != ""})
+	stores := s.storeAlerts(r.Context(), st)
+	s.render(w, "dashboard.html", dashboard{Live: s.dashboardView(st, err, stores), TokenNeeds: s.cfg.Token != ""})
 }
 
 // jobPageView is what the job page shows.

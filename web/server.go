@@ -38,6 +38,10 @@ type Config struct {
 	DB *store.DB
 	// Backend reaches the dispatcher.
 	Backend Backend
+	// Reporter, when set, is the reporter whose results DB holds (the one
+	// in this process): the dashboard and /api/v1/status show when its
+	// store fails, as they do for the dispatcher's.
+	Reporter StatusSource
 	// Token, when set, is required by every POST (Authorization: Bearer, or
 	// a "token" form field) and passed on to the dispatcher.
 	Token string

@@ -68,6 +68,11 @@ func newDispatcherCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			lock, err := lockDataDir(dataDir, "volt dispatcher", "--data-dir", cluster.DispatcherName)
+			if err != nil {
+				return err
+			}
+			defer closeLock(lock, logger)
 			db, err := store.Open(dataDir)
 			if err != nil {
 				return fatal("open the data directory", err)

@@ -40,6 +40,11 @@ func newReporterCommand() *cobra.Command {
 			if err != nil {
 				return usageErr("--dispatcher-server: %v", err)
 			}
+			lock, err := lockDataDir(dataDir, "volt reporter", "--data-dir", cluster.ReporterName)
+			if err != nil {
+				return err
+			}
+			defer closeLock(lock, logger)
 			db, err := store.Open(dataDir)
 			if err != nil {
 				return fatal("open the data directory", err)
@@ -59,7 +64,7 @@ func newReporterCommand() *cobra.Command {
 				node.Shutdown()
 				return fatal("start the reporter", err)
 			}
-			stopWeb, err := startWeb(cmd, wf, db, node.DispatcherClient(disp), c.token, web.NewMetrics(), logger)
+			stopWeb, err := startWeb(cmd, wf, db, node.DispatcherClient(disp), node.ReporterStatus(node.Address), c.token, web.NewMetrics(), logger)
 			if err != nil {
 				node.Shutdown()
 				return fatal("start the web UI", err)

@@ -98,6 +98,14 @@ func newRunnerCommand() *cobra.Command {
 				node.Shutdown()
 				return fatal("start the runner", err)
 			}
+			// Two runners in one work directory would move each other's
+			// worktrees under running jobs.
+			lock, err := lockDataDir(workDir, "volt runner", "--work-dir", cluster.RunnerName)
+			if err != nil {
+				node.Shutdown()
+				return err
+			}
+			defer closeLock(lock, logger)
 			cfg := runner.Config{
 				ID: id, Incarnation: time.Now().UnixNano(), Hostname: host,
 				Dispatcher: actors.NewAddr(disp, cluster.DispatcherName), Grace: grace,

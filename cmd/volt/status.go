@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"text/tabwriter"
@@ -9,9 +10,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/cluster"
 	"github.com/voltci/volt/messages"
 	"github.com/voltci/volt/pki"
+	"github.com/voltci/volt/web"
 )
 
 func newStatusCommand() *cobra.Command {
@@ -44,7 +47,11 @@ func newStatusCommand() *cobra.Command {
 			if !ok {
 				return fmt.Errorf("unexpected answer %T", res)
 			}
-			printStatus(st)
+			var rep *messages.StatusReply
+			if st.Role == cluster.DispatcherName && st.Reporter != "" {
+				rep = reporterStatus(&c.creds, actors.Addr(st.Reporter))
+			}
+			printStatus(os.Stdout, st, rep)
 			return nil
 		},
 	}
@@ -54,15 +61,40 @@ func newStatusCommand() *cobra.Command {
 	return cmd
 }
 
-func printStatus(st *messages.StatusReply) {
-	fmt.Printf("%s: ok\n", st.Role)
+// reporterStatus asks the reporter a dispatcher names for its status, so
+// that `volt status` shows the reporter's store too; nil when it does not
+// answer (the dispatcher's answer is what was asked for, and it names the
+// reporter).
+func reporterStatus(creds *credentialFlags, reporter actors.Addr) *messages.StatusReply {
+	addr, name := reporter.Split()
+	res, err := ask(creds, pki.RoleAdmin, addr, name, &messages.StatusRequest{}, time.Second)
+	if err != nil {
+		return nil
+	}
+	st, _ := res.(*messages.StatusReply)
+	return st
+}
+
+// printStatus writes a role's status for `volt status`: its health (and
+// its store's, and the reporter's store's when rep is the reporter's
+// answer, when their writes fail), then what the role keeps, then its
+// counters.
+func printStatus(w io.Writer, st, rep *messages.StatusReply) {
+	if line := web.StoreCondition(st); line != "" {
+		fmt.Fprintf(w, "%s: store failing\n%s\n", st.Role, line)
+	} else {
+		fmt.Fprintf(w, "%s: ok\n", st.Role)
+	}
+	if line := web.StoreCondition(rep); line != "" {
+		fmt.Fprintln(w, line)
+	}
 	for _, r := range st.Runners {
 		if st.Role == "runner" {
 			job := "-"
 			if r.Job != nil {
 				job = fmt.Sprintf("%d (attempt %d)", r.Job.JobId, r.Job.Attempt)
 			}
-			fmt.Printf("runner: %s\nincarnation: %d\nstate: %s\njob: %s\n", r.RunnerId, r.Incarnation, r.State, job)
+			fmt.Fprintf(w, "runner: %s\nincarnation: %d\nstate: %s\njob: %s\n", r.RunnerId, r.Incarnation, r.State, job)
 		}
 	}
 	if st.Role == "dispatcher" {
@@ -70,8 +102,8 @@ func printStatus(st *messages.StatusReply) {
 		if rep == "" {
 			rep = "(none registered: results wait for one)"
 		}
-		fmt.Printf("reporter: %s\nobservers: %d\n\n", rep, len(st.Observers))
-		tw := tabwriter.NewWriter(os.Stdout, 0, 2, 2, ' ', 0)
+		fmt.Fprintf(w, "reporter: %s\nobservers: %d\n\n", rep, len(st.Observers))
+		tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 		fmt.Fprintln(tw, "RUNNER\tSTATE\tJOB\tATTEMPT\tLAST HEARTBEAT\tADDRESS")
 		for _, r := range st.Runners {
 			job, attempt := "-", "-"
@@ -82,14 +114,14 @@ func printStatus(st *messages.StatusReply) {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s ago\t%s\n", r.RunnerId, r.State, job, attempt, ago, r.Address)
 		}
 		tw.Flush()
-		fmt.Println()
-		tw = tabwriter.NewWriter(os.Stdout, 0, 2, 2, ' ', 0)
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 		fmt.Fprintln(tw, "JOB\tSTATE\tREPO\tCOMMIT\tBUILD\tATTEMPT\tRUNNER")
 		for _, j := range st.Jobs {
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%.12s\t%d\t%d\t%s\n", j.Job.Id, j.State.Name(), j.Job.RepoName, j.Job.Commit, j.Job.Build, j.Attempt, j.RunnerId)
 		}
 		tw.Flush()
-		fmt.Println()
+		fmt.Fprintln(w)
 	}
 	keys := make([]string, 0, len(st.Counters))
 	for k := range st.Counters {
@@ -97,6 +129,6 @@ func printStatus(st *messages.StatusReply) {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		fmt.Printf("%s: %d\n", k, st.Counters[k])
+		fmt.Fprintf(w, "%s: %d\n", k, st.Counters[k])
 	}
 }

@@ -56,6 +56,14 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 			if err != nil {
 				return err
 			}
+			// One process runs both roles that keep state in dataDir: it
+			// holds both locks, so neither a second `volt up` nor a separate
+			// `volt dispatcher` or `volt reporter` can open it meanwhile.
+			lock, err := lockDataDir(dataDir, "volt up", "--data-dir", cluster.DispatcherName, cluster.ReporterName)
+			if err != nil {
+				return err
+			}
+			defer closeLock(lock, logger)
 			repos, watched, err := w.open(context.Background(), filepath.Join(dataDir, "observer"))
 			if err != nil {
 				return err
@@ -118,7 +126,7 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 				node.Shutdown()
 				return fatal("start", err)
 			}
-			stopWeb, err := startWeb(cmd, wf, db, node.DispatcherClient(node.Address), c.token, metrics, logger)
+			stopWeb, err := startWeb(cmd, wf, db, node.DispatcherClient(node.Address), node.ReporterStatus(node.Address), c.token, metrics, logger)
 			if err != nil {
 				node.Shutdown()
 				return fatal("start the web UI", err)

@@ -60,12 +60,13 @@ func (f *webFlags) validate() error {
 // default address that is taken only disables the UI with a warning, so
 // that a second Volt on one machine still runs; an address given with
 // --http must work.
-func startWeb(cmd *cobra.Command, f webFlags, db *store.DB, backend web.Backend, token string, metrics *web.Metrics, logger *slog.Logger) (stop func(), err error) {
+func startWeb(cmd *cobra.Command, f webFlags, db *store.DB, backend web.Backend, reporter web.StatusSource, token string, metrics *web.Metrics, logger *slog.Logger) (stop func(), err error) {
 	if f.http == "" {
 		return func() {}, nil
 	}
 	protect := !cluster.IsLoopback(f.http) && !f.publicRead
-	srv, err := web.New(web.Config{DB: db, Backend: backend, Token: token, ProtectReads: protect, Logger: logger.With("component", "web"), Metrics: metrics})
+	srv, err := web.New(web.Config{DB: db, Backend: backend, Reporter: reporter, Token: token, ProtectReads: protect,
+		Logger: logger.With("component", "web"), Metrics: metrics})
 	if err != nil {
 		return nil, err
 	}
