@@ -67,6 +67,7 @@ type live struct {
 type checker struct {
 	w          *World
 	results    map[int64]*messages.Result // job id -> the recorded result
+	recordedBy map[int64]recordedBy       // job id -> the attempt and incarnation that delivered it
 	reported   map[string]*messages.Result
 	observed   map[string]bool // commits durably queued
 	poison     map[string]bool
@@ -94,13 +95,19 @@ type checker struct {
 	started  map[jobAttempt][]actors.Addr
 }
 
+// recordedBy is who delivered the result recorded for a job.
+type recordedBy struct {
+	attempt int32
+	runner  runnerKey
+}
+
 type jobAttempt struct {
 	job     int64
 	attempt int32
 }
 
 func newChecker(w *World) *checker {
-	return &checker{w: w, results: map[int64]*messages.Result{}, reported: map[string]*messages.Result{},
+	return &checker{w: w, results: map[int64]*messages.Result{}, recordedBy: map[int64]recordedBy{}, reported: map[string]*messages.Result{},
 		observed: map[string]bool{}, poison: map[string]bool{}, maxInc: map[string]int64{},
 		dead: map[runnerKey]bool{}, byAddr: map[actors.Addr]runnerKey{}, running: map[int64][]live{},
 		assigned: map[int64]int32{}, jobOf: map[string]int64{}, firstSeq: map[string]uint64{}, skipped: map[string]bool{},
@@ -134,25 +141,64 @@ func incOf(in any) (string, int64, bool) {
 	return "", 0, false
 }
 
+// stale reports whether in, about to be handed to n, comes from a runner
+// incarnation older than one the dispatcher has accepted: the world then
+// takes n's digest before and after the step and calls staleStep.
+func (c *checker) stale(n *node, in any) bool {
+	if n.role != roleDispatcher {
+		return false
+	}
+	id, inc, ok := incOf(in)
+	return ok && inc < c.maxInc[id]
+}
+
+// staleStep checks the contract for a message from an older incarnation:
+// it may be answered, truthfully, but it changes nothing. So the
+// dispatcher's state digest is the same before and after the step, nothing
+// is persisted, and the only message sent back is a JobFinishedAck that
+// says "recorded" only when the checker's own record says this very
+// attempt, runner and incarnation's result is the one recorded for the
+// job (a duplicate of what was recorded), or says "not recorded".
+func (c *checker) staleStep(n *node, in any, before, after uint64, fx []actors.Effect) {
+	id, inc, _ := incOf(in)
+	c.checked[InvOldIncarnation] = true
+	if before != after {
+		c.fail(InvOldIncarnation, "a %s from %s incarnation %d (current %d) changed the dispatcher's state", inputName(in), id, inc, c.maxInc[id])
+	}
+	for _, e := range fx {
+		switch e := e.(type) {
+		case dispatcher.Persist:
+			c.fail(InvOldIncarnation, "a %s from %s incarnation %d (current %d) persisted state", inputName(in), id, inc, c.maxInc[id])
+		case actors.Send:
+			ack, ok := e.Msg.(*messages.JobFinishedAck)
+			fin, _ := in.(*messages.JobFinished)
+			if ok && fin != nil && (!ack.Recorded || c.recordedFrom(fin, inc)) {
+				continue // a truthful answer
+			}
+			c.fail(InvOldIncarnation, "a %s from %s incarnation %d (current %d) was answered with %s", inputName(in), id, inc, c.maxInc[id], ackLabel(e.Msg))
+		}
+	}
+}
+
+// recordedFrom reports whether the result the checker saw recorded for
+// fin's job is fin's: same attempt, from the same runner incarnation.
+func (c *checker) recordedFrom(fin *messages.JobFinished, inc int64) bool {
+	res := fin.GetResult()
+	by, ok := c.recordedBy[res.GetJob().GetId()]
+	return ok && by.attempt == res.GetAttempt() && by.runner == (runnerKey{fin.RunnerId, inc})
+}
+
+func ackLabel(m any) string {
+	if a, ok := m.(*messages.JobFinishedAck); ok {
+		return fmt.Sprintf("JobFinishedAck (recorded %v)", a.Recorded)
+	}
+	return inputName(m)
+}
+
 // step checks one core step: its input and the effects it returned.
 func (c *checker) step(w *World, n *node, from actors.From, in any, fx []actors.Effect) {
 	if n.role != roleDispatcher {
 		return
-	}
-	if id, inc, ok := incOf(in); ok && inc < c.maxInc[id] {
-		c.checked[InvOldIncarnation] = true
-		for _, e := range fx {
-			switch e := e.(type) {
-			case dispatcher.Persist:
-				c.fail(InvOldIncarnation, "a %s from %s incarnation %d (current %d) persisted state", inputName(in), id, inc, c.maxInc[id])
-			case actors.Send:
-				// The only answer an older incarnation may get is "not recorded".
-				if ack, ok := e.Msg.(*messages.JobFinishedAck); ok && !ack.Recorded {
-					continue
-				}
-				c.fail(InvOldIncarnation, "a %s from %s incarnation %d (current %d) was answered with %s", inputName(in), id, inc, c.maxInc[id], inputName(e.Msg))
-			}
-		}
 	}
 	switch m := in.(type) {
 	case *messages.RegisterRunner:
@@ -216,6 +262,9 @@ func (c *checker) step(w *World, n *node, from actors.From, in any, fx []actors.
 					continue
 				}
 				c.results[j.Job.Id] = j.Result
+				if fin, ok := in.(*messages.JobFinished); ok {
+					c.recordedBy[j.Job.Id] = recordedBy{attempt: j.Result.Attempt, runner: runnerKey{fin.RunnerId, fin.Incarnation}}
+				}
 			}
 		case actors.Send:
 			if g, ok := e.Msg.(*messages.SecretGrant); ok {
@@ -535,7 +584,7 @@ func (c *checker) end(w *World) {
 			c.fail(InvQueueDrains, "%s still busy at the end", r.name)
 		}
 	}
-	for commit := range c.poison {
+	for _, commit := range slices.Sorted(maps.Keys(c.poison)) {
 		c.checked[InvAttemptCap] = true
 		res := c.reported[fmt.Sprintf("%s@%s#1", w.repo.URL, commit)]
 		if res != nil && (res.Status != messages.Status_STATUS_ERRORED || !strings.Contains(res.Reason, "attempts")) {

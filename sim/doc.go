@@ -20,5 +20,14 @@
 // the job, and never to the malicious peer) and the liveness ones after
 // the faults heal. `volt sim` exposes it to users.
 //
+// Older incarnations. A runner restarted (or replaced) is a new
+// incarnation, and a message from an older one changes nothing: the
+// dispatcher's state (its Digest) is the same after the step as before,
+// it persists nothing and assigns nothing. It may still answer, as long as
+// the answer is true: a duplicate JobFinished from the incarnation whose
+// result was recorded may be acknowledged as recorded (the checker knows
+// which attempt and incarnation delivered each recorded result), and any
+// other may be told "not recorded". See checker.staleStep.
+//
 // sim must not import gitexec, cluster, os/exec or net.
 package sim

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/voltci/volt/messages"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden traces in testdata/scenarios")
@@ -241,4 +243,40 @@ func TestSecretsChangeNothingElse(t *testing.T) {
 		t.Fatalf("the sweep hardly tried secrets: %d granted, %d refused, invariants checked %v", granted, refused, checked)
 	}
 	t.Logf("40 seeds: jobs were granted their secrets %d times and refused %d times", granted, refused)
+}
+
+// TestPoisonViolationsInOrder: with two or more poison commits that end
+// wrongly, the checker reports them in one order (by commit), so one seed
+// prints one trace hash and one first violation (bug E: it ranged over a
+// map).
+func TestPoisonViolationsInOrder(t *testing.T) {
+	var first []string
+	var firstHash uint64
+	for i := range 20 {
+		w := New(Config{Seed: 1, Duration: 10 * time.Second, Settle: 10 * time.Second})
+		w.Run()
+		c := w.check
+		c.violations = nil
+		for _, commit := range []string{"aaaa0000000000000000", "bbbb0000000000000000", "cccc0000000000000000", "dddd0000000000000000"} {
+			c.poison[commit] = true
+			c.reported[fmt.Sprintf("%s@%s#1", w.repo.URL, commit)] = &messages.Result{Status: messages.Status_STATUS_PASSED}
+		}
+		c.end(w)
+		var got []string
+		for _, v := range c.violations {
+			if v.Invariant == InvAttemptCap {
+				got = append(got, v.Detail)
+			}
+		}
+		if len(got) != 4 {
+			t.Fatalf("want 4 attempt-cap violations, got %v", got)
+		}
+		if i == 0 {
+			first, firstHash = got, w.hash
+			continue
+		}
+		if strings.Join(got, "\n") != strings.Join(first, "\n") || w.hash != firstHash {
+			t.Fatalf("run %d reported the poison violations in another order (hash %x, first %x):\n%v\nfirst:\n%v", i, w.hash, firstHash, got, first)
+		}
+	}
 }

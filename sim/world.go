@@ -474,9 +474,17 @@ func (w *World) scheduleTick(n *node) {
 
 // step feeds one input to a node's core and carries out the effects.
 func (w *World) step(n *node, from actors.From, in any) {
+	var before uint64
+	stale := w.check.stale(n, in)
+	if stale {
+		before = w.digest(n)
+	}
 	in, fx := w.stepCore(n, from, in)
 	w.trace(n, "recv", in, string(from.Addr))
 	w.check.step(w, n, from, in, fx)
+	if stale {
+		w.check.staleStep(n, in, before, w.digest(n), fx)
+	}
 	w.apply(n, fx)
 	w.scheduleTick(n)
 }
