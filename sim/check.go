@@ -38,7 +38,8 @@ const (
 
 // Invariants lists every invariant in the order the summary prints them.
 var Invariants = []string{InvOneResult, InvNoCommitLost, InvObservedOnly, InvNoDeadAssignment, InvOldIncarnation, InvMalicious,
-	InvSecretGrant, InvSecretAllOrNone, InvSecretMalicious, InvLogTicket, InvNoOverlap, InvRunnersExit, InvEveryCommit, InvQueueDrains, InvAttemptCap, InvProgress}
+	InvSecretGrant, InvSecretAllOrNone, InvSecretMalicious, InvLogTicket, InvNoOverlap, InvRunnersExit, InvEveryCommit, InvQueueDrains, InvAttemptCap, InvProgress,
+	InvAttempts, InvDeadAfter, InvCancel, InvRebuilt, InvResultFile}
 
 // Violation is one broken invariant.
 type Violation struct {
@@ -77,9 +78,8 @@ type checker struct {
 	running    map[int64][]live
 	assigned   map[int64]int32   // job id -> latest attempt assigned
 	jobOf      map[string]int64  // repo@commit#build -> job id
-	firstSeq   map[string]uint64 // branch -> repo sequence when first queued
-	skipped    map[string]bool   // commits a backlog cap or force push skipped
-	lostCheck  bool
+	skipped    map[string]bool   // commits the contract lets go unbuilt (see markSkipped)
+	model      *model
 	checked    map[string]bool // invariants that had something to check
 	violations []Violation
 	// logs names who wrote each attempt's log at the reporter (in the
@@ -110,7 +110,7 @@ func newChecker(w *World) *checker {
 	return &checker{w: w, results: map[int64]*messages.Result{}, recordedBy: map[int64]recordedBy{}, reported: map[string]*messages.Result{},
 		observed: map[string]bool{}, poison: map[string]bool{}, maxInc: map[string]int64{},
 		dead: map[runnerKey]bool{}, byAddr: map[actors.Addr]runnerKey{}, running: map[int64][]live{},
-		assigned: map[int64]int32{}, jobOf: map[string]int64{}, firstSeq: map[string]uint64{}, skipped: map[string]bool{},
+		assigned: map[int64]int32{}, jobOf: map[string]int64{}, model: newModel(), skipped: map[string]bool{},
 		checked: map[string]bool{}, logs: map[string]actors.Identity{},
 		jobs: map[int64]*messages.Job{}, branches: map[string][]string{}, started: map[jobAttempt][]actors.Addr{}}
 }
@@ -127,6 +127,7 @@ func (c *checker) dispatcherBooted() {
 	clear(c.maxInc)
 	clear(c.dead)
 	clear(c.byAddr)
+	clear(c.model.heard)
 }
 
 func incOf(in any) (string, int64, bool) {
@@ -227,13 +228,11 @@ func (c *checker) step(w *World, n *node, from actors.From, in any, fx []actors.
 						c.poison[commit] = true
 					}
 				}
-				if _, seen := c.firstSeq[m.Msg.Branch]; !seen {
-					c.firstSeq[m.Msg.Branch] = w.repo.seq
-				}
 				c.markSkipped(w, m.Msg)
 			}
 		}
 	}
+	c.modelStep(w, from, in, fx)
 	for _, e := range fx {
 		switch e := e.(type) {
 		case dispatcher.Persist:
@@ -459,23 +458,6 @@ func (c *checker) logRecorded(r *messages.Result, dropped bool) {
 	}
 }
 
-// note reads the dispatcher's trace events for what it learns by deadline.
-func (c *checker) note(n *node, e actors.Note) {
-	if n.role != roleDispatcher || e.Msg != "runner lost" {
-		return
-	}
-	var k runnerKey
-	for i := 0; i+1 < len(e.Args); i += 2 {
-		switch e.Args[i] {
-		case "runner":
-			k.id, _ = e.Args[i+1].(string)
-		case "incarnation":
-			k.inc, _ = e.Args[i+1].(int64)
-		}
-	}
-	c.dead[k] = true
-}
-
 func (c *checker) recorded(w *World, r *messages.Result) {
 	key := fmt.Sprintf("%s@%s#%d", r.Job.Repo, r.Job.Commit, r.Job.Build)
 	if prev := c.reported[key]; prev != nil {
@@ -504,6 +486,7 @@ func (c *checker) attemptStarted(w *World, n *node, p *proc) {
 }
 
 func (c *checker) attemptEnded(n *node, p *proc) {
+	c.model.ended[jobAttempt{p.ref.JobId, p.ref.Attempt}] = c.w.now
 	c.running[p.ref.JobId] = slices.DeleteFunc(c.running[p.ref.JobId], func(l live) bool { return l.node == n.idx })
 	if len(c.running[p.ref.JobId]) == 0 {
 		delete(c.running, p.ref.JobId)
@@ -519,13 +502,6 @@ func (c *checker) hung(n *node) {
 		}
 	}
 }
-
-// dispatcherLost schedules the check that runners exit within their grace.
-func (c *checker) dispatcherLost(w *World) {
-	c.lostCheck = true
-}
-
-func (c *checker) healed(w *World) {}
 
 // final checks the end state: liveness after healing, or the runners'
 // exit after the dispatcher was lost for good.
@@ -556,15 +532,12 @@ func (c *checker) end(w *World) {
 	}
 	c.checked[InvNoCommitLost] = true
 	c.checked[InvProgress] = true
+	// Every commit pushed (the simulated repository's histories), the first
+	// of each branch included, is built unless the contract skips it.
 	var lost []string
 	for _, b := range w.repo.order {
-		first, seen := c.firstSeq[b]
-		if !seen {
-			continue
-		}
 		for _, commit := range w.repo.branches[b] {
-			if w.repo.commits[commit].seq > first && !c.skipped[commit] &&
-				c.reported[fmt.Sprintf("%s@%s#1", w.repo.URL, commit)] == nil {
+			if !c.skipped[commit] && c.reported[fmt.Sprintf("%s@%s#1", w.repo.URL, commit)] == nil {
 				lost = append(lost, b+":"+commit[:12])
 			}
 		}
@@ -587,23 +560,35 @@ func (c *checker) end(w *World) {
 	for _, commit := range slices.Sorted(maps.Keys(c.poison)) {
 		c.checked[InvAttemptCap] = true
 		res := c.reported[fmt.Sprintf("%s@%s#1", w.repo.URL, commit)]
-		if res != nil && (res.Status != messages.Status_STATUS_ERRORED || !strings.Contains(res.Reason, "attempts")) {
-			c.fail(InvAttemptCap, "poison commit %s ended %s (%s), want errored at the attempt cap", commit[:12], res.Status.Name(), res.Reason)
+		if res != nil && res.Status != messages.Status_STATUS_ERRORED && res.Status != messages.Status_STATUS_CANCELLED {
+			c.fail(InvAttemptCap, "poison commit %s ended %s at the reporter, want errored at the attempt cap", commit[:12], res.Status.Name())
 		}
 	}
+	c.endModel(w)
 }
 
 // markSkipped records the commits an observation legitimately leaves out:
-// those the backlog cap dropped, and after a force push everything but the
-// new tip.
+// those the backlog cap dropped, after a force push everything but the
+// new tip, and on a branch's first observation (which builds the tip of
+// what was pushed before the observer first saw it, the contract says)
+// everything below that tip. Only a branch's first durably queued
+// observation may start from nothing: a later one that does (a cursor
+// lost) skips nothing.
 func (c *checker) markSkipped(w *World, m *messages.CommitObserved) {
+	first := !c.model.firstSeen[m.Branch]
+	c.model.firstSeen[m.Branch] = true
 	if len(m.Commits) == 0 {
 		return
 	}
 	h := w.repo.branches[m.Branch]
-	first := slices.Index(h, m.Commits[0])
-	if first < 0 {
+	tip := slices.Index(h, m.Commits[0])
+	if tip < 0 {
 		return
+	}
+	if first && m.Previous == "" {
+		for _, commit := range h[:tip] {
+			c.skipped[commit] = true
+		}
 	}
 	from := 0
 	if !m.Forced {
@@ -612,7 +597,7 @@ func (c *checker) markSkipped(w *World, m *messages.CommitObserved) {
 		}
 		from = slices.Index(h, m.Previous) + 1
 	}
-	for _, commit := range h[from:first] {
+	for _, commit := range h[from:tip] {
 		c.skipped[commit] = true
 	}
 }

@@ -154,6 +154,7 @@ type World struct {
 	asks      map[string][]string
 	sec       *rand.Rand
 	malSec    *rand.Rand
+	user      *rand.Rand // the simulated user's stream (user.go)
 	noSecrets bool
 
 	// net, when set, is the stream the network draws on instead of rng:
@@ -187,6 +188,7 @@ func New(cfg Config) *World {
 	w.mal = newMalRand(cfg.Seed)
 	w.malWho = malIdentities[w.mal.IntN(len(malIdentities))]
 	w.sec, w.malSec = newSecRand(cfg.Seed, 0), newSecRand(cfg.Seed, 1)
+	w.user = newUserRand(cfg.Seed)
 	w.secrets = newSecretStore(initialSecrets(w.repo))
 	w.asks = map[string][]string{}
 	w.schedule = cfg.Schedule
@@ -244,6 +246,7 @@ func (w *World) Run() *Report {
 	if !w.noSecrets && w.cfg.Duration >= 10*time.Second {
 		w.drawAdmin()
 	}
+	w.drawUser()
 	healAt := int64(w.cfg.Duration)
 	end := healAt + int64(w.cfg.Settle)
 	healed := false
@@ -368,6 +371,8 @@ func (w *World) handle(e event) {
 		w.adminSends(e.msg)
 	case evSnoop:
 		w.secretMalice()
+	case evUser:
+		w.userSends(e.msg)
 	}
 }
 
@@ -575,7 +580,6 @@ func (w *World) apply(n *node, fx []actors.Effect) {
 			n.exited = true
 			n.exitedAt = w.now
 		case actors.Note:
-			w.check.note(n, e)
 			detail := ""
 			if w.cfg.Trace {
 				detail = formatArgs(e.Args)
@@ -610,6 +614,7 @@ func (w *World) apply(n *node, fx []actors.Effect) {
 			w.after(delay, event{kind: evDeliver, node: n.idx, gen: n.gen, from: local, msg: polled})
 		case reporter.Record:
 			w.check.recorded(w, e.Result)
+			w.check.resultFileWritten(e.Result) // the reporter's shell writes test_results/<commit>
 			w.check.logRecorded(e.Result, e.DropLog)
 			j := e.Result.Job
 			w.send(n, e.ReplyTo, &messages.ResultRecordedAck{JobId: j.Id, Repo: j.Repo, Commit: j.Commit, Build: j.Build})
@@ -808,7 +813,6 @@ func (w *World) inject(f Fault) {
 	case FaultDispatcherLoss:
 		w.lostAt = w.now
 		w.crash(w.dispatcherNode(), -1)
-		w.check.dispatcherLost(w)
 	case FaultObserver:
 		w.crash(w.observerNode(), f.Length)
 	case FaultPartition:
@@ -894,7 +898,6 @@ func (w *World) heal() {
 			w.boot(n)
 		}
 	}
-	w.check.healed(w)
 }
 
 var nodeTag = [...]string{"disp", "obs", "rep", "run"}
