@@ -76,9 +76,9 @@ type checker struct {
 	dead       map[runnerKey]bool
 	byAddr     map[actors.Addr]runnerKey
 	running    map[int64][]live
-	assigned   map[int64]int32   // job id -> latest attempt assigned
-	jobOf      map[string]int64  // repo@commit#build -> job id
-	skipped    map[string]bool   // commits the contract lets go unbuilt (see markSkipped)
+	assigned   map[int64]int32  // job id -> latest attempt assigned
+	jobOf      map[string]int64 // repo@commit#build -> job id
+	skipped    map[string]bool  // commits the contract lets go unbuilt (see markSkipped)
 	model      *model
 	checked    map[string]bool // invariants that had something to check
 	violations []Violation

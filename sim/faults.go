@@ -91,6 +91,10 @@ type Fault struct {
 	Length time.Duration
 	// OneWay makes a partition drop only the dispatcher's messages to the runner.
 	OneWay bool
+	// Aim points a hang, partition or replace, when it strikes, at a
+	// runner holding a job, for as long as it takes to reach one of that
+	// runner's deadlines, give or take a little (search.go).
+	Aim bool
 }
 
 func (f Fault) String() string {
@@ -101,6 +105,9 @@ func (f Fault) String() string {
 	}
 	if f.OneWay {
 		s += " one-way"
+	}
+	if f.Aim {
+		s += " aimed"
 	}
 	if f.Length != 0 {
 		s += fmt.Sprintf(" for %s", f.Length)
@@ -122,7 +129,7 @@ func around(rng *rand.Rand, max time.Duration) time.Duration {
 // drawSchedule picks about one fault per 8 virtual seconds from kinds, and
 // the malicious peer's bursts, if kinds lists it, from mal: so rng draws
 // the same faults whether or not it does.
-func drawSchedule(rng, mal *rand.Rand, kinds []FaultKind, runners int, d time.Duration) []Fault {
+func drawSchedule(rng, mal *rand.Rand, kinds []FaultKind, runners int, d time.Duration, aimed bool) []Fault {
 	if d < 10*time.Second {
 		return nil
 	}
@@ -153,6 +160,7 @@ func drawSchedule(rng, mal *rand.Rand, kinds []FaultKind, runners int, d time.Du
 		case FaultHang, FaultPartition, FaultReplace:
 			f.Length = around(rng, 8*time.Second)
 			f.OneWay = f.Kind == FaultPartition && rng.IntN(3) == 0
+			f.Aim = aimed && rng.IntN(5) > 0
 		case FaultDispatcher, FaultObserver:
 			f.Length = time.Duration(rng.Int64N(int64(4 * time.Second)))
 		case FaultDispatcherLoss:

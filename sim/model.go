@@ -126,7 +126,7 @@ func (c *checker) modelStep(w *World, from actors.From, in any, fx []actors.Effe
 			m.heard[runnerKey{msg.RunnerId, msg.Incarnation}] = w.now
 		}
 	case *messages.RunnerStopping:
-		if msg.Incarnation == c.maxInc[msg.RunnerId] && sender == (runnerKey{msg.RunnerId, msg.Incarnation}) {
+		if from.Who.IsRunner(msg.RunnerId) && msg.Incarnation == c.maxInc[msg.RunnerId] && sender == (runnerKey{msg.RunnerId, msg.Incarnation}) {
 			for _, ref := range msg.Released {
 				if k, ok := m.byID[ref.GetJobId()]; ok && m.job(k).attempts == ref.GetAttempt() && len(m.job(k).released) < 10 {
 					m.job(k).released[ref.GetAttempt()] = true
@@ -305,6 +305,12 @@ func (c *checker) deadlineLosses(w *World, fx []actors.Effect) {
 				k.id, k.inc, silent, w.dispCfg.DeadAfter)
 		}
 	}
+}
+
+// lastHeard is when the dispatcher last heard from n's incarnation.
+func (c *checker) lastHeard(n *node) (time.Time, bool) {
+	at, ok := c.model.heard[runnerKey{n.runnerID, n.inc}]
+	return at, ok
 }
 
 // resultFileWritten records that the reporter wrote r's result file

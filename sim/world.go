@@ -155,6 +155,9 @@ type World struct {
 	sec       *rand.Rand
 	malSec    *rand.Rand
 	user      *rand.Rand // the simulated user's stream (user.go)
+	knobs     *rand.Rand // timers, swarm and aim (search.go)
+	armed     []Fault    // aimed partitions waiting for a job to start (search.go)
+	poll      time.Duration
 	noSecrets bool
 
 	// net, when set, is the stream the network draws on instead of rng:
@@ -166,6 +169,7 @@ type World struct {
 
 // New builds a world from cfg; Run runs it.
 func New(cfg Config) *World {
+	graceGiven := cfg.RunnerGrace > 0
 	cfg.defaults()
 	w := &World{
 		cfg:      cfg,
@@ -191,9 +195,13 @@ func New(cfg Config) *World {
 	w.user = newUserRand(cfg.Seed)
 	w.secrets = newSecretStore(initialSecrets(w.repo))
 	w.asks = map[string][]string{}
+	w.poll = time.Second
+	w.knobs = newKnobRand(cfg.Seed)
 	w.schedule = cfg.Schedule
 	if w.schedule == nil {
-		w.schedule = drawSchedule(w.rng, w.mal, cfg.Faults, cfg.Runners, cfg.Duration)
+		w.varyTimers(w.knobs, !graceGiven)
+		w.cfg.Faults = swarm(w.knobs, cfg.Faults)
+		w.schedule = drawSchedule(w.rng, w.mal, w.cfg.Faults, cfg.Runners, cfg.Duration, true)
 	}
 	w.addNode(roleDispatcher, "dispatcher", "disp")
 	w.addNode(roleObserver, "observer", "obs")
@@ -421,7 +429,7 @@ func (w *World) boot(n *node) {
 		fx = n.disp.Recover(w.now, w.store.load())
 		w.check.dispatcherBooted()
 	case roleObserver:
-		n.obs = observer.New(observer.Config{ID: "observer", Dispatcher: disp, Poll: time.Second, Grace: w.cfg.RunnerGrace,
+		n.obs = observer.New(observer.Config{ID: "observer", Dispatcher: disp, Poll: w.poll, Grace: w.cfg.RunnerGrace,
 			MaxBacklog: 5, Repos: []*messages.WatchedRepo{{Url: w.repo.URL, Name: w.repo.Name, Branches: w.repo.order}}})
 		fx = n.obs.Start(w.now)
 	case roleReporter:
@@ -678,6 +686,7 @@ func (w *World) startJob(n *node, run *messages.RunJob) {
 	n.proc = p
 	w.check.attemptStarted(w, n, p)
 	w.check.ticketStarted(w, n, run) // tickets.go
+	w.strikeArmed(n)                 // search.go
 	if info.poison {
 		w.trace(n, "poison", nil, run.Job.Commit)
 		w.crash(n, 500*time.Millisecond)
@@ -777,6 +786,9 @@ func (w *World) commit() {
 }
 
 func (w *World) inject(f Fault) {
+	if f.Aim && w.arm(f) {
+		return
+	}
 	w.report.Faults = append(w.report.Faults, f)
 	w.traceWorld("fault: " + f.String())
 	var pool []*node
@@ -786,6 +798,14 @@ func (w *World) inject(f Fault) {
 		}
 	}
 	r := pool[f.Target%len(pool)]
+	if f.Aim {
+		if a := w.aim(&f, pool); a != nil {
+			r = a
+			f.Target = slices.Index(pool, a)
+			w.report.Faults[len(w.report.Faults)-1] = f
+			w.traceWorld("aimed: " + f.String())
+		}
+	}
 	switch f.Kind {
 	case FaultCrash:
 		w.crash(r, f.Length)
