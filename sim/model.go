@@ -87,12 +87,14 @@ type model struct {
 	ended map[jobAttempt]time.Time
 	// registered is when the dispatcher last accepted each runner's registration.
 	registered map[string]time.Time
+	// cancelSent is when the dispatcher last sent a CancelJob for each job id.
+	cancelSent map[int64]time.Time
 }
 
 func newModel() *model {
 	return &model{jobs: map[buildJob]*modelJob{}, byID: map[int64]buildJob{}, heard: map[runnerKey]time.Time{},
 		rebuilds: map[buildJob]bool{}, files: map[string]int32{}, firstSeen: map[string]bool{},
-		ended: map[jobAttempt]time.Time{}, registered: map[string]time.Time{}}
+		ended: map[jobAttempt]time.Time{}, registered: map[string]time.Time{}, cancelSent: map[int64]time.Time{}}
 }
 
 func (m *model) job(k buildJob) *modelJob {
@@ -172,6 +174,9 @@ func (c *checker) modelStep(w *World, from actors.From, in any, fx []actors.Effe
 			if r, ok := e.Msg.(*messages.RunJob); ok {
 				c.assignedModel(r)
 			}
+			if cj, ok := e.Msg.(*messages.CancelJob); ok && cj.Report {
+				m.cancelSent[cj.GetRef().GetJobId()] = w.now
+			}
 		case actors.Unwatch:
 			if k, ok := c.byAddr[e.Addr]; ok {
 				c.dead[k] = true
@@ -227,7 +232,8 @@ func (c *checker) resultModel(w *World, k buildJob, mj *modelJob, r *messages.Re
 		// could reach it (accepted, plus one network delay) has a result
 		// of its own, still in flight: it may be recorded. One that ended
 		// later must not be, at least once its runner registered again
-		// after the cancel (the dispatcher must then tell it again).
+		// after the cancel and the dispatcher did not tell it again (a
+		// CancelJob it sent and the network lost is the network's doing).
 		//
 		// The contract is stricter: once a cancel is accepted, no other
 		// result. Today's dispatcher sends CancelJob once, so a CancelJob
@@ -239,8 +245,9 @@ func (c *checker) resultModel(w *World, k buildJob, mj *modelJob, r *messages.Re
 		ended, ok := c.model.ended[jobAttempt{r.GetJob().GetId(), r.Attempt}]
 		finishedFirst := ok && !ended.After(mj.cancelBy)
 		reg, told := c.model.registered[r.RunnerId]
-		toldAgain := told && reg.After(mj.cancelBy) && (!ok || !reg.After(ended))
-		if r.Status != messages.Status_STATUS_CANCELLED && !finishedFirst && (strictCancel || toldAgain) {
+		sent, resent := c.model.cancelSent[r.GetJob().GetId()]
+		notToldAgain := told && reg.After(mj.cancelBy) && (!ok || !reg.After(ended)) && (!resent || sent.Before(reg))
+		if r.Status != messages.Status_STATUS_CANCELLED && !finishedFirst && (strictCancel || notToldAgain) {
 			c.fail(InvCancel, "%s was cancelled before any result, then recorded %s", k, r.Status.Name())
 		}
 		return

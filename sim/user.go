@@ -37,6 +37,18 @@ func (w *World) drawUser() {
 	}
 }
 
+// cancelAfterRestart schedules, half the time, a cancel just after the
+// dispatcher restarts (restart from now), before its runners have
+// registered again: the dispatcher must tell a runner that comes back
+// holding a cancelled job.
+func (w *World) cancelAfterRestart(restart time.Duration) {
+	if w.cfg.Schedule != nil || restart < 0 || w.user.IntN(2) == 0 {
+		return
+	}
+	at := w.now.Add(restart + time.Duration(w.user.Int64N(int64(400*time.Millisecond))))
+	w.push(event{at: w.vt(at), kind: evUser, msg: &messages.CancelRequest{Who: "ops"}})
+}
+
 // userSends picks what the user's request is about, as they would, and
 // sends it to the dispatcher; it sends nothing when there is nothing to
 // pick.

@@ -830,6 +830,7 @@ func (w *World) inject(f Fault) {
 		}
 	case FaultDispatcher:
 		w.crash(w.dispatcherNode(), f.Length)
+		w.cancelAfterRestart(f.Length) // user.go
 	case FaultDispatcherLoss:
 		w.lostAt = w.now
 		w.crash(w.dispatcherNode(), -1)
