@@ -55,7 +55,8 @@ func keyOf(j *messages.Job) buildJob {
 
 // modelJob is what the model knows of one job.
 type modelJob struct {
-	attempts  int32 // the highest attempt assigned
+	attempts  int32     // the highest attempt assigned
+	holder    runnerKey // the runner incarnation it was assigned to
 	released  map[int32]bool
 	recorded  bool
 	cancelled bool      // a cancel was accepted before any result was recorded
@@ -211,7 +212,12 @@ func (c *checker) assignedModel(r *messages.RunJob) {
 		c.fail(InvAttempts, "%s: attempt %d assigned after attempt %d, skipping %d", k, r.Attempt, mj.attempts, mj.attempts+1)
 	case mj.recorded:
 		c.fail(InvAttempts, "%s: attempt %d assigned after its result was recorded", k, r.Attempt)
+	case r.Attempt == mj.attempts && mj.holder != (runnerKey{r.RunnerId, r.Incarnation}):
+		// An attempt number is a fencing token: one assignment each.
+		c.fail(InvAttempts, "%s: attempt %d assigned to %s incarnation %d, and before to %s incarnation %d", k, r.Attempt,
+			r.RunnerId, r.Incarnation, mj.holder.id, mj.holder.inc)
 	}
+	mj.holder = runnerKey{r.RunnerId, r.Incarnation}
 	if r.Attempt > mj.attempts {
 		// The attempts before this one ended without a result.
 		if lost := r.Attempt - 1 - int32(len(mj.released)); lost >= int32(c.w.dispCfg.MaxAttempts) {
