@@ -30,6 +30,10 @@ const (
 	FaultDispatcherLoss FaultKind = "dispatcher-loss"
 	// FaultObserver kills the observer and restarts it.
 	FaultObserver FaultKind = "observer"
+	// FaultReporter kills the reporter and restarts it: results the
+	// dispatcher forwarded meanwhile come again, and each recorded result's
+	// file must be there at the end.
+	FaultReporter FaultKind = "reporter"
 	// FaultPartition cuts a runner off from the dispatcher, both ways or one way.
 	FaultPartition FaultKind = "partition"
 	// FaultDrop drops messages for a while.
@@ -56,7 +60,7 @@ const (
 
 // AllFaults lists every kind except dispatcher-loss, which ends liveness
 // checking and so is asked for explicitly.
-var AllFaults = []FaultKind{FaultCrash, FaultHang, FaultRestart, FaultReplace, FaultDispatcher, FaultObserver,
+var AllFaults = []FaultKind{FaultCrash, FaultHang, FaultRestart, FaultReplace, FaultDispatcher, FaultObserver, FaultReporter,
 	FaultPartition, FaultDrop, FaultDup, FaultDelay, FaultSlowGit, FaultForcePush, FaultPoison, FaultMalicious}
 
 // ParseFaults reads a comma-separated list of fault kinds ("all" for AllFaults).
@@ -161,7 +165,7 @@ func drawSchedule(rng, mal *rand.Rand, kinds []FaultKind, runners int, d time.Du
 			f.Length = around(rng, 8*time.Second)
 			f.OneWay = f.Kind == FaultPartition && rng.IntN(3) == 0
 			f.Aim = aimed && rng.IntN(5) > 0
-		case FaultDispatcher, FaultObserver:
+		case FaultDispatcher, FaultObserver, FaultReporter:
 			f.Length = time.Duration(rng.Int64N(int64(4 * time.Second)))
 		case FaultDispatcherLoss:
 			if lost {

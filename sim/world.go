@@ -836,6 +836,8 @@ func (w *World) inject(f Fault) {
 		w.crash(w.dispatcherNode(), -1)
 	case FaultObserver:
 		w.crash(w.observerNode(), f.Length)
+	case FaultReporter:
+		w.crash(w.reporterNode(), f.Length)
 	case FaultPartition:
 		d := w.dispatcherNode().host
 		w.blocked[[2]string{d, r.host}]++
