@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -65,6 +66,13 @@ func (w *World) varyTimers(knobs *rand.Rand, grace bool) {
 		// drop fault's lost registrations must not make one.
 		w.cfg.RunnerGrace = between(knobs, 10*time.Second, 20*time.Second)
 	}
+}
+
+// timers describes the world's timers for the summary.
+func (w *World) timers() string {
+	c := w.dispCfg
+	return fmt.Sprintf("heartbeat %s, lease %s, dead-after %s, start grace %s, result retry %s, poll %s, grace %s, max attempts %d",
+		c.Heartbeat, c.Lease, c.DeadAfter, c.StartGrace, c.ResultRetry, w.poll, w.cfg.RunnerGrace, c.MaxAttempts)
 }
 
 // swarm keeps each allowed fault kind with probability one half (at

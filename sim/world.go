@@ -282,6 +282,7 @@ func (w *World) Run() *Report {
 	w.report.VirtualTime = time.Duration(end)
 	w.report.TraceHash = w.hash
 	w.report.Malicious = identityLabel(w.malWho)
+	w.report.Timers, w.report.Kinds = w.timers(), w.cfg.Faults
 	w.report.Checked = w.check.checked
 	w.report.Commits = len(w.check.observed)
 	w.report.Results = len(w.check.reported)
