@@ -178,6 +178,13 @@ func drawSchedule(rng, mal *rand.Rand, kinds []FaultKind, runners int, d time.Du
 		}
 		out = append(out, f)
 	}
+	if aimed && slices.Contains(kinds, FaultPartition) {
+		// One more partition, aimed (search.go), in every world that keeps
+		// partitions: the lease and dead-after are where runners and the
+		// dispatcher must agree.
+		out = append(out, Fault{Kind: FaultPartition, Aim: true, Target: rng.IntN(runners), Length: time.Second,
+			At: 2*time.Second + time.Duration(rng.Int64N(int64(d-4*time.Second)))})
+	}
 	slices.SortStableFunc(out, byTime)
 	return out
 }

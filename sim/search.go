@@ -99,22 +99,31 @@ func swarm(knobs *rand.Rand, allowed []FaultKind) []FaultKind {
 	return kept
 }
 
-// arm holds back an aimed partition, three times in four, until a runner starts
+// arm holds back an aimed partition, seven times in eight, until a runner starts
 // a job: cut off just after a RunJob, a runner whose lease were timed from
 // that message instead of its last acknowledged heartbeat would keep the
 // job for up to a heartbeat too long (strikeArmed).
 func (w *World) arm(f Fault) bool {
-	if f.Kind != FaultPartition || w.knobs.IntN(4) == 0 {
+	if f.Kind != FaultPartition || w.knobs.IntN(8) == 0 {
 		return false
 	}
 	w.armed = append(w.armed, f)
 	return true
 }
 
-// strikeArmed cuts n off both ways, now that it has started a job, until
-// just after the dispatcher must declare it dead.
+// strikeArmed cuts n off both ways, now that it has started a job that
+// will outlast dead-after (and another runner is idle), until just after
+// the dispatcher must declare it dead.
 func (w *World) strikeArmed(n *node) {
 	if len(w.armed) == 0 || n.hung || n.zombie || w.now.Sub(w.start) >= w.cfg.Duration {
+		return
+	}
+	// Strike when the job will outlast dead-after (the simulator knows how
+	// long it runs) and another runner is idle, to take it at once.
+	if p := n.proc; p == nil || !w.outlasts(p.job.GetCommit(), w.dispCfg.DeadAfter+w.dispCfg.Heartbeat) {
+		return
+	}
+	if !slices.ContainsFunc(w.runners(), func(o *node) bool { return o != n && o.up && !o.hung && !o.zombie && o.proc == nil }) {
 		return
 	}
 	f := w.armed[0]
@@ -132,6 +141,12 @@ func (w *World) strikeArmed(n *node) {
 	f.At, f.Aim, f.OneWay, f.Target = w.now.Sub(w.start), false, false, slices.Index(pool, n)
 	f.Length = w.dispCfg.DeadAfter - since + time.Duration(w.knobs.Int64N(int64(w.dispCfg.Heartbeat)))
 	w.inject(f)
+}
+
+// outlasts reports whether commit's job runs longer than d.
+func (w *World) outlasts(commit string, d time.Duration) bool {
+	info := w.repo.commits[commit]
+	return info != nil && (info.hangs || time.Duration(info.durationMs)*time.Millisecond > d)
 }
 
 // aimable are the fault kinds aim can point at a deadline.
