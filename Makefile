@@ -40,7 +40,7 @@ verify:
 test: deps verify
 	$(GO) test -race -count=1 -timeout 14m ./...
 	$(GO) test -count=1 -run 'TestSweep|TestScenarios|TestDeterminism' ./sim/
-	$(GO) test -count=1 -tags plantedbugs -run TestPlantedBugsAreCaught ./property_test/
+	$(GO) test -count=1 -tags plantedbugs -run 'TestPlantedBugsAreCaught|TestTimerBugsCaughtOften' ./property_test/
 	$(MAKE) sim-sweep
 
 # sim-sweep runs `volt sim --seeds N` with its default flags, as a user
