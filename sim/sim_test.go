@@ -342,3 +342,23 @@ func TestOlderIncarnationAnsweredTruthfully(t *testing.T) {
 		})
 	}
 }
+
+// TestResultFileChecked: a result the reporter recorded whose file the
+// reporter's shell never wrote (resultFileWritten, called where it
+// writes test_results/<commit>) fails InvResultFile.
+func TestResultFileChecked(t *testing.T) {
+	w := New(Config{Seed: 3, Duration: 20 * time.Second, Settle: 20 * time.Second})
+	if r := w.Run(); !r.OK() || len(w.check.reported) == 0 {
+		t.Fatalf("want a passing world with results: %v", r.Violations)
+	}
+	c := w.check
+	for commit := range c.model.files {
+		delete(c.model.files, commit)
+		break
+	}
+	c.violations = nil
+	c.endModel(w)
+	if len(c.violations) != 1 || c.violations[0].Invariant != InvResultFile {
+		t.Fatalf("want one %q violation, got %v", InvResultFile, c.violations)
+	}
+}
