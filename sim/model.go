@@ -124,7 +124,6 @@ func (j *modelJob) lost() int32 {
 // modelStep runs the model over one dispatcher step.
 func (c *checker) modelStep(w *World, from actors.From, in any, fx []actors.Effect) {
 	m := c.model
-	sender := c.byAddr[from.Addr]
 	switch msg := in.(type) {
 	case *messages.RegisterRunner:
 		if replied(fx, func(r *messages.RunnerRegistered) bool { return r.Accepted }) {
@@ -136,7 +135,7 @@ func (c *checker) modelStep(w *World, from actors.From, in any, fx []actors.Effe
 			m.heard[runnerKey{msg.RunnerId, msg.Incarnation}] = w.now
 		}
 	case *messages.RunnerStopping:
-		if from.Who.IsRunner(msg.RunnerId) && msg.Incarnation == c.maxInc[msg.RunnerId] && sender == (runnerKey{msg.RunnerId, msg.Incarnation}) {
+		if from.Who.IsRunner(msg.RunnerId) && msg.Incarnation == c.maxInc[msg.RunnerId] && c.byAddr[from.Addr] == (runnerKey{msg.RunnerId, msg.Incarnation}) {
 			for _, ref := range msg.Released {
 				if k, ok := m.byID[ref.GetJobId()]; ok && m.job(k).attempts == ref.GetAttempt() && len(m.job(k).released) < 10 {
 					m.job(k).released[ref.GetAttempt()] = true
