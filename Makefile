@@ -2,7 +2,7 @@
 GO ?= go
 SHELL := /bin/bash
 
-.PHONY: all build test deps verify proto bench sim clean
+.PHONY: all build test deps verify proto bench sim sim-sweep soak clean
 
 all: build
 
@@ -35,11 +35,29 @@ verify:
 	$(GO) test -count=1 -run 'TestGeneratedCodeMatchesProto' ./messages/
 
 # test runs every test with the race detector, then the simulator's full
-# 2000-seed sweep and the planted-bug checks without it (ten times faster).
+# 2000-seed sweep and the planted-bug checks without it (ten times faster),
+# then the very command a user runs (sim-sweep).
 test: deps verify
 	$(GO) test -race -count=1 -timeout 14m ./...
 	$(GO) test -count=1 -run 'TestSweep|TestScenarios|TestDeterminism' ./sim/
-	$(GO) test -count=1 -tags plantedbugs -run TestPlantedBugsAreCaught ./property_test/
+	$(GO) test -count=1 -tags plantedbugs -run 'TestPlantedBugsAreCaught|TestTimerBugsCaughtOften' ./property_test/
+	$(MAKE) sim-sweep
+
+# sim-sweep runs `volt sim --seeds N` with its default flags, as a user
+# would, on a fixed range so that CI is repeatable (about 20 s on 2 cores).
+SWEEP_FROM ?= 1
+SWEEP_SEEDS ?= 6000
+sim-sweep: build
+	bin/volt sim --from $(SWEEP_FROM) --seeds $(SWEEP_SEEDS)
+
+# soak runs the default `volt sim` on a fresh random range (SOAK_SEEDS,
+# default 20000) and prints where it starts, so a failure replays: run it
+# before calling a change to a core done. SOAK_FROM=N repeats a range.
+SOAK_SEEDS ?= 20000
+soak: build
+	@from=$${SOAK_FROM:-$$(( $$(date +%s%N | cksum | cut -d' ' -f1) * 65536 + $$RANDOM ))}; \
+	echo "soak: volt sim --from $$from --seeds $(SOAK_SEEDS)  (replay the range with SOAK_FROM=$$from)"; \
+	bin/volt sim --from $$from --seeds $(SOAK_SEEDS)
 
 # sim sweeps SEEDS seeds of the simulator on every core: make sim SEEDS=1000000
 SEEDS ?= 100000

@@ -38,7 +38,8 @@ const (
 
 // Invariants lists every invariant in the order the summary prints them.
 var Invariants = []string{InvOneResult, InvNoCommitLost, InvObservedOnly, InvNoDeadAssignment, InvOldIncarnation, InvMalicious,
-	InvSecretGrant, InvSecretAllOrNone, InvSecretMalicious, InvLogTicket, InvNoOverlap, InvRunnersExit, InvEveryCommit, InvQueueDrains, InvAttemptCap, InvProgress}
+	InvSecretGrant, InvSecretAllOrNone, InvSecretMalicious, InvLogTicket, InvNoOverlap, InvRunnersExit, InvEveryCommit, InvQueueDrains, InvAttemptCap, InvProgress,
+	InvAttempts, InvDeadAfter, InvCancel, InvRebuilt, InvResultFile}
 
 // Violation is one broken invariant.
 type Violation struct {
@@ -67,6 +68,7 @@ type live struct {
 type checker struct {
 	w          *World
 	results    map[int64]*messages.Result // job id -> the recorded result
+	recordedBy map[int64]recordedBy       // job id -> the attempt and incarnation that delivered it
 	reported   map[string]*messages.Result
 	observed   map[string]bool // commits durably queued
 	poison     map[string]bool
@@ -74,11 +76,10 @@ type checker struct {
 	dead       map[runnerKey]bool
 	byAddr     map[actors.Addr]runnerKey
 	running    map[int64][]live
-	assigned   map[int64]int32   // job id -> latest attempt assigned
-	jobOf      map[string]int64  // repo@commit#build -> job id
-	firstSeq   map[string]uint64 // branch -> repo sequence when first queued
-	skipped    map[string]bool   // commits a backlog cap or force push skipped
-	lostCheck  bool
+	assigned   map[int64]int32  // job id -> latest attempt assigned
+	jobOf      map[string]int64 // repo@commit#build -> job id
+	skipped    map[string]bool  // commits the contract lets go unbuilt (see markSkipped)
+	model      *model
 	checked    map[string]bool // invariants that had something to check
 	violations []Violation
 	// logs names who wrote each attempt's log at the reporter (in the
@@ -94,16 +95,22 @@ type checker struct {
 	started  map[jobAttempt][]actors.Addr
 }
 
+// recordedBy is who delivered the result recorded for a job.
+type recordedBy struct {
+	attempt int32
+	runner  runnerKey
+}
+
 type jobAttempt struct {
 	job     int64
 	attempt int32
 }
 
 func newChecker(w *World) *checker {
-	return &checker{w: w, results: map[int64]*messages.Result{}, reported: map[string]*messages.Result{},
+	return &checker{w: w, results: map[int64]*messages.Result{}, recordedBy: map[int64]recordedBy{}, reported: map[string]*messages.Result{},
 		observed: map[string]bool{}, poison: map[string]bool{}, maxInc: map[string]int64{},
 		dead: map[runnerKey]bool{}, byAddr: map[actors.Addr]runnerKey{}, running: map[int64][]live{},
-		assigned: map[int64]int32{}, jobOf: map[string]int64{}, firstSeq: map[string]uint64{}, skipped: map[string]bool{},
+		assigned: map[int64]int32{}, jobOf: map[string]int64{}, model: newModel(), skipped: map[string]bool{},
 		checked: map[string]bool{}, logs: map[string]actors.Identity{},
 		jobs: map[int64]*messages.Job{}, branches: map[string][]string{}, started: map[jobAttempt][]actors.Addr{}}
 }
@@ -120,6 +127,7 @@ func (c *checker) dispatcherBooted() {
 	clear(c.maxInc)
 	clear(c.dead)
 	clear(c.byAddr)
+	clear(c.model.heard)
 }
 
 func incOf(in any) (string, int64, bool) {
@@ -134,25 +142,64 @@ func incOf(in any) (string, int64, bool) {
 	return "", 0, false
 }
 
+// stale reports whether in, about to be handed to n, comes from a runner
+// incarnation older than one the dispatcher has accepted: the world then
+// takes n's digest before and after the step and calls staleStep.
+func (c *checker) stale(n *node, in any) bool {
+	if n.role != roleDispatcher {
+		return false
+	}
+	id, inc, ok := incOf(in)
+	return ok && inc < c.maxInc[id]
+}
+
+// staleStep checks the contract for a message from an older incarnation:
+// it may be answered, truthfully, but it changes nothing. So the
+// dispatcher's state digest is the same before and after the step, nothing
+// is persisted, and the only message sent back is a JobFinishedAck that
+// says "recorded" only when the checker's own record says this very
+// attempt, runner and incarnation's result is the one recorded for the
+// job (a duplicate of what was recorded), or says "not recorded".
+func (c *checker) staleStep(n *node, in any, before, after uint64, fx []actors.Effect) {
+	id, inc, _ := incOf(in)
+	c.checked[InvOldIncarnation] = true
+	if before != after {
+		c.fail(InvOldIncarnation, "a %s from %s incarnation %d (current %d) changed the dispatcher's state", inputName(in), id, inc, c.maxInc[id])
+	}
+	for _, e := range fx {
+		switch e := e.(type) {
+		case dispatcher.Persist:
+			c.fail(InvOldIncarnation, "a %s from %s incarnation %d (current %d) persisted state", inputName(in), id, inc, c.maxInc[id])
+		case actors.Send:
+			ack, ok := e.Msg.(*messages.JobFinishedAck)
+			fin, _ := in.(*messages.JobFinished)
+			if ok && fin != nil && (!ack.Recorded || c.recordedFrom(fin, inc)) {
+				continue // a truthful answer
+			}
+			c.fail(InvOldIncarnation, "a %s from %s incarnation %d (current %d) was answered with %s", inputName(in), id, inc, c.maxInc[id], ackLabel(e.Msg))
+		}
+	}
+}
+
+// recordedFrom reports whether the result the checker saw recorded for
+// fin's job is fin's: same attempt, from the same runner incarnation.
+func (c *checker) recordedFrom(fin *messages.JobFinished, inc int64) bool {
+	res := fin.GetResult()
+	by, ok := c.recordedBy[res.GetJob().GetId()]
+	return ok && by.attempt == res.GetAttempt() && by.runner == (runnerKey{fin.RunnerId, inc})
+}
+
+func ackLabel(m any) string {
+	if a, ok := m.(*messages.JobFinishedAck); ok {
+		return fmt.Sprintf("JobFinishedAck (recorded %v)", a.Recorded)
+	}
+	return inputName(m)
+}
+
 // step checks one core step: its input and the effects it returned.
 func (c *checker) step(w *World, n *node, from actors.From, in any, fx []actors.Effect) {
 	if n.role != roleDispatcher {
 		return
-	}
-	if id, inc, ok := incOf(in); ok && inc < c.maxInc[id] {
-		c.checked[InvOldIncarnation] = true
-		for _, e := range fx {
-			switch e := e.(type) {
-			case dispatcher.Persist:
-				c.fail(InvOldIncarnation, "a %s from %s incarnation %d (current %d) persisted state", inputName(in), id, inc, c.maxInc[id])
-			case actors.Send:
-				// The only answer an older incarnation may get is "not recorded".
-				if ack, ok := e.Msg.(*messages.JobFinishedAck); ok && !ack.Recorded {
-					continue
-				}
-				c.fail(InvOldIncarnation, "a %s from %s incarnation %d (current %d) was answered with %s", inputName(in), id, inc, c.maxInc[id], inputName(e.Msg))
-			}
-		}
 	}
 	switch m := in.(type) {
 	case *messages.RegisterRunner:
@@ -181,13 +228,11 @@ func (c *checker) step(w *World, n *node, from actors.From, in any, fx []actors.
 						c.poison[commit] = true
 					}
 				}
-				if _, seen := c.firstSeq[m.Msg.Branch]; !seen {
-					c.firstSeq[m.Msg.Branch] = w.repo.seq
-				}
 				c.markSkipped(w, m.Msg)
 			}
 		}
 	}
+	c.modelStep(w, from, in, fx)
 	for _, e := range fx {
 		switch e := e.(type) {
 		case dispatcher.Persist:
@@ -216,6 +261,9 @@ func (c *checker) step(w *World, n *node, from actors.From, in any, fx []actors.
 					continue
 				}
 				c.results[j.Job.Id] = j.Result
+				if fin, ok := in.(*messages.JobFinished); ok {
+					c.recordedBy[j.Job.Id] = recordedBy{attempt: j.Result.Attempt, runner: runnerKey{fin.RunnerId, fin.Incarnation}}
+				}
 			}
 		case actors.Send:
 			if g, ok := e.Msg.(*messages.SecretGrant); ok {
@@ -410,23 +458,6 @@ func (c *checker) logRecorded(r *messages.Result, dropped bool) {
 	}
 }
 
-// note reads the dispatcher's trace events for what it learns by deadline.
-func (c *checker) note(n *node, e actors.Note) {
-	if n.role != roleDispatcher || e.Msg != "runner lost" {
-		return
-	}
-	var k runnerKey
-	for i := 0; i+1 < len(e.Args); i += 2 {
-		switch e.Args[i] {
-		case "runner":
-			k.id, _ = e.Args[i+1].(string)
-		case "incarnation":
-			k.inc, _ = e.Args[i+1].(int64)
-		}
-	}
-	c.dead[k] = true
-}
-
 func (c *checker) recorded(w *World, r *messages.Result) {
 	key := fmt.Sprintf("%s@%s#%d", r.Job.Repo, r.Job.Commit, r.Job.Build)
 	if prev := c.reported[key]; prev != nil {
@@ -455,6 +486,7 @@ func (c *checker) attemptStarted(w *World, n *node, p *proc) {
 }
 
 func (c *checker) attemptEnded(n *node, p *proc) {
+	c.model.ended[jobAttempt{p.ref.JobId, p.ref.Attempt}] = c.w.now
 	c.running[p.ref.JobId] = slices.DeleteFunc(c.running[p.ref.JobId], func(l live) bool { return l.node == n.idx })
 	if len(c.running[p.ref.JobId]) == 0 {
 		delete(c.running, p.ref.JobId)
@@ -470,13 +502,6 @@ func (c *checker) hung(n *node) {
 		}
 	}
 }
-
-// dispatcherLost schedules the check that runners exit within their grace.
-func (c *checker) dispatcherLost(w *World) {
-	c.lostCheck = true
-}
-
-func (c *checker) healed(w *World) {}
 
 // final checks the end state: liveness after healing, or the runners'
 // exit after the dispatcher was lost for good.
@@ -507,15 +532,12 @@ func (c *checker) end(w *World) {
 	}
 	c.checked[InvNoCommitLost] = true
 	c.checked[InvProgress] = true
+	// Every commit pushed (the simulated repository's histories), the first
+	// of each branch included, is built unless the contract skips it.
 	var lost []string
 	for _, b := range w.repo.order {
-		first, seen := c.firstSeq[b]
-		if !seen {
-			continue
-		}
 		for _, commit := range w.repo.branches[b] {
-			if w.repo.commits[commit].seq > first && !c.skipped[commit] &&
-				c.reported[fmt.Sprintf("%s@%s#1", w.repo.URL, commit)] == nil {
+			if !c.skipped[commit] && c.reported[fmt.Sprintf("%s@%s#1", w.repo.URL, commit)] == nil {
 				lost = append(lost, b+":"+commit[:12])
 			}
 		}
@@ -535,26 +557,38 @@ func (c *checker) end(w *World) {
 			c.fail(InvQueueDrains, "%s still busy at the end", r.name)
 		}
 	}
-	for commit := range c.poison {
+	for _, commit := range slices.Sorted(maps.Keys(c.poison)) {
 		c.checked[InvAttemptCap] = true
 		res := c.reported[fmt.Sprintf("%s@%s#1", w.repo.URL, commit)]
-		if res != nil && (res.Status != messages.Status_STATUS_ERRORED || !strings.Contains(res.Reason, "attempts")) {
-			c.fail(InvAttemptCap, "poison commit %s ended %s (%s), want errored at the attempt cap", commit[:12], res.Status.Name(), res.Reason)
+		if res != nil && res.Status != messages.Status_STATUS_ERRORED && res.Status != messages.Status_STATUS_CANCELLED {
+			c.fail(InvAttemptCap, "poison commit %s ended %s at the reporter, want errored at the attempt cap", commit[:12], res.Status.Name())
 		}
 	}
+	c.endModel(w)
 }
 
 // markSkipped records the commits an observation legitimately leaves out:
-// those the backlog cap dropped, and after a force push everything but the
-// new tip.
+// those the backlog cap dropped, after a force push everything but the
+// new tip, and on a branch's first observation (which builds the tip of
+// what was pushed before the observer first saw it, the contract says)
+// everything below that tip. Only a branch's first durably queued
+// observation may start from nothing: a later one that does (a cursor
+// lost) skips nothing.
 func (c *checker) markSkipped(w *World, m *messages.CommitObserved) {
+	first := !c.model.firstSeen[m.Branch]
+	c.model.firstSeen[m.Branch] = true
 	if len(m.Commits) == 0 {
 		return
 	}
 	h := w.repo.branches[m.Branch]
-	first := slices.Index(h, m.Commits[0])
-	if first < 0 {
+	tip := slices.Index(h, m.Commits[0])
+	if tip < 0 {
 		return
+	}
+	if first && m.Previous == "" {
+		for _, commit := range h[:tip] {
+			c.skipped[commit] = true
+		}
 	}
 	from := 0
 	if !m.Forced {
@@ -563,7 +597,7 @@ func (c *checker) markSkipped(w *World, m *messages.CommitObserved) {
 		}
 		from = slices.Index(h, m.Previous) + 1
 	}
-	for _, commit := range h[from:first] {
+	for _, commit := range h[from:tip] {
 		c.skipped[commit] = true
 	}
 }

@@ -20,5 +20,27 @@
 // the job, and never to the malicious peer) and the liveness ones after
 // the faults heal. `volt sim` exposes it to users.
 //
+// The checker holds a reference model (model.go), keyed by (build, job),
+// that derives what must happen from the simulator's own records (pushes
+// to the simulated repository, crashes, deliveries, the answers carried
+// back), never from the dispatcher's numbering or log text: every pushed
+// commit built or skipped as the contract says, attempts up by one, errored
+// after exactly the attempt cap's lost attempts, a runner declared dead
+// only after dead-after without a word, a cancel that wins (a simulated
+// user cancels and rebuilds, user.go), a result file for each recorded
+// result. Worlds whose faults are drawn search at the deadlines
+// (search.go): timers vary per seed inside their legal ranges, each seed
+// keeps its own mix of fault kinds, and runner faults aim at a busy
+// runner's lease and dead-after.
+//
+// Older incarnations. A runner restarted (or replaced) is a new
+// incarnation, and a message from an older one changes nothing: the
+// dispatcher's state (its Digest) is the same after the step as before,
+// it persists nothing and assigns nothing. It may still answer, as long as
+// the answer is true: a duplicate JobFinished from the incarnation whose
+// result was recorded may be acknowledged as recorded (the checker knows
+// which attempt and incarnation delivered each recorded result), and any
+// other may be told "not recorded". See checker.staleStep.
+//
 // sim must not import gitexec, cluster, os/exec or net.
 package sim

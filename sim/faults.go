@@ -30,6 +30,10 @@ const (
 	FaultDispatcherLoss FaultKind = "dispatcher-loss"
 	// FaultObserver kills the observer and restarts it.
 	FaultObserver FaultKind = "observer"
+	// FaultReporter kills the reporter and restarts it: results the
+	// dispatcher forwarded meanwhile come again, and each recorded result's
+	// file must be there at the end.
+	FaultReporter FaultKind = "reporter"
 	// FaultPartition cuts a runner off from the dispatcher, both ways or one way.
 	FaultPartition FaultKind = "partition"
 	// FaultDrop drops messages for a while.
@@ -56,7 +60,7 @@ const (
 
 // AllFaults lists every kind except dispatcher-loss, which ends liveness
 // checking and so is asked for explicitly.
-var AllFaults = []FaultKind{FaultCrash, FaultHang, FaultRestart, FaultReplace, FaultDispatcher, FaultObserver,
+var AllFaults = []FaultKind{FaultCrash, FaultHang, FaultRestart, FaultReplace, FaultDispatcher, FaultObserver, FaultReporter,
 	FaultPartition, FaultDrop, FaultDup, FaultDelay, FaultSlowGit, FaultForcePush, FaultPoison, FaultMalicious}
 
 // ParseFaults reads a comma-separated list of fault kinds ("all" for AllFaults).
@@ -91,6 +95,10 @@ type Fault struct {
 	Length time.Duration
 	// OneWay makes a partition drop only the dispatcher's messages to the runner.
 	OneWay bool
+	// Aim points a hang, partition or replace, when it strikes, at a
+	// runner holding a job, for as long as it takes to reach one of that
+	// runner's deadlines, give or take a little (search.go).
+	Aim bool
 }
 
 func (f Fault) String() string {
@@ -101,6 +109,9 @@ func (f Fault) String() string {
 	}
 	if f.OneWay {
 		s += " one-way"
+	}
+	if f.Aim {
+		s += " aimed"
 	}
 	if f.Length != 0 {
 		s += fmt.Sprintf(" for %s", f.Length)
@@ -122,7 +133,7 @@ func around(rng *rand.Rand, max time.Duration) time.Duration {
 // drawSchedule picks about one fault per 8 virtual seconds from kinds, and
 // the malicious peer's bursts, if kinds lists it, from mal: so rng draws
 // the same faults whether or not it does.
-func drawSchedule(rng, mal *rand.Rand, kinds []FaultKind, runners int, d time.Duration) []Fault {
+func drawSchedule(rng, mal *rand.Rand, kinds []FaultKind, runners int, d time.Duration, aimed bool) []Fault {
 	if d < 10*time.Second {
 		return nil
 	}
@@ -153,7 +164,8 @@ func drawSchedule(rng, mal *rand.Rand, kinds []FaultKind, runners int, d time.Du
 		case FaultHang, FaultPartition, FaultReplace:
 			f.Length = around(rng, 8*time.Second)
 			f.OneWay = f.Kind == FaultPartition && rng.IntN(3) == 0
-		case FaultDispatcher, FaultObserver:
+			f.Aim = aimed && rng.IntN(5) > 0
+		case FaultDispatcher, FaultObserver, FaultReporter:
 			f.Length = time.Duration(rng.Int64N(int64(4 * time.Second)))
 		case FaultDispatcherLoss:
 			if lost {
@@ -165,6 +177,13 @@ func drawSchedule(rng, mal *rand.Rand, kinds []FaultKind, runners int, d time.Du
 			f.Length = time.Second + time.Duration(rng.Int64N(int64(8*time.Second)))
 		}
 		out = append(out, f)
+	}
+	if aimed && slices.Contains(kinds, FaultPartition) {
+		// One more partition, aimed (search.go), in every world that keeps
+		// partitions: the lease and dead-after are where runners and the
+		// dispatcher must agree.
+		out = append(out, Fault{Kind: FaultPartition, Aim: true, Target: rng.IntN(runners), Length: time.Second,
+			At: 2*time.Second + time.Duration(rng.Int64N(int64(d-4*time.Second)))})
 	}
 	slices.SortStableFunc(out, byTime)
 	return out

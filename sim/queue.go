@@ -19,6 +19,7 @@ const (
 	evAsk                      // a job asks for its secrets
 	evAdmin                    // the operator changes or lists secrets
 	evSnoop                    // the malicious peer sends its next secret forgery
+	evUser                     // the simulated user cancels or rebuilds (user.go)
 )
 
 // event is one entry of the world's queue.

@@ -18,9 +18,13 @@ type Report struct {
 	Reassignments int
 	// Forged counts the malicious peer's messages delivered; Malicious is
 	// its identity.
-	Forged     int
-	Malicious  string
-	Schedule   []Fault
+	Forged    int
+	Malicious string
+	Schedule  []Fault
+	// Timers are the world's timers and attempt cap, and Kinds the fault
+	// kinds it kept (search.go): they vary per seed when faults are drawn.
+	Timers     string
+	Kinds      []FaultKind
 	Faults     []Fault // the faults actually injected
 	Violations []Violation
 	// Checked names the invariants that had something to check in this run.
@@ -40,6 +44,9 @@ func (r *Report) OK() bool { return len(r.Violations) == 0 }
 func (r *Report) Summary(out io.Writer) {
 	fmt.Fprintf(out, "seed %d: %d events, %s virtual, %d commits observed, %d results, %d faults, %d reassignments, trace %016x\n",
 		r.Seed, r.Events, r.VirtualTime, r.Commits, r.Results, len(r.Faults), r.Reassignments, r.TraceHash)
+	if r.Timers != "" {
+		fmt.Fprintf(out, "  timers: %s; fault kinds kept: %v\n", r.Timers, r.Kinds)
+	}
 	for _, f := range r.Faults {
 		fmt.Fprintf(out, "  fault: %s\n", f)
 	}

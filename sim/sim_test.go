@@ -8,6 +8,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/actors/dispatcher"
+	"github.com/voltci/volt/messages"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden traces in testdata/scenarios")
@@ -241,4 +245,120 @@ func TestSecretsChangeNothingElse(t *testing.T) {
 		t.Fatalf("the sweep hardly tried secrets: %d granted, %d refused, invariants checked %v", granted, refused, checked)
 	}
 	t.Logf("40 seeds: jobs were granted their secrets %d times and refused %d times", granted, refused)
+}
+
+// TestPoisonViolationsInOrder: with two or more poison commits that end
+// wrongly, the checker reports them in one order (by commit), so one seed
+// prints one trace hash and one first violation (bug E: it ranged over a
+// map).
+func TestPoisonViolationsInOrder(t *testing.T) {
+	var first []string
+	var firstHash uint64
+	for i := range 20 {
+		w := New(Config{Seed: 1, Duration: 10 * time.Second, Settle: 10 * time.Second})
+		w.Run()
+		c := w.check
+		c.violations = nil
+		for _, commit := range []string{"aaaa0000000000000000", "bbbb0000000000000000", "cccc0000000000000000", "dddd0000000000000000"} {
+			c.poison[commit] = true
+			c.reported[fmt.Sprintf("%s@%s#1", w.repo.URL, commit)] = &messages.Result{Status: messages.Status_STATUS_PASSED}
+		}
+		c.end(w)
+		var got []string
+		for _, v := range c.violations {
+			if v.Invariant == InvAttemptCap {
+				got = append(got, v.Detail)
+			}
+		}
+		if len(got) != 4 {
+			t.Fatalf("want 4 attempt-cap violations, got %v", got)
+		}
+		if i == 0 {
+			first, firstHash = got, w.hash
+			continue
+		}
+		if strings.Join(got, "\n") != strings.Join(first, "\n") || w.hash != firstHash {
+			t.Fatalf("run %d reported the poison violations in another order (hash %x, first %x):\n%v\nfirst:\n%v", i, w.hash, firstHash, got, first)
+		}
+	}
+}
+
+// TestCancelResent: a runner that registers again holding a job cancelled
+// meanwhile (the simulated user cancels just after a dispatcher restart)
+// is told again, so the cancel wins (issue 11's bug C). Runs once
+// expectCancelResent is on, that is once the dispatcher's fix lands.
+func TestCancelResent(t *testing.T) {
+	if !expectCancelResent {
+		t.Skip("bug C open: the dispatcher sends CancelJob once; turn expectCancelResent on with its fix")
+	}
+	for seed := uint64(1); seed <= 300; seed++ {
+		if r := Run(Config{Seed: seed, Faults: AllFaults}); !r.OK() {
+			t.Fatalf("seed %d: %s", seed, r.Violations[0])
+		}
+	}
+}
+
+// TestOlderIncarnationAnsweredTruthfully: a message from an older runner
+// incarnation may be answered, truthfully, and changes nothing (the
+// seed-440 rule): the checker passes a "recorded" ack only for the
+// incarnation whose result was recorded, any "not recorded", and fails a
+// changed state or a persist.
+func TestOlderIncarnationAnsweredTruthfully(t *testing.T) {
+	w := New(Config{Seed: 1})
+	n := w.dispatcherNode()
+	fin := &messages.JobFinished{RunnerId: "r1", Incarnation: 1,
+		Result: &messages.Result{Job: &messages.Job{Id: 7}, Attempt: 2}}
+	ack := func(recorded bool) []actors.Effect {
+		return []actors.Effect{actors.Send{To: "r1", Msg: &messages.JobFinishedAck{Recorded: recorded}}}
+	}
+	cases := []struct {
+		name          string
+		recordedBy    *recordedBy
+		before, after uint64
+		fx            []actors.Effect
+		ok            bool
+	}{
+		{"duplicate of the recorded result, acknowledged as recorded", &recordedBy{2, runnerKey{"r1", 1}}, 5, 5, ack(true), true},
+		{"told not recorded", nil, 5, 5, ack(false), true},
+		{"recorded claimed for another incarnation's result", &recordedBy{2, runnerKey{"r1", 2}}, 5, 5, ack(true), false},
+		{"recorded claimed for nothing recorded", nil, 5, 5, ack(true), false},
+		{"state changed", &recordedBy{2, runnerKey{"r1", 1}}, 5, 6, ack(true), false},
+		{"persisted", nil, 5, 5, []actors.Effect{dispatcher.Persist{}}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newChecker(w)
+			c.maxInc["r1"] = 3
+			if tc.recordedBy != nil {
+				c.recordedBy[7] = *tc.recordedBy
+			}
+			if !c.stale(n, fin) {
+				t.Fatal("a JobFinished from incarnation 1 of 3 is not stale")
+			}
+			c.staleStep(n, fin, tc.before, tc.after, tc.fx)
+			if got := len(c.violations) == 0; got != tc.ok {
+				t.Fatalf("ok = %v, want %v: %v", got, tc.ok, c.violations)
+			}
+		})
+	}
+}
+
+// TestResultFileChecked: a result the reporter recorded whose file the
+// reporter's shell never wrote (resultFileWritten, called where it
+// writes test_results/<commit>) fails InvResultFile.
+func TestResultFileChecked(t *testing.T) {
+	w := New(Config{Seed: 3, Duration: 20 * time.Second, Settle: 20 * time.Second})
+	if r := w.Run(); !r.OK() || len(w.check.reported) == 0 {
+		t.Fatalf("want a passing world with results: %v", r.Violations)
+	}
+	c := w.check
+	for commit := range c.model.files {
+		delete(c.model.files, commit)
+		break
+	}
+	c.violations = nil
+	c.endModel(w)
+	if len(c.violations) != 1 || c.violations[0].Invariant != InvResultFile {
+		t.Fatalf("want one %q violation, got %v", InvResultFile, c.violations)
+	}
 }

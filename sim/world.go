@@ -154,6 +154,10 @@ type World struct {
 	asks      map[string][]string
 	sec       *rand.Rand
 	malSec    *rand.Rand
+	user      *rand.Rand // the simulated user's stream (user.go)
+	knobs     *rand.Rand // timers, swarm and aim (search.go)
+	armed     []Fault    // aimed partitions waiting for a job to start (search.go)
+	poll      time.Duration
 	noSecrets bool
 
 	// net, when set, is the stream the network draws on instead of rng:
@@ -165,6 +169,7 @@ type World struct {
 
 // New builds a world from cfg; Run runs it.
 func New(cfg Config) *World {
+	graceGiven := cfg.RunnerGrace > 0
 	cfg.defaults()
 	w := &World{
 		cfg:      cfg,
@@ -187,11 +192,16 @@ func New(cfg Config) *World {
 	w.mal = newMalRand(cfg.Seed)
 	w.malWho = malIdentities[w.mal.IntN(len(malIdentities))]
 	w.sec, w.malSec = newSecRand(cfg.Seed, 0), newSecRand(cfg.Seed, 1)
+	w.user = newUserRand(cfg.Seed)
 	w.secrets = newSecretStore(initialSecrets(w.repo))
 	w.asks = map[string][]string{}
+	w.poll = time.Second
+	w.knobs = newKnobRand(cfg.Seed)
 	w.schedule = cfg.Schedule
 	if w.schedule == nil {
-		w.schedule = drawSchedule(w.rng, w.mal, cfg.Faults, cfg.Runners, cfg.Duration)
+		w.varyTimers(w.knobs, !graceGiven)
+		w.cfg.Faults = swarm(w.knobs, cfg.Faults)
+		w.schedule = drawSchedule(w.rng, w.mal, w.cfg.Faults, cfg.Runners, cfg.Duration, true)
 	}
 	w.addNode(roleDispatcher, "dispatcher", "disp")
 	w.addNode(roleObserver, "observer", "obs")
@@ -244,6 +254,7 @@ func (w *World) Run() *Report {
 	if !w.noSecrets && w.cfg.Duration >= 10*time.Second {
 		w.drawAdmin()
 	}
+	w.drawUser()
 	healAt := int64(w.cfg.Duration)
 	end := healAt + int64(w.cfg.Settle)
 	healed := false
@@ -271,6 +282,7 @@ func (w *World) Run() *Report {
 	w.report.VirtualTime = time.Duration(end)
 	w.report.TraceHash = w.hash
 	w.report.Malicious = identityLabel(w.malWho)
+	w.report.Timers, w.report.Kinds = w.timers(), w.cfg.Faults
 	w.report.Checked = w.check.checked
 	w.report.Commits = len(w.check.observed)
 	w.report.Results = len(w.check.reported)
@@ -368,6 +380,8 @@ func (w *World) handle(e event) {
 		w.adminSends(e.msg)
 	case evSnoop:
 		w.secretMalice()
+	case evUser:
+		w.userSends(e.msg)
 	}
 }
 
@@ -416,7 +430,7 @@ func (w *World) boot(n *node) {
 		fx = n.disp.Recover(w.now, w.store.load())
 		w.check.dispatcherBooted()
 	case roleObserver:
-		n.obs = observer.New(observer.Config{ID: "observer", Dispatcher: disp, Poll: time.Second, Grace: w.cfg.RunnerGrace,
+		n.obs = observer.New(observer.Config{ID: "observer", Dispatcher: disp, Poll: w.poll, Grace: w.cfg.RunnerGrace,
 			MaxBacklog: 5, Repos: []*messages.WatchedRepo{{Url: w.repo.URL, Name: w.repo.Name, Branches: w.repo.order}}})
 		fx = n.obs.Start(w.now)
 	case roleReporter:
@@ -474,9 +488,17 @@ func (w *World) scheduleTick(n *node) {
 
 // step feeds one input to a node's core and carries out the effects.
 func (w *World) step(n *node, from actors.From, in any) {
+	var before uint64
+	stale := w.check.stale(n, in)
+	if stale {
+		before = w.digest(n)
+	}
 	in, fx := w.stepCore(n, from, in)
 	w.trace(n, "recv", in, string(from.Addr))
 	w.check.step(w, n, from, in, fx)
+	if stale {
+		w.check.staleStep(n, in, before, w.digest(n), fx)
+	}
 	w.apply(n, fx)
 	w.scheduleTick(n)
 }
@@ -567,7 +589,6 @@ func (w *World) apply(n *node, fx []actors.Effect) {
 			n.exited = true
 			n.exitedAt = w.now
 		case actors.Note:
-			w.check.note(n, e)
 			detail := ""
 			if w.cfg.Trace {
 				detail = formatArgs(e.Args)
@@ -602,6 +623,7 @@ func (w *World) apply(n *node, fx []actors.Effect) {
 			w.after(delay, event{kind: evDeliver, node: n.idx, gen: n.gen, from: local, msg: polled})
 		case reporter.Record:
 			w.check.recorded(w, e.Result)
+			w.check.resultFileWritten(e.Result) // the reporter's shell writes test_results/<commit>
 			w.check.logRecorded(e.Result, e.DropLog)
 			j := e.Result.Job
 			w.send(n, e.ReplyTo, &messages.ResultRecordedAck{JobId: j.Id, Repo: j.Repo, Commit: j.Commit, Build: j.Build})
@@ -665,6 +687,7 @@ func (w *World) startJob(n *node, run *messages.RunJob) {
 	n.proc = p
 	w.check.attemptStarted(w, n, p)
 	w.check.ticketStarted(w, n, run) // tickets.go
+	w.strikeArmed(n)                 // search.go
 	if info.poison {
 		w.trace(n, "poison", nil, run.Job.Commit)
 		w.crash(n, 500*time.Millisecond)
@@ -764,6 +787,9 @@ func (w *World) commit() {
 }
 
 func (w *World) inject(f Fault) {
+	if f.Aim && w.arm(f) {
+		return
+	}
 	w.report.Faults = append(w.report.Faults, f)
 	w.traceWorld("fault: " + f.String())
 	var pool []*node
@@ -773,6 +799,14 @@ func (w *World) inject(f Fault) {
 		}
 	}
 	r := pool[f.Target%len(pool)]
+	if f.Aim {
+		if a := w.aim(&f, pool); a != nil {
+			r = a
+			f.Target = slices.Index(pool, a)
+			w.report.Faults[len(w.report.Faults)-1] = f
+			w.traceWorld("aimed: " + f.String())
+		}
+	}
 	switch f.Kind {
 	case FaultCrash:
 		w.crash(r, f.Length)
@@ -797,12 +831,14 @@ func (w *World) inject(f Fault) {
 		}
 	case FaultDispatcher:
 		w.crash(w.dispatcherNode(), f.Length)
+		w.cancelAfterRestart(f.Length) // user.go
 	case FaultDispatcherLoss:
 		w.lostAt = w.now
 		w.crash(w.dispatcherNode(), -1)
-		w.check.dispatcherLost(w)
 	case FaultObserver:
 		w.crash(w.observerNode(), f.Length)
+	case FaultReporter:
+		w.crash(w.reporterNode(), f.Length)
 	case FaultPartition:
 		d := w.dispatcherNode().host
 		w.blocked[[2]string{d, r.host}]++
@@ -886,7 +922,6 @@ func (w *World) heal() {
 			w.boot(n)
 		}
 	}
-	w.check.healed(w)
 }
 
 var nodeTag = [...]string{"disp", "obs", "rep", "run"}

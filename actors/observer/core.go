@@ -360,6 +360,8 @@ func (c *Core) polled(now time.Time, m Polled) []actors.Effect {
 	case m.Err != "":
 		fx = append(fx, actors.Warn("poll failed", "repo", b.repo.Name, "branch", b.name, "error", m.Err))
 	case !c.link.IsRegistered() || b.inflight != nil:
+	case len(m.Commits) > 0 && m.Tip != b.cursor && b.cursor == "" && !m.Forced && plant.On(plant.FirstCommitSkipped):
+		b.cursor = m.Tip // as if the branch's first commit were already built
 	case len(m.Commits) > 0 && m.Tip != b.cursor:
 		c.seq++
 		b.inflight = &messages.CommitObserved{

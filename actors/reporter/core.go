@@ -218,7 +218,11 @@ func permit(who actors.Identity, in any) string {
 		if !who.IsLocal() {
 			return "only this process makes it"
 		}
-	case *messages.ReporterRegistered, *messages.ResultRecorded:
+	case *messages.ResultRecorded:
+		if !who.Is(actors.RoleDispatcher) && !plant.On(plant.ReporterTrustsClaimedSender) {
+			return "only the dispatcher may send it"
+		}
+	case *messages.ReporterRegistered:
 		if !who.Is(actors.RoleDispatcher) {
 			return "only the dispatcher may send it"
 		}

@@ -271,7 +271,7 @@ func (c *Core) Deadline() time.Time {
 		d = actors.Earliest(d, c.lastContact.Add(c.deadAfter+time.Nanosecond))
 	}
 	if j := c.job; j != nil && !j.done && !j.abandoned {
-		d = actors.Earliest(d, c.lastAck.Add(c.lease+time.Nanosecond))
+		d = actors.Earliest(d, c.leaseFrom().Add(c.lease+time.Nanosecond))
 	}
 	if j := c.job; j != nil && j.done && c.link.IsRegistered() {
 		d = actors.Earliest(d, j.lastSent.Add(time.Second))
@@ -294,13 +294,22 @@ func (c *Core) running() []*messages.JobRef {
 	return []*messages.JobRef{c.job.ref}
 }
 
+// leaseFrom is when the lease on the job last renewed: the send time of the
+// last heartbeat the dispatcher acknowledged.
+func (c *Core) leaseFrom() time.Time {
+	if plant.On(plant.LeaseFromLastContact) {
+		return c.lastContact
+	}
+	return c.lastAck
+}
+
 func (c *Core) tick(now time.Time) []actors.Effect {
 	var fx []actors.Effect
 	if c.link.IsRegistered() && now.Sub(c.lastContact) > c.deadAfter {
 		c.link.Lost(c.lastContact)
 		fx = append(fx, actors.Warn("dispatcher stopped answering", "dispatcher", string(c.cfg.Dispatcher), "silent_for", now.Sub(c.lastContact).String()))
 	}
-	if j := c.job; j != nil && !j.done && !j.abandoned && now.Sub(c.lastAck) > c.lease && !plant.On(plant.LeaseIgnored) {
+	if j := c.job; j != nil && !j.done && !j.abandoned && now.Sub(c.leaseFrom()) > c.lease && !plant.On(plant.LeaseIgnored) {
 		fx = append(fx, c.abandon(fmt.Sprintf("lease lapsed: no acknowledgement from the dispatcher for %s", c.lease))...)
 	}
 	if !c.link.IsRegistered() {
@@ -420,7 +429,7 @@ func (c *Core) runJob(now time.Time, from actors.Addr, m *messages.RunJob) []act
 		c.stale++
 		return []actors.Effect{actors.Warn("RunJob rejected", "error", err.Error())}
 	}
-	if !c.link.IsRegistered() || (now.Sub(c.lastAck) > c.lease && !plant.On(plant.LeaseIgnored)) {
+	if !c.link.IsRegistered() || (now.Sub(c.leaseFrom()) > c.lease && !plant.On(plant.LeaseIgnored)) {
 		// Sent before the dispatcher lost track of us, or we could not hold
 		// it: our lease has lapsed (we were frozen). The dispatcher requeues it.
 		c.stale++
