@@ -31,16 +31,6 @@ const (
 	InvResultFile = "a recorded result's file exists, for its latest build, after any crash"
 )
 
-// strictCancel checks the cancel contract in full (see resultModel).
-var strictCancel = false
-
-// expectCancelResent makes the cancel check require that a runner coming
-// back (registering again) holding a cancelled job is told again. Today's
-// dispatcher never does (issue 11's bug C: CancelJob is sent once), so it
-// is off until that fix lands; then it must be true (the planted bug
-// CancelNotResent is caught only with it, and TestCancelResent runs).
-const expectCancelResent = false
-
 // buildJob names one job of one build.
 type buildJob struct {
 	repo, commit string
@@ -93,16 +83,12 @@ type model struct {
 	// ended is when each attempt's job process last ended on a runner
 	// (dispatcher job id and attempt: the runner knows no other name).
 	ended map[jobAttempt]time.Time
-	// registered is when the dispatcher last accepted each runner's registration.
-	registered map[string]time.Time
-	// cancelSent is when the dispatcher last sent a CancelJob for each job id.
-	cancelSent map[int64]time.Time
 }
 
 func newModel() *model {
 	return &model{jobs: map[buildJob]*modelJob{}, byID: map[int64]buildJob{}, heard: map[runnerKey]time.Time{},
 		rebuilds: map[buildJob]bool{}, files: map[string]int32{}, firstSeen: map[string]bool{},
-		ended: map[jobAttempt]time.Time{}, registered: map[string]time.Time{}, cancelSent: map[int64]time.Time{}}
+		ended: map[jobAttempt]time.Time{}}
 }
 
 func (m *model) job(k buildJob) *modelJob {
@@ -128,7 +114,6 @@ func (c *checker) modelStep(w *World, from actors.From, in any, fx []actors.Effe
 	case *messages.RegisterRunner:
 		if replied(fx, func(r *messages.RunnerRegistered) bool { return r.Accepted }) {
 			m.heard[runnerKey{msg.RunnerId, msg.Incarnation}] = w.now
-			m.registered[msg.RunnerId] = w.now
 		}
 	case *messages.Heartbeat:
 		if replied(fx, func(a *messages.HeartbeatAck) bool { return !a.Unknown && a.Epoch != 0 }) {
@@ -180,9 +165,6 @@ func (c *checker) modelStep(w *World, from actors.From, in any, fx []actors.Effe
 		case actors.Send:
 			if r, ok := e.Msg.(*messages.RunJob); ok {
 				c.assignedModel(r)
-			}
-			if cj, ok := e.Msg.(*messages.CancelJob); ok && cj.Report {
-				m.cancelSent[cj.GetRef().GetJobId()] = w.now
 			}
 		case actors.Unwatch:
 			if k, ok := c.byAddr[e.Addr]; ok {
@@ -240,26 +222,13 @@ func (c *checker) assignedModel(r *messages.RunJob) {
 func (c *checker) resultModel(w *World, k buildJob, mj *modelJob, r *messages.Result) {
 	if mj.cancelled {
 		c.checked[InvCancel] = true
-		// An attempt that had already ended on its runner before the cancel
-		// could reach it (accepted, plus one network delay) has a result
-		// of its own, still in flight: it may be recorded. One that ended
-		// later must not be, at least once its runner registered again
-		// after the cancel and the dispatcher did not tell it again (a
-		// CancelJob it sent and the network lost is the network's doing).
-		//
-		// The contract is stricter: once a cancel is accepted, no other
-		// result. Today's dispatcher sends CancelJob once, so a CancelJob
-		// the network drops lets the runner's own result be recorded later
-		// (seeds 1369, 1623, 2395, 3127 of the default sweep, with the
-		// strict rule): a dispatcher fix is due (record a cancelled job's
-		// late result as cancelled, or resend CancelJob with each
-		// heartbeat's answer), and then strictCancel can be true.
+		// Once a cancel is accepted, the only result that may be recorded
+		// is cancelled, or one of an attempt that had already ended on its
+		// runner before the cancel could reach it (accepted, plus one
+		// network delay): that result is still in flight and was first.
 		ended, ok := c.model.ended[jobAttempt{r.GetJob().GetId(), r.Attempt}]
 		finishedFirst := ok && !ended.After(mj.cancelBy)
-		reg, told := c.model.registered[r.RunnerId]
-		sent, resent := c.model.cancelSent[r.GetJob().GetId()]
-		notToldAgain := told && reg.After(mj.cancelBy) && (!ok || !reg.After(ended)) && (!resent || sent.Before(reg))
-		if r.Status != messages.Status_STATUS_CANCELLED && !finishedFirst && (strictCancel || (expectCancelResent && notToldAgain)) {
+		if r.Status != messages.Status_STATUS_CANCELLED && !finishedFirst {
 			c.fail(InvCancel, "%s was cancelled before any result, then recorded %s", k, r.Status.Name())
 		}
 		return

@@ -285,12 +285,8 @@ func TestPoisonViolationsInOrder(t *testing.T) {
 
 // TestCancelResent: a runner that registers again holding a job cancelled
 // meanwhile (the simulated user cancels just after a dispatcher restart)
-// is told again, so the cancel wins (issue 11's bug C). Runs once
-// expectCancelResent is on, that is once the dispatcher's fix lands.
+// is told again, so the cancel wins (issue 11's bug C).
 func TestCancelResent(t *testing.T) {
-	if !expectCancelResent {
-		t.Skip("bug C open: the dispatcher sends CancelJob once; turn expectCancelResent on with its fix")
-	}
 	for seed := uint64(1); seed <= 300; seed++ {
 		if r := Run(Config{Seed: seed, Faults: AllFaults}); !r.OK() {
 			t.Fatalf("seed %d: %s", seed, r.Violations[0])
