@@ -155,19 +155,29 @@ func (s *Summary) Efficacy() float64 {
 
 // Enumerate returns every mutant of the files (relative to root).
 func Enumerate(root string, files []string) ([]Mutant, error) {
+	all, _, err := enumerate(root, files)
+	return all, err
+}
+
+// enumerate also returns the sources it read, by file, so that mutants are
+// made from the text their offsets were found in even if the tree changes
+// during a run.
+func enumerate(root string, files []string) ([]Mutant, map[string][]byte, error) {
 	var all []Mutant
+	srcs := map[string][]byte{}
 	for _, f := range files {
 		src, err := os.ReadFile(filepath.Join(root, f))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ms, err := Sites(f, src)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		srcs[f] = src
 		all = append(all, ms...)
 	}
-	return all, nil
+	return all, srcs, nil
 }
 
 // Run samples the mutants of cfg.Files, checks that the unmodified tree
@@ -175,7 +185,7 @@ func Enumerate(root string, files []string) ([]Mutant, error) {
 // prints progress and the report to cfg.Out.
 func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	start := time.Now()
-	all, err := Enumerate(cfg.Root, cfg.Files)
+	all, srcs, err := enumerate(cfg.Root, cfg.Files)
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +219,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				r := judgeMutant(ctx, cfg, tmp, i, sample[i])
+				r := judgeMutant(ctx, cfg, tmp, i, sample[i], srcs[sample[i].File])
 				mu.Lock()
 				results[i] = r
 				done++
@@ -289,10 +299,10 @@ func kindCounts(ms []Mutant) string {
 
 // judgeMutant writes the mutant and its overlay into dir, checks that the
 // mutated package compiles, and runs the judge.
-func judgeMutant(ctx context.Context, cfg Config, dir string, i int, m Mutant) Result {
+func judgeMutant(ctx context.Context, cfg Config, dir string, i int, m Mutant, src []byte) Result {
 	start := time.Now()
 	r := Result{Mutant: m}
-	overlay, err := writeMutant(cfg.Root, dir, i, m)
+	overlay, err := writeMutant(cfg.Root, dir, i, m, src)
 	if err != nil {
 		r.Verdict, r.By = NotCompiled, err.Error()
 	} else {
@@ -302,14 +312,10 @@ func judgeMutant(ctx context.Context, cfg Config, dir string, i int, m Mutant) R
 	return r
 }
 
-// writeMutant writes m's file, mutated, into dir, and the overlay file
-// that puts it in place of the original for the go command.
-func writeMutant(root, dir string, i int, m Mutant) (overlay string, err error) {
+// writeMutant writes m's file (src, mutated) into dir, and the overlay
+// file that puts it in place of the original for the go command.
+func writeMutant(root, dir string, i int, m Mutant, src []byte) (overlay string, err error) {
 	orig := filepath.Join(root, m.File)
-	src, err := os.ReadFile(orig)
-	if err != nil {
-		return "", err
-	}
 	mutated := filepath.Join(dir, fmt.Sprintf("m%04d-%s", i, filepath.Base(m.File)))
 	if err := os.WriteFile(mutated, Apply(src, m), 0o644); err != nil {
 		return "", fmt.Errorf("write mutant: %w", err)
