@@ -54,7 +54,7 @@ sim:
 # picks the sample (0: a new one, printed so that it can be replayed);
 # MUTANTS_FLAGS adds flags, for example -timeout 2m or -list.
 MUTANTS_SEED ?= 0
-MUTANTS_N ?= 250
+MUTANTS_N ?= 300
 mutants:
 	$(GO) run ./internal/mutate/cmd -seed $(MUTANTS_SEED) -n $(MUTANTS_N) $(MUTANTS_FLAGS)
 

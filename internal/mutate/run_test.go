@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,4 +131,23 @@ func TestMax(t *testing.T) {
 	require.Equal(t, TimedOut, v)
 	s := &Summary{Results: []Result{{Verdict: TimedOut}, {Verdict: Survived}, {Verdict: NotCompiled}}}
 	require.InDelta(t, 0.5, s.Efficacy(), 1e-9, "a timeout counts as killed, a mutant that does not compile not at all")
+}
+
+func TestToleratedFailures(t *testing.T) {
+	st := Step{Tolerated: "trace differs from"}
+	golden := "    --- FAIL: TestScenarios/a (0.01s)\n        sim_test.go:153: trace differs from a.trace at line 3\n"
+	invariant := "    --- FAIL: TestScenarios/b (0.01s)\n        sim_test.go:135: b (once: x): [never two attempts]\n"
+	for _, c := range []struct {
+		name string
+		out  string
+		want bool
+	}{
+		{"golden diffs only", "--- FAIL: TestScenarios (0.02s)\n" + golden + strings.Replace(golden, "/a", "/c", 1), true},
+		{"an invariant too", "--- FAIL: TestScenarios (0.02s)\n" + golden + invariant, false},
+		{"a panic", "--- FAIL: TestScenarios (0.02s)\n" + golden + "panic: boom\n", false},
+		{"no subtest named", "FAIL\n", false},
+	} {
+		t.Run(c.name, func(t *testing.T) { require.Equal(t, c.want, st.tolerates(c.out)) })
+	}
+	require.False(t, Step{}.tolerates("    --- FAIL: T/a\ntrace differs from\n"), "nothing tolerated unless asked")
 }
