@@ -239,6 +239,13 @@ func (s *scan) removeAssign(st *ast.AssignStmt) {
 	if call := effectAppendCall(st, s.effectSlices); call != nil && allNotes(call.Args[1:]) {
 		return
 	}
+	for _, r := range st.Rhs {
+		if id, ok := r.(*ast.Ident); ok && id.Name == "nil" {
+			// `_ = nil` does not compile, and nil computes nothing: drop it all.
+			s.add(st.Pos(), Removed, "removed: "+short(s.text(st)), Edit{Off: s.off(st.Pos()), End: s.off(st.End())})
+			return
+		}
+	}
 	blanks := strings.TrimSuffix(strings.Repeat("_, ", len(st.Lhs)), ", ")
 	s.add(st.Pos(), Removed, "removed: "+short(s.text(st)),
 		Edit{Off: s.off(st.Pos()), End: s.off(st.TokPos) + len(st.Tok.String()), Text: blanks + " ="})

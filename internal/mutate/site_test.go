@@ -121,3 +121,12 @@ func TestDiscoverFindsCoresByPattern(t *testing.T) {
 	_, err = Discover(t.TempDir(), CorePatterns)
 	require.ErrorContains(t, err, "no file")
 }
+
+func TestRemovedNilAssignmentCompiles(t *testing.T) {
+	src := []byte("package p\n\nfunc (c *Core) f() {\n\tc.job = nil\n\tc.n = g()\n}\n")
+	ms, err := Sites("p.go", src)
+	require.NoError(t, err)
+	require.Len(t, ms, 2)
+	require.Equal(t, "package p\n\nfunc (c *Core) f() {\n\t\n\tc.n = g()\n}\n", string(Apply(src, ms[0])), "nil: the statement goes")
+	require.Equal(t, "package p\n\nfunc (c *Core) f() {\n\tc.job = nil\n\t_ = g()\n}\n", string(Apply(src, ms[1])), "a call: its value is dropped, the call stays")
+}
