@@ -23,10 +23,19 @@
 //
 // Each mutant is compiled and tested in place through `go test -overlay`,
 // which swaps one file for its mutated copy without touching the tree.
-// Sites that only shape a trace note (actors.Info, Warn, Debug, Refused)
-// or live in a planted bug (plant.On, compiled out of every normal build)
-// are not mutated: the contract says nothing of log lines, and dead code
-// cannot be killed.
+// Sites that only shape a trace note (actors.Info, Warn, Debug, Refused),
+// live in a planted bug (plant.On, compiled out of every normal build) or
+// in a Digest method (the state hash the checker uses) are not mutated:
+// the contract says nothing of log lines, dead code cannot be killed, and
+// a digest is the checker's instrument, not behaviour.
+//
+// The judge (DefaultJudge) is `go test ./sim/` without the frozen
+// scenarios, the scenarios for their invariants only (a golden-trace diff
+// alone kills nothing: any change of behaviour makes one), and
+// `go test ./property_test/` with rapid seeded by the sample's seed. The
+// unmodified tree must pass it first. A mutant that outlasts the timeout
+// counts as killed; one that does not compile is left out of the efficacy,
+// killed / (killed + survived).
 //
 // mutate is a development tool: nothing in the product imports it.
 package mutate
