@@ -1,4 +1,4 @@
-// Package volt_test keeps the import rules of STYLE.md §2 true: each
+// Package volt_test keeps the import rules of docs/style.md (packages) true: each
 // package may import only what its row of the table allows.
 package volt_test
 
@@ -55,14 +55,14 @@ func TestImportRules(t *testing.T) {
 			for _, imp := range p.Imports {
 				for _, ban := range bans {
 					if imp == ban || (strings.HasSuffix(ban, "/") && strings.HasPrefix(imp, ban)) || strings.HasPrefix(imp, ban+"/") {
-						t.Errorf("%s imports %s, which STYLE.md §2 forbids", p.ImportPath, imp)
+						t.Errorf("%s imports %s, which docs/style.md forbids", p.ImportPath, imp)
 					}
 				}
 			}
 			for _, dep := range p.Deps {
 				for _, ban := range bans {
 					if strings.HasPrefix(ban, module) && (dep == ban || strings.HasPrefix(dep, ban+"/") || (strings.HasSuffix(ban, "/") && strings.HasPrefix(dep, ban))) {
-						t.Errorf("%s depends on %s, which STYLE.md §2 forbids", p.ImportPath, dep)
+						t.Errorf("%s depends on %s, which docs/style.md forbids", p.ImportPath, dep)
 					}
 				}
 			}

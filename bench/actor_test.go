@@ -23,7 +23,7 @@ import (
 // as cluster.Node.StartDispatcher spawns it), a fake observer that sends
 // CommitObserved messages of obsBatch commits each, a fake reporter that
 // acknowledges every ResultRecorded, and `runners` tiny runner actors that
-// register, heartbeat every second (DESIGN.md's timers) and answer each
+// register, heartbeat every second (the timers of docs/contract.md) and answer each
 // RunJob at once with a passed JobFinished.
 
 const (

@@ -349,7 +349,7 @@ func (e *jobExecutor) Execute(ctx context.Context, run *messages.RunJob, out io.
 	return res
 }
 
-// jobEnv is the job's variables (DESIGN.md, Jobs and builds) and
+// jobEnv is the job's variables (docs/contract.md, Addresses, ports and defaults) and
 // .volt.yml's env; the executor adds PATH, HOME, TMPDIR, LANG and
 // --pass-env's, never the rest of the runner's environment.
 func jobEnv(run *messages.RunJob, spec *jobspec.Spec) []string {

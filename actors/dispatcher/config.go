@@ -7,7 +7,7 @@ import (
 	"github.com/voltci/volt/jobspec"
 )
 
-// Config holds the dispatcher's timers and limits (DESIGN.md, Timers).
+// Config holds the dispatcher's timers and limits (docs/contract.md, Liveness and leases).
 type Config struct {
 	// Heartbeat is how often runners send a heartbeat.
 	Heartbeat time.Duration

@@ -12,7 +12,7 @@ import (
 	"github.com/voltci/volt/gitexec"
 )
 
-// Exit codes (DESIGN.md, Exit codes).
+// Exit codes (docs/contract.md, Formats).
 const (
 	exitOK       = 0
 	exitRuntime  = 1

@@ -16,7 +16,7 @@ import (
 	"github.com/voltci/volt/web"
 )
 
-// Runner defaults (DESIGN.md, Who finds whom).
+// Runner defaults (docs/contract.md, Addresses, ports and defaults).
 const (
 	runnerPortFirst  = 8900
 	runnerPortLast   = 9000
