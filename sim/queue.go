@@ -19,6 +19,7 @@ const (
 	evAsk                      // a job asks for its secrets
 	evAdmin                    // the operator changes or lists secrets
 	evSnoop                    // the malicious peer sends its next secret forgery
+	evWork                     // a host's work off the actor ends (a store write, a git read)
 )
 
 // event is one entry of the world's queue.
