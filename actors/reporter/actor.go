@@ -7,6 +7,7 @@ import (
 
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/host"
+	"github.com/voltci/volt/actors/plant"
 	"github.com/voltci/volt/messages"
 )
 
@@ -113,11 +114,17 @@ func (s *Shell) Record(e Record) {
 		s.h.StoreFailed("record a result", err)
 		return
 	}
-	if inserted {
+	// The file is written for a duplicate too (atomically, the latest
+	// build winning): a crash between the insert and the file must not
+	// lose the file for good, and the result is acknowledged only once
+	// its file is written.
+	if inserted || !plant.On(plant.ResultFileNotRewritten) {
 		if err := s.store.WriteResultFile(e.Result); err != nil {
 			s.h.StoreFailed("write a result file", err)
 			return
 		}
+	}
+	if inserted {
 		s.recorded++
 		s.h.Log(actors.Info("result recorded", "repo", e.Result.Job.RepoName, "commit", e.Result.Job.Commit,
 			"build", e.Result.Job.Build, "status", e.Result.Status.Name()))
