@@ -139,9 +139,14 @@ func (s *Shell) Record(e Record) {
 // AppendLog implements Effects.
 func (s *Shell) AppendLog(e AppendLog) {
 	c := e.Chunk
-	if _, err := s.store.AppendLog(c.Job, c.Attempt, c.Offset, c.Data); err != nil {
-		s.h.Log(actors.Note{Level: slog.LevelError, Msg: "log chunk not stored", Args: []any{"job", c.Job.Id, "writer", e.Writer.String(), "error", err}})
+	if !s.h.StoreReady() {
+		return // the runner sends what the reporter does not hold again
 	}
+	if _, err := s.store.AppendLog(c.Job, c.Attempt, c.Offset, c.Data); err != nil {
+		s.h.StoreFailed("store a log chunk", fmt.Errorf("job %d attempt %d from %s: %w", c.Job.Id, c.Attempt, e.Writer.String(), err))
+		return
+	}
+	s.h.StoreOK()
 }
 
 // CloseLog implements Effects.
