@@ -335,7 +335,6 @@ func (w *World) handle(e event) {
 		n.tickAt = time.Time{}
 		n.lastTick = w.now
 		w.step(n, local, actors.Tick{})
-		w.scheduleTick(n)
 	case evWork:
 		n := w.nodes[e.node]
 		switch {

@@ -48,6 +48,9 @@ type Shell struct {
 	core  *Core
 	// gathering is the batch gathering since the last hand-over; nil if none.
 	gathering *gathered
+	// spare is the last batch handed over, its indexes cleared for reuse
+	// (its Batch went with it).
+	spare *gathered
 }
 
 // gathered is a batch being gathered, with each job and cursor once.
@@ -67,7 +70,7 @@ func (s *Shell) Core() *Core { return s.core }
 // Start implements host.Role: a new core with a new epoch, recovered from
 // what is durable.
 func (s *Shell) Start(h *host.Host, now time.Time) (host.Core, []actors.Effect) {
-	s.h, s.gathering = h, nil
+	s.h, s.gathering, s.spare = h, nil, nil
 	jobs, cursors, maxID, err := s.store.LoadQueue()
 	if err != nil {
 		panic(fmt.Errorf("load the dispatcher's queue: %w", err))
@@ -155,7 +158,13 @@ func (s *Shell) Take() any {
 	if b == nil {
 		return Batch{}
 	}
-	return b.Batch
+	batch := b.Batch
+	b.Batch = Batch{}
+	clear(b.jobs)
+	clear(b.cursors)
+	clear(b.incs)
+	s.spare = b
+	return batch
 }
 
 // Save implements host.Journal.
@@ -208,7 +217,10 @@ func (s *Shell) add(p Persist) bool {
 	}
 	b := s.gathering
 	if b == nil {
-		b = &gathered{jobs: map[int64]int{}, cursors: map[pair]int{}, incs: map[string]int{}}
+		b, s.spare = s.spare, nil
+		if b == nil {
+			b = &gathered{jobs: map[int64]int{}, cursors: map[pair]int{}, incs: map[string]int{}}
+		}
 		s.gathering = b
 	}
 	for _, j := range p.Jobs {
