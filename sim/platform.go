@@ -68,6 +68,9 @@ func (p *platform) Exit(_ int, reason string) {
 }
 
 func (p *platform) Log(e actors.Note) {
+	if e.Msg == host.Unhandled {
+		panic(fmt.Sprintf("sim: %s %s", host.Unhandled, formatArgs(e.Args)))
+	}
 	if !p.alive() {
 		return
 	}

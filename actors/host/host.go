@@ -76,6 +76,12 @@ type Role interface {
 // dispatcher adds its store's health to status replies).
 type Outbox interface{ Outgoing(msg proto.Message) }
 
+// Unhandled is the message of the ERROR a host logs for an effect neither
+// it nor its role carries out: a role effect type without Apply (the
+// visitor makes one with Apply fail to compile until its handler exists).
+// The simulator fails on it.
+const Unhandled = "effect not carried out: this is a bug"
+
 // Stopper is a Role that has work to end when the host stops (job
 // processes, git reads).
 type Stopper interface{ Stop() }
@@ -298,7 +304,7 @@ func (h *Host) do(e actors.Effect) {
 		h.p.Exit(e.Code, e.Reason)
 	default:
 		if !h.role.Do(e) {
-			h.p.Log(actors.Note{Level: slog.LevelError, Msg: "effect not carried out: this is a bug", Args: []any{"effect", typeName(e)}})
+			h.p.Log(actors.Note{Level: slog.LevelError, Msg: Unhandled, Args: []any{"effect", typeName(e)}})
 		}
 	}
 }
