@@ -5,6 +5,7 @@ package volt_test
 import (
 	"encoding/json"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -26,6 +27,12 @@ var forbidden = map[string][]string{
 	"cmd/volt":     {"testing"},
 }
 
+// required maps a package to imports it must have: the simulator runs the
+// roles' own shells (actors/host), not an effect executor of its own.
+var required = map[string][]string{
+	"sim": {module + "/actors/host"},
+}
+
 type pkg struct {
 	ImportPath string
 	Imports    []string
@@ -45,6 +52,12 @@ func TestImportRules(t *testing.T) {
 			t.Fatal(err)
 		}
 		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
+		for _, need := range required[rel] {
+			checked++
+			if !slices.Contains(p.Imports, need) {
+				t.Errorf("%s does not import %s: the simulator must run the roles' shells through it", p.ImportPath, need)
+			}
+		}
 		for prefix, bans := range forbidden {
 			if rel != prefix && !strings.HasPrefix(rel, prefix+"/") {
 				continue

@@ -30,6 +30,9 @@ type Env struct {
 	Clock func() time.Time
 	// OnExit ends the process; called once for an Exit effect.
 	OnExit func(code int, reason string)
+	// StoreRetry is the first backoff after a failed store write (it
+	// doubles up to 5 s); zero means 100 ms. Tests shorten it.
+	StoreRetry time.Duration
 }
 
 // Shell carries out the effects every core shares (Send, Register, Watch,

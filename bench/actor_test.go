@@ -19,7 +19,7 @@ import (
 )
 
 // Target 7 through the real dispatcher actor: one in-process Proto.Actor
-// system (no remote) holding the dispatcher actor (actors/dispatcher.Actor,
+// system (no remote) holding the dispatcher actor (actors/dispatcher.NewActor: the host.Actor around dispatcher.Shell,
 // as cluster.Node.StartDispatcher spawns it), a fake observer that sends
 // CommitObserved messages of obsBatch commits each, a fake reporter that
 // acknowledges every ResultRecorded, and `runners` tiny runner actors that
@@ -404,7 +404,7 @@ func (r *actorRig) status(b *testing.B) *messages.StatusReply {
 }
 
 // BenchmarkDispatcherActor is target 7 measured through the real dispatcher
-// actor (actors/dispatcher.Actor, its Proto.Actor mailbox and shell) in one
+// actor (actors/dispatcher.NewActor: the host.Actor around dispatcher.Shell, its Proto.Actor mailbox and shell) in one
 // process, with `runners` registered runner actors that heartbeat every
 // second and finish each job at once. The store is a no-op (store=none) or
 // a real SQLite store.DB (store=sqlite), in which case every queue change

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -204,6 +205,9 @@ func (n *Node) jobSandbox(id string, setup RunnerSetup) (*gitexec.Executor, erro
 // queueStore adapts store.DB to the dispatcher's Store port.
 type queueStore struct{ db *store.DB }
 
+// Path names the database for the ERROR a failing write logs.
+func (q queueStore) Path() string { return filepath.Join(q.db.Dir(), store.FileName) }
+
 // QueueStore is the dispatcher's Store on db, as StartDispatcher uses it:
 // for benchmarks and tests that run the dispatcher actor themselves.
 func QueueStore(db *store.DB) dispatcher.Store { return queueStore{db} }
@@ -241,6 +245,9 @@ func (q queueStore) Archived(repo string, commits []string) (map[string]int64, e
 
 // resultStore adapts store.DB to the reporter's Store port.
 type resultStore struct{ db *store.DB }
+
+// Path names the data directory for the ERROR a failing write logs.
+func (s resultStore) Path() string { return s.db.Dir() }
 
 func (s resultStore) RecordResult(r *messages.Result) (bool, error) { return s.db.RecordResult(r) }
 func (s resultStore) AppendLog(job *messages.Job, attempt int32, offset int64, data []byte) (int64, error) {

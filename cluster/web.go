@@ -93,7 +93,7 @@ func (n *Node) StartObserverTimed(cfg observer.Config, repos []*gitexec.Repo, on
 	}
 	return n.Spawn(ObserverName, func() actor.Actor {
 		a := observer.NewActor(cfg, rd, n.Env("observer"))
-		a.OnPoll = onPoll
+		a.SetOnPoll(onPoll)
 		return a
 	})
 }

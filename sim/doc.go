@@ -12,8 +12,14 @@
 // every role (see malicious.go). Every node proves an identity to the nodes
 // it sends to, as mutual TLS would.
 //
-// It runs the production cores from actors/ unchanged; only the driver
-// differs. A Checker verifies the safety invariants after every step
+// It runs the production cores from actors/ unchanged, inside their
+// production shells: each node is an actors/host Host, whose platform is
+// the world (platform.go), around its role's own Shell (group commit, the
+// reporter's records and result files, job starts and cancels, polls);
+// the world supplies only fakes of the roles' ports (ports.go). A node can
+// crash between two effects of one step and while a batch is written, and
+// a store can refuse writes (fault kinds crashpoint, batchcrash,
+// storefail). A Checker verifies the safety invariants after every step
 // (among them that nothing the malicious peer sends changes a core's state
 // or makes a runner run a job, and that a secret's value goes only to the
 // runner running its job's current attempt, only when its binding serves

@@ -56,12 +56,24 @@ const (
 	// that lists it has one to three bursts, and every other draw is the
 	// same as without it.
 	FaultMalicious FaultKind = "malicious"
+	// FaultCrashPoint lets a role (the dispatcher, the reporter, the
+	// observer or a runner) crash between two effects of one step for a
+	// while; the reporter's next result file is struck between the insert
+	// of its result and the file. The role restarts within 2 s.
+	FaultCrashPoint FaultKind = "crashpoint"
+	// FaultBatchCrash crashes the dispatcher while its next group-commit
+	// batch is being written: the batch is lost.
+	FaultBatchCrash FaultKind = "batchcrash"
+	// FaultStoreFail makes the dispatcher's or the reporter's store refuse
+	// every write for a while (a full disk): the role must retry, not stop.
+	FaultStoreFail FaultKind = "storefail"
 )
 
 // AllFaults lists every kind except dispatcher-loss, which ends liveness
 // checking and so is asked for explicitly.
 var AllFaults = []FaultKind{FaultCrash, FaultHang, FaultRestart, FaultReplace, FaultDispatcher, FaultObserver, FaultReporter,
-	FaultPartition, FaultDrop, FaultDup, FaultDelay, FaultSlowGit, FaultForcePush, FaultPoison, FaultMalicious}
+	FaultPartition, FaultDrop, FaultDup, FaultDelay, FaultSlowGit, FaultForcePush, FaultPoison,
+	FaultCrashPoint, FaultBatchCrash, FaultStoreFail, FaultMalicious}
 
 // ParseFaults reads a comma-separated list of fault kinds ("all" for AllFaults).
 func ParseFaults(s string) ([]FaultKind, error) {
@@ -173,6 +185,11 @@ func drawSchedule(rng, mal *rand.Rand, kinds []FaultKind, runners int, d time.Du
 			}
 			lost = true
 			f.Length = -1
+		case FaultCrashPoint:
+			f.Target = rng.IntN(4 * runners)
+			f.Length = around(rng, 10*time.Second)
+		case FaultStoreFail:
+			f.Length = around(rng, 10*time.Second)
 		case FaultDrop, FaultDup, FaultDelay, FaultSlowGit:
 			f.Length = time.Second + time.Duration(rng.Int64N(int64(8*time.Second)))
 		}

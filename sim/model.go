@@ -107,10 +107,16 @@ func (j *modelJob) lost() int32 {
 	return j.attempts - int32(len(j.released))
 }
 
-// modelStep runs the model over one dispatcher step.
-func (c *checker) modelStep(w *World, from actors.From, in any, fx []actors.Effect) {
+// heardStep runs the parts of the model that must see a dispatcher step
+// as its core takes it (its effects may be carried out later, behind a
+// batch): whom it heard from in a way that renews a runner's liveness (an
+// accepted registration, an acknowledged heartbeat, a result it records),
+// and which runners it declares dead by deadline, judged by the same clock.
+func (c *checker) heardStep(w *World, in any, fx []actors.Effect) {
 	m := c.model
 	switch msg := in.(type) {
+	case actors.Tick:
+		c.deadlineLosses(w, fx) // judged as the core decides, by the same clock
 	case *messages.RegisterRunner:
 		if replied(fx, func(r *messages.RunnerRegistered) bool { return r.Accepted }) {
 			m.heard[runnerKey{msg.RunnerId, msg.Incarnation}] = w.now
@@ -119,6 +125,23 @@ func (c *checker) modelStep(w *World, from actors.From, in any, fx []actors.Effe
 		if replied(fx, func(a *messages.HeartbeatAck) bool { return !a.Unknown && a.Epoch != 0 }) {
 			m.heard[runnerKey{msg.RunnerId, msg.Incarnation}] = w.now
 		}
+	case *messages.JobFinished:
+		for _, e := range fx {
+			if p, ok := e.(dispatcher.Persist); ok {
+				for _, j := range p.Jobs {
+					if j.State == messages.JobState_JOB_STATE_DONE {
+						m.heard[runnerKey{msg.RunnerId, msg.Incarnation}] = w.now
+					}
+				}
+			}
+		}
+	}
+}
+
+// modelStep runs the model over one dispatcher step.
+func (c *checker) modelStep(w *World, from actors.From, in any, fx []actors.Effect) {
+	m := c.model
+	switch msg := in.(type) {
 	case *messages.RunnerStopping:
 		if from.Who.IsRunner(msg.RunnerId) && msg.Incarnation == c.maxInc[msg.RunnerId] && c.byAddr[from.Addr] == (runnerKey{msg.RunnerId, msg.Incarnation}) {
 			for _, ref := range msg.Released {
@@ -127,8 +150,6 @@ func (c *checker) modelStep(w *World, from actors.From, in any, fx []actors.Effe
 				}
 			}
 		}
-	case actors.Tick:
-		c.deadlineLosses(w, fx)
 	case *messages.CancelRequest:
 		if from.Who == adminWho {
 			c.cancelAsked(msg, fx)
@@ -157,9 +178,6 @@ func (c *checker) modelStep(w *World, from actors.From, in any, fx []actors.Effe
 					continue
 				}
 				mj.recorded = true
-				if fin, ok := in.(*messages.JobFinished); ok {
-					m.heard[runnerKey{fin.RunnerId, fin.Incarnation}] = w.now
-				}
 				c.resultModel(w, k, mj, j.Result)
 			}
 		case actors.Send:

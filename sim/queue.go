@@ -20,6 +20,7 @@ const (
 	evAdmin                    // the operator changes or lists secrets
 	evSnoop                    // the malicious peer sends its next secret forgery
 	evUser                     // the simulated user cancels or rebuilds (user.go)
+	evWork                     // a host's work off the actor ends (a store write, a git read)
 )
 
 // event is one entry of the world's queue.

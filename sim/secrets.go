@@ -199,6 +199,16 @@ func isSecretInput(msg any) bool {
 	return false
 }
 
+// isSecretReply reports whether msg is the dispatcher's answer to secret
+// traffic.
+func isSecretReply(msg any) bool {
+	switch msg.(type) {
+	case *messages.SecretGrant, *messages.SecretSetReply, *messages.SecretListReply:
+		return true
+	}
+	return false
+}
+
 // newSecRand is the secret streams' seed: the runners' and operator's
 // (which 0), the malicious peer's (which 1).
 func newSecRand(seed uint64, which uint64) *rand.Rand {

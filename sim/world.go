@@ -12,6 +12,7 @@ import (
 
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/dispatcher"
+	"github.com/voltci/volt/actors/host"
 	"github.com/voltci/volt/actors/observer"
 	"github.com/voltci/volt/actors/reporter"
 	"github.com/voltci/volt/actors/runner"
@@ -87,6 +88,17 @@ type node struct {
 	obs  *observer.Core
 	rep  *reporter.Core
 	run  *runner.Core
+	// host is the shell the node's core runs in (actors/host), as in
+	// production; its platform is the world (platform.go).
+	sh *host.Host
+	// forging is set while a malicious peer's forgery is handed to the host.
+	forging *forgery
+	// stale is set while a message from an older runner incarnation is
+	// handed to the dispatcher's host: the checker compares the core's
+	// digest before and after the step (staleStep).
+	stale *staleCheck
+	// crashPoints: until then, a step may crash between two of its effects.
+	crashPoints time.Time
 
 	runnerID  string
 	inc       int64 // a runner's incarnation
@@ -125,6 +137,7 @@ type World struct {
 	byAddr   map[actors.Addr]int
 	watchers map[actors.Addr][]actors.Addr
 	store    *durable
+	results  *results
 	repo     *Repo
 	check    *checker
 
@@ -160,6 +173,13 @@ type World struct {
 	poll      time.Duration
 	noSecrets bool
 
+	// Store faults and crash points (fault kinds storefail, crashpoint,
+	// batchcrash): when each role's store refuses writes until, and
+	// whether the next batch or result file is struck by a crash.
+	storeFaults map[role]time.Time
+	batchCrash  bool
+	fileCrash   bool
+
 	// net, when set, is the stream the network draws on instead of rng:
 	// while a forgery's effects are carried out (mal, or malSec for a
 	// secret forgery) and while secret traffic is (sec), so that they
@@ -178,6 +198,7 @@ func New(cfg Config) *World {
 		byAddr:   map[actors.Addr]int{},
 		watchers: map[actors.Addr][]actors.Addr{},
 		store:    newDurable(),
+		results:  newResults(),
 		repo:     newRepo("main", "dev"),
 		blocked:  map[[2]string]int{},
 		hash:     fnv.New64a().Sum64(),
@@ -330,6 +351,16 @@ func (w *World) handle(e event) {
 		n.tickAt = time.Time{}
 		n.lastTick = w.now
 		w.step(n, local, actors.Tick{})
+	case evWork:
+		n := w.nodes[e.node]
+		switch {
+		case !n.up || e.gen != n.gen:
+			// The process died before its work ended: a write in flight is lost.
+		case n.hung:
+			n.inbox = append(n.inbox, e)
+		default:
+			w.step(n, local, e.msg.(func() any)())
+		}
 	case evJobEnd:
 		n := w.nodes[e.node]
 		if n.proc == nil || n.proc.id != uint64(e.arg) || e.gen != n.gen {
@@ -354,6 +385,12 @@ func (w *World) handle(e event) {
 		w.inject(f)
 	case evRestart:
 		n := w.nodes[e.node]
+		if e.arg == crashNow {
+			if n.up && e.gen == n.gen {
+				w.crash(n, time.Duration(w.rng.Int64N(int64(2*time.Second))))
+			}
+			return
+		}
 		if !n.up && !w.isLost(n) && !n.zombie {
 			w.boot(n)
 		}
@@ -419,48 +456,42 @@ func (w *World) boot(n *node) {
 	n.gen++
 	n.inbox = nil
 	n.tickAt = time.Time{}
-	var fx []actors.Effect
+	n.forging = nil
+	n.crashPoints = time.Time{}
 	disp := w.dispatcherNode().addr
+	p := &platform{w: w, n: n, gen: n.gen}
+	// The roles' own shells, on fakes of their ports (ports.go).
+	var role host.Role
 	switch n.role {
 	case roleDispatcher:
-		cfg := w.dispCfg
-		cfg.Epoch = w.now.UnixNano()
-		n.epoch = cfg.Epoch
-		n.disp = dispatcher.New(cfg)
-		fx = n.disp.Recover(w.now, w.store.load())
+		n.epoch = w.now.UnixNano() // the shell's epoch: its start time
+		role = dispatcher.NewShell(w.dispCfg, &dispStore{p: p, d: w.store, secretStore: w.secrets})
 		w.check.dispatcherBooted()
 	case roleObserver:
-		n.obs = observer.New(observer.Config{ID: "observer", Dispatcher: disp, Poll: w.poll, Grace: w.cfg.RunnerGrace,
-			MaxBacklog: 5, Repos: []*messages.WatchedRepo{{Url: w.repo.URL, Name: w.repo.Name, Branches: w.repo.order}}})
-		fx = n.obs.Start(w.now)
+		role = observer.NewShell(observer.Config{ID: "observer", Dispatcher: disp, Poll: w.poll, Grace: w.cfg.RunnerGrace,
+			MaxBacklog: 5, Repos: []*messages.WatchedRepo{{Url: w.repo.URL, Name: w.repo.Name, Branches: w.repo.order}}}, repoReader{w})
 	case roleReporter:
-		n.rep = reporter.New(reporter.Config{ID: "reporter", Dispatcher: disp})
-		fx = n.rep.Start(w.now)
+		role = reporter.NewShell(reporter.Config{ID: "reporter", Dispatcher: disp}, &resultStore{p: p, r: w.results})
 	case roleRunner:
 		// Each incarnation is its own actor (as in production), so a late
 		// PeerTerminated for the previous one cannot be mistaken for this one.
 		n.addr = actors.NewAddr(n.host, fmt.Sprintf("runner-%d-%d", n.idx, n.gen))
 		w.byAddr[n.addr] = n.idx
 		n.inc = w.now.UnixNano() + int64(n.idx)
-		n.run = runner.New(runner.Config{ID: n.runnerID, Incarnation: n.inc, Hostname: n.host,
-			Dispatcher: disp, Grace: w.cfg.RunnerGrace})
-		fx = n.run.Start(w.now)
+		role = runner.NewShell(runner.Config{ID: n.runnerID, Incarnation: n.inc, Hostname: n.host,
+			Dispatcher: disp, Grace: w.cfg.RunnerGrace}, jobs{p})
 	}
 	w.trace(n, "start", nil, fmt.Sprintf("generation %d", n.gen))
-	w.apply(n, fx)
-	w.scheduleTick(n)
+	n.disp = nil
+	n.sh = host.New(p, role)
+	n.sh.Start()
 }
 
 func (w *World) deadline(n *node) time.Time {
-	switch n.role {
-	case roleDispatcher:
-		return n.disp.Deadline()
-	case roleObserver:
-		return n.obs.Deadline()
-	case roleReporter:
-		return n.rep.Deadline()
+	if n.sh == nil || n.sh.Core() == nil {
+		return time.Time{}
 	}
-	return n.run.Deadline()
+	return n.sh.Deadline()
 }
 
 func (w *World) scheduleTick(n *node) {
@@ -486,45 +517,47 @@ func (w *World) scheduleTick(n *node) {
 	w.push(event{at: w.vt(d), kind: evTick, node: n.idx, gen: n.gen})
 }
 
-// step feeds one input to a node's core and carries out the effects.
+// step hands one input to a node's host, which feeds it to the core and
+// carries out the effects (the platform traces and checks the step).
 func (w *World) step(n *node, from actors.From, in any) {
-	var before uint64
-	stale := w.check.stale(n, in)
-	if stale {
-		before = w.digest(n)
+	if w.check.stale(n, in) {
+		n.stale = &staleCheck{before: w.digest(n)}
 	}
-	in, fx := w.stepCore(n, from, in)
-	w.trace(n, "recv", in, string(from.Addr))
-	w.check.step(w, n, from, in, fx)
-	if stale {
-		w.check.staleStep(n, in, before, w.digest(n), fx)
-	}
-	w.apply(n, fx)
-	w.scheduleTick(n)
+	n.sh.Receive(from, in)
+	n.stale = nil
 }
 
-// stepForged feeds a malicious peer's forgery to a node's core and checks
-// that it changed nothing (InvMalicious) before carrying out the effects.
+// staleCheck is the dispatcher core's digest before a step on a message
+// from an older runner incarnation.
+type staleCheck struct{ before uint64 }
+
+// forgery is what the checker needs of a forged step: the core's digest
+// before it, and the input as the core saw it.
+type forgery struct {
+	before  uint64
+	in      any
+	stepped bool
+}
+
+// stepForged hands a malicious peer's forgery to a node's host; the
+// platform checks that the step changed nothing (InvMalicious) before its
+// effects are carried out. A forgery the host holds (a rebuild waiting for
+// a batch) is checked as an ordinary step when it is released.
 func (w *World) stepForged(n *node, from actors.From, in any) {
 	w.report.Forged++
-	before := w.digest(n)
+	f := &forgery{before: w.digest(n)}
 	secrets := w.secrets.version
 	w.net = w.mal
 	if isSecretInput(in) {
 		w.net = w.malSec
 	}
-	in, fx := w.stepCore(n, from, in)
-	detail := ""
-	if w.cfg.Trace {
-		detail = string(from.Addr) + " forged by " + identityLabel(from.Who)
-	}
-	w.trace(n, "recv", in, detail)
-	w.check.step(w, n, from, in, fx)
-	w.check.forged(w, n, from, in, before, w.digest(n), fx)
-	w.apply(n, fx)
+	n.forging = f
+	n.sh.Receive(from, in)
+	n.forging = nil
 	w.net = nil
-	w.check.forgedSecrets(n, from, in, secrets, w.secrets.version)
-	w.scheduleTick(n)
+	if f.stepped {
+		w.check.forgedSecrets(n, from, f.in, secrets, w.secrets.version)
+	}
 }
 
 // digest is the state digest of n's core.
@@ -538,105 +571,6 @@ func (w *World) digest(n *node) uint64 {
 		return n.rep.Digest()
 	}
 	return n.run.Digest()
-}
-
-// stepCore hands one input to n's core, as its shell would (the dispatcher's
-// with what its store knows), and returns the input as the core saw it.
-func (w *World) stepCore(n *node, from actors.From, in any) (any, []actors.Effect) {
-	var fx []actors.Effect
-	switch n.role {
-	case roleDispatcher:
-		switch m := in.(type) {
-		case *messages.CommitObserved:
-			in = dispatcher.Observed{Msg: m, Archived: w.store.archived(m.Repo, m.Commits)}
-		case *messages.RebuildRequest:
-			in = dispatcher.Rebuild{Msg: m, Prev: w.store.latest(m.Repo, m.Commit)}
-		case *messages.SecretRequest:
-			in = w.secrets.ask(m)
-		}
-		fx = n.disp.Step(w.now, from, in)
-	case roleObserver:
-		fx = n.obs.Step(w.now, from, in)
-	case roleReporter:
-		fx = n.rep.Step(w.now, from, in)
-	case roleRunner:
-		fx = n.run.Step(w.now, from, in)
-	}
-	return in, fx
-}
-
-func (w *World) apply(n *node, fx []actors.Effect) {
-	for _, e := range fx {
-		if !n.up {
-			return // an Exit ended the node
-		}
-		switch e := e.(type) {
-		case actors.Send:
-			w.send(n, e.To, e.Msg)
-		case actors.Register:
-			if d, ok := w.byAddr[e.To]; ok && w.nodes[d].up {
-				w.send(n, e.To, e.Msg) // the port accepts connections
-			}
-		case actors.Watch:
-			if !slices.Contains(w.watchers[e.Addr], n.addr) {
-				w.watchers[e.Addr] = append(w.watchers[e.Addr], n.addr)
-			}
-		case actors.Unwatch:
-			w.watchers[e.Addr] = slices.DeleteFunc(w.watchers[e.Addr], func(a actors.Addr) bool { return a == n.addr })
-		case actors.Exit:
-			w.trace(n, "exit", nil, e.Reason)
-			w.down(n)
-			n.exited = true
-			n.exitedAt = w.now
-		case actors.Note:
-			detail := ""
-			if w.cfg.Trace {
-				detail = formatArgs(e.Args)
-			}
-			w.trace(n, "note", e.Msg, detail)
-		case dispatcher.Persist:
-			w.store.save(e.Jobs, e.Cursors, e.Incarnations)
-		case dispatcher.SecretChange:
-			var reply proto.Message
-			if _, list := e.Msg.(*messages.SecretList); list {
-				entries, _ := w.secrets.ListSecrets() // the fake never fails
-				reply = &messages.SecretListReply{Entries: entries}
-			} else {
-				reply = w.secrets.change(e.Msg)
-			}
-			w.send(n, e.To, reply)
-		case runner.StartJob:
-			w.startJob(n, e.Run)
-		case runner.CancelRun:
-			if p := n.proc; p != nil && p.ref.JobId == e.Ref.JobId && p.ref.Attempt == e.Ref.Attempt {
-				w.procs++
-				p.id = w.procs
-				p.result = w.outcome(p, messages.Status_STATUS_CANCELLED, e.Reason)
-				w.after(5*time.Millisecond, event{kind: evJobEnd, node: n.idx, gen: n.gen, arg: int(p.id)})
-			}
-		case observer.Poll:
-			delay := time.Duration(1+w.rng.IntN(20)) * time.Millisecond
-			if w.slowGit > 0 {
-				delay += time.Duration(w.rng.Int64N(int64(w.slowGit)))
-			}
-			polled := w.repo.read(e)
-			w.after(delay, event{kind: evDeliver, node: n.idx, gen: n.gen, from: local, msg: polled})
-		case reporter.Record:
-			w.check.recorded(w, e.Result)
-			w.check.resultFileWritten(e.Result) // the reporter's shell writes test_results/<commit>
-			w.check.logRecorded(e.Result, e.DropLog)
-			j := e.Result.Job
-			w.send(n, e.ReplyTo, &messages.ResultRecordedAck{JobId: j.Id, Repo: j.Repo, Commit: j.Commit, Build: j.Build})
-		case reporter.AppendLog:
-			w.check.logWritten(e.Chunk.Job, e.Chunk.Attempt, e.Writer)
-		case reporter.CloseLog:
-			w.send(n, e.ReplyTo, &messages.LogAck{JobId: e.Msg.Job.Id, Attempt: e.Msg.Attempt, Have: e.Msg.Size})
-		case reporter.Status:
-			w.send(n, e.ReplyTo, &messages.StatusReply{Role: "reporter"})
-		default:
-			panic(fmt.Sprintf("sim: effect %T not carried out", e))
-		}
-	}
 }
 
 // send puts a message on the simulated network.
@@ -653,8 +587,13 @@ func (w *World) send(src *node, to actors.Addr, msg proto.Message) {
 	// stream, secret traffic on the secrets' (see net), so that they shift
 	// no draw of the world's.
 	rng := w.rng
-	if w.net != nil {
+	switch {
+	case w.net != nil:
 		rng = w.net
+	case isSecretReply(msg):
+		// Secret traffic the dispatcher's shell sends after a batch lands
+		// (held behind it), out of the step that made it.
+		rng = w.sec
 	}
 	if w.blocked[[2]string{src.host, dst.host}] > 0 || (w.dropP > 0 && rng.Float64() < w.dropP) {
 		w.trace(src, "lost", msg, string(to))
@@ -867,7 +806,41 @@ func (w *World) inject(f Fault) {
 		w.repo.push("main", id)
 	case FaultMalicious:
 		w.startMalice(f)
+	case FaultCrashPoint:
+		// The target's steps may crash between two effects for a while;
+		// the reporter's next result file is struck between its insert
+		// and the file.
+		t := w.shellTarget(f.Target, pool)
+		t.crashPoints = w.now.Add(f.Length)
+		if t.role == roleReporter {
+			w.fileCrash = true
+		}
+	case FaultBatchCrash:
+		w.batchCrash = true
+	case FaultStoreFail:
+		r := roleDispatcher
+		if f.Target%2 == 1 {
+			r = roleReporter
+		}
+		if w.storeFaults == nil {
+			w.storeFaults = map[role]time.Time{}
+		}
+		w.storeFaults[r] = w.now.Add(f.Length)
 	}
+}
+
+// shellTarget is the node a crash-point fault strikes: the dispatcher,
+// the reporter, the observer or a runner.
+func (w *World) shellTarget(t int, pool []*node) *node {
+	switch t % 4 {
+	case 0:
+		return w.dispatcherNode()
+	case 1:
+		return w.reporterNode()
+	case 2:
+		return w.observerNode()
+	}
+	return pool[(t/4)%len(pool)]
 }
 
 func boolInt(b bool) int {
@@ -907,6 +880,11 @@ func (w *World) heal() {
 	w.traceWorld("heal: faults end, liveness phase begins")
 	w.nextFault = len(w.schedule)
 	w.dropP, w.dupP, w.extraDelay, w.slowGit = 0, 0, 0, 0
+	clear(w.storeFaults)
+	w.batchCrash, w.fileCrash = false, false
+	for _, n := range w.nodes {
+		n.crashPoints = time.Time{}
+	}
 	w.malUntil = time.Time{}
 	clear(w.blocked)
 	for _, n := range w.nodes {

@@ -2,6 +2,7 @@ package adaptertest
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -21,14 +22,14 @@ type gateStore struct {
 	*memStore
 	saving  chan dispatcher.Batch
 	release chan error
-	// archivedErr, when set, fails the next Archived lookup (the dispatcher
-	// panics on it).
+	// archivedErr, when set, makes the next Archived lookup panic (the
+	// dispatcher restarts).
 	archivedErr atomic.Pointer[error]
 }
 
 func (g *gateStore) Archived(repo string, commits []string) (map[string]int64, error) {
 	if err := g.archivedErr.Swap(nil); err != nil {
-		return nil, *err
+		panic(*err)
 	}
 	return g.memStore.Archived(repo, commits)
 }
@@ -66,7 +67,7 @@ func newGateWorld(t *testing.T) *gateWorld {
 	}
 	var err error
 	w.disp, err = w.sys.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
-		a := dispatcher.NewActor(dispConfig(), w.store, actors.Env{Logger: discard})
+		a := dispatcher.NewActor(dispConfig(), w.store, actors.Env{Logger: discard, StoreRetry: time.Nanosecond})
 		a.Tick = time.Hour
 		return a
 	}, actor.WithSenderMiddleware(recordSends(w.j)), actor.WithReceiverMiddleware(done)), "dispatcher")
@@ -266,9 +267,10 @@ func TestGroupCommitHoldsEffectsUntilDurable(t *testing.T) {
 	require.Equal(t, 2, saves, "two transactions for four messages' changes")
 }
 
-// TestGroupCommitFailedBatchSendsNothing: the writer's batch fails; the
-// dispatcher restarts from the durable state and nothing that waited for the
-// batch is ever sent, even though the store is fine afterwards.
+// TestGroupCommitFailedBatchSendsNothing: the writer's batch fails. The
+// dispatcher does not restart: it writes the batch again after its backoff,
+// then starts afresh from the durable state, and nothing that waited for
+// the batch is ever sent.
 func TestGroupCommitFailedBatchSendsNothing(t *testing.T) {
 	w := newGateWorld(t)
 	w.registerPeers(t)
@@ -279,15 +281,29 @@ func TestGroupCommitFailedBatchSendsNothing(t *testing.T) {
 	handledType[*messages.CommitObserved](t, w)
 
 	w.store.release <- errors.New("disk full")
-	handledType[*actor.Started](t, w) // restarted, and loaded the queue again
-	// The restarted dispatcher knows nothing: the runner and observer must
-	// register again (the observer's unacked commit is resent by it).
+	answer := func(m any) bool { return fmt.Sprintf("%T", m) == "host.answer" }
+	w.await(t, answer) // the second batch may go
+	w.await(t, answer) // the first failed
 	w.send("user", &messages.StatusRequest{})
 	status := expect[*messages.StatusReply](t, w, "user")
+	require.Equal(t, int64(1), status.Counters["store_failing"], "the status says the store fails")
+	require.Equal(t, int64(1), status.Counters["store_write_errors"])
+	w.send("r1", actors.Tick{}) // the backoff is over: the batch is written again
+	w.saving(t)
+	w.store.release <- nil
+	handledType[actors.Tick](t, w)
+	w.await(t, answer) // the batch is durable
+	w.send("user", &messages.StatusRequest{})
+	status = expect[*messages.StatusReply](t, w, "user")
+	require.Equal(t, int64(0), status.Counters["store_failing"])
+	// The dispatcher started afresh from the durable state (the runner's
+	// incarnation): it knows neither the runner (which must register
+	// again) nor the job (the observer sends its commit again), and never
+	// sent what waited for the failed batch.
 	require.Empty(t, status.Jobs)
 	require.Empty(t, status.Runners)
-	require.Equal(t, []string{"rep ReporterRegistered", "obs ObserverRegistered", "user StatusReply"}, w.sentSoFar())
-	require.Empty(t, w.store.snapshot(), "nothing of the failed batch is durable")
+	require.Equal(t, []string{"rep ReporterRegistered", "obs ObserverRegistered", "user StatusReply", "user StatusReply"}, w.sentSoFar())
+	require.Empty(t, w.store.snapshot(), "what gathered after the failed batch is dropped")
 }
 
 // TestGroupCommitStopDropsHeldEffects: stopping while a batch is written
@@ -317,7 +333,7 @@ func TestGroupCommitStopDropsHeldEffects(t *testing.T) {
 }
 
 // TestGroupCommitRestartWaitsForTheWriter: the dispatcher fails (a store
-// read) while its writer is in the middle of a batch. The new incarnation
+// read panics) while its writer is in the middle of a batch. The new incarnation
 // starts, and loads the queue, only after that batch is written; what waited
 // for the batch is never sent by anyone.
 func TestGroupCommitRestartWaitsForTheWriter(t *testing.T) {

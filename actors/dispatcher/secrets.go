@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/voltci/volt/actors"
@@ -336,9 +335,9 @@ func (c *Core) secretChange(from actors.From, msg proto.Message) []actors.Effect
 const noSecretStore = "this dispatcher keeps no secrets (it has no secrets key: its store or credentials directory is missing)"
 
 // askSecrets loads what a SecretRequest names and hands both to the core.
-func (a *Actor) askSecrets(ctx actor.Context, m *messages.SecretRequest) {
+func (s *Shell) askSecrets(m *messages.SecretRequest) SecretAsk {
 	ask := SecretAsk{Msg: m}
-	ss, ok := a.store.(SecretStore)
+	ss, ok := s.store.(SecretStore)
 	switch {
 	case !ok:
 		ask.Err = noSecretStore
@@ -349,16 +348,13 @@ func (a *Actor) askSecrets(ctx actor.Context, m *messages.SecretRequest) {
 		}
 		ask.Secrets = secrets
 	}
-	a.run(ctx, a.core.Step(a.Now(), actors.FromContext(ctx), ask))
+	return ask
 }
 
-// doSecretChange carries out a SecretChange, and reports whether e was one.
-func (a *Actor) doSecretChange(ctx actor.Context, e actors.Effect) bool {
-	ch, ok := e.(SecretChange)
-	if !ok {
-		return false
-	}
-	ss, have := a.store.(SecretStore)
+// SecretChange implements Effects: it carries out an admin's change or
+// listing against the SecretStore and answers.
+func (s *Shell) SecretChange(ch SecretChange) {
+	ss, have := s.store.(SecretStore)
 	var reply proto.Message
 	switch m := ch.Msg.(type) {
 	case *messages.SecretSet:
@@ -392,8 +388,7 @@ func (a *Actor) doSecretChange(ctx actor.Context, e actors.Effect) bool {
 		}
 		reply = r
 	default:
-		return false
+		return
 	}
-	ctx.Request(actors.PID(ch.To), reply)
-	return true
+	s.h.Send(ch.To, reply)
 }

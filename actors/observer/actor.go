@@ -4,71 +4,102 @@ import (
 	"context"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/voltci/volt/actors"
+	vhost "github.com/voltci/volt/actors/host"
 )
 
-// Actor is the observer's Proto.Actor shell: it reads the repositories in
-// goroutines it owns and feeds the answers back to the core as Polled.
-type Actor struct {
-	actors.Shell
+// Effects is everything the observer's core asks of its shell beyond the
+// effects every core shares. Each of the observer's effect types carries
+// itself out with Apply on an Effects, so a new effect type does not
+// compile until Shell, the one handler, carries it out too.
+type Effects interface {
+	Poll(Poll)
+}
+
+// Apply hands e to h.
+func (e Poll) Apply(h Effects) { h.Poll(e) }
+
+type effect interface{ Apply(Effects) }
+
+var _ effect = Poll{}
+
+// Shell is the observer's role in its host (actors/host), in production
+// and in the simulator alike: it reads the repositories off the host (Go)
+// and feeds the answers back to the core as Polled.
+type Shell struct {
 	cfg    Config
 	reader RepoReader
+	h      *vhost.Host
 	core   *Core
 	// OnPoll, if set, is called after each read of a branch with the time
-	// it took (for metrics). It runs in the reading goroutine.
+	// it took (for metrics). It runs off the host.
 	OnPoll func(time.Duration)
 
 	ctx    context.Context
 	cancel context.CancelFunc
 }
 
-// NewActor returns the shell around a fresh core.
-func NewActor(cfg Config, reader RepoReader, env actors.Env) *Actor {
-	return &Actor{Shell: actors.Shell{Env: env}, cfg: cfg, reader: reader}
+// NewShell returns the observer's role on reader.
+func NewShell(cfg Config, reader RepoReader) *Shell { return &Shell{cfg: cfg, reader: reader} }
+
+// Core is the core of the current incarnation.
+func (s *Shell) Core() *Core { return s.core }
+
+// Start implements host.Role.
+func (s *Shell) Start(h *vhost.Host, now time.Time) (vhost.Core, []actors.Effect) {
+	s.h = h
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.core = New(s.cfg)
+	return s.core, s.core.Start(now)
 }
 
-// Receive implements actor.Actor.
-func (a *Actor) Receive(ctx actor.Context) {
-	now := a.Now()
-	switch ctx.Message().(type) {
-	case *actor.Started:
-		a.ctx, a.cancel = context.WithCancel(context.Background())
-		a.core = New(a.cfg)
-		a.run(ctx, a.core.Start(now))
-		a.StartTimer(ctx, a.core.Deadline())
-		return
-	case *actor.Stopping, *actor.Restarting:
-		a.cancel()
-		a.Wait()
-		return
+// Input implements host.Role.
+func (s *Shell) Input(msg any, _ bool) (any, bool, bool) { return msg, false, true }
+
+// Do implements host.Role.
+func (s *Shell) Do(e actors.Effect) bool {
+	x, ok := e.(effect)
+	if ok {
+		x.Apply(s)
 	}
-	in, from, ok := actors.Received(ctx)
-	if !ok {
-		return
-	}
-	a.run(ctx, a.core.Step(now, from, in))
-	a.AfterStep(ctx, a.core.Deadline())
+	return ok
 }
 
-func (a *Actor) run(ctx actor.Context, fx []actors.Effect) {
-	for _, e := range fx {
-		switch e := e.(type) {
-		case Poll:
-			root, self, reader, pctx, onPoll := ctx.ActorSystem().Root, ctx.Self(), a.reader, a.ctx, a.OnPoll
-			a.Go(func() {
-				start := time.Now()
-				polled := reader.Read(pctx, e.Repo, e.Branch, e.Since, e.Max)
-				if onPoll != nil {
-					onPoll(time.Since(start))
-				}
-				root.Send(self, polled)
-			})
-		default:
-			if !a.Do(ctx, e) {
-				a.Unhandled(e)
-			}
+// Stop implements host.Stopper: reads under way are cancelled.
+func (s *Shell) Stop() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+}
+
+// Poll implements Effects.
+func (s *Shell) Poll(e Poll) {
+	reader, pctx, onPoll := s.reader, s.ctx, s.OnPoll
+	s.h.Go(func() any {
+		var start time.Time
+		if onPoll != nil {
+			start = time.Now()
 		}
-	}
+		polled := reader.Read(pctx, e.Repo, e.Branch, e.Since, e.Max)
+		if onPoll != nil {
+			onPoll(time.Since(start))
+		}
+		return polled
+	})
 }
+
+// Actor is the observer's Proto.Actor actor: the shared host around the
+// observer's Shell.
+type Actor struct {
+	*vhost.Actor
+	shell *Shell
+}
+
+// NewActor returns the observer's actor.
+func NewActor(cfg Config, reader RepoReader, env actors.Env) *Actor {
+	s := NewShell(cfg, reader)
+	return &Actor{Actor: vhost.NewActor(s, env), shell: s}
+}
+
+// SetOnPoll sets the shell's OnPoll.
+func (a *Actor) SetOnPoll(f func(time.Duration)) { a.shell.OnPoll = f }

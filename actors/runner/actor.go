@@ -2,61 +2,102 @@ package runner
 
 import (
 	"context"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/actors/host"
 	"github.com/voltci/volt/messages"
 )
 
-// Actor is the runner's Proto.Actor shell: it runs each job in a goroutine
-// it owns, streams the output to the reporter and feeds the outcome back to
-// the core as JobDone.
-type Actor struct {
-	actors.Shell
+// Effects is everything the runner's core asks of its shell beyond the
+// effects every core shares. Each of the runner's effect types carries
+// itself out with Apply on an Effects, so a new effect type does not
+// compile until Shell, the one handler, carries it out too.
+type Effects interface {
+	StartJob(StartJob)
+	CancelRun(CancelRun)
+}
+
+// Apply hands e to h.
+func (e StartJob) Apply(h Effects) { h.StartJob(e) }
+
+// Apply hands e to h.
+func (e CancelRun) Apply(h Effects) { h.CancelRun(e) }
+
+type effect interface{ Apply(Effects) }
+
+var (
+	_ effect = StartJob{}
+	_ effect = CancelRun{}
+)
+
+// Shell is the runner's role in its host (actors/host), in production and
+// in the simulator alike: it starts and kills attempts through its Jobs.
+type Shell struct {
 	cfg  Config
-	exec JobExecutor
+	jobs Jobs
 	core *Core
+}
+
+// NewShell returns the runner's role on jobs.
+func NewShell(cfg Config, jobs Jobs) *Shell { return &Shell{cfg: cfg, jobs: jobs} }
+
+// Core is the core of the current incarnation.
+func (s *Shell) Core() *Core { return s.core }
+
+// Start implements host.Role.
+func (s *Shell) Start(_ *host.Host, now time.Time) (host.Core, []actors.Effect) {
+	s.core = New(s.cfg)
+	return s.core, s.core.Start(now)
+}
+
+// Input implements host.Role.
+func (s *Shell) Input(msg any, _ bool) (any, bool, bool) {
+	if d, ok := msg.(JobDone); ok {
+		s.jobs.Done(d.Ref)
+	}
+	return msg, false, true
+}
+
+// Do implements host.Role.
+func (s *Shell) Do(e actors.Effect) bool {
+	x, ok := e.(effect)
+	if ok {
+		x.Apply(s)
+	}
+	return ok
+}
+
+// Stop implements host.Stopper: no job process outlives the runner.
+func (s *Shell) Stop() { s.jobs.Stop() }
+
+// StartJob implements Effects.
+func (s *Shell) StartJob(e StartJob) { s.jobs.Start(e.Run) }
+
+// CancelRun implements Effects.
+func (s *Shell) CancelRun(e CancelRun) { s.jobs.Cancel(e.Ref, e.Reason) }
+
+// Actor is the runner's Proto.Actor actor: the shared host around the
+// runner's Shell, with jobs run by a JobExecutor in goroutines the actor
+// owns, their output streamed to the reporter and their outcome fed back
+// to the core as JobDone.
+type Actor struct {
+	*host.Actor
 	// LogDir keeps an attempt's output while it is streamed, for resends,
 	// when it is too large to keep in memory.
 	LogDir string
 	// ChunkSize is the largest log chunk sent at once.
 	ChunkSize int
-
-	cancels map[int64]context.CancelFunc
 }
 
-// NewActor returns the shell around a fresh core.
+// NewActor returns the runner's actor.
 func NewActor(cfg Config, exec JobExecutor, logDir string, env actors.Env) *Actor {
-	return &Actor{Shell: actors.Shell{Env: env}, cfg: cfg, exec: exec, LogDir: logDir, ChunkSize: 64 << 10}
-}
-
-// Receive implements actor.Actor.
-func (a *Actor) Receive(ctx actor.Context) {
-	now := a.Now()
-	switch ctx.Message().(type) {
-	case *actor.Started:
-		a.core = New(a.cfg)
-		a.cancels = map[int64]context.CancelFunc{}
-		a.run(ctx, a.core.Start(now))
-		a.StartTimer(ctx, a.core.Deadline())
-		return
-	case *actor.Stopping, *actor.Restarting:
-		for _, cancel := range a.cancels {
-			cancel()
-		}
-		a.Wait() // no job process outlives the actor
-		return
-	}
-	in, from, ok := actors.Received(ctx)
-	if !ok {
-		return
-	}
-	if done, isDone := in.(JobDone); isDone && from.Who.IsLocal() {
-		delete(a.cancels, done.Ref.JobId)
-	}
-	a.run(ctx, a.core.Step(now, from, in))
-	a.AfterStep(ctx, a.core.Deadline())
+	a := &Actor{LogDir: logDir, ChunkSize: 64 << 10}
+	jobs := &execJobs{a: a, exec: exec, cancels: map[int64]context.CancelFunc{}}
+	a.Actor = host.NewActor(NewShell(cfg, jobs), env)
+	return a
 }
 
 // Stop asks the runner to give its job back and exit (SIGINT/SIGTERM).
@@ -64,33 +105,38 @@ func Stop(root *actor.RootContext, pid *actor.PID, reason string) {
 	root.Send(pid, Shutdown{Reason: reason})
 }
 
-func (a *Actor) run(ctx actor.Context, fx []actors.Effect) {
-	for _, e := range fx {
-		switch e := e.(type) {
-		case StartJob:
-			a.start(ctx, e.Run)
-		case CancelRun:
-			if cancel := a.cancels[e.Ref.JobId]; cancel != nil {
-				cancel()
-			}
-		default:
-			if !a.Do(ctx, e) {
-				a.Unhandled(e)
-			}
-		}
+// execJobs runs attempts with a JobExecutor.
+type execJobs struct {
+	a       *Actor
+	exec    JobExecutor
+	cancels map[int64]context.CancelFunc
+}
+
+func (j *execJobs) Start(run *messages.RunJob) {
+	jobCtx, cancel := context.WithCancel(context.Background())
+	j.cancels[run.Job.Id] = cancel
+	root, logDir, chunk, logger, exec := j.a.Root(), j.a.LogDir, j.a.ChunkSize, j.a.Logger, j.exec
+	ref := &messages.JobRef{JobId: run.Job.Id, Attempt: run.Attempt}
+	j.a.Host().Go(func() any {
+		defer cancel()
+		stream := newLogStream(root, run, logDir, chunk, logger)
+		res := exec.Execute(jobCtx, run, stream)
+		stream.Close()
+		return JobDone{Ref: ref, Result: res}
+	})
+}
+
+func (j *execJobs) Cancel(ref *messages.JobRef, _ string) {
+	if cancel := j.cancels[ref.JobId]; cancel != nil {
+		cancel()
 	}
 }
 
-func (a *Actor) start(ctx actor.Context, run *messages.RunJob) {
-	jobCtx, cancel := context.WithCancel(context.Background())
-	a.cancels[run.Job.Id] = cancel
-	root, self := ctx.ActorSystem().Root, ctx.Self()
-	ref := &messages.JobRef{JobId: run.Job.Id, Attempt: run.Attempt}
-	a.Go(func() {
-		defer cancel()
-		stream := newLogStream(root, run, a.LogDir, a.ChunkSize, a.Logger)
-		res := a.exec.Execute(jobCtx, run, stream)
-		stream.Close()
-		root.Send(self, JobDone{Ref: ref, Result: res})
-	})
+func (j *execJobs) Done(ref *messages.JobRef) { delete(j.cancels, ref.JobId) }
+
+func (j *execJobs) Stop() {
+	for _, cancel := range j.cancels {
+		cancel()
+	}
+	clear(j.cancels)
 }

@@ -1,0 +1,51 @@
+package sim
+
+import (
+	"fmt"
+
+	"github.com/voltci/volt/actors"
+	"github.com/voltci/volt/actors/reporter"
+	"github.com/voltci/volt/messages"
+)
+
+// logsAccepted tells the checker whose log chunks the reporter's core
+// accepted in one step (the store is not told who wrote a chunk).
+func (c *checker) logsAccepted(fx []actors.Effect) {
+	for _, e := range fx {
+		if a, ok := e.(reporter.AppendLog); ok {
+			c.logWritten(a.Chunk.Job, a.Chunk.Attempt, a.Writer)
+		}
+	}
+}
+
+// persisted checks the job records of a batch the dispatcher's store made
+// durable (moved from step: only what is durable was recorded).
+func (c *checker) persisted(jobs []*messages.JobRecord) {
+	for _, j := range jobs {
+		k := fmt.Sprintf("%s@%s#%d", j.Job.Repo, j.Job.Commit, j.Job.Build)
+		if id, ok := c.jobOf[k]; ok && id != j.Job.Id {
+			c.fail(InvOneResult, "jobs %d and %d are both build %d of %s", id, j.Job.Id, j.Job.Build, j.Job.Commit[:12])
+		}
+		c.jobOf[k] = j.Job.Id
+		if j.State == messages.JobState_JOB_STATE_RUNNING && j.Attempt > 0 {
+			// An assignment made durable is an attempt, whether or not
+			// its RunJob goes out before a crash or a store fault.
+			c.assignedModel(&messages.RunJob{Job: j.Job, Attempt: j.Attempt, RunnerId: j.RunnerId, Incarnation: j.RunnerIncarnation})
+		}
+		if j.State != messages.JobState_JOB_STATE_DONE {
+			continue
+		}
+		c.checked[InvObservedOnly] = true
+		if !c.observed[j.Job.Commit] {
+			c.fail(InvObservedOnly, "job %d recorded for commit %s, which no CommitObserved queued", j.Job.Id, j.Job.Commit)
+		}
+		if prev := c.results[j.Job.Id]; prev != nil {
+			if prev.Attempt != j.Result.Attempt || prev.Status != j.Result.Status || prev.RunnerId != j.Result.RunnerId {
+				c.fail(InvOneResult, "job %d recorded twice: attempt %d %s on %q, then attempt %d %s on %q", j.Job.Id,
+					prev.Attempt, prev.Status.Name(), prev.RunnerId, j.Result.Attempt, j.Result.Status.Name(), j.Result.RunnerId)
+			}
+			continue
+		}
+		c.results[j.Job.Id] = j.Result
+	}
+}
