@@ -202,20 +202,6 @@ func (c *checker) step(w *World, n *node, from actors.From, in any, fx []actors.
 		return
 	}
 	switch m := in.(type) {
-	case *messages.RegisterRunner:
-		for _, e := range fx {
-			if s, ok := e.(actors.Send); ok {
-				if r, ok := s.Msg.(*messages.RunnerRegistered); ok && r.Accepted {
-					c.maxInc[m.RunnerId] = max(c.maxInc[m.RunnerId], m.Incarnation)
-					c.byAddr[from.Addr] = runnerKey{m.RunnerId, m.Incarnation}
-					delete(c.dead, runnerKey{m.RunnerId, m.Incarnation}) // back from a hang or partition
-				}
-			}
-		}
-	case actors.PeerTerminated:
-		if k, ok := c.byAddr[m.Addr]; ok {
-			c.dead[k] = true
-		}
 	case dispatcher.Observed:
 		for _, e := range fx {
 			if _, ok := e.(dispatcher.Persist); ok {
@@ -261,11 +247,6 @@ func (c *checker) step(w *World, n *node, from actors.From, in any, fx []actors.
 				}
 				c.assigned[r.Job.Id] = max(c.assigned[r.Job.Id], r.Attempt)
 				c.jobs[r.Job.Id] = r.Job
-				c.checked[InvNoDeadAssignment] = true
-				k := runnerKey{r.RunnerId, r.Incarnation}
-				if c.dead[k] || r.Incarnation < c.maxInc[r.RunnerId] {
-					c.fail(InvNoDeadAssignment, "job %d attempt %d assigned to %s incarnation %d, known dead or superseded", r.Job.Id, r.Attempt, r.RunnerId, r.Incarnation)
-				}
 			}
 		}
 	}

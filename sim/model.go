@@ -112,14 +112,22 @@ func (j *modelJob) lost() int32 {
 // batch): whom it heard from in a way that renews a runner's liveness (an
 // accepted registration, an acknowledged heartbeat, a result it records),
 // and which runners it declares dead by deadline, judged by the same clock.
-func (c *checker) heardStep(w *World, in any, fx []actors.Effect) {
+func (c *checker) heardStep(w *World, from actors.From, in any, fx []actors.Effect) {
 	m := c.model
 	switch msg := in.(type) {
 	case actors.Tick:
 		c.deadlineLosses(w, fx) // judged as the core decides, by the same clock
+	case actors.PeerTerminated:
+		if k, ok := c.byAddr[msg.Addr]; ok {
+			c.dead[k] = true
+		}
 	case *messages.RegisterRunner:
 		if replied(fx, func(r *messages.RunnerRegistered) bool { return r.Accepted }) {
-			m.heard[runnerKey{msg.RunnerId, msg.Incarnation}] = w.now
+			k := runnerKey{msg.RunnerId, msg.Incarnation}
+			m.heard[k] = w.now
+			c.maxInc[msg.RunnerId] = max(c.maxInc[msg.RunnerId], msg.Incarnation)
+			c.byAddr[from.Addr] = k
+			delete(c.dead, k) // back from a hang or partition
 		}
 	case *messages.Heartbeat:
 		if replied(fx, func(a *messages.HeartbeatAck) bool { return !a.Unknown && a.Epoch != 0 }) {
@@ -132,6 +140,25 @@ func (c *checker) heardStep(w *World, in any, fx []actors.Effect) {
 					if j.State == messages.JobState_JOB_STATE_DONE {
 						m.heard[runnerKey{msg.RunnerId, msg.Incarnation}] = w.now
 					}
+				}
+			}
+		}
+	}
+	for _, e := range fx {
+		switch e := e.(type) {
+		case actors.Unwatch:
+			if k, ok := c.byAddr[e.Addr]; ok {
+				c.dead[k] = true
+			}
+		case actors.Send:
+			// No assignment to a runner the core knows is dead or
+			// superseded, judged when it decides (a RunJob held behind a
+			// batch may go out after the runner's loss, and is ignored).
+			if r, ok := e.Msg.(*messages.RunJob); ok {
+				c.checked[InvNoDeadAssignment] = true
+				k := runnerKey{r.RunnerId, r.Incarnation}
+				if c.dead[k] || r.Incarnation < c.maxInc[r.RunnerId] {
+					c.fail(InvNoDeadAssignment, "job %d attempt %d assigned to %s incarnation %d, known dead or superseded", r.Job.Id, r.Attempt, r.RunnerId, r.Incarnation)
 				}
 			}
 		}
@@ -183,10 +210,6 @@ func (c *checker) modelStep(w *World, from actors.From, in any, fx []actors.Effe
 		case actors.Send:
 			if r, ok := e.Msg.(*messages.RunJob); ok {
 				c.assignedModel(r)
-			}
-		case actors.Unwatch:
-			if k, ok := c.byAddr[e.Addr]; ok {
-				c.dead[k] = true
 			}
 		}
 	}

@@ -143,7 +143,7 @@ func (p *platform) Stepped(from actors.From, in any, fx []actors.Effect) {
 		w.check.logsAccepted(fx)
 	}
 	if n.role == roleDispatcher {
-		w.check.heardStep(w, in, fx)
+		w.check.heardStep(w, from, in, fx)
 	}
 	if st := n.stale; st != nil {
 		n.stale = nil
