@@ -39,7 +39,7 @@ const (
 // Invariants lists every invariant in the order the summary prints them.
 var Invariants = []string{InvOneResult, InvNoCommitLost, InvObservedOnly, InvNoDeadAssignment, InvOldIncarnation, InvMalicious,
 	InvSecretGrant, InvSecretAllOrNone, InvSecretMalicious, InvLogTicket, InvNoOverlap, InvRunnersExit, InvEveryCommit, InvQueueDrains, InvAttemptCap, InvProgress,
-	InvAttempts, InvDeadAfter, InvCancel, InvRebuilt, InvResultFile}
+	InvAttempts, InvDeadAfter, InvCancel, InvRebuilt, InvResultFile, InvAckedKept}
 
 // Violation is one broken invariant.
 type Violation struct {

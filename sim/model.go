@@ -29,6 +29,7 @@ const (
 	InvCancel     = "a cancel wins unless the result was recorded first"
 	InvRebuilt    = "every accepted rebuild gets exactly one result (liveness)"
 	InvResultFile = "a recorded result's file exists, for its latest build, after any crash"
+	InvAckedKept  = "a result acknowledged to its runner as recorded is the one recorded (nothing is acknowledged before it is durable)"
 )
 
 // buildJob names one job of one build.
@@ -63,6 +64,10 @@ type modelJob struct {
 // model is the checker's reference model.
 type model struct {
 	jobs map[buildJob]*modelJob
+	// acked is, per job id, the attempt whose result the dispatcher told
+	// its runner was recorded (JobFinishedAck, recorded): the runner then
+	// forgets it, so it must be the result the store keeps.
+	acked map[int64]int32
 	// byID maps the dispatcher's job ids to the builds they name, learnt
 	// from what it persisted (an id is only a name here: the model never
 	// trusts its numbering).
@@ -86,7 +91,7 @@ type model struct {
 }
 
 func newModel() *model {
-	return &model{jobs: map[buildJob]*modelJob{}, byID: map[int64]buildJob{}, heard: map[runnerKey]time.Time{},
+	return &model{jobs: map[buildJob]*modelJob{}, acked: map[int64]int32{}, byID: map[int64]buildJob{}, heard: map[runnerKey]time.Time{},
 		rebuilds: map[buildJob]bool{}, files: map[string]int32{}, firstSeen: map[string]bool{},
 		ended: map[jobAttempt]time.Time{}}
 }
@@ -210,6 +215,9 @@ func (c *checker) modelStep(w *World, from actors.From, in any, fx []actors.Effe
 		case actors.Send:
 			if r, ok := e.Msg.(*messages.RunJob); ok {
 				c.assignedModel(r)
+			}
+			if a, ok := e.Msg.(*messages.JobFinishedAck); ok && a.Recorded {
+				m.acked[a.GetRef().GetJobId()] = a.GetRef().GetAttempt()
 			}
 		}
 	}
@@ -354,6 +362,18 @@ func (c *checker) resultFileWritten(r *messages.Result) {
 // there for the commit's latest recorded build, and that each accepted
 // rebuild got its result.
 func (c *checker) endModel(w *World) {
+	if w.lostAt.IsZero() {
+		for _, id := range slices.Sorted(maps.Keys(c.model.acked)) {
+			c.checked[InvAckedKept] = true
+			attempt := c.model.acked[id]
+			switch r := c.results[id]; {
+			case r == nil:
+				c.fail(InvAckedKept, "job %d attempt %d was acknowledged as recorded, and no result of it is durable", id, attempt)
+			case r.Attempt != attempt:
+				c.fail(InvAckedKept, "job %d attempt %d was acknowledged as recorded, and attempt %d's result is the one durable", id, attempt, r.Attempt)
+			}
+		}
+	}
 	latest := map[string]int32{}
 	for _, r := range c.reported {
 		commit := r.GetJob().GetCommit()
