@@ -239,8 +239,8 @@ func (q queueStore) LatestJob(repo, commit string) (*messages.Job, error) {
 	return rec.Job, nil
 }
 
-func (q queueStore) Archived(repo string, commits []string) (map[string]int64, error) {
-	return q.db.LatestJobIDs(repo, commits)
+func (q queueStore) ArchivedJobs(repo string, commits []string) (map[string]*messages.JobRecord, error) {
+	return q.db.LatestJobs(repo, commits)
 }
 
 // resultStore adapts store.DB to the reporter's Store port.

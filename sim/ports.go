@@ -62,7 +62,7 @@ func (s *dispStore) LoadIncarnations() ([]*messages.RunnerIncarnation, error) {
 	return s.d.load().Incarnations, nil
 }
 
-func (s *dispStore) Archived(repo string, commits []string) (map[string]int64, error) {
+func (s *dispStore) ArchivedJobs(repo string, commits []string) (map[string]*messages.JobRecord, error) {
 	return s.d.archived(repo, commits), nil
 }
 

@@ -66,14 +66,14 @@ func (d *durable) load() dispatcher.Durable {
 	return dispatcher.Durable{Jobs: jobs, Cursors: cursors, MaxID: d.maxID, Incarnations: incs}
 }
 
-func (d *durable) archived(repo string, commits []string) map[string]int64 {
-	var out map[string]int64
+func (d *durable) archived(repo string, commits []string) map[string]*messages.JobRecord {
+	var out map[string]*messages.JobRecord
 	for _, c := range commits {
 		if id, ok := d.byKey[repo+"\x00"+c]; ok {
 			if out == nil {
-				out = map[string]int64{}
+				out = map[string]*messages.JobRecord{}
 			}
-			out[c] = id
+			out[c] = d.jobs[id]
 		}
 	}
 	return out

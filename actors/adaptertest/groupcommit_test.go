@@ -27,11 +27,11 @@ type gateStore struct {
 	archivedErr atomic.Pointer[error]
 }
 
-func (g *gateStore) Archived(repo string, commits []string) (map[string]int64, error) {
+func (g *gateStore) ArchivedJobs(repo string, commits []string) (map[string]*messages.JobRecord, error) {
 	if err := g.archivedErr.Swap(nil); err != nil {
 		panic(*err)
 	}
-	return g.memStore.Archived(repo, commits)
+	return g.memStore.ArchivedJobs(repo, commits)
 }
 
 func (g *gateStore) Save(b dispatcher.Batch) error {

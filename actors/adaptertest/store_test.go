@@ -111,14 +111,14 @@ func (s *memStore) LoadIncarnations() ([]*messages.RunnerIncarnation, error) {
 	return out, nil
 }
 
-func (s *memStore) Archived(repo string, commits []string) (map[string]int64, error) {
+func (s *memStore) ArchivedJobs(repo string, commits []string) (map[string]*messages.JobRecord, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := map[string]int64{}
+	out := map[string]*messages.JobRecord{}
 	for _, id := range sortedIDs(s.jobs) {
 		r := s.jobs[id]
 		if r.Job.Repo == repo && slices.Contains(commits, r.Job.Commit) && r.State == messages.JobState_JOB_STATE_DONE {
-			out[r.Job.Commit] = id
+			out[r.Job.Commit] = r
 		}
 	}
 	return out, nil

@@ -8,8 +8,9 @@ import (
 
 // Archive answers questions about builds no longer in the dispatcher's memory.
 type Archive interface {
-	// Archived maps each commit already built to the id of its newest build's job.
-	Archived(repo string, commits []string) (map[string]int64, error)
+	// ArchivedJobs maps each of commits already built to the record of its
+	// newest build (its job id, and the branches it was recorded on).
+	ArchivedJobs(repo string, commits []string) (map[string]*messages.JobRecord, error)
 	// LatestJob returns the newest build of a commit, nil if it was never built.
 	LatestJob(repo, commit string) (*messages.Job, error)
 }

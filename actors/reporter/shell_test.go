@@ -11,6 +11,7 @@ import (
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/host"
 	"github.com/voltci/volt/actors/reporter"
+	"github.com/voltci/volt/internal/coretest"
 	"github.com/voltci/volt/messages"
 )
 
@@ -75,7 +76,7 @@ func TestResultFileWrittenForADuplicate(t *testing.T) {
 	h := host.New(p, shell)
 	h.SetStoreRetry(time.Nanosecond)
 	h.Start()
-	res := &messages.Result{Job: &messages.Job{Id: 7, Repo: "r", Commit: commit(7), Build: 1}, Attempt: 1, Status: messages.Status_STATUS_PASSED}
+	res := &messages.Result{Job: &messages.Job{Id: 7, Repo: "r", Commit: coretest.Commit(7), Build: 1}, Attempt: 1, Status: messages.Status_STATUS_PASSED}
 
 	shell.Record(reporter.Record{Result: res, ReplyTo: dispAddr})
 	require.Empty(t, p.sent, "acknowledged without its file")
@@ -84,7 +85,7 @@ func TestResultFileWrittenForADuplicate(t *testing.T) {
 	store.fileErr = nil
 	p.now = p.now.Add(time.Second)
 	shell.Record(reporter.Record{Result: res, ReplyTo: dispAddr}) // the dispatcher's resend: a duplicate
-	require.Equal(t, map[string]int32{commit(7): 1}, store.files, "the duplicate's file was not written")
+	require.Equal(t, map[string]int32{coretest.Commit(7): 1}, store.files, "the duplicate's file was not written")
 	require.Len(t, p.sent, 1)
 	require.IsType(t, &messages.ResultRecordedAck{}, p.sent[0])
 	require.False(t, h.StoreFailing())

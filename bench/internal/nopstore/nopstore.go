@@ -24,8 +24,8 @@ func (Store) LoadQueue() ([]*messages.JobRecord, []*messages.Cursor, int64, erro
 // LoadIncarnations implements dispatcher.Queue: none.
 func (Store) LoadIncarnations() ([]*messages.RunnerIncarnation, error) { return nil, nil }
 
-// Archived implements dispatcher.Archive: nothing was ever built.
-func (Store) Archived(string, []string) (map[string]int64, error) { return nil, nil }
+// ArchivedJobs implements dispatcher.Archive: nothing was ever built.
+func (Store) ArchivedJobs(string, []string) (map[string]*messages.JobRecord, error) { return nil, nil }
 
 // LatestJob implements dispatcher.Archive: nothing was ever built.
 func (Store) LatestJob(string, string) (*messages.Job, error) { return nil, nil }
