@@ -67,6 +67,8 @@ const (
 	spillAt = 1 << 20
 	// closeWait is how long Close waits for each LogAck.
 	closeWait = 3 * time.Second
+	// handOver is how long Close keeps trying to hand a log over.
+	handOver = 20 * time.Second
 )
 
 var errStreamClosed = errors.New("write to a closed job log")
@@ -199,13 +201,17 @@ func (s *logStream) send(data []byte) {
 	s.offset += int64(len(data))
 }
 
-// Close flushes and hands the log over to the reporter: up to three rounds
-// of "here is the size" / "I have N bytes" / resend from N. A round the
+// Close flushes and hands the log over to the reporter in rounds of
+// "here is the size" / "I have N bytes" / resend from N. A round the
 // reporter does not answer (it is away, or has not got the log-ticket key
-// from the dispatcher yet, and refused the chunks too) is tried again. It returns when
-// the reporter holds the whole log (or after the last round), so the result
-// that follows never reaches the reporter ahead of its log. An empty log
-// needs no hand-over: the reporter holds all of its zero bytes.
+// from the dispatcher yet, and refused the chunks too) is tried again; a
+// round in which the reporter gained nothing (its store refuses writes,
+// say a full disk, and it retries only after a backoff) is tried again
+// after a pause that doubles up to 2 s. Rounds go on for handOver (20 s),
+// at least three. Close returns when the reporter holds the whole log (or
+// after the last round), so the result that follows never reaches the
+// reporter ahead of its log. An empty log needs no hand-over: the reporter
+// holds all of its zero bytes.
 func (s *logStream) Close() {
 	s.mu.Lock()
 	defer s.inflight.Wait() // a timer that fired before Stop; it sees closed and does nothing
@@ -225,7 +231,9 @@ func (s *logStream) Close() {
 	if s.sink == nil || s.size == 0 {
 		return
 	}
-	for round := 0; round < 3; round++ {
+	deadline := time.Now().Add(handOver)
+	pause, have := 100*time.Millisecond, int64(-1)
+	for round := 0; round < 3 || time.Now().Before(deadline); round++ {
 		res, err := s.root.RequestFuture(s.sink, &messages.LogClosed{Job: s.run.Job, Attempt: s.run.Attempt, Size: s.size, Ticket: s.run.LogTicket}, s.closeWait).Result()
 		if err != nil {
 			s.logger.Warn("reporter did not confirm the log", "job", s.run.Job.Id, "error", err)
@@ -242,6 +250,11 @@ func (s *logStream) Close() {
 			s.logger.Warn("reporter lacks part of the log and no local copy is left", "job", s.run.Job.Id, "have", ack.Have, "size", s.size)
 			return
 		}
+		if ack.Have <= have {
+			time.Sleep(pause) // it gained nothing: give its store time
+			pause = min(2*pause, 2*time.Second)
+		}
+		have = ack.Have
 	}
 	s.logger.Warn("gave up handing the log to the reporter", "job", s.run.Job.Id, "size", s.size)
 }
