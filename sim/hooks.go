@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/reporter"
@@ -27,6 +28,13 @@ func (c *checker) persisted(jobs []*messages.JobRecord) {
 			c.fail(InvOneResult, "jobs %d and %d are both build %d of %s", id, j.Job.Id, j.Job.Build, j.Job.Commit[:12])
 		}
 		c.jobOf[k] = j.Job.Id
+		if j.CancelRequested {
+			// A cancel made durable counts even if its reply was lost
+			// (a crash between the write and the answer).
+			if mj := c.model.job(keyOf(j.Job)); !mj.recorded && !mj.cancelled {
+				mj.cancelled, mj.cancelBy = true, c.w.now.Add(2200*time.Microsecond+c.w.extraDelay)
+			}
+		}
 		if j.State == messages.JobState_JOB_STATE_RUNNING && j.Attempt > 0 {
 			// An assignment made durable is an attempt, whether or not
 			// its RunJob goes out before a crash or a store fault.

@@ -291,7 +291,8 @@ func (c *checker) resultModel(w *World, k buildJob, mj *modelJob, r *messages.Re
 	}
 	if info := w.repo.commits[k.commit]; info != nil && info.poison {
 		c.checked[InvAttemptCap] = true
-		if r.Status != messages.Status_STATUS_ERRORED {
+		// A cancel accepted first wins over the attempt cap (checked above).
+		if r.Status != messages.Status_STATUS_ERRORED && !(mj.cancelled && r.Status == messages.Status_STATUS_CANCELLED) {
 			c.fail(InvAttemptCap, "poison commit %s ended %s, want errored at the attempt cap", k, r.Status.Name())
 		}
 	}
