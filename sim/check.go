@@ -128,6 +128,12 @@ func (c *checker) dispatcherBooted() {
 	clear(c.dead)
 	clear(c.byAddr)
 	clear(c.model.heard)
+	// A restarted dispatcher knows only what its store holds: assignments
+	// it decided and never made durable are gone, and their attempt
+	// numbers are given again.
+	for _, mj := range c.model.jobs {
+		mj.attempts, mj.holder = mj.durable, mj.durableHolder
+	}
 }
 
 func incOf(in any) (string, int64, bool) {

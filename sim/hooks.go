@@ -36,9 +36,10 @@ func (c *checker) persisted(jobs []*messages.JobRecord) {
 			}
 		}
 		if j.State == messages.JobState_JOB_STATE_RUNNING && j.Attempt > 0 {
-			// An assignment made durable is an attempt, whether or not
-			// its RunJob goes out before a crash or a store fault.
-			c.assignedModel(&messages.RunJob{Job: j.Job, Attempt: j.Attempt, RunnerId: j.RunnerId, Incarnation: j.RunnerIncarnation})
+			// What a restarted dispatcher goes on from (dispatcherBooted).
+			if mj := c.model.job(keyOf(j.Job)); j.Attempt >= mj.durable {
+				mj.durable, mj.durableHolder = j.Attempt, runnerKey{j.RunnerId, j.RunnerIncarnation}
+			}
 		}
 		if j.State != messages.JobState_JOB_STATE_DONE {
 			continue

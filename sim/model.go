@@ -53,12 +53,17 @@ func keyOf(j *messages.Job) buildJob {
 
 // modelJob is what the model knows of one job.
 type modelJob struct {
-	attempts  int32     // the highest attempt assigned
-	holder    runnerKey // the runner incarnation it was assigned to
-	released  map[int32]bool
-	recorded  bool
-	cancelled bool      // a cancel was accepted before any result was recorded
-	cancelBy  time.Time // when it was accepted, plus the longest the network then took to reach the runner
+	attempts int32     // the highest attempt assigned
+	holder   runnerKey // the runner incarnation it was assigned to
+	// durable and durableHolder are the newest assignment the dispatcher's
+	// store holds: a restarted dispatcher goes on from there, so attempts
+	// it decided but never made durable are forgotten then.
+	durable       int32
+	durableHolder runnerKey
+	released      map[int32]bool
+	recorded      bool
+	cancelled     bool      // a cancel was accepted before any result was recorded
+	cancelBy      time.Time // when it was accepted, plus the longest the network then took to reach the runner
 }
 
 // model is the checker's reference model.
@@ -159,7 +164,11 @@ func (c *checker) heardStep(w *World, from actors.From, in any, fx []actors.Effe
 			// No assignment to a runner the core knows is dead or
 			// superseded, judged when it decides (a RunJob held behind a
 			// batch may go out after the runner's loss, and is ignored).
+			// Attempts are counted as decided too: a crash point may keep
+			// the RunJob from going out, and a batch may merge two
+			// assignments of one job into the newer.
 			if r, ok := e.Msg.(*messages.RunJob); ok {
+				c.assignedModel(r)
 				c.checked[InvNoDeadAssignment] = true
 				k := runnerKey{r.RunnerId, r.Incarnation}
 				if c.dead[k] || r.Incarnation < c.maxInc[r.RunnerId] {
@@ -213,9 +222,6 @@ func (c *checker) modelStep(w *World, from actors.From, in any, fx []actors.Effe
 				c.resultModel(w, k, mj, j.Result)
 			}
 		case actors.Send:
-			if r, ok := e.Msg.(*messages.RunJob); ok {
-				c.assignedModel(r)
-			}
 			if a, ok := e.Msg.(*messages.JobFinishedAck); ok && a.Recorded {
 				m.acked[a.GetRef().GetJobId()] = a.GetRef().GetAttempt()
 			}

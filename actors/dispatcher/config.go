@@ -25,7 +25,8 @@ type Config struct {
 	// ResultRetry is how often an unacknowledged result is sent to the reporter again.
 	ResultRetry time.Duration
 	// StartGrace is how long a runner may take to confirm (in a heartbeat) a
-	// job it was sent before the job is presumed lost in transit.
+	// job it was sent before the job is presumed lost in transit; never less
+	// than Lease, however configured (see Core.startGrace).
 	StartGrace time.Duration
 	// Token, when set, must accompany every registration, notify and status request.
 	Token string

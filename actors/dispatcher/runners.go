@@ -213,7 +213,7 @@ func (c *Core) heartbeat(now time.Time, from actors.Addr, m *messages.Heartbeat)
 	}
 	if r.job != 0 && !listed {
 		if j := c.jobs[r.job]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING &&
-			now.Sub(time.UnixMilli(j.AssignedUnixMs)) > c.cfg.StartGrace {
+			now.Sub(time.UnixMilli(j.AssignedUnixMs)) > c.startGrace() {
 			fx := c.requeue(now, j, "the runner never started it (RunJob lost in transit?)")
 			c.setIdle(r)
 			return append(fx, actors.Send{To: from, Msg: ack})
@@ -221,6 +221,12 @@ func (c *Core) heartbeat(now time.Time, from actors.Addr, m *messages.Heartbeat)
 	}
 	return append(cancels, actors.Send{To: from, Msg: ack})
 }
+
+// startGrace is how long a runner may take to confirm a job it was sent:
+// the configured StartGrace, but never less than the lease. A runner may
+// still start a RunJob that reaches it late (it was frozen, say) while its
+// lease lives, so a job requeued sooner could run twice at once.
+func (c *Core) startGrace() time.Duration { return max(c.cfg.StartGrace, c.cfg.Lease) }
 
 func (c *Core) loseRunner(now time.Time, r *runnerState, why string) []actors.Effect {
 	if plant.On(plant.DeadRunnerStaysIdle) {
