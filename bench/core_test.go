@@ -120,17 +120,11 @@ func (r *coreRig) batch(size int) {
 	msg := &messages.CommitObserved{ObserverId: "obs", Seq: r.seq, Repo: "/srv/git/project.git", RepoName: "project",
 		Branch: "main", Previous: r.prev, Commits: commits}
 	r.prev = commits[len(commits)-1]
-	var archived map[string]int64
+	var archived map[string]*messages.JobRecord
 	if r.db != nil {
-		archived = map[string]int64{}
-		for _, c := range commits {
-			build, id, err := r.db.LatestBuild(msg.Repo, c)
-			if err != nil {
-				r.b.Fatalf("LatestBuild: %v", err)
-			}
-			if build > 0 {
-				archived[c] = id
-			}
+		var err error
+		if archived, err = r.db.LatestJobs(msg.Repo, commits); err != nil {
+			r.b.Fatalf("LatestJobs: %v", err)
 		}
 	}
 	r.apply(r.core.Step(r.now, observerAt(r.obs), dispatcher.Observed{Msg: msg, Archived: archived}))

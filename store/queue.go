@@ -314,40 +314,6 @@ func (db *DB) LoadIncarnations() (out []*messages.RunnerIncarnation, err error) 
 	return out, rows.Err()
 }
 
-// LatestJobIDs maps each of commits that was ever built in repo to the job
-// id of its newest build, in one query (the dispatcher asks for every
-// CommitObserved).
-func (db *DB) LatestJobIDs(repo string, commits []string) (out map[string]int64, err error) {
-	out = map[string]int64{}
-	if len(commits) == 0 {
-		return out, nil
-	}
-	args := make([]any, 0, len(commits)+1)
-	args = append(args, repo)
-	for _, c := range commits {
-		args = append(args, c)
-	}
-	q := `SELECT commit_hash, id FROM jobs WHERE repo = ? AND commit_hash IN (?` + strings.Repeat(",?", len(commits)-1) + `) ORDER BY build`
-	rows, err := db.sql.QueryContext(context.Background(), q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("latest builds of %d commits in %s: %w", len(commits), repo, err)
-	}
-	defer func() {
-		if cerr := rows.Close(); err == nil {
-			err = cerr
-		}
-	}()
-	for rows.Next() {
-		var commit string
-		var id int64
-		if err := rows.Scan(&commit, &id); err != nil {
-			return nil, fmt.Errorf("latest builds in %s: %w", repo, err)
-		}
-		out[commit] = id // ordered by build: the newest wins
-	}
-	return out, rows.Err()
-}
-
 // LatestJobs maps each of commits that was ever built in repo to the record
 // of its newest build, in one query: what the dispatcher needs to add a
 // branch to a build no longer in its memory (dispatcher.Observed's

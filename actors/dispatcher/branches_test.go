@@ -36,8 +36,7 @@ func TestArchivedCommitOnANewBranchRecordsTheBranch(t *testing.T) {
 
 	fx := w.step(obsAddr, dispatcher.Observed{
 		Msg:          w.observed("main", "", coretest.Commit(1)),
-		Archived:     map[string]int64{coretest.Commit(1): 41},
-		ArchivedJobs: map[string]*messages.JobRecord{coretest.Commit(1): rec},
+		Archived: map[string]*messages.JobRecord{coretest.Commit(1): rec},
 	})
 
 	jobs := persistedJobs(fx)
@@ -65,8 +64,7 @@ func TestArchivedCommitOnANewBranchRecordsTheBranch(t *testing.T) {
 	// Seen again on a branch its record names: nothing to record.
 	fx = w.step(obsAddr, dispatcher.Observed{
 		Msg:          w.observed("main", coretest.Commit(1), coretest.Commit(1)),
-		Archived:     map[string]int64{coretest.Commit(1): 41},
-		ArchivedJobs: map[string]*messages.JobRecord{coretest.Commit(1): archivedRecord(41, coretest.Commit(1), "feature", "main")},
+		Archived: map[string]*messages.JobRecord{coretest.Commit(1): archivedRecord(41, coretest.Commit(1), "feature", "main")},
 	})
 	assert.Empty(t, persistedJobs(fx))
 	assert.Empty(t, coretest.Sends[*messages.ResultRecorded](fx))

@@ -156,12 +156,15 @@ func (c *Core) known(o Observed, commit string) (id int64, save *job, back, ok b
 		}
 		return id, save, false, true
 	}
-	if rec := o.ArchivedJobs[commit]; rec != nil && !slices.Contains(rec.Job.Branches, m.Branch) {
+	rec := o.Archived[commit]
+	if rec == nil {
+		return 0, nil, false, false
+	}
+	if !slices.Contains(rec.Job.Branches, m.Branch) {
 		j := c.unarchive(rec, m.Branch)
 		return j.Job.Id, j, true, true
 	}
-	id, ok = o.Archived[commit]
-	return id, nil, false, ok
+	return rec.Job.Id, nil, false, true
 }
 
 // queueCommit makes a queued job of m's commit i.

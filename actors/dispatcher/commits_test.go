@@ -149,7 +149,7 @@ func TestArchivedCommitsAreNotRequeued(t *testing.T) {
 
 	fx := w.step(obsAddr, dispatcher.Observed{
 		Msg:      w.observed("main", "", coretest.Commit(1), coretest.Commit(2)),
-		Archived: map[string]int64{coretest.Commit(1): 41},
+		Archived: map[string]*messages.JobRecord{coretest.Commit(1): archivedRecord(41, coretest.Commit(1), "main")},
 	})
 
 	ps := persisted(fx)
@@ -164,7 +164,7 @@ func TestArchivedCommitsAreNotRequeued(t *testing.T) {
 
 	fx = w.step(obsAddr, dispatcher.Observed{
 		Msg:      w.observed("release", "", coretest.Commit(3)),
-		Archived: map[string]int64{coretest.Commit(3): 42},
+		Archived: map[string]*messages.JobRecord{coretest.Commit(3): archivedRecord(42, coretest.Commit(3), "release")},
 	})
 	assert.Empty(t, persistedJobs(fx))
 	assert.Empty(t, runJobs(fx))

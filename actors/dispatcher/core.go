@@ -17,14 +17,12 @@ import (
 // the durable store knows of its commits that are no longer in memory.
 type Observed struct {
 	Msg *messages.CommitObserved
-	// Archived maps a commit to the id of its finished, forwarded job.
-	Archived map[string]int64
-	// ArchivedJobs maps a commit to the record of that job, for a shell
-	// that reads it: a commit seen on a branch its record does not name
-	// (a fast-forward or a merge made it the tip of another branch) gets
-	// the branch recorded, durably, and sent to the reporter again. A
-	// commit in Archived alone is only acknowledged.
-	ArchivedJobs map[string]*messages.JobRecord
+	// Archived maps a commit to the record of its finished, forwarded job
+	// (the newest build): such a commit is answered with that job's id and
+	// not built again, and one seen on a branch its record does not name (a
+	// fast-forward or a merge made it the tip of another branch) gets the
+	// branch recorded, durably, and sent to the reporter again.
+	Archived map[string]*messages.JobRecord
 }
 
 // Rebuild is a RebuildRequest as the shell hands it to the core, with the

@@ -93,19 +93,12 @@ func (s *Shell) Input(msg any, durable bool) (any, bool, bool) {
 	case *messages.CommitObserved:
 		// Commits the core no longer holds were forwarded, so their jobs
 		// are durable: the store may be asked before pending batches land.
-		records, err := s.store.ArchivedJobs(m.Repo, m.Commits)
+		archived, err := s.store.ArchivedJobs(m.Repo, m.Commits)
 		if err != nil {
 			s.readFailed("look up observed commits", err)
 			return nil, false, false
 		}
-		var archived map[string]int64
-		if len(records) > 0 {
-			archived = make(map[string]int64, len(records))
-			for commit, rec := range records {
-				archived[commit] = rec.GetJob().GetId()
-			}
-		}
-		return Observed{Msg: m, Archived: archived, ArchivedJobs: records}, false, true
+		return Observed{Msg: m, Archived: archived}, false, true
 	case *messages.RebuildRequest:
 		if !durable {
 			// The store is asked about the commit's builds: it must hold
