@@ -35,7 +35,7 @@ func TestArchivedCommitOnANewBranchRecordsTheBranch(t *testing.T) {
 	rec := archivedRecord(41, coretest.Commit(1), "feature")
 
 	fx := w.step(obsAddr, dispatcher.Observed{
-		Msg:          w.observed("main", "", coretest.Commit(1)),
+		Msg:      w.observed("main", "", coretest.Commit(1)),
 		Archived: map[string]*messages.JobRecord{coretest.Commit(1): rec},
 	})
 
@@ -63,7 +63,7 @@ func TestArchivedCommitOnANewBranchRecordsTheBranch(t *testing.T) {
 
 	// Seen again on a branch its record names: nothing to record.
 	fx = w.step(obsAddr, dispatcher.Observed{
-		Msg:          w.observed("main", coretest.Commit(1), coretest.Commit(1)),
+		Msg:      w.observed("main", coretest.Commit(1), coretest.Commit(1)),
 		Archived: map[string]*messages.JobRecord{coretest.Commit(1): archivedRecord(41, coretest.Commit(1), "feature", "main")},
 	})
 	assert.Empty(t, persistedJobs(fx))
