@@ -1,7 +1,6 @@
 package dispatcher
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -17,13 +16,7 @@ type observerState struct {
 }
 
 func (c *Core) registerObserver(from actors.Addr, m *messages.RegisterObserver) []actors.Effect {
-	reply := &messages.ObserverRegistered{SupportedVersions: messages.SupportedVersions}
-	switch {
-	case !messages.Supported(m.ProtocolVersion):
-		reply.Reason = fmt.Sprintf("protocol version %d is not supported: this dispatcher speaks %v", m.ProtocolVersion, messages.SupportedVersions)
-	case !c.tokenOK(m.Token):
-		reply.Reason = "wrong or missing token: start the observer with the dispatcher's --token (or VOLT_TOKEN)"
-	}
+	reply := &messages.ObserverRegistered{SupportedVersions: messages.SupportedVersions, Reason: c.refuseRole("observer", m.ProtocolVersion, m.Token)}
 	if reply.Reason != "" {
 		c.counters[cRejected]++
 		return []actors.Effect{actors.Send{To: from, Msg: reply}}

@@ -121,13 +121,7 @@ func (c *Core) forward(now time.Time, fx []actors.Effect, j *job) []actors.Effec
 }
 
 func (c *Core) registerReporter(now time.Time, from actors.Addr, m *messages.RegisterReporter) []actors.Effect {
-	reply := &messages.ReporterRegistered{SupportedVersions: messages.SupportedVersions}
-	switch {
-	case !messages.Supported(m.ProtocolVersion):
-		reply.Reason = fmt.Sprintf("protocol version %d is not supported: this dispatcher speaks %v", m.ProtocolVersion, messages.SupportedVersions)
-	case !c.tokenOK(m.Token):
-		reply.Reason = "wrong or missing token: start the reporter with the dispatcher's --token (or VOLT_TOKEN)"
-	}
+	reply := &messages.ReporterRegistered{SupportedVersions: messages.SupportedVersions, Reason: c.refuseRole("reporter", m.ProtocolVersion, m.Token)}
 	if reply.Reason != "" {
 		c.counters[cRejected]++
 		return []actors.Effect{actors.Send{To: from, Msg: reply}}

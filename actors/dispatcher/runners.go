@@ -70,13 +70,24 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 	return append(fx, actors.Send{To: from, Msg: reply})
 }
 
+// refuseRole says why a registration of role (runner, observer, reporter)
+// is refused for its protocol version or token, or "" when it is not.
+func (c *Core) refuseRole(role string, version int32, token string) string {
+	switch {
+	case !messages.Supported(version):
+		return fmt.Sprintf("protocol version %d is not supported: this dispatcher speaks %v; run the same Volt release on every machine", version, messages.SupportedVersions)
+	case !c.tokenOK(token):
+		return "wrong or missing token: start the " + role + " with the dispatcher's --token (or VOLT_TOKEN)"
+	}
+	return ""
+}
+
 // refuseRunner says why a registration is refused, or "" when it is not.
 func (c *Core) refuseRunner(m *messages.RegisterRunner) string {
+	if why := c.refuseRole("runner", m.ProtocolVersion, m.Token); why != "" {
+		return why
+	}
 	switch {
-	case !messages.Supported(m.ProtocolVersion):
-		return fmt.Sprintf("protocol version %d is not supported: this dispatcher speaks %v; run the same Volt release on every machine", m.ProtocolVersion, messages.SupportedVersions)
-	case !c.tokenOK(m.Token):
-		return "wrong or missing token: start the runner with the dispatcher's --token (or VOLT_TOKEN)"
 	case m.RunnerId == "":
 		return "empty runner id"
 	case m.Incarnation < c.incarnation(m.RunnerId):
