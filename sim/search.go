@@ -149,11 +149,6 @@ func (w *World) outlasts(commit string, d time.Duration) bool {
 	return info != nil && (info.hangs || time.Duration(info.durationMs)*time.Millisecond > d)
 }
 
-// aimable are the fault kinds aim can point at a deadline.
-func aimable(k FaultKind) bool {
-	return k == FaultHang || k == FaultPartition || k == FaultReplace
-}
-
 // aim points f at a runner that holds a job (if one does) and makes it
 // last until just before or after a deadline of that runner's, counted
 // from when the dispatcher last heard from it.

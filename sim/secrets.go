@@ -163,31 +163,6 @@ func (s *secretStore) index(name, repo string) int {
 	return slices.IndexFunc(s.secrets, func(sec dispatcher.Secret) bool { return sec.Name == name && sec.Repo == repo })
 }
 
-// ask is what the dispatcher's shell hands its core for a SecretRequest:
-// the request with the stored secrets it names.
-func (s *secretStore) ask(m *messages.SecretRequest) dispatcher.SecretAsk {
-	a := dispatcher.SecretAsk{Msg: m}
-	if len(m.Names) > 0 {
-		a.Secrets, _ = s.Secrets(m.Names) // the fake never fails
-	}
-	return a
-}
-
-// change carries out an admin's SecretChange as the production shell does
-// and returns the answer.
-func (s *secretStore) change(msg any) *messages.SecretSetReply {
-	r := &messages.SecretSetReply{}
-	switch m := msg.(type) {
-	case *messages.SecretSet:
-		_ = s.SetSecret(m.Name, m.Repo, m.Branches, m.Value) // the fake never fails
-	case *messages.SecretDelete:
-		if found, _ := s.DeleteSecret(m.Name, m.Repo); !found {
-			r.Error, r.NotFound = fmt.Sprintf("no secret %s is set for repository %s", m.Name, m.Repo), true
-		}
-	}
-	return r
-}
-
 // isSecretInput reports whether msg is secret traffic: the network draws
 // on the secret streams while it carries it.
 func isSecretInput(msg any) bool {

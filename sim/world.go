@@ -902,8 +902,6 @@ func (w *World) heal() {
 	}
 }
 
-var nodeTag = [...]string{"disp", "obs", "rep", "run"}
-
 // trace folds an event into the trace hash and, when asked, the text trace.
 func (w *World) trace(n *node, what string, msg any, detail string) {
 	h := w.hash

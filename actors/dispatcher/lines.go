@@ -109,9 +109,6 @@ func (q *ring[T]) pushFront(x T) {
 	q.n++
 }
 
-// front is the front element; the ring must not be empty.
-func (q *ring[T]) front() T { return q.buf[q.head] }
-
 // popFront takes the front element; the ring must not be empty.
 func (q *ring[T]) popFront() T {
 	var zero T

@@ -182,7 +182,6 @@ var (
 	mallory         = actors.Identity{Role: actors.RoleRunner, Name: "mallory"}
 	anObserver      = actors.Identity{Role: actors.RoleObserver, Name: "obs-host"}
 	aReporter       = actors.Identity{Role: actors.RoleReporter, Name: "rep-host"}
-	anAdmin         = actors.Identity{Role: actors.RoleAdmin, Name: "ops"}
 	aNotify         = actors.Identity{Role: actors.RoleNotify, Name: "git-host"}
 	theDispatcher   = actors.Identity{Role: actors.RoleDispatcher, Name: "disp-host"}
 )
