@@ -123,21 +123,10 @@ func (s *Shell) readFailed(what string, err error) {
 }
 
 // Do implements host.Role.
-func (s *Shell) Do(e actors.Effect) bool {
-	x, ok := e.(effect)
-	if ok {
-		x.Apply(s)
-	}
-	return ok
-}
+func (s *Shell) Do(e actors.Effect) bool { return host.Visit[Effects](s, e) }
 
 // StorePath implements host.StorePath.
-func (s *Shell) StorePath() string {
-	if p, ok := s.store.(interface{ Path() string }); ok {
-		return p.Path()
-	}
-	return ""
-}
+func (s *Shell) StorePath() string { return host.PathOf(s.store) }
 
 // Gather implements host.Journal.
 func (s *Shell) Gather(e actors.Effect) (write, added bool) {

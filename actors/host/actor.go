@@ -121,7 +121,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 }
 
 func (a *Actor) answerDrainers() {
-	if len(a.drainers) == 0 || a.host == nil || a.host.Waiting() {
+	if len(a.drainers) == 0 || a.host == nil || a.host.waiting() {
 		return
 	}
 	for _, pid := range a.drainers {

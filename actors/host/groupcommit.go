@@ -94,14 +94,10 @@ func (g *groupCommit) drop() {
 
 // waiting reports whether an effect now must wait: an earlier write is not
 // durable yet, or earlier effects still wait. When it is false the store
-// holds every change made so far.
+// holds every change made so far (a graceful stop drains it first).
 func (h *Host) waiting() bool {
 	return h.commit.last > h.commit.durable || h.commit.held.len() > 0
 }
-
-// Waiting reports whether anything waits for a batch to be durable (a
-// graceful stop drains it first).
-func (h *Host) Waiting() bool { return h.waiting() }
 
 // gathered notes a write added to the gathering batch, starting one.
 func (h *Host) gathered() {

@@ -282,7 +282,25 @@ func (h *Host) writes(fx []actors.Effect) bool {
 	return false
 }
 
-func typeName(e any) string { return fmt.Sprintf("%T", e) }
+// Visit carries out e through h if e is one of the role's own effects,
+// each of which has Apply(H) (the visitor a role's Effects interface
+// defines), and reports whether it was: a role's Do is Visit.
+func Visit[H any](h H, e actors.Effect) bool {
+	x, ok := e.(interface{ Apply(H) })
+	if ok {
+		x.Apply(h)
+	}
+	return ok
+}
+
+// PathOf names where a role's store keeps its data, for the ERROR a failing
+// write logs: its Path, if it has one.
+func PathOf(store any) string {
+	if p, ok := store.(interface{ Path() string }); ok {
+		return p.Path()
+	}
+	return ""
+}
 
 // do carries out one effect now.
 func (h *Host) do(e actors.Effect) {
@@ -304,7 +322,7 @@ func (h *Host) do(e actors.Effect) {
 		h.p.Exit(e.Code, e.Reason)
 	default:
 		if !h.role.Do(e) {
-			h.p.Log(actors.Note{Level: slog.LevelError, Msg: Unhandled, Args: []any{"effect", typeName(e)}})
+			h.p.Log(actors.Note{Level: slog.LevelError, Msg: Unhandled, Args: []any{"effect", fmt.Sprintf("%T", e)}})
 		}
 	}
 }

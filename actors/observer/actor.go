@@ -57,13 +57,7 @@ func (s *Shell) Start(h *vhost.Host, now time.Time) (vhost.Core, []actors.Effect
 func (s *Shell) Input(msg any, _ bool) (any, bool, bool) { return msg, false, true }
 
 // Do implements host.Role.
-func (s *Shell) Do(e actors.Effect) bool {
-	x, ok := e.(effect)
-	if ok {
-		x.Apply(s)
-	}
-	return ok
-}
+func (s *Shell) Do(e actors.Effect) bool { return vhost.Visit[Effects](s, e) }
 
 // Stop implements host.Stopper: reads under way are cancelled.
 func (s *Shell) Stop() {

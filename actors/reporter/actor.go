@@ -84,21 +84,10 @@ func (s *Shell) Start(h *host.Host, now time.Time) (host.Core, []actors.Effect) 
 func (s *Shell) Input(msg any, _ bool) (any, bool, bool) { return msg, false, true }
 
 // Do implements host.Role.
-func (s *Shell) Do(e actors.Effect) bool {
-	x, ok := e.(effect)
-	if ok {
-		x.Apply(s)
-	}
-	return ok
-}
+func (s *Shell) Do(e actors.Effect) bool { return host.Visit[Effects](s, e) }
 
 // StorePath implements host.StorePath.
-func (s *Shell) StorePath() string {
-	if p, ok := s.store.(interface{ Path() string }); ok {
-		return p.Path()
-	}
-	return ""
-}
+func (s *Shell) StorePath() string { return host.PathOf(s.store) }
 
 // Record implements Effects: the result is stored (a duplicate changes
 // nothing), its result file written, and the dispatcher told.

@@ -62,13 +62,7 @@ func (s *Shell) Input(msg any, _ bool) (any, bool, bool) {
 }
 
 // Do implements host.Role.
-func (s *Shell) Do(e actors.Effect) bool {
-	x, ok := e.(effect)
-	if ok {
-		x.Apply(s)
-	}
-	return ok
-}
+func (s *Shell) Do(e actors.Effect) bool { return host.Visit[Effects](s, e) }
 
 // Stop implements host.Stopper: no job process outlives the runner.
 func (s *Shell) Stop() { s.jobs.Stop() }
