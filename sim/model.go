@@ -297,8 +297,9 @@ func (c *checker) resultModel(w *World, k buildJob, mj *modelJob, r *messages.Re
 	}
 	if info := w.repo.commits[k.commit]; info != nil && info.poison {
 		c.checked[InvAttemptCap] = true
-		// A cancel accepted first wins over the attempt cap (checked above).
-		if r.Status != messages.Status_STATUS_ERRORED && !(mj.cancelled && r.Status == messages.Status_STATUS_CANCELLED) {
+		// A cancel wins over the attempt cap; whether a cancelled result
+		// was due is InvCancel's to judge, as at the reporter (check.end).
+		if r.Status != messages.Status_STATUS_ERRORED && r.Status != messages.Status_STATUS_CANCELLED {
 			c.fail(InvAttemptCap, "poison commit %s ended %s, want errored at the attempt cap", k, r.Status.Name())
 		}
 	}
