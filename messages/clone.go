@@ -7,7 +7,8 @@ func CloneJob(j *Job) *Job {
 		return nil
 	}
 	return &Job{Id: j.Id, Repo: j.Repo, RepoName: j.RepoName, Commit: j.Commit,
-		Branches: append([]string(nil), j.Branches...), Build: j.Build, Subject: j.Subject}
+		Branches: append([]string(nil), j.Branches...), Build: j.Build, Subject: j.Subject,
+		Index: j.Index, BuildId: j.BuildId, BuildJobs: j.BuildJobs, Cell: j.Cell}
 }
 
 // CloneResult copies a Result without reflection.
@@ -28,5 +29,5 @@ func CloneJobRecord(j *JobRecord) *JobRecord {
 	return &JobRecord{Job: CloneJob(j.Job), State: j.State, Attempt: j.Attempt, RunnerId: j.RunnerId,
 		RunnerIncarnation: j.RunnerIncarnation, Result: CloneResult(j.Result), Forwarded: j.Forwarded,
 		QueuedUnixMs: j.QueuedUnixMs, AssignedUnixMs: j.AssignedUnixMs, LastError: j.LastError, CancelRequested: j.CancelRequested,
-		Released: j.Released}
+		Released: j.Released, Retries: j.Retries, Waiting: j.Waiting}
 }

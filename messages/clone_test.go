@@ -18,6 +18,10 @@ func fill(m protoreflect.Message) {
 			l := m.Mutable(f).List()
 			l.Append(protoreflect.ValueOfString("a"))
 			l.Append(protoreflect.ValueOfString("b"))
+		case f.IsList() && f.Kind() == protoreflect.Int32Kind:
+			m.Mutable(f).List().Append(protoreflect.ValueOfInt32(3))
+		case f.IsList() && f.Kind() == protoreflect.MessageKind:
+			fill(m.Mutable(f).List().AppendMutable().Message())
 		case f.Kind() == protoreflect.MessageKind && !f.IsList() && !f.IsMap():
 			fill(m.Mutable(f).Message())
 		case f.Kind() == protoreflect.StringKind:

@@ -11,10 +11,11 @@ var statusNames = map[Status]string{
 	Status_STATUS_TIMED_OUT: "timed_out",
 	Status_STATUS_ERRORED:   "errored",
 	Status_STATUS_CANCELLED: "cancelled",
+	Status_STATUS_SKIPPED:   "skipped",
 }
 
 // Name is the status as users see it in result files, the CLI and the API:
-// one of passed, failed, timed_out, errored, cancelled.
+// one of passed, failed, timed_out, errored, cancelled, skipped.
 func (s Status) Name() string {
 	if n, ok := statusNames[s]; ok {
 		return n
@@ -29,7 +30,7 @@ func ParseStatus(name string) (Status, error) {
 			return s, nil
 		}
 	}
-	return Status_STATUS_UNSPECIFIED, fmt.Errorf("unknown status %q: want one of passed, failed, timed_out, errored, cancelled", name)
+	return Status_STATUS_UNSPECIFIED, fmt.Errorf("unknown status %q: want one of passed, failed, timed_out, errored, cancelled, skipped", name)
 }
 
 // Name is the job state as users see it: queued, running or done.

@@ -36,6 +36,9 @@ const (
 	Status_STATUS_TIMED_OUT   Status = 3
 	Status_STATUS_ERRORED     Status = 4
 	Status_STATUS_CANCELLED   Status = 5
+	// STATUS_SKIPPED: the job never ran, because a job it needs did not pass
+	// or its branches: filter leaves the commit out.
+	Status_STATUS_SKIPPED Status = 6
 )
 
 // Enum value maps for Status.
@@ -47,6 +50,7 @@ var (
 		3: "STATUS_TIMED_OUT",
 		4: "STATUS_ERRORED",
 		5: "STATUS_CANCELLED",
+		6: "STATUS_SKIPPED",
 	}
 	Status_value = map[string]int32{
 		"STATUS_UNSPECIFIED": 0,
@@ -55,6 +59,7 @@ var (
 		"STATUS_TIMED_OUT":   3,
 		"STATUS_ERRORED":     4,
 		"STATUS_CANCELLED":   5,
+		"STATUS_SKIPPED":     6,
 	}
 )
 
@@ -138,7 +143,11 @@ func (JobState) EnumDescriptor() ([]byte, []int) {
 	return file_volt_v1_volt_proto_rawDescGZIP(), []int{1}
 }
 
-// Job identifies one build of one commit of one repository.
+// Job identifies one job of one build of one commit of one repository. A
+// build is one commit's pipeline: build_jobs jobs with consecutive ids from
+// build_id, job index i having id build_id+i. A commit whose .volt.yml has
+// no jobs: (the single-list format, or no file) gets a build of one job
+// whose id is the build's id and whose cell is nil.
 type Job struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -150,7 +159,17 @@ type Job struct {
 	Branches []string `protobuf:"bytes,5,rep,name=branches,proto3" json:"branches,omitempty"`
 	Build    int32    `protobuf:"varint,6,opt,name=build,proto3" json:"build,omitempty"`
 	// subject is the first line of the commit message (shown, never interpreted).
-	Subject       string `protobuf:"bytes,7,opt,name=subject,proto3" json:"subject,omitempty"`
+	Subject string `protobuf:"bytes,7,opt,name=subject,proto3" json:"subject,omitempty"`
+	// index is the job's place in its build (0 for the first or only job).
+	Index int32 `protobuf:"varint,8,opt,name=index,proto3" json:"index,omitempty"`
+	// build_id is the id of the build's first job (index 0); 0 in records
+	// made before pipelines, which mean the job's own id.
+	BuildId int64 `protobuf:"varint,9,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
+	// build_jobs is how many jobs the build has (0 in old records: 1).
+	BuildJobs int32 `protobuf:"varint,10,opt,name=build_jobs,json=buildJobs,proto3" json:"build_jobs,omitempty"`
+	// cell is this job's place in the pipeline; nil for a one-job build of
+	// the single-list format.
+	Cell          *PipelineJob `protobuf:"bytes,11,opt,name=cell,proto3" json:"cell,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -234,6 +253,283 @@ func (x *Job) GetSubject() string {
 	return ""
 }
 
+func (x *Job) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *Job) GetBuildId() int64 {
+	if x != nil {
+		return x.BuildId
+	}
+	return 0
+}
+
+func (x *Job) GetBuildJobs() int32 {
+	if x != nil {
+		return x.BuildJobs
+	}
+	return 0
+}
+
+func (x *Job) GetCell() *PipelineJob {
+	if x != nil {
+		return x.Cell
+	}
+	return nil
+}
+
+// MatrixValue is one matrix variable's value in one cell.
+type MatrixValue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MatrixValue) Reset() {
+	*x = MatrixValue{}
+	mi := &file_volt_v1_volt_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MatrixValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MatrixValue) ProtoMessage() {}
+
+func (x *MatrixValue) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MatrixValue.ProtoReflect.Descriptor instead.
+func (*MatrixValue) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *MatrixValue) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MatrixValue) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+// PipelineJob is one job of an expanded pipeline: one matrix cell and one
+// shard of a job under jobs:. Runners find its steps by key in the
+// commit's own .volt.yml and run them with VOLT_MATRIX_<NAME> and
+// VOLT_SHARD_INDEX/TOTAL set from the cell.
+type PipelineJob struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is the job's name under jobs:.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// name is shown to users: the key, the matrix values, the shard counted
+	// from 1, as in "test (go=1.26, db=sqlite) 3/4".
+	Name   string         `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Matrix []*MatrixValue `protobuf:"bytes,3,rep,name=matrix,proto3" json:"matrix,omitempty"`
+	// shard_index counts from 0; shard_total is 0 when the job has no parallel:.
+	ShardIndex int32 `protobuf:"varint,4,opt,name=shard_index,json=shardIndex,proto3" json:"shard_index,omitempty"`
+	ShardTotal int32 `protobuf:"varint,5,opt,name=shard_total,json=shardTotal,proto3" json:"shard_total,omitempty"`
+	// needs are the indexes of the jobs of the same build this one waits
+	// for; each is below the job's own index.
+	Needs []int32 `protobuf:"varint,6,rep,packed,name=needs,proto3" json:"needs,omitempty"`
+	// runs_on are labels a runner must all have (words or key=value).
+	RunsOn []string `protobuf:"bytes,7,rep,name=runs_on,json=runsOn,proto3" json:"runs_on,omitempty"`
+	// retry is how many times a failed run is run again.
+	Retry        int32 `protobuf:"varint,8,opt,name=retry,proto3" json:"retry,omitempty"`
+	AllowFailure bool  `protobuf:"varint,9,opt,name=allow_failure,json=allowFailure,proto3" json:"allow_failure,omitempty"`
+	// fail_fast cancels the other cells of the same key once one fails.
+	FailFast bool `protobuf:"varint,10,opt,name=fail_fast,json=failFast,proto3" json:"fail_fast,omitempty"`
+	// branches are the patterns (path.Match) one of the commit's branches
+	// must match for the job to run; empty means every branch.
+	Branches      []string `protobuf:"bytes,11,rep,name=branches,proto3" json:"branches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PipelineJob) Reset() {
+	*x = PipelineJob{}
+	mi := &file_volt_v1_volt_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PipelineJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PipelineJob) ProtoMessage() {}
+
+func (x *PipelineJob) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PipelineJob.ProtoReflect.Descriptor instead.
+func (*PipelineJob) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PipelineJob) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *PipelineJob) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PipelineJob) GetMatrix() []*MatrixValue {
+	if x != nil {
+		return x.Matrix
+	}
+	return nil
+}
+
+func (x *PipelineJob) GetShardIndex() int32 {
+	if x != nil {
+		return x.ShardIndex
+	}
+	return 0
+}
+
+func (x *PipelineJob) GetShardTotal() int32 {
+	if x != nil {
+		return x.ShardTotal
+	}
+	return 0
+}
+
+func (x *PipelineJob) GetNeeds() []int32 {
+	if x != nil {
+		return x.Needs
+	}
+	return nil
+}
+
+func (x *PipelineJob) GetRunsOn() []string {
+	if x != nil {
+		return x.RunsOn
+	}
+	return nil
+}
+
+func (x *PipelineJob) GetRetry() int32 {
+	if x != nil {
+		return x.Retry
+	}
+	return 0
+}
+
+func (x *PipelineJob) GetAllowFailure() bool {
+	if x != nil {
+		return x.AllowFailure
+	}
+	return false
+}
+
+func (x *PipelineJob) GetFailFast() bool {
+	if x != nil {
+		return x.FailFast
+	}
+	return false
+}
+
+func (x *PipelineJob) GetBranches() []string {
+	if x != nil {
+		return x.Branches
+	}
+	return nil
+}
+
+// Pipeline is a commit's expanded .volt.yml as the observer read it
+// (`git show <commit>:.volt.yml`). jobs is empty for the single-list format
+// and for a commit without the file; error, when set, says where the file
+// is wrong ("line 3, column 5: ...") and the build ends errored without
+// using a runner.
+type Pipeline struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Jobs          []*PipelineJob         `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Pipeline) Reset() {
+	*x = Pipeline{}
+	mi := &file_volt_v1_volt_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Pipeline) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Pipeline) ProtoMessage() {}
+
+func (x *Pipeline) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Pipeline.ProtoReflect.Descriptor instead.
+func (*Pipeline) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Pipeline) GetJobs() []*PipelineJob {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+func (x *Pipeline) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // Result is the one final result of a build.
 type Result struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -257,7 +553,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_volt_v1_volt_proto_msgTypes[1]
+	mi := &file_volt_v1_volt_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -269,7 +565,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[1]
+	mi := &file_volt_v1_volt_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -282,7 +578,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{1}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Result) GetJob() *Job {
@@ -389,14 +685,20 @@ type JobRecord struct {
 	CancelRequested bool `protobuf:"varint,11,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"`
 	// released counts the attempts runners gave back while shutting down
 	// gracefully: they do not count against the attempt cap (up to a bound).
-	Released      int32 `protobuf:"varint,12,opt,name=released,proto3" json:"released,omitempty"`
+	Released int32 `protobuf:"varint,12,opt,name=released,proto3" json:"released,omitempty"`
+	// retries counts the runs after a failure that the cell's retry: allows;
+	// they are apart from the attempts the cap counts (lost runners).
+	Retries int32 `protobuf:"varint,13,opt,name=retries,proto3" json:"retries,omitempty"`
+	// waiting says why a queued job has not started ("needs lint", "no
+	// runner has labels gpu"); empty when it can start.
+	Waiting       string `protobuf:"bytes,14,opt,name=waiting,proto3" json:"waiting,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobRecord) Reset() {
 	*x = JobRecord{}
-	mi := &file_volt_v1_volt_proto_msgTypes[2]
+	mi := &file_volt_v1_volt_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +710,7 @@ func (x *JobRecord) String() string {
 func (*JobRecord) ProtoMessage() {}
 
 func (x *JobRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[2]
+	mi := &file_volt_v1_volt_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +723,7 @@ func (x *JobRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRecord.ProtoReflect.Descriptor instead.
 func (*JobRecord) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{2}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *JobRecord) GetJob() *Job {
@@ -508,6 +810,20 @@ func (x *JobRecord) GetReleased() int32 {
 	return 0
 }
 
+func (x *JobRecord) GetRetries() int32 {
+	if x != nil {
+		return x.Retries
+	}
+	return 0
+}
+
+func (x *JobRecord) GetWaiting() string {
+	if x != nil {
+		return x.Waiting
+	}
+	return ""
+}
+
 // Cursor is the last commit of a branch the dispatcher has accepted.
 type Cursor struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -520,7 +836,7 @@ type Cursor struct {
 
 func (x *Cursor) Reset() {
 	*x = Cursor{}
-	mi := &file_volt_v1_volt_proto_msgTypes[3]
+	mi := &file_volt_v1_volt_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +848,7 @@ func (x *Cursor) String() string {
 func (*Cursor) ProtoMessage() {}
 
 func (x *Cursor) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[3]
+	mi := &file_volt_v1_volt_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +861,7 @@ func (x *Cursor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cursor.ProtoReflect.Descriptor instead.
 func (*Cursor) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{3}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Cursor) GetRepo() string {
@@ -582,7 +898,7 @@ type RunnerIncarnation struct {
 
 func (x *RunnerIncarnation) Reset() {
 	*x = RunnerIncarnation{}
-	mi := &file_volt_v1_volt_proto_msgTypes[4]
+	mi := &file_volt_v1_volt_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +910,7 @@ func (x *RunnerIncarnation) String() string {
 func (*RunnerIncarnation) ProtoMessage() {}
 
 func (x *RunnerIncarnation) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[4]
+	mi := &file_volt_v1_volt_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +923,7 @@ func (x *RunnerIncarnation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerIncarnation.ProtoReflect.Descriptor instead.
 func (*RunnerIncarnation) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{4}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RunnerIncarnation) GetRunnerId() string {
@@ -636,7 +952,7 @@ type WatchedRepo struct {
 
 func (x *WatchedRepo) Reset() {
 	*x = WatchedRepo{}
-	mi := &file_volt_v1_volt_proto_msgTypes[5]
+	mi := &file_volt_v1_volt_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +964,7 @@ func (x *WatchedRepo) String() string {
 func (*WatchedRepo) ProtoMessage() {}
 
 func (x *WatchedRepo) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[5]
+	mi := &file_volt_v1_volt_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +977,7 @@ func (x *WatchedRepo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchedRepo.ProtoReflect.Descriptor instead.
 func (*WatchedRepo) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{5}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WatchedRepo) GetUrl() string {
@@ -698,7 +1014,7 @@ type RegisterObserver struct {
 
 func (x *RegisterObserver) Reset() {
 	*x = RegisterObserver{}
-	mi := &file_volt_v1_volt_proto_msgTypes[6]
+	mi := &file_volt_v1_volt_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +1026,7 @@ func (x *RegisterObserver) String() string {
 func (*RegisterObserver) ProtoMessage() {}
 
 func (x *RegisterObserver) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[6]
+	mi := &file_volt_v1_volt_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +1039,7 @@ func (x *RegisterObserver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterObserver.ProtoReflect.Descriptor instead.
 func (*RegisterObserver) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{6}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RegisterObserver) GetObserverId() string {
@@ -767,7 +1083,7 @@ type ObserverRegistered struct {
 
 func (x *ObserverRegistered) Reset() {
 	*x = ObserverRegistered{}
-	mi := &file_volt_v1_volt_proto_msgTypes[7]
+	mi := &file_volt_v1_volt_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -779,7 +1095,7 @@ func (x *ObserverRegistered) String() string {
 func (*ObserverRegistered) ProtoMessage() {}
 
 func (x *ObserverRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[7]
+	mi := &file_volt_v1_volt_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -792,7 +1108,7 @@ func (x *ObserverRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObserverRegistered.ProtoReflect.Descriptor instead.
 func (*ObserverRegistered) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{7}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ObserverRegistered) GetAccepted() bool {
@@ -837,14 +1153,17 @@ type CommitObserved struct {
 	Forced   bool     `protobuf:"varint,8,opt,name=forced,proto3" json:"forced,omitempty"`
 	Skipped  int32    `protobuf:"varint,9,opt,name=skipped,proto3" json:"skipped,omitempty"`
 	// subjects[i] is the subject line of commits[i] (may be shorter when unknown).
-	Subjects      []string `protobuf:"bytes,10,rep,name=subjects,proto3" json:"subjects,omitempty"`
+	Subjects []string `protobuf:"bytes,10,rep,name=subjects,proto3" json:"subjects,omitempty"`
+	// pipelines[i] is the pipeline of commits[i] (may be shorter: a missing
+	// one is the single-list format).
+	Pipelines     []*Pipeline `protobuf:"bytes,11,rep,name=pipelines,proto3" json:"pipelines,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CommitObserved) Reset() {
 	*x = CommitObserved{}
-	mi := &file_volt_v1_volt_proto_msgTypes[8]
+	mi := &file_volt_v1_volt_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +1175,7 @@ func (x *CommitObserved) String() string {
 func (*CommitObserved) ProtoMessage() {}
 
 func (x *CommitObserved) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[8]
+	mi := &file_volt_v1_volt_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +1188,7 @@ func (x *CommitObserved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitObserved.ProtoReflect.Descriptor instead.
 func (*CommitObserved) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{8}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CommitObserved) GetObserverId() string {
@@ -942,6 +1261,13 @@ func (x *CommitObserved) GetSubjects() []string {
 	return nil
 }
 
+func (x *CommitObserved) GetPipelines() []*Pipeline {
+	if x != nil {
+		return x.Pipelines
+	}
+	return nil
+}
+
 // CommitObservedAck tells the observer its cursor may advance.
 type CommitObservedAck struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -959,7 +1285,7 @@ type CommitObservedAck struct {
 
 func (x *CommitObservedAck) Reset() {
 	*x = CommitObservedAck{}
-	mi := &file_volt_v1_volt_proto_msgTypes[9]
+	mi := &file_volt_v1_volt_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1297,7 @@ func (x *CommitObservedAck) String() string {
 func (*CommitObservedAck) ProtoMessage() {}
 
 func (x *CommitObservedAck) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[9]
+	mi := &file_volt_v1_volt_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1310,7 @@ func (x *CommitObservedAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitObservedAck.ProtoReflect.Descriptor instead.
 func (*CommitObservedAck) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{9}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CommitObservedAck) GetObserverId() string {
@@ -1048,7 +1374,7 @@ type Notify struct {
 
 func (x *Notify) Reset() {
 	*x = Notify{}
-	mi := &file_volt_v1_volt_proto_msgTypes[10]
+	mi := &file_volt_v1_volt_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1386,7 @@ func (x *Notify) String() string {
 func (*Notify) ProtoMessage() {}
 
 func (x *Notify) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[10]
+	mi := &file_volt_v1_volt_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1399,7 @@ func (x *Notify) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notify.ProtoReflect.Descriptor instead.
 func (*Notify) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{10}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Notify) GetRepo() string {
@@ -1107,7 +1433,7 @@ type NotifyAck struct {
 
 func (x *NotifyAck) Reset() {
 	*x = NotifyAck{}
-	mi := &file_volt_v1_volt_proto_msgTypes[11]
+	mi := &file_volt_v1_volt_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1445,7 @@ func (x *NotifyAck) String() string {
 func (*NotifyAck) ProtoMessage() {}
 
 func (x *NotifyAck) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[11]
+	mi := &file_volt_v1_volt_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1458,7 @@ func (x *NotifyAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyAck.ProtoReflect.Descriptor instead.
 func (*NotifyAck) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{11}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NotifyAck) GetObservers() int32 {
@@ -1153,7 +1479,7 @@ type PollNow struct {
 
 func (x *PollNow) Reset() {
 	*x = PollNow{}
-	mi := &file_volt_v1_volt_proto_msgTypes[12]
+	mi := &file_volt_v1_volt_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +1491,7 @@ func (x *PollNow) String() string {
 func (*PollNow) ProtoMessage() {}
 
 func (x *PollNow) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[12]
+	mi := &file_volt_v1_volt_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,7 +1504,7 @@ func (x *PollNow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollNow.ProtoReflect.Descriptor instead.
 func (*PollNow) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{12}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PollNow) GetRepo() string {
@@ -1206,7 +1532,7 @@ type JobRef struct {
 
 func (x *JobRef) Reset() {
 	*x = JobRef{}
-	mi := &file_volt_v1_volt_proto_msgTypes[13]
+	mi := &file_volt_v1_volt_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1544,7 @@ func (x *JobRef) String() string {
 func (*JobRef) ProtoMessage() {}
 
 func (x *JobRef) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[13]
+	mi := &file_volt_v1_volt_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1557,7 @@ func (x *JobRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRef.ProtoReflect.Descriptor instead.
 func (*JobRef) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{13}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *JobRef) GetJobId() int64 {
@@ -1260,14 +1586,18 @@ type RegisterRunner struct {
 	// seq numbers registrations and heartbeats together; the reply echoes it
 	// so the runner knows when the message it answers was sent (its lease
 	// runs from then).
-	Seq           uint64 `protobuf:"varint,7,opt,name=seq,proto3" json:"seq,omitempty"`
+	Seq uint64 `protobuf:"varint,7,opt,name=seq,proto3" json:"seq,omitempty"`
+	// labels are the runner's labels (words or key=value), os= and arch=
+	// included; slots is how many jobs it runs at once (0 means 1).
+	Labels        []string `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty"`
+	Slots         int32    `protobuf:"varint,9,opt,name=slots,proto3" json:"slots,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterRunner) Reset() {
 	*x = RegisterRunner{}
-	mi := &file_volt_v1_volt_proto_msgTypes[14]
+	mi := &file_volt_v1_volt_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1609,7 @@ func (x *RegisterRunner) String() string {
 func (*RegisterRunner) ProtoMessage() {}
 
 func (x *RegisterRunner) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[14]
+	mi := &file_volt_v1_volt_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1622,7 @@ func (x *RegisterRunner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRunner.ProtoReflect.Descriptor instead.
 func (*RegisterRunner) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{14}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RegisterRunner) GetRunnerId() string {
@@ -1344,6 +1674,20 @@ func (x *RegisterRunner) GetSeq() uint64 {
 	return 0
 }
 
+func (x *RegisterRunner) GetLabels() []string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *RegisterRunner) GetSlots() int32 {
+	if x != nil {
+		return x.Slots
+	}
+	return 0
+}
+
 // RunnerRegistered answers RegisterRunner and hands the runner its timers.
 type RunnerRegistered struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -1365,7 +1709,7 @@ type RunnerRegistered struct {
 
 func (x *RunnerRegistered) Reset() {
 	*x = RunnerRegistered{}
-	mi := &file_volt_v1_volt_proto_msgTypes[15]
+	mi := &file_volt_v1_volt_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1721,7 @@ func (x *RunnerRegistered) String() string {
 func (*RunnerRegistered) ProtoMessage() {}
 
 func (x *RunnerRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[15]
+	mi := &file_volt_v1_volt_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1734,7 @@ func (x *RunnerRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerRegistered.ProtoReflect.Descriptor instead.
 func (*RunnerRegistered) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{15}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RunnerRegistered) GetAccepted() bool {
@@ -1476,7 +1820,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_volt_v1_volt_proto_msgTypes[16]
+	mi := &file_volt_v1_volt_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1832,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[16]
+	mi := &file_volt_v1_volt_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1845,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{16}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Heartbeat) GetRunnerId() string {
@@ -1548,7 +1892,7 @@ type HeartbeatAck struct {
 
 func (x *HeartbeatAck) Reset() {
 	*x = HeartbeatAck{}
-	mi := &file_volt_v1_volt_proto_msgTypes[17]
+	mi := &file_volt_v1_volt_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1904,7 @@ func (x *HeartbeatAck) String() string {
 func (*HeartbeatAck) ProtoMessage() {}
 
 func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[17]
+	mi := &file_volt_v1_volt_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1917,7 @@ func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatAck.ProtoReflect.Descriptor instead.
 func (*HeartbeatAck) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{17}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HeartbeatAck) GetRunnerId() string {
@@ -1639,7 +1983,7 @@ type RunJob struct {
 
 func (x *RunJob) Reset() {
 	*x = RunJob{}
-	mi := &file_volt_v1_volt_proto_msgTypes[18]
+	mi := &file_volt_v1_volt_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1651,7 +1995,7 @@ func (x *RunJob) String() string {
 func (*RunJob) ProtoMessage() {}
 
 func (x *RunJob) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[18]
+	mi := &file_volt_v1_volt_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1664,7 +2008,7 @@ func (x *RunJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunJob.ProtoReflect.Descriptor instead.
 func (*RunJob) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{18}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RunJob) GetJob() *Job {
@@ -1736,7 +2080,7 @@ type RunnerStopping struct {
 
 func (x *RunnerStopping) Reset() {
 	*x = RunnerStopping{}
-	mi := &file_volt_v1_volt_proto_msgTypes[19]
+	mi := &file_volt_v1_volt_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +2092,7 @@ func (x *RunnerStopping) String() string {
 func (*RunnerStopping) ProtoMessage() {}
 
 func (x *RunnerStopping) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[19]
+	mi := &file_volt_v1_volt_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +2105,7 @@ func (x *RunnerStopping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerStopping.ProtoReflect.Descriptor instead.
 func (*RunnerStopping) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{19}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RunnerStopping) GetRunnerId() string {
@@ -1804,7 +2148,7 @@ type JobFinished struct {
 
 func (x *JobFinished) Reset() {
 	*x = JobFinished{}
-	mi := &file_volt_v1_volt_proto_msgTypes[20]
+	mi := &file_volt_v1_volt_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1816,7 +2160,7 @@ func (x *JobFinished) String() string {
 func (*JobFinished) ProtoMessage() {}
 
 func (x *JobFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[20]
+	mi := &file_volt_v1_volt_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +2173,7 @@ func (x *JobFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFinished.ProtoReflect.Descriptor instead.
 func (*JobFinished) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{20}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JobFinished) GetRunnerId() string {
@@ -1864,7 +2208,7 @@ type JobFinishedAck struct {
 
 func (x *JobFinishedAck) Reset() {
 	*x = JobFinishedAck{}
-	mi := &file_volt_v1_volt_proto_msgTypes[21]
+	mi := &file_volt_v1_volt_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +2220,7 @@ func (x *JobFinishedAck) String() string {
 func (*JobFinishedAck) ProtoMessage() {}
 
 func (x *JobFinishedAck) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[21]
+	mi := &file_volt_v1_volt_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +2233,7 @@ func (x *JobFinishedAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobFinishedAck.ProtoReflect.Descriptor instead.
 func (*JobFinishedAck) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{21}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *JobFinishedAck) GetRef() *JobRef {
@@ -1920,7 +2264,7 @@ type CancelJob struct {
 
 func (x *CancelJob) Reset() {
 	*x = CancelJob{}
-	mi := &file_volt_v1_volt_proto_msgTypes[22]
+	mi := &file_volt_v1_volt_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1932,7 +2276,7 @@ func (x *CancelJob) String() string {
 func (*CancelJob) ProtoMessage() {}
 
 func (x *CancelJob) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[22]
+	mi := &file_volt_v1_volt_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1945,7 +2289,7 @@ func (x *CancelJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
 func (*CancelJob) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{22}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CancelJob) GetRef() *JobRef {
@@ -1981,7 +2325,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_volt_v1_volt_proto_msgTypes[23]
+	mi := &file_volt_v1_volt_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1993,7 +2337,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[23]
+	mi := &file_volt_v1_volt_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2006,7 +2350,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{23}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CancelRequest) GetJobId() int64 {
@@ -2041,7 +2385,7 @@ type CancelReply struct {
 
 func (x *CancelReply) Reset() {
 	*x = CancelReply{}
-	mi := &file_volt_v1_volt_proto_msgTypes[24]
+	mi := &file_volt_v1_volt_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2053,7 +2397,7 @@ func (x *CancelReply) String() string {
 func (*CancelReply) ProtoMessage() {}
 
 func (x *CancelReply) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[24]
+	mi := &file_volt_v1_volt_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2066,7 +2410,7 @@ func (x *CancelReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelReply.ProtoReflect.Descriptor instead.
 func (*CancelReply) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{24}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CancelReply) GetJobId() int64 {
@@ -2096,7 +2440,7 @@ type RebuildRequest struct {
 
 func (x *RebuildRequest) Reset() {
 	*x = RebuildRequest{}
-	mi := &file_volt_v1_volt_proto_msgTypes[25]
+	mi := &file_volt_v1_volt_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2108,7 +2452,7 @@ func (x *RebuildRequest) String() string {
 func (*RebuildRequest) ProtoMessage() {}
 
 func (x *RebuildRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[25]
+	mi := &file_volt_v1_volt_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2121,7 +2465,7 @@ func (x *RebuildRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildRequest.ProtoReflect.Descriptor instead.
 func (*RebuildRequest) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{25}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RebuildRequest) GetRepo() string {
@@ -2164,7 +2508,7 @@ type RebuildReply struct {
 
 func (x *RebuildReply) Reset() {
 	*x = RebuildReply{}
-	mi := &file_volt_v1_volt_proto_msgTypes[26]
+	mi := &file_volt_v1_volt_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2176,7 +2520,7 @@ func (x *RebuildReply) String() string {
 func (*RebuildReply) ProtoMessage() {}
 
 func (x *RebuildReply) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[26]
+	mi := &file_volt_v1_volt_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2189,7 +2533,7 @@ func (x *RebuildReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildReply.ProtoReflect.Descriptor instead.
 func (*RebuildReply) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{26}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RebuildReply) GetJobId() int64 {
@@ -2225,7 +2569,7 @@ type RegisterReporter struct {
 
 func (x *RegisterReporter) Reset() {
 	*x = RegisterReporter{}
-	mi := &file_volt_v1_volt_proto_msgTypes[27]
+	mi := &file_volt_v1_volt_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2237,7 +2581,7 @@ func (x *RegisterReporter) String() string {
 func (*RegisterReporter) ProtoMessage() {}
 
 func (x *RegisterReporter) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[27]
+	mi := &file_volt_v1_volt_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2250,7 +2594,7 @@ func (x *RegisterReporter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterReporter.ProtoReflect.Descriptor instead.
 func (*RegisterReporter) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{27}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RegisterReporter) GetReporterId() string {
@@ -2289,7 +2633,7 @@ type ReporterRegistered struct {
 
 func (x *ReporterRegistered) Reset() {
 	*x = ReporterRegistered{}
-	mi := &file_volt_v1_volt_proto_msgTypes[28]
+	mi := &file_volt_v1_volt_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2301,7 +2645,7 @@ func (x *ReporterRegistered) String() string {
 func (*ReporterRegistered) ProtoMessage() {}
 
 func (x *ReporterRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[28]
+	mi := &file_volt_v1_volt_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2314,7 +2658,7 @@ func (x *ReporterRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReporterRegistered.ProtoReflect.Descriptor instead.
 func (*ReporterRegistered) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{28}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReporterRegistered) GetAccepted() bool {
@@ -2355,7 +2699,7 @@ type ResultRecorded struct {
 
 func (x *ResultRecorded) Reset() {
 	*x = ResultRecorded{}
-	mi := &file_volt_v1_volt_proto_msgTypes[29]
+	mi := &file_volt_v1_volt_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2367,7 +2711,7 @@ func (x *ResultRecorded) String() string {
 func (*ResultRecorded) ProtoMessage() {}
 
 func (x *ResultRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[29]
+	mi := &file_volt_v1_volt_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2380,7 +2724,7 @@ func (x *ResultRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultRecorded.ProtoReflect.Descriptor instead.
 func (*ResultRecorded) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{29}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ResultRecorded) GetResult() *Result {
@@ -2403,7 +2747,7 @@ type ResultRecordedAck struct {
 
 func (x *ResultRecordedAck) Reset() {
 	*x = ResultRecordedAck{}
-	mi := &file_volt_v1_volt_proto_msgTypes[30]
+	mi := &file_volt_v1_volt_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2415,7 +2759,7 @@ func (x *ResultRecordedAck) String() string {
 func (*ResultRecordedAck) ProtoMessage() {}
 
 func (x *ResultRecordedAck) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[30]
+	mi := &file_volt_v1_volt_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2428,7 +2772,7 @@ func (x *ResultRecordedAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultRecordedAck.ProtoReflect.Descriptor instead.
 func (*ResultRecordedAck) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{30}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ResultRecordedAck) GetJobId() int64 {
@@ -2474,7 +2818,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_volt_v1_volt_proto_msgTypes[31]
+	mi := &file_volt_v1_volt_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2486,7 +2830,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[31]
+	mi := &file_volt_v1_volt_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2499,7 +2843,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{31}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LogChunk) GetJob() *Job {
@@ -2551,7 +2895,7 @@ type LogClosed struct {
 
 func (x *LogClosed) Reset() {
 	*x = LogClosed{}
-	mi := &file_volt_v1_volt_proto_msgTypes[32]
+	mi := &file_volt_v1_volt_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2563,7 +2907,7 @@ func (x *LogClosed) String() string {
 func (*LogClosed) ProtoMessage() {}
 
 func (x *LogClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[32]
+	mi := &file_volt_v1_volt_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2576,7 +2920,7 @@ func (x *LogClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogClosed.ProtoReflect.Descriptor instead.
 func (*LogClosed) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{32}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *LogClosed) GetJob() *Job {
@@ -2619,7 +2963,7 @@ type LogAck struct {
 
 func (x *LogAck) Reset() {
 	*x = LogAck{}
-	mi := &file_volt_v1_volt_proto_msgTypes[33]
+	mi := &file_volt_v1_volt_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2631,7 +2975,7 @@ func (x *LogAck) String() string {
 func (*LogAck) ProtoMessage() {}
 
 func (x *LogAck) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[33]
+	mi := &file_volt_v1_volt_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2644,7 +2988,7 @@ func (x *LogAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogAck.ProtoReflect.Descriptor instead.
 func (*LogAck) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{33}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LogAck) GetJobId() int64 {
@@ -2681,7 +3025,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_volt_v1_volt_proto_msgTypes[34]
+	mi := &file_volt_v1_volt_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2693,7 +3037,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[34]
+	mi := &file_volt_v1_volt_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2706,7 +3050,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{34}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *StatusRequest) GetToken() string {
@@ -2732,13 +3076,16 @@ type RunnerStatus struct {
 	State               string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
 	Job                 *JobRef                `protobuf:"bytes,5,opt,name=job,proto3" json:"job,omitempty"`
 	LastHeartbeatUnixMs int64                  `protobuf:"varint,6,opt,name=last_heartbeat_unix_ms,json=lastHeartbeatUnixMs,proto3" json:"last_heartbeat_unix_ms,omitempty"`
+	Labels              []string               `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty"`
+	Slots               int32                  `protobuf:"varint,8,opt,name=slots,proto3" json:"slots,omitempty"`
+	Running             int32                  `protobuf:"varint,9,opt,name=running,proto3" json:"running,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
 
 func (x *RunnerStatus) Reset() {
 	*x = RunnerStatus{}
-	mi := &file_volt_v1_volt_proto_msgTypes[35]
+	mi := &file_volt_v1_volt_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2750,7 +3097,7 @@ func (x *RunnerStatus) String() string {
 func (*RunnerStatus) ProtoMessage() {}
 
 func (x *RunnerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[35]
+	mi := &file_volt_v1_volt_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2763,7 +3110,7 @@ func (x *RunnerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerStatus.ProtoReflect.Descriptor instead.
 func (*RunnerStatus) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{35}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RunnerStatus) GetRunnerId() string {
@@ -2808,6 +3155,27 @@ func (x *RunnerStatus) GetLastHeartbeatUnixMs() int64 {
 	return 0
 }
 
+func (x *RunnerStatus) GetLabels() []string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *RunnerStatus) GetSlots() int32 {
+	if x != nil {
+		return x.Slots
+	}
+	return 0
+}
+
+func (x *RunnerStatus) GetRunning() int32 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
 // StatusReply answers StatusRequest.
 type StatusReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2824,7 +3192,7 @@ type StatusReply struct {
 
 func (x *StatusReply) Reset() {
 	*x = StatusReply{}
-	mi := &file_volt_v1_volt_proto_msgTypes[36]
+	mi := &file_volt_v1_volt_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2836,7 +3204,7 @@ func (x *StatusReply) String() string {
 func (*StatusReply) ProtoMessage() {}
 
 func (x *StatusReply) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[36]
+	mi := &file_volt_v1_volt_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2849,7 +3217,7 @@ func (x *StatusReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusReply.ProtoReflect.Descriptor instead.
 func (*StatusReply) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{36}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StatusReply) GetRole() string {
@@ -2925,7 +3293,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_volt_v1_volt_proto_msgTypes[37]
+	mi := &file_volt_v1_volt_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2937,7 +3305,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[37]
+	mi := &file_volt_v1_volt_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2950,7 +3318,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{37}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -2994,7 +3362,7 @@ type JoinReply struct {
 
 func (x *JoinReply) Reset() {
 	*x = JoinReply{}
-	mi := &file_volt_v1_volt_proto_msgTypes[38]
+	mi := &file_volt_v1_volt_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3006,7 +3374,7 @@ func (x *JoinReply) String() string {
 func (*JoinReply) ProtoMessage() {}
 
 func (x *JoinReply) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[38]
+	mi := &file_volt_v1_volt_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3019,7 +3387,7 @@ func (x *JoinReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinReply.ProtoReflect.Descriptor instead.
 func (*JoinReply) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{38}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *JoinReply) GetCertificate() []byte {
@@ -3062,7 +3430,7 @@ type SecretSet struct {
 
 func (x *SecretSet) Reset() {
 	*x = SecretSet{}
-	mi := &file_volt_v1_volt_proto_msgTypes[39]
+	mi := &file_volt_v1_volt_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3074,7 +3442,7 @@ func (x *SecretSet) String() string {
 func (*SecretSet) ProtoMessage() {}
 
 func (x *SecretSet) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[39]
+	mi := &file_volt_v1_volt_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3087,7 +3455,7 @@ func (x *SecretSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretSet.ProtoReflect.Descriptor instead.
 func (*SecretSet) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{39}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SecretSet) GetName() string {
@@ -3130,7 +3498,7 @@ type SecretSetReply struct {
 
 func (x *SecretSetReply) Reset() {
 	*x = SecretSetReply{}
-	mi := &file_volt_v1_volt_proto_msgTypes[40]
+	mi := &file_volt_v1_volt_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3142,7 +3510,7 @@ func (x *SecretSetReply) String() string {
 func (*SecretSetReply) ProtoMessage() {}
 
 func (x *SecretSetReply) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[40]
+	mi := &file_volt_v1_volt_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3155,7 +3523,7 @@ func (x *SecretSetReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretSetReply.ProtoReflect.Descriptor instead.
 func (*SecretSetReply) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{40}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SecretSetReply) GetError() string {
@@ -3183,7 +3551,7 @@ type SecretDelete struct {
 
 func (x *SecretDelete) Reset() {
 	*x = SecretDelete{}
-	mi := &file_volt_v1_volt_proto_msgTypes[41]
+	mi := &file_volt_v1_volt_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3195,7 +3563,7 @@ func (x *SecretDelete) String() string {
 func (*SecretDelete) ProtoMessage() {}
 
 func (x *SecretDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[41]
+	mi := &file_volt_v1_volt_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3208,7 +3576,7 @@ func (x *SecretDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretDelete.ProtoReflect.Descriptor instead.
 func (*SecretDelete) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{41}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SecretDelete) GetName() string {
@@ -3234,7 +3602,7 @@ type SecretList struct {
 
 func (x *SecretList) Reset() {
 	*x = SecretList{}
-	mi := &file_volt_v1_volt_proto_msgTypes[42]
+	mi := &file_volt_v1_volt_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3246,7 +3614,7 @@ func (x *SecretList) String() string {
 func (*SecretList) ProtoMessage() {}
 
 func (x *SecretList) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[42]
+	mi := &file_volt_v1_volt_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3259,7 +3627,7 @@ func (x *SecretList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretList.ProtoReflect.Descriptor instead.
 func (*SecretList) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{42}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{45}
 }
 
 // SecretEntry is one stored secret as listed: never its value.
@@ -3275,7 +3643,7 @@ type SecretEntry struct {
 
 func (x *SecretEntry) Reset() {
 	*x = SecretEntry{}
-	mi := &file_volt_v1_volt_proto_msgTypes[43]
+	mi := &file_volt_v1_volt_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3287,7 +3655,7 @@ func (x *SecretEntry) String() string {
 func (*SecretEntry) ProtoMessage() {}
 
 func (x *SecretEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[43]
+	mi := &file_volt_v1_volt_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3300,7 +3668,7 @@ func (x *SecretEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretEntry.ProtoReflect.Descriptor instead.
 func (*SecretEntry) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{43}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SecretEntry) GetName() string {
@@ -3342,7 +3710,7 @@ type SecretListReply struct {
 
 func (x *SecretListReply) Reset() {
 	*x = SecretListReply{}
-	mi := &file_volt_v1_volt_proto_msgTypes[44]
+	mi := &file_volt_v1_volt_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3354,7 +3722,7 @@ func (x *SecretListReply) String() string {
 func (*SecretListReply) ProtoMessage() {}
 
 func (x *SecretListReply) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[44]
+	mi := &file_volt_v1_volt_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3367,7 +3735,7 @@ func (x *SecretListReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretListReply.ProtoReflect.Descriptor instead.
 func (*SecretListReply) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{44}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SecretListReply) GetEntries() []*SecretEntry {
@@ -3399,7 +3767,7 @@ type SecretRequest struct {
 
 func (x *SecretRequest) Reset() {
 	*x = SecretRequest{}
-	mi := &file_volt_v1_volt_proto_msgTypes[45]
+	mi := &file_volt_v1_volt_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3411,7 +3779,7 @@ func (x *SecretRequest) String() string {
 func (*SecretRequest) ProtoMessage() {}
 
 func (x *SecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[45]
+	mi := &file_volt_v1_volt_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3424,7 +3792,7 @@ func (x *SecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretRequest.ProtoReflect.Descriptor instead.
 func (*SecretRequest) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{45}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SecretRequest) GetJobId() int64 {
@@ -3476,7 +3844,7 @@ type SecretGrant struct {
 
 func (x *SecretGrant) Reset() {
 	*x = SecretGrant{}
-	mi := &file_volt_v1_volt_proto_msgTypes[46]
+	mi := &file_volt_v1_volt_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3488,7 +3856,7 @@ func (x *SecretGrant) String() string {
 func (*SecretGrant) ProtoMessage() {}
 
 func (x *SecretGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[46]
+	mi := &file_volt_v1_volt_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3501,7 +3869,7 @@ func (x *SecretGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretGrant.ProtoReflect.Descriptor instead.
 func (*SecretGrant) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{46}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SecretGrant) GetJobId() int64 {
@@ -3545,7 +3913,7 @@ type Revocations struct {
 
 func (x *Revocations) Reset() {
 	*x = Revocations{}
-	mi := &file_volt_v1_volt_proto_msgTypes[47]
+	mi := &file_volt_v1_volt_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3557,7 +3925,7 @@ func (x *Revocations) String() string {
 func (*Revocations) ProtoMessage() {}
 
 func (x *Revocations) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[47]
+	mi := &file_volt_v1_volt_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3570,7 +3938,7 @@ func (x *Revocations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocations.ProtoReflect.Descriptor instead.
 func (*Revocations) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{47}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Revocations) GetEntries() []string {
@@ -3580,11 +3948,484 @@ func (x *Revocations) GetEntries() []string {
 	return nil
 }
 
+// ArtifactChunk carries part of one file a job uploads after its steps: an
+// artifact it declares (kind "artifact") or a test report (kind "junit" or
+// "go-test-json"). Like LogChunk it carries the attempt's ticket.
+type ArtifactChunk struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Job     *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Attempt int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// path is the file's path relative to the workspace, slash-separated.
+	Path          string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	Kind          string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	Offset        int64  `protobuf:"varint,5,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data          []byte `protobuf:"bytes,6,opt,name=data,proto3" json:"data,omitempty"`
+	Ticket        []byte `protobuf:"bytes,7,opt,name=ticket,proto3" json:"ticket,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArtifactChunk) Reset() {
+	*x = ArtifactChunk{}
+	mi := &file_volt_v1_volt_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArtifactChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArtifactChunk) ProtoMessage() {}
+
+func (x *ArtifactChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArtifactChunk.ProtoReflect.Descriptor instead.
+func (*ArtifactChunk) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ArtifactChunk) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+func (x *ArtifactChunk) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *ArtifactChunk) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ArtifactChunk) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ArtifactChunk) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ArtifactChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ArtifactChunk) GetTicket() []byte {
+	if x != nil {
+		return x.Ticket
+	}
+	return nil
+}
+
+// ArtifactClosed ends one file's upload: its size and SHA-256. The reporter
+// keeps the file only if both match what it received.
+type ArtifactClosed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Path          string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	Kind          string                 `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	Size          int64                  `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	Sha256        []byte                 `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Ticket        []byte                 `protobuf:"bytes,7,opt,name=ticket,proto3" json:"ticket,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArtifactClosed) Reset() {
+	*x = ArtifactClosed{}
+	mi := &file_volt_v1_volt_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArtifactClosed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArtifactClosed) ProtoMessage() {}
+
+func (x *ArtifactClosed) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArtifactClosed.ProtoReflect.Descriptor instead.
+func (*ArtifactClosed) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ArtifactClosed) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+func (x *ArtifactClosed) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *ArtifactClosed) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ArtifactClosed) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ArtifactClosed) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *ArtifactClosed) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *ArtifactClosed) GetTicket() []byte {
+	if x != nil {
+		return x.Ticket
+	}
+	return nil
+}
+
+// ArtifactAck tells the uploader how much of a file the reporter has; with
+// done set the file is kept; error says why it was refused.
+type ArtifactAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         int64                  `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Path          string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	Have          int64                  `protobuf:"varint,4,opt,name=have,proto3" json:"have,omitempty"`
+	Done          bool                   `protobuf:"varint,5,opt,name=done,proto3" json:"done,omitempty"`
+	Error         string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArtifactAck) Reset() {
+	*x = ArtifactAck{}
+	mi := &file_volt_v1_volt_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArtifactAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArtifactAck) ProtoMessage() {}
+
+func (x *ArtifactAck) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArtifactAck.ProtoReflect.Descriptor instead.
+func (*ArtifactAck) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ArtifactAck) GetJobId() int64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
+}
+
+func (x *ArtifactAck) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *ArtifactAck) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ArtifactAck) GetHave() int64 {
+	if x != nil {
+		return x.Have
+	}
+	return 0
+}
+
+func (x *ArtifactAck) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *ArtifactAck) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// ArtifactFetch asks the reporter for part of an artifact of a job the
+// asking job needs (from_index in its cell's needs), proven by the asking
+// attempt's ticket. An empty path asks for the list of files.
+type ArtifactFetch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Ticket        []byte                 `protobuf:"bytes,3,opt,name=ticket,proto3" json:"ticket,omitempty"`
+	FromIndex     int32                  `protobuf:"varint,4,opt,name=from_index,json=fromIndex,proto3" json:"from_index,omitempty"`
+	Path          string                 `protobuf:"bytes,5,opt,name=path,proto3" json:"path,omitempty"`
+	Offset        int64                  `protobuf:"varint,6,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArtifactFetch) Reset() {
+	*x = ArtifactFetch{}
+	mi := &file_volt_v1_volt_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArtifactFetch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArtifactFetch) ProtoMessage() {}
+
+func (x *ArtifactFetch) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArtifactFetch.ProtoReflect.Descriptor instead.
+func (*ArtifactFetch) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ArtifactFetch) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+func (x *ArtifactFetch) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *ArtifactFetch) GetTicket() []byte {
+	if x != nil {
+		return x.Ticket
+	}
+	return nil
+}
+
+func (x *ArtifactFetch) GetFromIndex() int32 {
+	if x != nil {
+		return x.FromIndex
+	}
+	return 0
+}
+
+func (x *ArtifactFetch) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ArtifactFetch) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+// ArtifactData answers ArtifactFetch: the list of files (paths, sizes) or
+// data from offset; eof when it reaches the end of the file.
+type ArtifactData struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         int64                  `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	FromIndex     int32                  `protobuf:"varint,2,opt,name=from_index,json=fromIndex,proto3" json:"from_index,omitempty"`
+	Path          string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	Offset        int64                  `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data          []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	Eof           bool                   `protobuf:"varint,6,opt,name=eof,proto3" json:"eof,omitempty"`
+	Paths         []string               `protobuf:"bytes,7,rep,name=paths,proto3" json:"paths,omitempty"`
+	Sizes         []int64                `protobuf:"varint,8,rep,packed,name=sizes,proto3" json:"sizes,omitempty"`
+	Error         string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArtifactData) Reset() {
+	*x = ArtifactData{}
+	mi := &file_volt_v1_volt_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArtifactData) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArtifactData) ProtoMessage() {}
+
+func (x *ArtifactData) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArtifactData.ProtoReflect.Descriptor instead.
+func (*ArtifactData) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ArtifactData) GetJobId() int64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
+}
+
+func (x *ArtifactData) GetFromIndex() int32 {
+	if x != nil {
+		return x.FromIndex
+	}
+	return 0
+}
+
+func (x *ArtifactData) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ArtifactData) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ArtifactData) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ArtifactData) GetEof() bool {
+	if x != nil {
+		return x.Eof
+	}
+	return false
+}
+
+func (x *ArtifactData) GetPaths() []string {
+	if x != nil {
+		return x.Paths
+	}
+	return nil
+}
+
+func (x *ArtifactData) GetSizes() []int64 {
+	if x != nil {
+		return x.Sizes
+	}
+	return nil
+}
+
+func (x *ArtifactData) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_volt_v1_volt_proto protoreflect.FileDescriptor
 
 const file_volt_v1_volt_proto_rawDesc = "" +
 	"\n" +
-	"\x12volt/v1/volt.proto\x12\avolt.v1\"\xaa\x01\n" +
+	"\x12volt/v1/volt.proto\x12\avolt.v1\"\xa4\x02\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x12\n" +
 	"\x04repo\x18\x02 \x01(\tR\x04repo\x12\x1b\n" +
@@ -3592,7 +4433,34 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x06commit\x18\x04 \x01(\tR\x06commit\x12\x1a\n" +
 	"\bbranches\x18\x05 \x03(\tR\bbranches\x12\x14\n" +
 	"\x05build\x18\x06 \x01(\x05R\x05build\x12\x18\n" +
-	"\asubject\x18\a \x01(\tR\asubject\"\x94\x03\n" +
+	"\asubject\x18\a \x01(\tR\asubject\x12\x14\n" +
+	"\x05index\x18\b \x01(\x05R\x05index\x12\x19\n" +
+	"\bbuild_id\x18\t \x01(\x03R\abuildId\x12\x1d\n" +
+	"\n" +
+	"build_jobs\x18\n" +
+	" \x01(\x05R\tbuildJobs\x12(\n" +
+	"\x04cell\x18\v \x01(\v2\x14.volt.v1.PipelineJobR\x04cell\"7\n" +
+	"\vMatrixValue\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xc6\x02\n" +
+	"\vPipelineJob\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12,\n" +
+	"\x06matrix\x18\x03 \x03(\v2\x14.volt.v1.MatrixValueR\x06matrix\x12\x1f\n" +
+	"\vshard_index\x18\x04 \x01(\x05R\n" +
+	"shardIndex\x12\x1f\n" +
+	"\vshard_total\x18\x05 \x01(\x05R\n" +
+	"shardTotal\x12\x14\n" +
+	"\x05needs\x18\x06 \x03(\x05R\x05needs\x12\x17\n" +
+	"\aruns_on\x18\a \x03(\tR\x06runsOn\x12\x14\n" +
+	"\x05retry\x18\b \x01(\x05R\x05retry\x12#\n" +
+	"\rallow_failure\x18\t \x01(\bR\fallowFailure\x12\x1b\n" +
+	"\tfail_fast\x18\n" +
+	" \x01(\bR\bfailFast\x12\x1a\n" +
+	"\bbranches\x18\v \x03(\tR\bbranches\"J\n" +
+	"\bPipeline\x12(\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x14.volt.v1.PipelineJobR\x04jobs\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"\x94\x03\n" +
 	"\x06Result\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.volt.v1.JobR\x03job\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x1b\n" +
@@ -3608,7 +4476,7 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	" \x01(\x03R\blogBytes\x12\x1f\n" +
 	"\vlog_dropped\x18\v \x01(\x03R\n" +
 	"logDropped\x12$\n" +
-	"\x0equeued_unix_ms\x18\f \x01(\x03R\fqueuedUnixMs\"\xb7\x03\n" +
+	"\x0equeued_unix_ms\x18\f \x01(\x03R\fqueuedUnixMs\"\xeb\x03\n" +
 	"\tJobRecord\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.volt.v1.JobR\x03job\x12'\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x11.volt.v1.JobStateR\x05state\x12\x18\n" +
@@ -3623,7 +4491,9 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"last_error\x18\n" +
 	" \x01(\tR\tlastError\x12)\n" +
 	"\x10cancel_requested\x18\v \x01(\bR\x0fcancelRequested\x12\x1a\n" +
-	"\breleased\x18\f \x01(\x05R\breleased\"L\n" +
+	"\breleased\x18\f \x01(\x05R\breleased\x12\x18\n" +
+	"\aretries\x18\r \x01(\x05R\aretries\x12\x18\n" +
+	"\awaiting\x18\x0e \x01(\tR\awaiting\"L\n" +
 	"\x06Cursor\x12\x12\n" +
 	"\x04repo\x18\x01 \x01(\tR\x04repo\x12\x16\n" +
 	"\x06branch\x18\x02 \x01(\tR\x06branch\x12\x16\n" +
@@ -3645,7 +4515,7 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\baccepted\x18\x01 \x01(\bR\baccepted\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12)\n" +
 	"\acursors\x18\x03 \x03(\v2\x0f.volt.v1.CursorR\acursors\x12-\n" +
-	"\x12supported_versions\x18\x04 \x03(\x05R\x11supportedVersions\"\x90\x02\n" +
+	"\x12supported_versions\x18\x04 \x03(\x05R\x11supportedVersions\"\xc1\x02\n" +
 	"\x0eCommitObserved\x12\x1f\n" +
 	"\vobserver_id\x18\x01 \x01(\tR\n" +
 	"observerId\x12\x10\n" +
@@ -3658,7 +4528,8 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x06forced\x18\b \x01(\bR\x06forced\x12\x18\n" +
 	"\askipped\x18\t \x01(\x05R\askipped\x12\x1a\n" +
 	"\bsubjects\x18\n" +
-	" \x03(\tR\bsubjects\"\xbd\x01\n" +
+	" \x03(\tR\bsubjects\x12/\n" +
+	"\tpipelines\x18\v \x03(\v2\x11.volt.v1.PipelineR\tpipelines\"\xbd\x01\n" +
 	"\x11CommitObservedAck\x12\x1f\n" +
 	"\vobserver_id\x18\x01 \x01(\tR\n" +
 	"observerId\x12\x10\n" +
@@ -3679,7 +4550,7 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x06branch\x18\x02 \x01(\tR\x06branch\"9\n" +
 	"\x06JobRef\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x18\n" +
-	"\aattempt\x18\x02 \x01(\x05R\aattempt\"\xe9\x01\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\"\x97\x02\n" +
 	"\x0eRegisterRunner\x12\x1b\n" +
 	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x03R\vincarnation\x12)\n" +
@@ -3687,7 +4558,9 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x05token\x18\x04 \x01(\tR\x05token\x12\x1a\n" +
 	"\bhostname\x18\x05 \x01(\tR\bhostname\x12)\n" +
 	"\arunning\x18\x06 \x03(\v2\x0f.volt.v1.JobRefR\arunning\x12\x10\n" +
-	"\x03seq\x18\a \x01(\x04R\x03seq\"\xbe\x02\n" +
+	"\x03seq\x18\a \x01(\x04R\x03seq\x12\x16\n" +
+	"\x06labels\x18\b \x03(\tR\x06labels\x12\x14\n" +
+	"\x05slots\x18\t \x01(\x05R\x05slots\"\xbe\x02\n" +
 	"\x10RunnerRegistered\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\bR\baccepted\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12-\n" +
@@ -3789,14 +4662,17 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x04have\x18\x03 \x01(\x03R\x04have\"B\n" +
 	"\rStatusRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n" +
-	"\topen_only\x18\x02 \x01(\bR\bopenOnly\"\xd5\x01\n" +
+	"\topen_only\x18\x02 \x01(\bR\bopenOnly\"\x9d\x02\n" +
 	"\fRunnerStatus\x12\x1b\n" +
 	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x03R\vincarnation\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12!\n" +
 	"\x03job\x18\x05 \x01(\v2\x0f.volt.v1.JobRefR\x03job\x123\n" +
-	"\x16last_heartbeat_unix_ms\x18\x06 \x01(\x03R\x13lastHeartbeatUnixMs\"\xcb\x02\n" +
+	"\x16last_heartbeat_unix_ms\x18\x06 \x01(\x03R\x13lastHeartbeatUnixMs\x12\x16\n" +
+	"\x06labels\x18\a \x03(\tR\x06labels\x12\x14\n" +
+	"\x05slots\x18\b \x01(\x05R\x05slots\x12\x18\n" +
+	"\arunning\x18\t \x01(\x05R\arunning\"\xcb\x02\n" +
 	"\vStatusReply\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12/\n" +
@@ -3853,14 +4729,57 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"'\n" +
 	"\vRevocations\x12\x18\n" +
-	"\aentries\x18\x01 \x03(\tR\aentries*\x86\x01\n" +
+	"\aentries\x18\x01 \x03(\tR\aentries\"\xb5\x01\n" +
+	"\rArtifactChunk\x12\x1e\n" +
+	"\x03job\x18\x01 \x01(\v2\f.volt.v1.JobR\x03job\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06offset\x18\x05 \x01(\x03R\x06offset\x12\x12\n" +
+	"\x04data\x18\x06 \x01(\fR\x04data\x12\x16\n" +
+	"\x06ticket\x18\a \x01(\fR\x06ticket\"\xb6\x01\n" +
+	"\x0eArtifactClosed\x12\x1e\n" +
+	"\x03job\x18\x01 \x01(\v2\f.volt.v1.JobR\x03job\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x06 \x01(\fR\x06sha256\x12\x16\n" +
+	"\x06ticket\x18\a \x01(\fR\x06ticket\"\x90\x01\n" +
+	"\vArtifactAck\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12\x12\n" +
+	"\x04have\x18\x04 \x01(\x03R\x04have\x12\x12\n" +
+	"\x04done\x18\x05 \x01(\bR\x04done\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\"\xac\x01\n" +
+	"\rArtifactFetch\x12\x1e\n" +
+	"\x03job\x18\x01 \x01(\v2\f.volt.v1.JobR\x03job\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
+	"\x06ticket\x18\x03 \x01(\fR\x06ticket\x12\x1d\n" +
+	"\n" +
+	"from_index\x18\x04 \x01(\x05R\tfromIndex\x12\x12\n" +
+	"\x04path\x18\x05 \x01(\tR\x04path\x12\x16\n" +
+	"\x06offset\x18\x06 \x01(\x03R\x06offset\"\xd8\x01\n" +
+	"\fArtifactData\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x1d\n" +
+	"\n" +
+	"from_index\x18\x02 \x01(\x05R\tfromIndex\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12\x16\n" +
+	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\x12\x10\n" +
+	"\x03eof\x18\x06 \x01(\bR\x03eof\x12\x14\n" +
+	"\x05paths\x18\a \x03(\tR\x05paths\x12\x14\n" +
+	"\x05sizes\x18\b \x03(\x03R\x05sizes\x12\x14\n" +
+	"\x05error\x18\t \x01(\tR\x05error*\x9a\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATUS_PASSED\x10\x01\x12\x11\n" +
 	"\rSTATUS_FAILED\x10\x02\x12\x14\n" +
 	"\x10STATUS_TIMED_OUT\x10\x03\x12\x12\n" +
 	"\x0eSTATUS_ERRORED\x10\x04\x12\x14\n" +
-	"\x10STATUS_CANCELLED\x10\x05*f\n" +
+	"\x10STATUS_CANCELLED\x10\x05\x12\x12\n" +
+	"\x0eSTATUS_SKIPPED\x10\x06*f\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n" +
@@ -3880,91 +4799,106 @@ func file_volt_v1_volt_proto_rawDescGZIP() []byte {
 }
 
 var file_volt_v1_volt_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_volt_v1_volt_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_volt_v1_volt_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_volt_v1_volt_proto_goTypes = []any{
 	(Status)(0),                // 0: volt.v1.Status
 	(JobState)(0),              // 1: volt.v1.JobState
 	(*Job)(nil),                // 2: volt.v1.Job
-	(*Result)(nil),             // 3: volt.v1.Result
-	(*JobRecord)(nil),          // 4: volt.v1.JobRecord
-	(*Cursor)(nil),             // 5: volt.v1.Cursor
-	(*RunnerIncarnation)(nil),  // 6: volt.v1.RunnerIncarnation
-	(*WatchedRepo)(nil),        // 7: volt.v1.WatchedRepo
-	(*RegisterObserver)(nil),   // 8: volt.v1.RegisterObserver
-	(*ObserverRegistered)(nil), // 9: volt.v1.ObserverRegistered
-	(*CommitObserved)(nil),     // 10: volt.v1.CommitObserved
-	(*CommitObservedAck)(nil),  // 11: volt.v1.CommitObservedAck
-	(*Notify)(nil),             // 12: volt.v1.Notify
-	(*NotifyAck)(nil),          // 13: volt.v1.NotifyAck
-	(*PollNow)(nil),            // 14: volt.v1.PollNow
-	(*JobRef)(nil),             // 15: volt.v1.JobRef
-	(*RegisterRunner)(nil),     // 16: volt.v1.RegisterRunner
-	(*RunnerRegistered)(nil),   // 17: volt.v1.RunnerRegistered
-	(*Heartbeat)(nil),          // 18: volt.v1.Heartbeat
-	(*HeartbeatAck)(nil),       // 19: volt.v1.HeartbeatAck
-	(*RunJob)(nil),             // 20: volt.v1.RunJob
-	(*RunnerStopping)(nil),     // 21: volt.v1.RunnerStopping
-	(*JobFinished)(nil),        // 22: volt.v1.JobFinished
-	(*JobFinishedAck)(nil),     // 23: volt.v1.JobFinishedAck
-	(*CancelJob)(nil),          // 24: volt.v1.CancelJob
-	(*CancelRequest)(nil),      // 25: volt.v1.CancelRequest
-	(*CancelReply)(nil),        // 26: volt.v1.CancelReply
-	(*RebuildRequest)(nil),     // 27: volt.v1.RebuildRequest
-	(*RebuildReply)(nil),       // 28: volt.v1.RebuildReply
-	(*RegisterReporter)(nil),   // 29: volt.v1.RegisterReporter
-	(*ReporterRegistered)(nil), // 30: volt.v1.ReporterRegistered
-	(*ResultRecorded)(nil),     // 31: volt.v1.ResultRecorded
-	(*ResultRecordedAck)(nil),  // 32: volt.v1.ResultRecordedAck
-	(*LogChunk)(nil),           // 33: volt.v1.LogChunk
-	(*LogClosed)(nil),          // 34: volt.v1.LogClosed
-	(*LogAck)(nil),             // 35: volt.v1.LogAck
-	(*StatusRequest)(nil),      // 36: volt.v1.StatusRequest
-	(*RunnerStatus)(nil),       // 37: volt.v1.RunnerStatus
-	(*StatusReply)(nil),        // 38: volt.v1.StatusReply
-	(*JoinRequest)(nil),        // 39: volt.v1.JoinRequest
-	(*JoinReply)(nil),          // 40: volt.v1.JoinReply
-	(*SecretSet)(nil),          // 41: volt.v1.SecretSet
-	(*SecretSetReply)(nil),     // 42: volt.v1.SecretSetReply
-	(*SecretDelete)(nil),       // 43: volt.v1.SecretDelete
-	(*SecretList)(nil),         // 44: volt.v1.SecretList
-	(*SecretEntry)(nil),        // 45: volt.v1.SecretEntry
-	(*SecretListReply)(nil),    // 46: volt.v1.SecretListReply
-	(*SecretRequest)(nil),      // 47: volt.v1.SecretRequest
-	(*SecretGrant)(nil),        // 48: volt.v1.SecretGrant
-	(*Revocations)(nil),        // 49: volt.v1.Revocations
-	nil,                        // 50: volt.v1.StatusReply.CountersEntry
-	nil,                        // 51: volt.v1.SecretGrant.ValuesEntry
+	(*MatrixValue)(nil),        // 3: volt.v1.MatrixValue
+	(*PipelineJob)(nil),        // 4: volt.v1.PipelineJob
+	(*Pipeline)(nil),           // 5: volt.v1.Pipeline
+	(*Result)(nil),             // 6: volt.v1.Result
+	(*JobRecord)(nil),          // 7: volt.v1.JobRecord
+	(*Cursor)(nil),             // 8: volt.v1.Cursor
+	(*RunnerIncarnation)(nil),  // 9: volt.v1.RunnerIncarnation
+	(*WatchedRepo)(nil),        // 10: volt.v1.WatchedRepo
+	(*RegisterObserver)(nil),   // 11: volt.v1.RegisterObserver
+	(*ObserverRegistered)(nil), // 12: volt.v1.ObserverRegistered
+	(*CommitObserved)(nil),     // 13: volt.v1.CommitObserved
+	(*CommitObservedAck)(nil),  // 14: volt.v1.CommitObservedAck
+	(*Notify)(nil),             // 15: volt.v1.Notify
+	(*NotifyAck)(nil),          // 16: volt.v1.NotifyAck
+	(*PollNow)(nil),            // 17: volt.v1.PollNow
+	(*JobRef)(nil),             // 18: volt.v1.JobRef
+	(*RegisterRunner)(nil),     // 19: volt.v1.RegisterRunner
+	(*RunnerRegistered)(nil),   // 20: volt.v1.RunnerRegistered
+	(*Heartbeat)(nil),          // 21: volt.v1.Heartbeat
+	(*HeartbeatAck)(nil),       // 22: volt.v1.HeartbeatAck
+	(*RunJob)(nil),             // 23: volt.v1.RunJob
+	(*RunnerStopping)(nil),     // 24: volt.v1.RunnerStopping
+	(*JobFinished)(nil),        // 25: volt.v1.JobFinished
+	(*JobFinishedAck)(nil),     // 26: volt.v1.JobFinishedAck
+	(*CancelJob)(nil),          // 27: volt.v1.CancelJob
+	(*CancelRequest)(nil),      // 28: volt.v1.CancelRequest
+	(*CancelReply)(nil),        // 29: volt.v1.CancelReply
+	(*RebuildRequest)(nil),     // 30: volt.v1.RebuildRequest
+	(*RebuildReply)(nil),       // 31: volt.v1.RebuildReply
+	(*RegisterReporter)(nil),   // 32: volt.v1.RegisterReporter
+	(*ReporterRegistered)(nil), // 33: volt.v1.ReporterRegistered
+	(*ResultRecorded)(nil),     // 34: volt.v1.ResultRecorded
+	(*ResultRecordedAck)(nil),  // 35: volt.v1.ResultRecordedAck
+	(*LogChunk)(nil),           // 36: volt.v1.LogChunk
+	(*LogClosed)(nil),          // 37: volt.v1.LogClosed
+	(*LogAck)(nil),             // 38: volt.v1.LogAck
+	(*StatusRequest)(nil),      // 39: volt.v1.StatusRequest
+	(*RunnerStatus)(nil),       // 40: volt.v1.RunnerStatus
+	(*StatusReply)(nil),        // 41: volt.v1.StatusReply
+	(*JoinRequest)(nil),        // 42: volt.v1.JoinRequest
+	(*JoinReply)(nil),          // 43: volt.v1.JoinReply
+	(*SecretSet)(nil),          // 44: volt.v1.SecretSet
+	(*SecretSetReply)(nil),     // 45: volt.v1.SecretSetReply
+	(*SecretDelete)(nil),       // 46: volt.v1.SecretDelete
+	(*SecretList)(nil),         // 47: volt.v1.SecretList
+	(*SecretEntry)(nil),        // 48: volt.v1.SecretEntry
+	(*SecretListReply)(nil),    // 49: volt.v1.SecretListReply
+	(*SecretRequest)(nil),      // 50: volt.v1.SecretRequest
+	(*SecretGrant)(nil),        // 51: volt.v1.SecretGrant
+	(*Revocations)(nil),        // 52: volt.v1.Revocations
+	(*ArtifactChunk)(nil),      // 53: volt.v1.ArtifactChunk
+	(*ArtifactClosed)(nil),     // 54: volt.v1.ArtifactClosed
+	(*ArtifactAck)(nil),        // 55: volt.v1.ArtifactAck
+	(*ArtifactFetch)(nil),      // 56: volt.v1.ArtifactFetch
+	(*ArtifactData)(nil),       // 57: volt.v1.ArtifactData
+	nil,                        // 58: volt.v1.StatusReply.CountersEntry
+	nil,                        // 59: volt.v1.SecretGrant.ValuesEntry
 }
 var file_volt_v1_volt_proto_depIdxs = []int32{
-	2,  // 0: volt.v1.Result.job:type_name -> volt.v1.Job
-	0,  // 1: volt.v1.Result.status:type_name -> volt.v1.Status
-	2,  // 2: volt.v1.JobRecord.job:type_name -> volt.v1.Job
-	1,  // 3: volt.v1.JobRecord.state:type_name -> volt.v1.JobState
-	3,  // 4: volt.v1.JobRecord.result:type_name -> volt.v1.Result
-	7,  // 5: volt.v1.RegisterObserver.repos:type_name -> volt.v1.WatchedRepo
-	5,  // 6: volt.v1.ObserverRegistered.cursors:type_name -> volt.v1.Cursor
-	15, // 7: volt.v1.RegisterRunner.running:type_name -> volt.v1.JobRef
-	15, // 8: volt.v1.Heartbeat.running:type_name -> volt.v1.JobRef
-	15, // 9: volt.v1.HeartbeatAck.valid:type_name -> volt.v1.JobRef
-	2,  // 10: volt.v1.RunJob.job:type_name -> volt.v1.Job
-	15, // 11: volt.v1.RunnerStopping.released:type_name -> volt.v1.JobRef
-	3,  // 12: volt.v1.JobFinished.result:type_name -> volt.v1.Result
-	15, // 13: volt.v1.JobFinishedAck.ref:type_name -> volt.v1.JobRef
-	15, // 14: volt.v1.CancelJob.ref:type_name -> volt.v1.JobRef
-	3,  // 15: volt.v1.ResultRecorded.result:type_name -> volt.v1.Result
-	2,  // 16: volt.v1.LogChunk.job:type_name -> volt.v1.Job
-	2,  // 17: volt.v1.LogClosed.job:type_name -> volt.v1.Job
-	15, // 18: volt.v1.RunnerStatus.job:type_name -> volt.v1.JobRef
-	37, // 19: volt.v1.StatusReply.runners:type_name -> volt.v1.RunnerStatus
-	4,  // 20: volt.v1.StatusReply.jobs:type_name -> volt.v1.JobRecord
-	50, // 21: volt.v1.StatusReply.counters:type_name -> volt.v1.StatusReply.CountersEntry
-	45, // 22: volt.v1.SecretListReply.entries:type_name -> volt.v1.SecretEntry
-	51, // 23: volt.v1.SecretGrant.values:type_name -> volt.v1.SecretGrant.ValuesEntry
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	4,  // 0: volt.v1.Job.cell:type_name -> volt.v1.PipelineJob
+	3,  // 1: volt.v1.PipelineJob.matrix:type_name -> volt.v1.MatrixValue
+	4,  // 2: volt.v1.Pipeline.jobs:type_name -> volt.v1.PipelineJob
+	2,  // 3: volt.v1.Result.job:type_name -> volt.v1.Job
+	0,  // 4: volt.v1.Result.status:type_name -> volt.v1.Status
+	2,  // 5: volt.v1.JobRecord.job:type_name -> volt.v1.Job
+	1,  // 6: volt.v1.JobRecord.state:type_name -> volt.v1.JobState
+	6,  // 7: volt.v1.JobRecord.result:type_name -> volt.v1.Result
+	10, // 8: volt.v1.RegisterObserver.repos:type_name -> volt.v1.WatchedRepo
+	8,  // 9: volt.v1.ObserverRegistered.cursors:type_name -> volt.v1.Cursor
+	5,  // 10: volt.v1.CommitObserved.pipelines:type_name -> volt.v1.Pipeline
+	18, // 11: volt.v1.RegisterRunner.running:type_name -> volt.v1.JobRef
+	18, // 12: volt.v1.Heartbeat.running:type_name -> volt.v1.JobRef
+	18, // 13: volt.v1.HeartbeatAck.valid:type_name -> volt.v1.JobRef
+	2,  // 14: volt.v1.RunJob.job:type_name -> volt.v1.Job
+	18, // 15: volt.v1.RunnerStopping.released:type_name -> volt.v1.JobRef
+	6,  // 16: volt.v1.JobFinished.result:type_name -> volt.v1.Result
+	18, // 17: volt.v1.JobFinishedAck.ref:type_name -> volt.v1.JobRef
+	18, // 18: volt.v1.CancelJob.ref:type_name -> volt.v1.JobRef
+	6,  // 19: volt.v1.ResultRecorded.result:type_name -> volt.v1.Result
+	2,  // 20: volt.v1.LogChunk.job:type_name -> volt.v1.Job
+	2,  // 21: volt.v1.LogClosed.job:type_name -> volt.v1.Job
+	18, // 22: volt.v1.RunnerStatus.job:type_name -> volt.v1.JobRef
+	40, // 23: volt.v1.StatusReply.runners:type_name -> volt.v1.RunnerStatus
+	7,  // 24: volt.v1.StatusReply.jobs:type_name -> volt.v1.JobRecord
+	58, // 25: volt.v1.StatusReply.counters:type_name -> volt.v1.StatusReply.CountersEntry
+	48, // 26: volt.v1.SecretListReply.entries:type_name -> volt.v1.SecretEntry
+	59, // 27: volt.v1.SecretGrant.values:type_name -> volt.v1.SecretGrant.ValuesEntry
+	2,  // 28: volt.v1.ArtifactChunk.job:type_name -> volt.v1.Job
+	2,  // 29: volt.v1.ArtifactClosed.job:type_name -> volt.v1.Job
+	2,  // 30: volt.v1.ArtifactFetch.job:type_name -> volt.v1.Job
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_volt_v1_volt_proto_init() }
@@ -3978,7 +4912,7 @@ func file_volt_v1_volt_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volt_v1_volt_proto_rawDesc), len(file_volt_v1_volt_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   50,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
