@@ -224,19 +224,11 @@ func (q queueStore) LoadIncarnations() ([]*messages.RunnerIncarnation, error) {
 	return q.db.LoadIncarnations()
 }
 
-func (q queueStore) LatestJob(repo, commit string) (*messages.Job, error) {
+func (q queueStore) NewestBuild(repo, commit string) ([]*messages.Job, error) {
 	if messages.ValidateCommit(commit) != nil {
 		return nil, nil
 	}
-	_, id, err := q.db.LatestBuild(repo, commit)
-	if err != nil || id == 0 {
-		return nil, err
-	}
-	rec, err := q.db.Job(id)
-	if err != nil {
-		return nil, err
-	}
-	return rec.Job, nil
+	return q.db.NewestBuild(repo, commit)
 }
 
 func (q queueStore) ArchivedJobs(repo string, commits []string) (map[string]*messages.JobRecord, error) {

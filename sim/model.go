@@ -201,9 +201,9 @@ func (c *checker) modelStep(w *World, from actors.From, in any, fx []actors.Effe
 		}
 		for _, e := range fx {
 			if s, ok := e.(actors.Send); ok {
-				if r, ok := s.Msg.(*messages.RebuildReply); ok && r.Error == "" && msg.Prev != nil {
+				if r, ok := s.Msg.(*messages.RebuildReply); ok && r.Error == "" && len(msg.Prev) > 0 {
 					c.checked[InvRebuilt] = true
-					m.rebuilds[buildJob{repo: msg.Prev.Repo, commit: msg.Prev.Commit, build: r.Build}] = true
+					m.rebuilds[buildJob{repo: msg.Prev[0].Repo, commit: msg.Prev[0].Commit, build: r.Build}] = true
 				}
 			}
 		}

@@ -66,7 +66,7 @@ func (s *dispStore) ArchivedJobs(repo string, commits []string) (map[string]*mes
 	return s.d.archived(repo, commits), nil
 }
 
-func (s *dispStore) LatestJob(repo, commit string) (*messages.Job, error) {
+func (s *dispStore) NewestBuild(repo, commit string) ([]*messages.Job, error) {
 	return s.d.latest(repo, commit), nil
 }
 

@@ -14,7 +14,7 @@ import (
 // while the core's memory does not. It keeps copies, as a database would.
 type durable struct {
 	jobs    map[int64]*messages.JobRecord
-	byKey   map[string]int64 // repo\x00commit -> id
+	byKey   map[string]int64 // repo\x00commit -> the newest build's id
 	cursors map[string]*messages.Cursor
 	maxID   int64
 	incs    map[string]int64
@@ -31,7 +31,10 @@ func (d *durable) save(jobs []*messages.JobRecord, cursors []*messages.Cursor, i
 	for _, j := range jobs {
 		c := messages.CloneJobRecord(j)
 		d.jobs[j.Job.Id] = c
-		d.byKey[j.Job.Repo+"\x00"+j.Job.Commit] = j.Job.Id
+		k := j.Job.Repo + "\x00" + j.Job.Commit
+		if old, ok := d.byKey[k]; !ok || d.jobs[old].Job.Build <= j.Job.Build {
+			d.byKey[k] = j.Job.BuildID()
+		}
 		d.maxID = max(d.maxID, j.Job.Id)
 	}
 	for _, c := range cursors {
@@ -46,9 +49,15 @@ func (d *durable) load() dispatcher.Durable {
 		incs = append(incs, &messages.RunnerIncarnation{RunnerId: id, Incarnation: inc})
 	}
 	slices.SortFunc(incs, func(a, b *messages.RunnerIncarnation) int { return strings.Compare(a.RunnerId, b.RunnerId) })
-	var jobs []*messages.JobRecord
+	open := map[int64]bool{} // builds with a job not done or not forwarded
 	for _, j := range d.jobs {
 		if j.State != messages.JobState_JOB_STATE_DONE || !j.Forwarded {
+			open[j.Job.BuildID()] = true
+		}
+	}
+	var jobs []*messages.JobRecord
+	for _, j := range d.jobs {
+		if open[j.Job.BuildID()] {
 			jobs = append(jobs, messages.CloneJobRecord(j))
 		}
 	}
@@ -79,11 +88,18 @@ func (d *durable) archived(repo string, commits []string) map[string]*messages.J
 	return out
 }
 
-// latest is the newest build of a commit the store knows of (nil if none).
-func (d *durable) latest(repo, commit string) *messages.Job {
+// latest is the jobs of the newest build of a commit the store knows of
+// (none if none), in index order.
+func (d *durable) latest(repo, commit string) []*messages.Job {
 	id, ok := d.byKey[repo+"\x00"+commit]
 	if !ok {
 		return nil
 	}
-	return messages.CloneJob(d.jobs[id].Job)
+	var out []*messages.Job
+	for k := range int64(d.jobs[id].Job.JobsInBuild()) {
+		if rec := d.jobs[id+k]; rec != nil {
+			out = append(out, messages.CloneJob(rec.Job))
+		}
+	}
+	return out
 }

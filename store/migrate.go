@@ -112,6 +112,29 @@ CREATE TABLE secrets (
 	PRIMARY KEY (name, repo)
 );
 `},
+	// 7: a build has jobs (pipelines): a job is unique by (repo, commit,
+	// build, job_index), and build_id finds a build's jobs (old rows are
+	// builds of one job: build_id is their id, job_index 0).
+	{version: 7, sql: `
+CREATE TABLE jobs_v7 (
+	id          INTEGER PRIMARY KEY,
+	repo        TEXT    NOT NULL,
+	commit_hash TEXT    NOT NULL,
+	build       INTEGER NOT NULL,
+	job_index   INTEGER NOT NULL DEFAULT 0,
+	build_id    INTEGER NOT NULL,
+	state       TEXT    NOT NULL,
+	forwarded   INTEGER NOT NULL,
+	record      BLOB    NOT NULL,
+	UNIQUE (repo, commit_hash, build, job_index)
+);
+INSERT INTO jobs_v7 (id, repo, commit_hash, build, job_index, build_id, state, forwarded, record)
+	SELECT id, repo, commit_hash, build, 0, id, state, forwarded, record FROM jobs;
+DROP TABLE jobs;
+ALTER TABLE jobs_v7 RENAME TO jobs;
+CREATE INDEX jobs_open ON jobs (build_id) WHERE state <> 'done' OR forwarded = 0;
+CREATE INDEX jobs_build ON jobs (build_id, job_index);
+`},
 }
 
 // schemaVersion is the newest schema this binary knows.

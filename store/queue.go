@@ -120,9 +120,10 @@ func prepareQueue(ctx context.Context, sqlDB *sql.DB) (*queueStmts, error) {
 		sql string
 	}{
 		{&q.upsertJob, `
-			INSERT INTO jobs (id, repo, commit_hash, build, state, forwarded, record) VALUES (?, ?, ?, ?, ?, ?, ?)
+			INSERT INTO jobs (id, repo, commit_hash, build, job_index, build_id, state, forwarded, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET
 				repo = excluded.repo, commit_hash = excluded.commit_hash, build = excluded.build,
+				job_index = excluded.job_index, build_id = excluded.build_id,
 				state = excluded.state, forwarded = excluded.forwarded, record = excluded.record`},
 		{&q.maxID, `UPDATE job_ids SET max_id = MAX(max_id, ?) WHERE singleton = 1`},
 		{&q.upsertCursor, `
@@ -173,17 +174,17 @@ func saveJob(ctx context.Context, tx *sql.Tx, upsert *sql.Stmt, rec *messages.Jo
 	if err != nil {
 		return fmt.Errorf("save job %d: encode: %w", j.GetId(), err)
 	}
-	_, err = upsert.ExecContext(ctx, j.GetId(), j.GetRepo(), j.GetCommit(), j.GetBuild(), rec.GetState().Name(), rec.GetForwarded(), blob)
+	_, err = upsert.ExecContext(ctx, j.GetId(), j.GetRepo(), j.GetCommit(), j.GetBuild(), j.GetIndex(), j.BuildID(), rec.GetState().Name(), rec.GetForwarded(), blob)
 	if err == nil {
 		return nil
 	}
 	var other int64
 	switch qerr := tx.QueryRowContext(ctx,
-		`SELECT id FROM jobs WHERE repo = ? AND commit_hash = ? AND build = ? AND id <> ?`,
-		j.GetRepo(), j.GetCommit(), j.GetBuild(), j.GetId()).Scan(&other); {
+		`SELECT id FROM jobs WHERE repo = ? AND commit_hash = ? AND build = ? AND job_index = ? AND id <> ?`,
+		j.GetRepo(), j.GetCommit(), j.GetBuild(), j.GetIndex(), j.GetId()).Scan(&other); {
 	case qerr == nil:
-		return fmt.Errorf("save job %d: job %d already is build %d of %s in %s: %w",
-			j.GetId(), other, j.GetBuild(), j.GetCommit(), j.GetRepo(), ErrDuplicateBuild)
+		return fmt.Errorf("save job %d: job %d already is job %d of build %d of %s in %s: %w",
+			j.GetId(), other, j.GetIndex(), j.GetBuild(), j.GetCommit(), j.GetRepo(), ErrDuplicateBuild)
 	case !errors.Is(qerr, sql.ErrNoRows):
 		return fmt.Errorf("save job %d: %w", j.GetId(), errors.Join(err, qerr))
 	}
@@ -191,8 +192,9 @@ func saveJob(ctx context.Context, tx *sql.Tx, upsert *sql.Stmt, rec *messages.Jo
 }
 
 // LoadQueue returns what a restarted dispatcher needs, read from one
-// consistent snapshot: every job that is not done or done but not yet
-// forwarded to the reporter, in id order; all cursors sorted by repo then
+// consistent snapshot: every job of every build that has a job not done or
+// done but not yet forwarded to the reporter (the others' outcomes decide
+// what its waiting jobs do), in id order; all cursors sorted by repo then
 // branch; and the largest job id ever saved (0 if none), so new ids never
 // reuse an old one.
 func (db *DB) LoadQueue() (jobs []*messages.JobRecord, cursors []*messages.Cursor, maxID int64, err error) {
@@ -204,7 +206,8 @@ func (db *DB) LoadQueue() (jobs []*messages.JobRecord, cursors []*messages.Curso
 	defer endTx(tx, &err)
 
 	jobs, err = queryRecords(ctx, tx, func() *messages.JobRecord { return &messages.JobRecord{} },
-		`SELECT record FROM jobs WHERE state <> 'done' OR forwarded = 0 ORDER BY id`)
+		`SELECT record FROM jobs WHERE build_id IN
+			(SELECT build_id FROM jobs WHERE state <> 'done' OR forwarded = 0) ORDER BY id`)
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("load queue from %s: jobs: %w", db.path(), err)
 	}
@@ -315,7 +318,7 @@ func (db *DB) LoadIncarnations() (out []*messages.RunnerIncarnation, err error) 
 }
 
 // LatestJobs maps each of commits that was ever built in repo to the record
-// of its newest build, in one query: what the dispatcher needs to add a
+// of its newest build's first job, in one query: what the dispatcher needs to add a
 // branch to a build no longer in its memory (dispatcher.Observed's
 // ArchivedJobs).
 func (db *DB) LatestJobs(repo string, commits []string) (map[string]*messages.JobRecord, error) {
@@ -328,13 +331,30 @@ func (db *DB) LatestJobs(repo string, commits []string) (map[string]*messages.Jo
 	for _, c := range commits {
 		args = append(args, c)
 	}
-	q := `SELECT record FROM jobs WHERE repo = ? AND commit_hash IN (?` + strings.Repeat(",?", len(commits)-1) + `) ORDER BY build`
+	q := `SELECT record FROM jobs WHERE repo = ? AND commit_hash IN (?` + strings.Repeat(",?", len(commits)-1) + `) ORDER BY build, job_index DESC`
 	recs, err := queryRecords(context.Background(), db.sql, func() *messages.JobRecord { return &messages.JobRecord{} }, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("latest builds of %d commits in %s: %w", len(commits), repo, err)
 	}
 	for _, rec := range recs {
-		out[rec.GetJob().GetCommit()] = rec // ordered by build: the newest wins
+		out[rec.GetJob().GetCommit()] = rec // the newest build's first job wins
 	}
 	return out, nil
+}
+
+// NewestBuild returns the jobs of the newest build of (repo, commit) in
+// index order, nil when the commit was never built: what a rebuild copies.
+func (db *DB) NewestBuild(repo, commit string) ([]*messages.Job, error) {
+	recs, err := queryRecords(context.Background(), db.sql, func() *messages.JobRecord { return &messages.JobRecord{} },
+		`SELECT record FROM jobs WHERE repo = ? AND commit_hash = ? AND build =
+			(SELECT MAX(build) FROM jobs WHERE repo = ? AND commit_hash = ?) ORDER BY job_index`,
+		repo, commit, repo, commit)
+	if err != nil {
+		return nil, fmt.Errorf("newest build of %s in %s from %s: %w", commit, repo, db.path(), err)
+	}
+	jobs := make([]*messages.Job, len(recs))
+	for i, r := range recs {
+		jobs[i] = r.Job
+	}
+	return jobs, nil
 }

@@ -242,7 +242,7 @@ func TestGroupCommitHoldsEffectsUntilDurable(t *testing.T) {
 	status := expect[*messages.StatusReply](t, w, "user")
 	require.Len(t, status.Jobs, 3)
 	reply := expect[*messages.RebuildReply](t, w, "user")
-	require.Contains(t, reply.Error, "already queued as job")
+	require.Contains(t, reply.Error, "already queued as build")
 
 	sent := w.sentSoFar()
 	require.Equal(t, []string{"rep ReporterRegistered", "obs ObserverRegistered", "r1 RunnerRegistered",

@@ -124,16 +124,21 @@ func (s *memStore) ArchivedJobs(repo string, commits []string) (map[string]*mess
 	return out, nil
 }
 
-func (s *memStore) LatestJob(repo, commit string) (*messages.Job, error) {
+func (s *memStore) NewestBuild(repo, commit string) ([]*messages.Job, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var latest *messages.Job
+	var newest []*messages.Job
 	for _, id := range sortedIDs(s.jobs) {
-		if r := s.jobs[id]; r.Job.Repo == repo && r.Job.Commit == commit {
-			latest = proto.Clone(r.Job).(*messages.Job)
+		r := s.jobs[id]
+		if r.Job.Repo != repo || r.Job.Commit != commit {
+			continue
 		}
+		if len(newest) > 0 && newest[0].Build != r.Job.Build {
+			newest = nil
+		}
+		newest = append(newest, proto.Clone(r.Job).(*messages.Job))
 	}
-	return latest, nil
+	return newest, nil
 }
 
 // snapshot returns copies of every job record, by id.

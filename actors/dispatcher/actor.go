@@ -11,8 +11,9 @@ type Archive interface {
 	// ArchivedJobs maps each of commits already built to the record of its
 	// newest build (its job id, and the branches it was recorded on).
 	ArchivedJobs(repo string, commits []string) (map[string]*messages.JobRecord, error)
-	// LatestJob returns the newest build of a commit, nil if it was never built.
-	LatestJob(repo, commit string) (*messages.Job, error)
+	// NewestBuild returns the jobs of the newest build of a commit in index
+	// order, none if it was never built.
+	NewestBuild(repo, commit string) ([]*messages.Job, error)
 }
 
 // Store is what the dispatcher's shell needs of durable storage. A store

@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/voltci/volt/actors"
@@ -21,7 +22,7 @@ func (c *Core) requeue(now time.Time, j *job, why string) []actors.Effect {
 			Reason: "cancelled; its runner was lost before it stopped (" + why + ")", FinishedUnixMs: now.UnixMilli(), StartedUnixMs: j.AssignedUnixMs,
 		})
 	}
-	lost := int(j.Attempt - j.Released)
+	lost := int(j.Attempt - j.Released - j.Retries)
 	if plant.On(plant.AttemptCapOffByOne) {
 		lost-- // counts the attempts before this one
 	}
@@ -34,7 +35,9 @@ func (c *Core) requeue(now time.Time, j *job, why string) []actors.Effect {
 		})
 	}
 	j.State = messages.JobState_JOB_STATE_QUEUED
-	c.queue.pushFront(j.Job.Id) // a reassigned job goes first
+	if b := c.buildOf(j); b != nil {
+		c.makeReady(b, j, true) // a reassigned job goes first
+	}
 	c.counters[cReassigned]++
 	return []actors.Effect{
 		persistOne(nil, j),
@@ -42,81 +45,145 @@ func (c *Core) requeue(now time.Time, j *job, why string) []actors.Effect {
 	}
 }
 
-// setIdle marks r idle and puts it at the back of the idle line.
-func (c *Core) setIdle(r *runnerState) {
-	r.job = 0
+// retry queues j again after a failed run its cell's retry: allows; the run
+// does not count against the attempt cap.
+func (c *Core) retry(j *job, res *messages.Result) []actors.Effect {
+	j.Retries++
+	j.LastError = fmt.Sprintf("attempt %d %s; retry %d of %d", res.Attempt, res.Status.Name(), j.Retries, j.Job.Cell.GetRetry())
+	j.avoid = j.RunnerId
+	j.RunnerId, j.RunnerIncarnation = "", 0
+	j.State = messages.JobState_JOB_STATE_QUEUED
+	if b := c.buildOf(j); b != nil {
+		c.makeReady(b, j, true)
+	}
+	return []actors.Effect{
+		persistOne(nil, j),
+		actors.Info("job retried", "job", j.Job.Id, "attempt", res.Attempt, "status", statusArg(res.Status), "retry", j.Retries),
+	}
+}
+
+// free gives r back the slot of job id and puts it at the back of the
+// line of runners with a free slot.
+func (c *Core) free(r *runnerState, id int64) {
+	if i := slices.Index(r.jobs, id); i >= 0 {
+		r.jobs = slices.Delete(r.jobs, i, i+1)
+	}
 	c.idle.remove(r)
 	c.idle.pushBack(r)
 }
 
-// busy marks r as running job id.
-func (c *Core) busy(r *runnerState, id int64) {
-	r.job = id
-	c.idle.remove(r)
+// runs reports whether r holds a slot for job id.
+func (r *runnerState) runs(id int64) bool { return slices.Contains(r.jobs, id) }
+
+// full reports whether every slot of r is taken.
+func (r *runnerState) full() bool {
+	return len(r.jobs) >= int(r.slots) && !plant.On(plant.SlotsIgnored)
 }
 
-// nextIdle returns the runner idle the longest without taking it off the
-// line, dropping runners that no longer hold (replaced by a newer
-// incarnation while left in the line).
-func (c *Core) nextIdle() *runnerState {
-	for r := c.idle.head; r != nil; r = c.idle.head {
-		if c.runners.get(r.id) == r && r.job == 0 {
+// busy gives r job id: r goes to the back of the line of runners with a
+// free slot, or leaves it when it has none left.
+func (c *Core) busy(r *runnerState, id int64) {
+	if !r.runs(id) {
+		r.jobs = append(r.jobs, id)
+	}
+	c.idle.remove(r)
+	if !r.full() {
+		c.idle.pushBack(r)
+	}
+}
+
+// freeRunner returns the runner with a free slot waiting the longest that
+// can take j (labels), preferring one other than the runner j's failed run
+// ran on; it drops runners that no longer hold from the line.
+func (c *Core) freeRunner(j *job) *runnerState {
+	want := j.Job.Cell.GetRunsOn()
+	var fallback *runnerState
+	for r := c.idle.head; r != nil; {
+		next := r.idle.next
+		switch {
+		case c.runners.get(r.id) != r || r.full():
+			c.idle.remove(r)
+		case !hasLabels(r.labels, want):
+		case j.avoid != "" && r.id == j.avoid:
+			if fallback == nil {
+				fallback = r
+			}
+		default:
 			return r
 		}
-		c.idle.remove(r)
+		r = next
 	}
-	return nil
+	return fallback
 }
 
-// assign hands queued jobs to idle runners, the longest idle first, in time
-// independent of the pool's size, and appends its effects to fx.
+// assign hands ready jobs to runners with a free slot, taking the builds
+// in turn (one job per turn), each build's jobs in order, and appends its
+// effects to fx. A job no free runner can take is passed over.
 func (c *Core) assign(now time.Time, fx []actors.Effect) []actors.Effect {
-	if c.queue.len() == 0 || c.idle.head == nil {
-		return fx
-	}
-	var one *job
 	var saves []*job
 	slot := len(fx)
-	for c.queue.len() > 0 {
-		r := c.nextIdle()
-		if r == nil {
-			break
+	misses := 0
+	for c.turn.len() > 0 && misses < c.turn.len() && c.idle.head != nil {
+		b := c.builds[c.turn.popFront()]
+		if b == nil || !b.inTurn || len(b.ready) == 0 {
+			if b != nil && len(b.ready) == 0 {
+				b.inTurn = false
+			}
+			continue // a place passed over: see makeReady
 		}
-		id := c.queue.popFront()
-		j := c.jobs[id]
-		if j == nil || j.State != messages.JobState_JOB_STATE_QUEUED {
-			c.cancelledQueued--
+		j, r := c.pick(b)
+		if j == nil {
+			c.turn.pushBack(b.id)
+			misses++
 			continue
 		}
-		c.busy(r, id)
-		j.State = messages.JobState_JOB_STATE_RUNNING
-		j.Attempt++
-		j.RunnerId, j.RunnerIncarnation = r.id, r.incarnation
-		j.AssignedUnixMs = now.UnixMilli()
-		switch {
-		case one == nil:
-			one = j
-			fx = append(fx, nil) // the Persist, filled in below
-		case saves == nil:
-			saves = append(make([]*job, 0, c.queue.len()+2), one, j)
-		default:
-			saves = append(saves, j)
+		misses = 0
+		c.unready(j)
+		if len(b.ready) > 0 {
+			c.turn.pushBack(b.id)
+		} else {
+			b.inTurn = false
 		}
-		// Job is shared: the core never changes it (see snapshot).
-		run := &messages.RunJob{Job: j.Job, Attempt: j.Attempt, RunnerId: r.id, Incarnation: r.incarnation,
-			LogSink: string(c.reporter), TimeoutMs: c.cfg.JobTimeout.Milliseconds(), Epoch: c.cfg.Epoch,
-			LogTicket: messages.LogTicket(c.cfg.LogKey, j.Job, j.Attempt, r.id)}
-		idArg, commitArg := j.noteArgs()
-		j.runnerArg = r.id
-		fx = append(fx, actors.Send{To: r.addr, Msg: run},
-			actors.Info("job assigned", "job", idArg, "commit", commitArg, "attempt", j.Attempt, "runner", j.runnerArg))
+		if saves == nil {
+			fx = append(fx, nil) // the Persist, filled in below
+		}
+		saves = append(saves, j)
+		fx = c.run(now, fx, j, r)
 	}
-	switch {
-	case one == nil:
-	case saves == nil:
-		fx[slot] = persistOne(nil, one)
-	default:
+	if saves != nil {
 		fx[slot] = persist(nil, saves)
 	}
 	return fx
+}
+
+// pick returns b's first ready job a free runner can take, and the runner.
+func (c *Core) pick(b *build) (*job, *runnerState) {
+	for _, id := range b.ready {
+		j := c.jobs[id]
+		if j == nil {
+			continue
+		}
+		if r := c.freeRunner(j); r != nil {
+			return j, r
+		}
+	}
+	return nil, nil
+}
+
+// run starts j's next attempt on r.
+func (c *Core) run(now time.Time, fx []actors.Effect, j *job, r *runnerState) []actors.Effect {
+	c.busy(r, j.Job.Id)
+	j.State = messages.JobState_JOB_STATE_RUNNING
+	j.Attempt++
+	j.RunnerId, j.RunnerIncarnation = r.id, r.incarnation
+	j.AssignedUnixMs = now.UnixMilli()
+	j.avoid = ""
+	// Job is shared: the core never changes it (see snapshot).
+	run := &messages.RunJob{Job: j.Job, Attempt: j.Attempt, RunnerId: r.id, Incarnation: r.incarnation,
+		LogSink: string(c.reporter), TimeoutMs: c.cfg.JobTimeout.Milliseconds(), Epoch: c.cfg.Epoch,
+		LogTicket: messages.LogTicket(c.cfg.LogKey, j.Job, j.Attempt, r.id)}
+	idArg, commitArg := j.noteArgs()
+	j.runnerArg = r.id
+	return append(fx, actors.Send{To: r.addr, Msg: run},
+		actors.Info("job assigned", "job", idArg, "commit", commitArg, "attempt", j.Attempt, "runner", j.runnerArg))
 }

@@ -60,7 +60,7 @@ func TestRebuildQueuesTheNextBuild(t *testing.T) {
 	w := newWorld(t, dispatcher.DefaultConfig())
 	prev := &messages.Job{Id: 7, Repo: repoURL, RepoName: repoName, Commit: coretest.Commit(1), Branches: []string{"main"}, Build: 2}
 
-	fx := w.step(cliAddr, dispatcher.Rebuild{Msg: &messages.RebuildRequest{Repo: repoURL, Commit: coretest.Commit(1)}, Prev: prev})
+	fx := w.step(cliAddr, dispatcher.Rebuild{Msg: &messages.RebuildRequest{Repo: repoURL, Commit: coretest.Commit(1)}, Prev: []*messages.Job{prev}})
 	replies := coretest.SendsTo[*messages.RebuildReply](fx, cliAddr)
 	require.Len(t, replies, 1)
 	assert.Empty(t, replies[0].Error)
@@ -68,7 +68,7 @@ func TestRebuildQueuesTheNextBuild(t *testing.T) {
 	assert.Equal(t, int32(3), w.job(replies[0].JobId).Job.Build)
 	assert.Equal(t, []string{"main"}, w.job(replies[0].JobId).Job.Branches)
 
-	again := coretest.SendsTo[*messages.RebuildReply](w.step(cliAddr, dispatcher.Rebuild{Msg: &messages.RebuildRequest{Repo: repoURL, Commit: coretest.Commit(1)}, Prev: prev}), cliAddr)
+	again := coretest.SendsTo[*messages.RebuildReply](w.step(cliAddr, dispatcher.Rebuild{Msg: &messages.RebuildRequest{Repo: repoURL, Commit: coretest.Commit(1)}, Prev: []*messages.Job{prev}}), cliAddr)
 	require.Len(t, again, 1)
 	assert.Contains(t, again[0].Error, "already queued")
 

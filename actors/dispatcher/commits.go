@@ -46,7 +46,9 @@ func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Ef
 	var one [1]*job
 	saves := one[:0]
 	var pending []*job // unarchived with a new branch: for the reporter
-	// The Persist first, then a note per new job, the ack, and the
+	var made []*build  // new builds, started once persisted
+	var madeJobs [][]*job
+	// The Persist first, then a note per new build, the ack, and the
 	// assignments (a Persist, then a send and a note per job).
 	fx := make([]actors.Effect, 1, 4+3*len(m.Commits))
 	// The notes' arguments that every job shares, made once.
@@ -58,21 +60,24 @@ func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Ef
 	}
 	queuedMs := now.UnixMilli()
 	for i, commit := range m.Commits {
-		if id, save, back, ok := c.known(o, commit); ok {
-			if save != nil {
-				saves = append(saves, save)
-			}
+		if id, more, back, ok := c.known(o, commit); ok {
+			saves = append(saves, more...)
 			if back {
-				pending = append(pending, save)
+				pending = append(pending, more...)
 			}
 			ack.JobIds = append(ack.JobIds, id)
 			continue
 		}
-		j := c.queueCommit(m, i, queuedMs)
-		saves = append(saves, j)
-		ack.JobIds = append(ack.JobIds, j.Job.Id)
-		idArg, commitArg := j.noteArgs()
-		fx = append(fx, actors.Info("commit queued", "job", idArg, "repo", c.repoNameArg, "branch", c.branchArg, "commit", commitArg))
+		b, jobs := c.newBuild(m, i, queuedMs)
+		saves = append(saves, jobs...)
+		made, madeJobs = append(made, b), append(madeJobs, jobs)
+		ack.JobIds = append(ack.JobIds, b.id)
+		idArg, commitArg := jobs[0].noteArgs()
+		if len(jobs) == 1 {
+			fx = append(fx, actors.Info("commit queued", "job", idArg, "repo", c.repoNameArg, "branch", c.branchArg, "commit", commitArg))
+		} else {
+			fx = append(fx, actors.Info("commit queued", "build", idArg, "repo", c.repoNameArg, "branch", c.branchArg, "commit", commitArg, "jobs", len(jobs)))
+		}
 	}
 	cur, curs := c.moveCursor(m)
 	if cur != nil {
@@ -85,6 +90,9 @@ func (c *Core) observed(now time.Time, from actors.Addr, o Observed) []actors.Ef
 		fx[0] = persist(curs, saves)
 	} else {
 		fx = fx[1:]
+	}
+	for i, b := range made {
+		fx = c.start(now, fx, b, madeJobs[i])
 	}
 	for _, j := range pending {
 		fx = c.forward(now, fx, j)
@@ -133,21 +141,28 @@ func newObservedAck(m *messages.CommitObserved) *messages.CommitObservedAck {
 }
 
 // known looks up a commit of o already built or being built (ok), and
-// returns its job id; save, a job to persist because the commit's branch is
-// new to it (or nil); and back, whether save was brought back from the
+// returns its build's id; more, the jobs to persist because the commit's
+// branch is new to them; and back, whether more was brought back from the
 // archive (see unarchive) and so must go to the reporter again.
-func (c *Core) known(o Observed, commit string) (id int64, save *job, back, ok bool) {
+func (c *Core) known(o Observed, commit string) (id int64, more []*job, back, ok bool) {
 	m := o.Msg
 	if plant.On(plant.DuplicateObservedCreatesJobs) {
 		return 0, nil, false, false
 	}
 	if id, ok := c.byKey[pair{m.Repo, commit}]; ok {
-		j := c.jobs[id]
-		if !slices.Contains(j.Job.Branches, m.Branch) {
-			withBranch(j, m.Branch)
-			save = j
+		n := int64(1)
+		if b := c.builds[id]; b != nil {
+			n = int64(len(b.cells))
 		}
-		return id, save, false, true
+		// The build's jobs still here take the branch; those forwarded
+		// have ended, and the build's branches are its jobs' together.
+		for k := range n {
+			if j := c.jobs[id+k]; j != nil && !slices.Contains(j.Job.Branches, m.Branch) {
+				withBranch(j, m.Branch)
+				more = append(more, j)
+			}
+		}
+		return id, more, false, true
 	}
 	rec := o.Archived[commit]
 	if rec == nil {
@@ -155,21 +170,9 @@ func (c *Core) known(o Observed, commit string) (id int64, save *job, back, ok b
 	}
 	if !slices.Contains(rec.Job.Branches, m.Branch) {
 		j := c.unarchive(rec, m.Branch)
-		return j.Job.Id, j, true, true
+		return j.Job.BuildID(), []*job{j}, true, true
 	}
-	return rec.Job.Id, nil, false, true
-}
-
-// queueCommit makes a queued job of m's commit i.
-func (c *Core) queueCommit(m *messages.CommitObserved, i int, queuedMs int64) *job {
-	commit := m.Commits[i]
-	j := newJob(c.nextID, m.Repo, m.RepoName, commit, m.Branch, subject(m.Subjects, i), 1, queuedMs)
-	c.nextID++
-	c.jobs[j.Job.Id] = j
-	c.byKey[pair{m.Repo, commit}] = j.Job.Id
-	c.queue.pushBack(j.Job.Id)
-	c.counters[cJobsQueued]++
-	return j
+	return rec.Job.BuildID(), nil, false, true
 }
 
 // moveCursor moves the cursor of m's branch to m's tip, but only from where
@@ -206,8 +209,10 @@ func (c *Core) unarchive(rec *messages.JobRecord, branch string) *job {
 	copyRecord(&j.JobRecord, rec)
 	withBranch(j, branch)
 	j.Forwarded = false
-	c.jobs[j.Job.Id] = j
-	c.byKey[pair{j.Job.Repo, j.Job.Commit}] = j.Job.Id
+	c.hold(j)
+	if _, ok := c.byKey[pair{j.Job.Repo, j.Job.Commit}]; !ok && c.buildOf(j) == nil {
+		c.byKey[pair{j.Job.Repo, j.Job.Commit}] = j.Job.BuildID()
+	}
 	c.unsent.pushBack(j)
 	return j
 }

@@ -26,10 +26,11 @@ type Observed struct {
 }
 
 // Rebuild is a RebuildRequest as the shell hands it to the core, with the
-// newest build of the commit from the durable store (nil if none).
+// jobs of the newest build of the commit from the durable store, in index
+// order (none if it was never built).
 type Rebuild struct {
 	Msg  *messages.RebuildRequest
-	Prev *messages.Job
+	Prev []*messages.Job
 }
 
 // Durable is what a restarted dispatcher recovers.
@@ -55,13 +56,15 @@ type Core struct {
 	// seen): an int64 is a third of a time.Time.
 	base time.Time
 
-	jobs  map[int64]*job // unfinished, or finished and not forwarded
-	byKey map[pair]int64 // repo, commit -> newest active job id
-	queue ring[int64]    // queued job ids, in order
-	// cancelledQueued counts the ids in queue of jobs cancelled while
-	// queued: they stay in it until assign reaches and drops them.
-	cancelledQueued int
-	cursors         map[pair]*messages.Cursor // repo, branch
+	jobs   map[int64]*job   // unfinished, or finished and not forwarded
+	builds map[int64]*build // the builds with a job in jobs, or one not ended
+	byKey  map[pair]int64   // repo, commit -> newest active build id
+	// turn holds the ids of the builds with ready jobs, in the order they
+	// take turns (round robin: a build queued after a large matrix starts
+	// before the matrix ends); a build may stand in it more than once
+	// (see makeReady), and assign passes over those without ready jobs.
+	turn    ring[int64]
+	cursors map[pair]*messages.Cursor // repo, branch
 	nextID          int64
 
 	runners      index             // by id
@@ -140,6 +143,7 @@ func New(cfg Config) *Core {
 	c := &Core{
 		cfg:          cfg,
 		jobs:         map[int64]*job{},
+		builds:       map[int64]*build{},
 		byKey:        map[pair]int64{},
 		cursors:      map[pair]*messages.Cursor{},
 		runners:      newIndex(false),
@@ -185,18 +189,27 @@ func (c *Core) Recover(now time.Time, d Durable) []actors.Effect {
 	}
 	sort.Slice(recs, func(i, j int) bool { return recs[i].Job.Id < recs[j].Job.Id })
 	queued, running := 0, 0
+	var fx []actors.Effect
+	var recovered []*build
 	for _, rec := range recs {
+		b := c.recoverBuild(rec.Job, &recovered)
+		if rec.State == messages.JobState_JOB_STATE_DONE && rec.Forwarded {
+			// Ended and forwarded: only its outcome matters, to the jobs of
+			// its build that wait.
+			if i := rec.Job.Index; int(i) < len(b.ended) && b.ended[i] == messages.Status_STATUS_UNSPECIFIED {
+				b.ended[i] = rec.Result.GetStatus()
+				b.left--
+			}
+			continue
+		}
 		j := &job{}
 		copyRecord(&j.JobRecord, rec)
-		c.jobs[j.Job.Id] = j
-		c.byKey[pair{j.Job.Repo, j.Job.Commit}] = j.Job.Id
+		if j.State == messages.JobState_JOB_STATE_QUEUED && plant.On(plant.QueueNotRestored) {
+			continue
+		}
+		c.hold(j)
 		switch j.State {
 		case messages.JobState_JOB_STATE_QUEUED:
-			if plant.On(plant.QueueNotRestored) {
-				delete(c.jobs, j.Job.Id)
-				continue
-			}
-			c.queue.pushBack(j.Job.Id)
 			queued++
 		case messages.JobState_JOB_STATE_RUNNING:
 			c.orphans[j.Job.Id] = now.Add(c.cfg.DeadAfter)
@@ -204,12 +217,68 @@ func (c *Core) Recover(now time.Time, d Durable) []actors.Effect {
 			c.orphansOf[j.RunnerId] = append(c.orphansOf[j.RunnerId], j.Job.Id)
 			running++
 		case messages.JobState_JOB_STATE_DONE:
+			if i := j.Job.Index; int(i) < len(b.ended) && b.ended[i] == messages.Status_STATUS_UNSPECIFIED {
+				b.ended[i] = j.Result.GetStatus()
+				b.left--
+			}
 			if !j.Forwarded {
 				c.unsent.pushBack(j)
 			}
 		}
 	}
-	return []actors.Effect{actors.Info("dispatcher recovered its queue", "queued", queued, "running", running, "next_job_id", c.nextID)}
+	for _, b := range recovered {
+		fx = c.resume(now, fx, b)
+	}
+	return append([]actors.Effect{actors.Info("dispatcher recovered its queue", "queued", queued, "running", running, "next_job_id", c.nextID)}, fx...)
+}
+
+// recoverBuild returns the build of job, made on first sight from the job
+// (each carries its build's size and its own cell) and added to recovered.
+func (c *Core) recoverBuild(job *messages.Job, recovered *[]*build) *build {
+	id := job.BuildID()
+	b := c.builds[id]
+	if b == nil {
+		n := int(job.JobsInBuild())
+		b = &build{id: id, cells: make([]*messages.PipelineJob, n), ended: make([]messages.Status, n), left: n}
+		c.builds[id] = b
+		*recovered = append(*recovered, b)
+		c.byKey[pair{job.Repo, job.Commit}] = id
+	}
+	if i := job.Index; int(i) < len(b.cells) {
+		b.cells[i] = job.Cell
+	}
+	return b
+}
+
+// resume settles a recovered build: a job the store no longer has counts
+// as errored (its dependents must not wait for ever), and each queued job
+// starts, waits or is skipped by its needs, as when they ended (a crash
+// may have come between a need's end and its dependents').
+func (c *Core) resume(now time.Time, fx []actors.Effect, b *build) []actors.Effect {
+	for k := range int32(len(b.cells)) {
+		if c.jobs[b.id+int64(k)] == nil && b.ended[k] == messages.Status_STATUS_UNSPECIFIED {
+			b.ended[k] = messages.Status_STATUS_ERRORED
+			b.left--
+			fx = append(fx, actors.Warn("a job of a recovered build is missing from the store: its dependents take it as errored", "build", b.id, "job", b.id+int64(k)))
+		}
+	}
+	if b.held == 0 && b.left <= 0 {
+		delete(c.builds, b.id)
+		return fx
+	}
+	for k := range int32(len(b.cells)) {
+		j := c.jobs[b.id+int64(k)]
+		if j == nil || j.State != messages.JobState_JOB_STATE_QUEUED {
+			continue
+		}
+		switch met, blockedBy := b.needsOf(k); {
+		case blockedBy >= 0:
+			fx = c.finish(now, fx, j, c.skipped(now, j, fmt.Sprintf("%s ended %s", b.name(blockedBy), b.ended[blockedBy].Name())))
+		case met || plant.On(plant.NeedsNotAwaited):
+			c.makeReady(b, j, false)
+		}
+	}
+	return fx
 }
 
 // Step handles one input: a message from a peer, a Tick, a PeerTerminated

@@ -40,9 +40,23 @@ func (c *Core) digestJobs(d *actors.Digest) {
 		d.Str(k.b)
 		d.Int(c.byKey[k])
 	}
-	d.Int(int64(c.queue.len()))
-	for i := range c.queue.len() {
-		d.Int(c.queue.buf[(c.queue.head+i)%len(c.queue.buf)])
+	for _, id := range sortedKeys(c.builds) {
+		b := c.builds[id]
+		d.Int(id)
+		d.Int(int64(b.left))
+		d.Int(int64(b.held))
+		for _, st := range b.ended {
+			d.Int(int64(st))
+		}
+		d.Int(-1)
+		for _, r := range b.ready {
+			d.Int(r)
+		}
+		d.Int(-1)
+	}
+	d.Int(int64(c.turn.len()))
+	for i := range c.turn.len() {
+		d.Int(c.turn.buf[(c.turn.head+i)%len(c.turn.buf)])
 	}
 	keys = keys[:0]
 	for k := range c.cursors {
@@ -60,7 +74,14 @@ func (c *Core) digestRunners(d *actors.Digest) {
 		d.Str(r.id)
 		d.Str(string(r.addr))
 		d.Int(r.incarnation)
-		d.Int(r.job)
+		d.Int(int64(len(r.jobs)))
+		for _, id := range r.jobs {
+			d.Int(id)
+		}
+		d.Int(int64(r.slots))
+		for _, l := range r.labels {
+			d.Str(l)
+		}
 		d.Int(r.seen)
 	}
 	for _, r := range c.byAddr.sorted() {

@@ -143,11 +143,11 @@ func TestForgeriesChangeNothingAndGetNoAnswer(t *testing.T) {
 		{"cancel from a notify certificate", aNotify, cliAddr, func() any { return &messages.CancelRequest{JobId: 3, Token: "s3cret"} }},
 		{"rebuild unauthenticated", unauthenticated, cliAddr, func() any {
 			return dispatcher.Rebuild{Msg: &messages.RebuildRequest{Repo: repoURL, Commit: coretest.Commit(3), Token: "s3cret"},
-				Prev: &messages.Job{Id: 1, Repo: repoURL, Commit: coretest.Commit(3), Build: 1}}
+				Prev: []*messages.Job{{Id: 1, Repo: repoURL, Commit: coretest.Commit(3), Build: 1}}}
 		}},
 		{"rebuild from an observer", anObserver, cliAddr, func() any {
 			return dispatcher.Rebuild{Msg: &messages.RebuildRequest{Repo: repoURL, Commit: coretest.Commit(3), Token: "s3cret"},
-				Prev: &messages.Job{Id: 1, Repo: repoURL, Commit: coretest.Commit(3), Build: 1}}
+				Prev: []*messages.Job{{Id: 1, Repo: repoURL, Commit: coretest.Commit(3), Build: 1}}}
 		}},
 		{"a message no one sends the dispatcher, from the dispatcher's own certificate", aDispatcher, r1, func() any {
 			return &messages.RunJob{Job: &messages.Job{Id: 3}, Attempt: 1, RunnerId: "r1", Incarnation: 1}

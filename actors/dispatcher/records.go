@@ -23,7 +23,7 @@ func copyRecord(dst, src *messages.JobRecord) *messages.JobRecord {
 	dst.Job, dst.State, dst.Attempt, dst.RunnerId = src.Job, src.State, src.Attempt, src.RunnerId
 	dst.RunnerIncarnation, dst.Result, dst.Forwarded = src.RunnerIncarnation, src.Result, src.Forwarded
 	dst.QueuedUnixMs, dst.AssignedUnixMs, dst.LastError, dst.CancelRequested = src.QueuedUnixMs, src.AssignedUnixMs, src.LastError, src.CancelRequested
-	dst.Released = src.Released
+	dst.Released, dst.Retries, dst.Waiting = src.Released, src.Retries, src.Waiting
 	return dst
 }
 
@@ -59,6 +59,14 @@ type job struct {
 	resent links[job]
 	// The arguments of its trace notes, each made an interface once.
 	idArg, commitArg, runnerArg any
+	// ready: queued with its needs met, in its build's ready jobs.
+	ready bool
+	// avoid is the runner its failed run ran on: a retry goes to another
+	// runner when one is free.
+	avoid string
+	// pipelineError is why its build's pipeline was refused, until start
+	// ends the job errored with it.
+	pipelineError string
 }
 
 // maxFreeReleases bounds how many graceful releases of one job

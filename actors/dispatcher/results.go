@@ -63,9 +63,12 @@ func (c *Core) jobFinished(now time.Time, from actors.Addr, m *messages.JobFinis
 		}
 	}
 	c.heard(r, now)
-	c.setIdle(r)
+	c.free(r, j.Job.Id)
 	final := finalResult(j, m.RunnerId, res)
 	fin.Recorded = true
+	if (final.Status == messages.Status_STATUS_FAILED || final.Status == messages.Status_STATUS_TIMED_OUT) && j.Retries < j.Job.Cell.GetRetry() {
+		return append(c.retry(j, final), ack)
+	}
 	if plant.On(plant.AckBeforePersist) {
 		return c.finish(now, append(make([]actors.Effect, 0, 6), ack), j, final)
 	}
@@ -106,7 +109,8 @@ func (c *Core) finish(now time.Time, fx []actors.Effect, j *job, res *messages.R
 		persistOne(nil, j),
 		actors.Info("result recorded", "job", id, "commit", commit, "build", j.Job.Build, "attempt", res.Attempt, "status", statusArg(res.Status), "runner", runner),
 	)
-	return c.forward(now, fx, j)
+	fx = c.forward(now, fx, j)
+	return c.ended(now, fx, j, res.Status)
 }
 
 // forward sends j's result to the reporter, if there is one.
@@ -158,14 +162,10 @@ func (c *Core) resultAcked(m *messages.ResultRecordedAck) []actors.Effect {
 		return nil // a duplicate ack
 	}
 	j.Forwarded = true
-	delete(c.jobs, m.JobId)
+	c.release(j)
 	c.unsent.remove(j)
 	c.sent.remove(j)
 	c.remember(m.JobId, recentResult{attempt: j.Result.GetAttempt(), runner: j.Result.GetRunnerId(), incarnation: j.RunnerIncarnation})
-	k := pair{j.Job.Repo, j.Job.Commit}
-	if id, ok := c.byKey[k]; ok && id == j.Job.Id {
-		delete(c.byKey, k)
-	}
 	c.counters[cResultsAcked]++
 	// The record leaves the core: it is written as it is, not copied.
 	b := new(struct {

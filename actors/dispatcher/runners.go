@@ -19,8 +19,10 @@ type runnerState struct {
 	id          string
 	addr        actors.Addr
 	incarnation int64
-	job         int64 // 0 when idle
-	seen        int64 // last heard from: nanoseconds after Core.base
+	jobs        []int64  // the jobs it runs, in the order they were given
+	slots       int32    // how many jobs it runs at once (at least 1)
+	labels      []string // what its jobs' runs-on may ask for
+	seen        int64    // last heard from: nanoseconds after Core.base
 	alive       links[runnerState]
 	idle        links[runnerState]
 }
@@ -59,8 +61,8 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 	r, fx := c.enrol(now, from, m)
 	fx = c.adopt(r, from, m.Running, fx)
 	fx = append(fx, c.requeueOrphansOf(now, r)...)
-	if r.job == 0 {
-		c.setIdle(r)
+	if !r.full() && !c.idle.has(r) {
+		c.idle.pushBack(r)
 	}
 	reply.Accepted = true
 	reply.Epoch = c.cfg.Epoch
@@ -96,6 +98,12 @@ func (c *Core) refuseRunner(m *messages.RegisterRunner) string {
 	return ""
 }
 
+// maxSlots and maxLabels bound what a runner's registration may claim.
+const (
+	maxSlots  = 64
+	maxLabels = 64
+)
+
 // enrol makes m's incarnation the registered runner of its id, at from,
 // losing an older incarnation, and returns it with the effects so far.
 func (c *Core) enrol(now time.Time, from actors.Addr, m *messages.RegisterRunner) (*runnerState, []actors.Effect) {
@@ -120,6 +128,13 @@ func (c *Core) enrol(now time.Time, from actors.Addr, m *messages.RegisterRunner
 		fx = append(fx, actors.Info("runner registered", "runner", m.RunnerId, "incarnation", m.Incarnation, "addr", string(from)))
 	}
 	delete(c.incarnations, m.RunnerId) // r holds it now
+	r.slots = min(max(m.Slots, 1), maxSlots)
+	if !slices.Equal(r.labels, m.Labels) {
+		r.labels = slices.Clone(m.Labels)
+		if len(r.labels) > maxLabels {
+			r.labels = r.labels[:maxLabels]
+		}
+	}
 	if r.addr != from {
 		if r.addr != "" {
 			c.byAddr.del(string(r.addr))
@@ -141,7 +156,7 @@ func (c *Core) adopt(r *runnerState, from actors.Addr, running []*messages.JobRe
 	for _, ref := range running {
 		j := c.jobs[ref.JobId]
 		if j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && j.Attempt == ref.Attempt &&
-			(j.RunnerId == r.id || j.RunnerId == "") && (r.job == 0 || r.job == ref.JobId) {
+			(j.RunnerId == r.id || j.RunnerId == "") && (!r.full() || r.runs(ref.JobId)) {
 			if _, orphan := c.orphans[ref.JobId]; orphan || j.RunnerIncarnation != r.incarnation {
 				j.RunnerId, j.RunnerIncarnation = r.id, r.incarnation
 				saves = append(saves, j)
@@ -179,7 +194,7 @@ func (c *Core) requeueOrphansOf(now time.Time, r *runnerState) []actors.Effect {
 		if _, orphan := c.orphans[id]; !orphan {
 			continue
 		}
-		if j := c.jobs[id]; j != nil && j.RunnerId == r.id && r.job != id {
+		if j := c.jobs[id]; j != nil && j.RunnerId == r.id && !r.runs(id) {
 			fx = append(fx, c.requeue(now, j, fmt.Sprintf("runner %s came back without it", r.id))...)
 		}
 	}
@@ -211,26 +226,30 @@ func (c *Core) heartbeat(now time.Time, from actors.Addr, m *messages.Heartbeat)
 	}
 	ack.Epoch = c.cfg.Epoch
 	c.heard(r, now)
-	listed := false
 	var cancels []actors.Effect // a cancel the runner may have missed, again
+	var listed []int64
 	for _, ref := range m.Running {
-		if j := c.jobs[ref.JobId]; ref.JobId == r.job && j != nil && j.Attempt == ref.Attempt {
-			listed = true
+		if j := c.jobs[ref.JobId]; r.runs(ref.JobId) && j != nil && j.Attempt == ref.Attempt {
+			listed = append(listed, ref.JobId)
 			ack.Valid = append(ack.Valid, ref)
 			if j.cancelPending() && j.State == messages.JobState_JOB_STATE_RUNNING {
 				cancels = append(cancels, cancelJob(from, j, resentReason))
 			}
 		}
 	}
-	if r.job != 0 && !listed {
-		if j := c.jobs[r.job]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING &&
+	var fx []actors.Effect
+	for _, id := range slices.Clone(r.jobs) {
+		if slices.Contains(listed, id) {
+			continue
+		}
+		if j := c.jobs[id]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING &&
 			now.Sub(time.UnixMilli(j.AssignedUnixMs)) > c.startGrace() {
-			fx := c.requeue(now, j, "the runner never started it (RunJob lost in transit?)")
-			c.setIdle(r)
-			return append(fx, actors.Send{To: from, Msg: ack})
+			fx = append(fx, c.requeue(now, j, "the runner never started it (RunJob lost in transit?)")...)
+			c.free(r, id)
 		}
 	}
-	return append(cancels, actors.Send{To: from, Msg: ack})
+	fx = append(fx, cancels...)
+	return append(fx, actors.Send{To: from, Msg: ack})
 }
 
 // startGrace is how long a runner may take to confirm a job it was sent:
@@ -241,7 +260,11 @@ func (c *Core) startGrace() time.Duration { return max(c.cfg.StartGrace, c.cfg.L
 
 func (c *Core) loseRunner(now time.Time, r *runnerState, why string) []actors.Effect {
 	if plant.On(plant.DeadRunnerStaysIdle) {
-		defer c.setIdle(r)
+		defer func() {
+			r.jobs = nil
+			c.idle.remove(r)
+			c.idle.pushBack(r)
+		}()
 	} else {
 		c.runners.del(r.id)
 		c.byAddr.del(string(r.addr))
@@ -252,8 +275,13 @@ func (c *Core) loseRunner(now time.Time, r *runnerState, why string) []actors.Ef
 	c.counters[cRunnersLost]++
 	c.lost[r.id] = r.incarnation
 	fx := []actors.Effect{actors.Unwatch{Addr: r.addr}, actors.Warn("runner lost", "runner", r.id, "incarnation", r.incarnation, "reason", why)}
-	if j := c.jobs[r.job]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && j.RunnerId == r.id && !plant.On(plant.LostJobNotRequeued) {
-		fx = append(fx, c.requeue(now, j, fmt.Sprintf("runner %s was lost (%s)", r.id, why))...)
+	for _, id := range r.jobs {
+		if j := c.jobs[id]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && j.RunnerId == r.id && !plant.On(plant.LostJobNotRequeued) {
+			fx = append(fx, c.requeue(now, j, fmt.Sprintf("runner %s was lost (%s)", r.id, why))...)
+		}
+	}
+	if !plant.On(plant.DeadRunnerStaysIdle) {
+		r.jobs = nil
 	}
 	return fx
 }
@@ -282,7 +310,11 @@ func (c *Core) runnerStopping(now time.Time, m *messages.RunnerStopping) []actor
 	// An attempt the runner gave back on its way down did not fail: the
 	// build keeps its attempts (a deploy that restarts runners must not
 	// error builds).
-	if j := c.jobs[r.job]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && j.RunnerId == r.id && j.Released < maxFreeReleases {
+	for _, id := range r.jobs {
+		j := c.jobs[id]
+		if j == nil || j.State != messages.JobState_JOB_STATE_RUNNING || j.RunnerId != r.id || j.Released >= maxFreeReleases {
+			continue
+		}
 		gaveBack := slices.ContainsFunc(m.Released, func(ref *messages.JobRef) bool {
 			return ref.GetJobId() == j.Job.Id && ref.GetAttempt() == j.Attempt
 		})

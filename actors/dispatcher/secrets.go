@@ -177,7 +177,7 @@ func (c *Core) grant(to actors.Addr, a SecretAsk) []actors.Effect {
 	case len(m.Names) > maxSecretNames:
 		return deny(fmt.Sprintf("a job may ask for at most %d secrets, not %d", maxSecretNames, len(m.Names)))
 	case j == nil || j.State != messages.JobState_JOB_STATE_RUNNING || (!plant.On(plant.SecretsToAnyRunner) && (j.RunnerId != m.RunnerId ||
-		j.Attempt != m.Attempt || j.RunnerIncarnation != m.Incarnation || r == nil || r.job != m.JobId)):
+		j.Attempt != m.Attempt || j.RunnerIncarnation != m.Incarnation || r == nil || !r.runs(m.JobId))):
 		return deny(fmt.Sprintf("%s: job %d attempt %d is not running on runner %s (incarnation %d): only the current attempt gets secrets",
 			plural, m.JobId, m.Attempt, m.RunnerId, m.Incarnation))
 	case a.Err != "":

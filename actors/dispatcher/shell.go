@@ -105,7 +105,7 @@ func (s *Shell) Input(msg any, durable bool) (any, bool, bool) {
 			// every change made so far.
 			return nil, true, true
 		}
-		prev, err := s.store.LatestJob(m.Repo, m.Commit)
+		prev, err := s.store.NewestBuild(m.Repo, m.Commit)
 		if err != nil {
 			s.readFailed("look up the commit to rebuild", err)
 			return nil, false, false

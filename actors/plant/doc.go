@@ -1,4 +1,4 @@
-// Package plant holds deliberate bugs (twenty-four) that keep the simulator's
+// Package plant holds deliberate bugs (twenty-nine) that keep the simulator's
 // checker honest: a test plants one, runs the simulator, and proves the
 // checker catches it. The bugs exist only in test binaries built with the build tag
 // `plantedbugs`; in every other build On is a constant false that the
@@ -76,6 +76,20 @@ const (
 	// ReporterTrustsClaimedSender: the reporter records a result from any
 	// sender, not only from the dispatcher.
 	ReporterTrustsClaimedSender
+	// NeedErroredSatisfies: the dispatcher starts a job whose need errored,
+	// as if it had passed.
+	NeedErroredSatisfies
+	// NeedsNotAwaited: the dispatcher lets every job of a build start at
+	// once, whatever it needs.
+	NeedsNotAwaited
+	// LabelsIgnored: the dispatcher gives a job to a runner whatever the
+	// labels its runs-on asks for.
+	LabelsIgnored
+	// SlotsIgnored: the dispatcher gives a runner more jobs than its slots.
+	SlotsIgnored
+	// EndedJobCancelled: a failed fail-fast cell cancels the other cells of
+	// its matrix even when they have already ended, recording them twice.
+	EndedJobCancelled
 	bugCount
 )
 
@@ -101,6 +115,8 @@ var names = map[Bug]string{
 	FirstCommitSkipped: "first commit of a branch skipped", DeadAfterIsLease: "runner declared dead after the lease",
 	LeaseFromLastContact: "lease timed from last contact", CancelNotResent: "cancel not resent",
 	ResultFileNotRewritten: "result file not rewritten on a duplicate", ReporterTrustsClaimedSender: "reporter trusts the claimed sender",
+	NeedErroredSatisfies: "errored need satisfies its dependents", NeedsNotAwaited: "needs not awaited",
+	LabelsIgnored: "runs-on labels ignored", SlotsIgnored: "runner slots ignored", EndedJobCancelled: "fail-fast cancels ended jobs",
 }
 
 func (b Bug) String() string { return names[b] }

@@ -27,5 +27,5 @@ func (Store) LoadIncarnations() ([]*messages.RunnerIncarnation, error) { return 
 // ArchivedJobs implements dispatcher.Archive: nothing was ever built.
 func (Store) ArchivedJobs(string, []string) (map[string]*messages.JobRecord, error) { return nil, nil }
 
-// LatestJob implements dispatcher.Archive: nothing was ever built.
-func (Store) LatestJob(string, string) (*messages.Job, error) { return nil, nil }
+// NewestBuild implements dispatcher.Archive: nothing was ever built.
+func (Store) NewestBuild(string, string) ([]*messages.Job, error) { return nil, nil }
