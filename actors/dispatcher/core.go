@@ -65,7 +65,7 @@ type Core struct {
 	// (see makeReady), and assign passes over those without ready jobs.
 	turn    ring[int64]
 	cursors map[pair]*messages.Cursor // repo, branch
-	nextID          int64
+	nextID  int64
 
 	runners      index             // by id
 	alive        line[runnerState] // every runner, the longest unheard first

@@ -275,8 +275,8 @@ func (c *Core) loseRunner(now time.Time, r *runnerState, why string) []actors.Ef
 	c.counters[cRunnersLost]++
 	c.lost[r.id] = r.incarnation
 	fx := []actors.Effect{actors.Unwatch{Addr: r.addr}, actors.Warn("runner lost", "runner", r.id, "incarnation", r.incarnation, "reason", why)}
-	for _, id := range r.jobs {
-		if j := c.jobs[id]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && j.RunnerId == r.id && !plant.On(plant.LostJobNotRequeued) {
+	for i := len(r.jobs) - 1; i >= 0; i-- { // each goes first: in reverse, they keep their order
+		if j := c.jobs[r.jobs[i]]; j != nil && j.State == messages.JobState_JOB_STATE_RUNNING && j.RunnerId == r.id && !plant.On(plant.LostJobNotRequeued) {
 			fx = append(fx, c.requeue(now, j, fmt.Sprintf("runner %s was lost (%s)", r.id, why))...)
 		}
 	}
