@@ -39,7 +39,8 @@ const (
 // Invariants lists every invariant in the order the summary prints them.
 var Invariants = []string{InvOneResult, InvNoCommitLost, InvObservedOnly, InvNoDeadAssignment, InvOldIncarnation, InvMalicious,
 	InvSecretGrant, InvSecretAllOrNone, InvSecretMalicious, InvLogTicket, InvNoOverlap, InvRunnersExit, InvEveryCommit, InvQueueDrains, InvAttemptCap, InvProgress,
-	InvAttempts, InvDeadAfter, InvCancel, InvRebuilt, InvResultFile, InvAckedKept}
+	InvAttempts, InvDeadAfter, InvCancel, InvRebuilt, InvResultFile, InvAckedKept,
+	InvNeedsFirst, InvSkipped, InvBuildOnce, InvLabels, InvSlots, InvNoRunnerWaits}
 
 // Violation is one broken invariant.
 type Violation struct {
@@ -79,6 +80,16 @@ type checker struct {
 	assigned   map[int64]int32  // job id -> latest attempt assigned
 	jobOf      map[string]int64 // repo@commit#build -> job id
 	skipped    map[string]bool  // commits the contract lets go unbuilt (see markSkipped)
+	// stuck are the commits whose pipeline has a job that asks for labels
+	// no simulated runner has: it stays queued, with its reason, for ever.
+	stuck map[string]bool
+	// pipes is the pipelines as the dispatcher's core decides them; cells
+	// each job's cell as persisted (jobKey -> cell); aggregates each
+	// build's status as the reporter wrote it in its result file
+	// (repo@commit#build -> status).
+	pipes      *pipelineView
+	cells      map[string]*messages.PipelineJob
+	aggregates map[string]messages.Status
 	model      *model
 	checked    map[string]bool // invariants that had something to check
 	violations []Violation
@@ -110,7 +121,8 @@ func newChecker(w *World) *checker {
 	return &checker{w: w, results: map[int64]*messages.Result{}, recordedBy: map[int64]recordedBy{}, reported: map[string]*messages.Result{},
 		observed: map[string]bool{}, poison: map[string]bool{}, maxInc: map[string]int64{},
 		dead: map[runnerKey]bool{}, byAddr: map[actors.Addr]runnerKey{}, running: map[int64][]live{},
-		assigned: map[int64]int32{}, jobOf: map[string]int64{}, model: newModel(), skipped: map[string]bool{},
+		assigned: map[int64]int32{}, jobOf: map[string]int64{}, model: newModel(), skipped: map[string]bool{}, stuck: map[string]bool{},
+		pipes: newPipelineView(), cells: map[string]*messages.PipelineJob{}, aggregates: map[string]messages.Status{},
 		checked: map[string]bool{}, logs: map[string]actors.Identity{},
 		jobs: map[int64]*messages.Job{}, branches: map[string][]string{}, started: map[jobAttempt][]actors.Addr{}}
 }
@@ -128,6 +140,7 @@ func (c *checker) dispatcherBooted() {
 	clear(c.dead)
 	clear(c.byAddr)
 	clear(c.model.heard)
+	c.pipes.booted(c.w.store)
 	// A restarted dispatcher knows only what its store holds: assignments
 	// it decided and never made durable are gone, and their attempt
 	// numbers are given again.
@@ -399,7 +412,22 @@ func boundTo(stored []dispatcher.Secret, name string, value []byte, job *message
 }
 
 func logKeyOf(j *messages.Job, attempt int32) string {
-	return fmt.Sprintf("%s@%s#%d/%d", j.GetRepo(), j.GetCommit(), j.GetBuild(), attempt)
+	return fmt.Sprintf("%s:%d", jobKey(j), attempt)
+}
+
+// buildDone reports whether the reporter has a result for every job of
+// build number build of commit.
+func (c *checker) buildDone(repo, commit string, build int32) bool {
+	first := c.reported[fmt.Sprintf("%s@%s#%d/0", repo, commit, build)]
+	if first == nil {
+		return false
+	}
+	for i := int32(1); i < first.Job.JobsInBuild(); i++ {
+		if c.reported[fmt.Sprintf("%s@%s#%d/%d", repo, commit, build, i)] == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // logWritten records who wrote to an attempt's log at the reporter.
@@ -432,7 +460,7 @@ func (c *checker) logRecorded(r *messages.Result, dropped bool) {
 }
 
 func (c *checker) recorded(w *World, r *messages.Result) {
-	key := fmt.Sprintf("%s@%s#%d", r.Job.Repo, r.Job.Commit, r.Job.Build)
+	key := jobKey(r.Job)
 	if prev := c.reported[key]; prev != nil {
 		if prev.Attempt != r.Attempt || prev.Status != r.Status {
 			c.fail(InvOneResult, "the reporter got two results for %s: attempt %d %s, then attempt %d %s", key,
@@ -495,7 +523,7 @@ func (c *checker) end(w *World) {
 	c.checked[InvEveryCommit] = true
 	var missing []string
 	for commit := range c.observed {
-		if c.reported[fmt.Sprintf("%s@%s#1", w.repo.URL, commit)] == nil {
+		if !c.buildDone(w.repo.URL, commit, 1) && !c.stuck[commit] {
 			missing = append(missing, commit[:12])
 		}
 	}
@@ -510,7 +538,7 @@ func (c *checker) end(w *World) {
 	var lost []string
 	for _, b := range w.repo.order {
 		for _, commit := range w.repo.branches[b] {
-			if !c.skipped[commit] && c.reported[fmt.Sprintf("%s@%s#1", w.repo.URL, commit)] == nil {
+			if !c.skipped[commit] && !c.stuck[commit] && !c.buildDone(w.repo.URL, commit, 1) {
 				lost = append(lost, b+":"+commit[:12])
 			}
 		}
@@ -521,6 +549,15 @@ func (c *checker) end(w *World) {
 	c.checked[InvQueueDrains] = true
 	st := w.dispatcherNode().disp.Status()
 	for _, j := range st.Jobs {
+		if c.stuck[j.Job.Commit] && j.State == messages.JobState_JOB_STATE_QUEUED {
+			// A job no runner can take waits, and says why; those that need
+			// it wait for it.
+			c.checked[InvNoRunnerWaits] = true
+			if j.Waiting == "" {
+				c.fail(InvNoRunnerWaits, "job %d (%s) of commit %s is still queued at the end and says no reason", j.Job.Id, j.Job.DisplayName(), j.Job.Commit[:12])
+			}
+			continue
+		}
 		if j.State != messages.JobState_JOB_STATE_DONE || !j.Forwarded {
 			c.fail(InvQueueDrains, "job %d still %s (forwarded %v) at the end", j.Job.Id, j.State.Name(), j.Forwarded)
 		}
@@ -532,12 +569,13 @@ func (c *checker) end(w *World) {
 	}
 	for _, commit := range slices.Sorted(maps.Keys(c.poison)) {
 		c.checked[InvAttemptCap] = true
-		res := c.reported[fmt.Sprintf("%s@%s#1", w.repo.URL, commit)]
+		res := c.reported[fmt.Sprintf("%s@%s#1/0", w.repo.URL, commit)]
 		if res != nil && res.Status != messages.Status_STATUS_ERRORED && res.Status != messages.Status_STATUS_CANCELLED {
 			c.fail(InvAttemptCap, "poison commit %s ended %s at the reporter, want errored at the attempt cap", commit[:12], res.Status.Name())
 		}
 	}
 	c.endModel(w)
+	c.endPipelines()
 }
 
 // markSkipped records the commits an observation legitimately leaves out:

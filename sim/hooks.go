@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/voltci/volt/actors"
@@ -23,9 +22,9 @@ func (c *checker) logsAccepted(fx []actors.Effect) {
 // durable (moved from step: only what is durable was recorded).
 func (c *checker) persisted(jobs []*messages.JobRecord) {
 	for _, j := range jobs {
-		k := fmt.Sprintf("%s@%s#%d", j.Job.Repo, j.Job.Commit, j.Job.Build)
+		k := jobKey(j.Job)
 		if id, ok := c.jobOf[k]; ok && id != j.Job.Id {
-			c.fail(InvOneResult, "jobs %d and %d are both build %d of %s", id, j.Job.Id, j.Job.Build, j.Job.Commit[:12])
+			c.fail(InvOneResult, "jobs %d and %d are both job %d of build %d of %s", id, j.Job.Id, j.Job.Index, j.Job.Build, j.Job.Commit[:12])
 		}
 		c.jobOf[k] = j.Job.Id
 		if j.CancelRequested {

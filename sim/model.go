@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,7 +49,17 @@ func (k buildJob) String() string {
 }
 
 func keyOf(j *messages.Job) buildJob {
-	return buildJob{repo: j.GetRepo(), commit: j.GetCommit(), build: j.GetBuild()}
+	k := buildJob{repo: j.GetRepo(), commit: j.GetCommit(), build: j.GetBuild()}
+	if j.JobsInBuild() > 1 {
+		k.job = strconv.Itoa(int(j.GetIndex()))
+	}
+	return k
+}
+
+// jobKey names one job of one build in the checker's maps:
+// "repo@commit#build/index".
+func jobKey(j *messages.Job) string {
+	return fmt.Sprintf("%s@%s#%d/%d", j.GetRepo(), j.GetCommit(), j.GetBuild(), j.GetIndex())
 }
 
 // modelJob is what the model knows of one job.
@@ -123,6 +134,7 @@ func (j *modelJob) lost() int32 {
 // accepted registration, an acknowledged heartbeat, a result it records),
 // and which runners it declares dead by deadline, judged by the same clock.
 func (c *checker) heardStep(w *World, from actors.From, in any, fx []actors.Effect) {
+	c.pipelineStep(from, in, fx)
 	m := c.model
 	switch msg := in.(type) {
 	case actors.Tick:
@@ -399,7 +411,7 @@ func (c *checker) endModel(w *World) {
 	}
 	var unbuilt []string
 	for k := range c.model.rebuilds {
-		if c.reported[fmt.Sprintf("%s@%s#%d", k.repo, k.commit, k.build)] == nil {
+		if !c.buildDone(k.repo, k.commit, k.build) {
 			unbuilt = append(unbuilt, k.String())
 		}
 	}

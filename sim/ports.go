@@ -3,7 +3,6 @@ package sim
 import (
 	"context"
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/voltci/volt/actors/dispatcher"
@@ -90,9 +89,7 @@ type resultStore struct {
 	r *results
 }
 
-func resultKey(r *messages.Result) string {
-	return r.Job.Repo + "@" + r.Job.Commit + "#" + strconv.Itoa(int(r.Job.Build))
-}
+func resultKey(r *messages.Result) string { return jobKey(r.Job) }
 
 func (s *resultStore) RecordResult(r *messages.Result) (bool, error) {
 	w := s.p.w

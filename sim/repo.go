@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/voltci/volt/actors/observer"
+	"github.com/voltci/volt/messages"
 )
 
 // Repo is a simulated git repository: branches with linear histories that
@@ -25,6 +26,10 @@ type commitInfo struct {
 	fails      bool
 	hangs      bool // runs past the job timeout
 	poison     bool // kills the runner that starts it
+	// pipeline is its .volt.yml's pipeline (nil: the single-list format),
+	// and cells what each of its jobs does (pipeline.go).
+	pipeline *messages.Pipeline
+	cells    []cellPlan
 }
 
 func newRepo(branches ...string) *Repo {

@@ -261,7 +261,7 @@ func TestPoisonViolationsInOrder(t *testing.T) {
 		c.violations = nil
 		for _, commit := range []string{"aaaa0000000000000000", "bbbb0000000000000000", "cccc0000000000000000", "dddd0000000000000000"} {
 			c.poison[commit] = true
-			c.reported[fmt.Sprintf("%s@%s#1", w.repo.URL, commit)] = &messages.Result{Status: messages.Status_STATUS_PASSED}
+			c.reported[fmt.Sprintf("%s@%s#1/0", w.repo.URL, commit)] = &messages.Result{Status: messages.Status_STATUS_PASSED}
 		}
 		c.end(w)
 		var got []string

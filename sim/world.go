@@ -168,6 +168,10 @@ type World struct {
 	sec       *rand.Rand
 	malSec    *rand.Rand
 	user      *rand.Rand // the simulated user's stream (user.go)
+	pipes     *rand.Rand // pipelines' stream (pipeline.go)
+	// labelled: the runners have labels (one has "gpu"), so pipelines may
+	// ask for them.
+	labelled bool
 	knobs     *rand.Rand // timers, swarm and aim (search.go)
 	armed     []Fault    // aimed partitions waiting for a job to start (search.go)
 	poll      time.Duration
@@ -214,6 +218,7 @@ func New(cfg Config) *World {
 	w.malWho = malIdentities[w.mal.IntN(len(malIdentities))]
 	w.sec, w.malSec = newSecRand(cfg.Seed, 0), newSecRand(cfg.Seed, 1)
 	w.user = newUserRand(cfg.Seed)
+	w.pipes = newPipelineRand(cfg.Seed)
 	w.secrets = newSecretStore(initialSecrets(w.repo))
 	w.asks = map[string][]string{}
 	w.poll = time.Second
@@ -638,6 +643,9 @@ func (w *World) startJob(n *node, run *messages.RunJob) {
 	if info.fails {
 		status = messages.Status_STATUS_FAILED
 	}
+	if info.pipeline != nil {
+		status = cellStatus(info, run)
+	}
 	if info.hangs || d > timeout {
 		d, status = timeout, messages.Status_STATUS_TIMED_OUT
 	}
@@ -709,6 +717,7 @@ func (w *World) commit() {
 	case x < 22 && slices.Contains(w.cfg.Faults, FaultPoison):
 		info.poison = true
 	}
+	stuck := drawPipeline(w.pipes, info, w.labelled)
 	branch := w.repo.order[w.rng.IntN(len(w.repo.order))]
 	switch x := w.rng.IntN(100); {
 	case x < 10 && w.repo.merge("main", "dev"):
@@ -716,11 +725,13 @@ func (w *World) commit() {
 		return
 	case x < 18 && slices.Contains(w.cfg.Faults, FaultForcePush) && len(w.repo.branches[branch]) > 1:
 		id := w.repo.newCommit(w.rng, info)
+		w.check.stuck[id] = stuck
 		w.repo.forcePush(branch, id)
 		w.traceWorld("force push " + branch + " " + id)
 		return
 	}
 	id := w.repo.newCommit(w.rng, info)
+	w.check.stuck[id] = stuck
 	w.repo.push(branch, id)
 	w.traceWorld("commit " + branch + " " + id)
 }
