@@ -72,6 +72,7 @@ type checker struct {
 	recordedBy map[int64]recordedBy       // job id -> the attempt and incarnation that delivered it
 	reported   map[string]*messages.Result
 	observed   map[string]bool // commits durably queued
+	queuing    map[string]bool // commits a dispatcher core decided to queue (pipelineStep)
 	poison     map[string]bool
 	maxInc     map[string]int64
 	dead       map[runnerKey]bool
@@ -119,7 +120,7 @@ type jobAttempt struct {
 
 func newChecker(w *World) *checker {
 	return &checker{w: w, results: map[int64]*messages.Result{}, recordedBy: map[int64]recordedBy{}, reported: map[string]*messages.Result{},
-		observed: map[string]bool{}, poison: map[string]bool{}, maxInc: map[string]int64{},
+		observed: map[string]bool{}, queuing: map[string]bool{}, poison: map[string]bool{}, maxInc: map[string]int64{},
 		dead: map[runnerKey]bool{}, byAddr: map[actors.Addr]runnerKey{}, running: map[int64][]live{},
 		assigned: map[int64]int32{}, jobOf: map[string]int64{}, model: newModel(), skipped: map[string]bool{}, stuck: map[string]bool{},
 		pipes: newPipelineView(), cells: map[string]*messages.PipelineJob{}, aggregates: map[string]messages.Status{},

@@ -44,7 +44,7 @@ func (c *checker) persisted(jobs []*messages.JobRecord) {
 			continue
 		}
 		c.checked[InvObservedOnly] = true
-		if !c.observed[j.Job.Commit] {
+		if !c.observed[j.Job.Commit] && !c.queuing[j.Job.Commit] {
 			c.fail(InvObservedOnly, "job %d recorded for commit %s, which no CommitObserved queued", j.Job.Id, j.Job.Commit)
 		}
 		if prev := c.results[j.Job.Id]; prev != nil {

@@ -72,6 +72,7 @@ type modelJob struct {
 	durable       int32
 	durableHolder runnerKey
 	released      map[int32]bool
+	retried       map[int32]bool // attempts that failed and ran again (retry:)
 	recorded      bool
 	cancelled     bool      // a cancel was accepted before any result was recorded
 	cancelBy      time.Time // when it was accepted, plus the longest the network then took to reach the runner
@@ -115,7 +116,7 @@ func newModel() *model {
 func (m *model) job(k buildJob) *modelJob {
 	j := m.jobs[k]
 	if j == nil {
-		j = &modelJob{released: map[int32]bool{}}
+		j = &modelJob{released: map[int32]bool{}, retried: map[int32]bool{}}
 		m.jobs[k] = j
 	}
 	return j
@@ -125,7 +126,7 @@ func (m *model) job(k buildJob) *modelJob {
 // sees them: every attempt assigned but the last, and those the runner
 // gave back on its way down.
 func (j *modelJob) lost() int32 {
-	return j.attempts - int32(len(j.released))
+	return j.attempts - int32(len(j.released)) - int32(len(j.retried))
 }
 
 // heardStep runs the parts of the model that must see a dispatcher step
@@ -135,6 +136,9 @@ func (j *modelJob) lost() int32 {
 // and which runners it declares dead by deadline, judged by the same clock.
 func (c *checker) heardStep(w *World, from actors.From, in any, fx []actors.Effect) {
 	c.pipelineStep(from, in, fx)
+	if msg, ok := in.(*messages.JobFinished); ok {
+		c.retriedModel(msg, fx) // before the retry's assignment is judged
+	}
 	m := c.model
 	switch msg := in.(type) {
 	case actors.Tick:
@@ -207,6 +211,7 @@ func (c *checker) modelStep(w *World, from actors.From, in any, fx []actors.Effe
 		if from.Who == adminWho {
 			c.cancelAsked(msg, fx)
 		}
+
 	case dispatcher.Rebuild:
 		if from.Who != adminWho {
 			break
@@ -235,7 +240,11 @@ func (c *checker) modelStep(w *World, from actors.From, in any, fx []actors.Effe
 			}
 		case actors.Send:
 			if a, ok := e.Msg.(*messages.JobFinishedAck); ok && a.Recorded {
-				m.acked[a.GetRef().GetJobId()] = a.GetRef().GetAttempt()
+				// A failed run taken for a retry is acknowledged too, and
+				// is not the job's result.
+				if k, known := m.byID[a.GetRef().GetJobId()]; !known || !m.job(k).retried[a.GetRef().GetAttempt()] {
+					m.acked[a.GetRef().GetJobId()] = a.GetRef().GetAttempt()
+				}
 			}
 		}
 	}
@@ -275,7 +284,7 @@ func (c *checker) assignedModel(r *messages.RunJob) {
 	mj.holder = runnerKey{r.RunnerId, r.Incarnation}
 	if r.Attempt > mj.attempts {
 		// The attempts before this one ended without a result.
-		if lost := r.Attempt - 1 - int32(len(mj.released)); lost >= int32(c.w.dispCfg.MaxAttempts) {
+		if lost := r.Attempt - 1 - int32(len(mj.released)) - int32(len(mj.retried)); lost >= int32(c.w.dispCfg.MaxAttempts) {
 			c.fail(InvAttempts, "%s: attempt %d assigned after %d lost attempts (max attempts %d)", k, r.Attempt, lost, c.w.dispCfg.MaxAttempts)
 		}
 		mj.attempts = r.Attempt
@@ -313,6 +322,34 @@ func (c *checker) resultModel(w *World, k buildJob, mj *modelJob, r *messages.Re
 		// was due is InvCancel's to judge, as at the reporter (check.end).
 		if r.Status != messages.Status_STATUS_ERRORED && r.Status != messages.Status_STATUS_CANCELLED {
 			c.fail(InvAttemptCap, "poison commit %s ended %s, want errored at the attempt cap", k, r.Status.Name())
+		}
+	}
+}
+
+// retriedModel notes a failed run the dispatcher took and queued again
+// (retry:): it is not a lost attempt; and no job runs again more often
+// than its cell's retry: allows.
+func (c *checker) retriedModel(msg *messages.JobFinished, fx []actors.Effect) {
+	res := msg.GetResult()
+	if res.GetStatus() != messages.Status_STATUS_FAILED && res.GetStatus() != messages.Status_STATUS_TIMED_OUT {
+		return
+	}
+	for _, e := range fx {
+		p, ok := e.(dispatcher.Persist)
+		if !ok {
+			continue
+		}
+		for _, j := range p.Jobs {
+			if j.Job.Id != res.GetJob().GetId() || j.State != messages.JobState_JOB_STATE_QUEUED {
+				continue
+			}
+			k := keyOf(j.Job)
+			mj := c.model.job(k)
+			mj.retried[res.Attempt] = true
+			c.checked[InvAttempts] = true
+			if allowed := j.Job.GetCell().GetRetry(); int32(len(mj.retried)) > allowed {
+				c.fail(InvAttempts, "%s ran again after %d failed runs, and its retry: allows %d", k, len(mj.retried), allowed)
+			}
 		}
 	}
 }

@@ -80,6 +80,11 @@ func (c *checker) pipelineStep(from actors.From, in any, fx []actors.Effect) {
 		v.labels[k] = slices.Clone(m.Labels)
 		v.slots[k] = max(1, m.Slots)
 	}
+	if m, ok := in.(dispatcher.Observed); ok {
+		for _, commit := range m.Msg.Commits {
+			c.queuing[commit] = true
+		}
+	}
 	for _, e := range fx {
 		switch e := e.(type) {
 		case dispatcher.Persist:
