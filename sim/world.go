@@ -163,15 +163,15 @@ type World struct {
 	// .volt.yml asks for, and their own streams: sec for the runners and
 	// the operator, malSec for the malicious peer's secret forgeries.
 	// noSecrets turns them off (a test compares the two worlds).
-	secrets   *secretStore
-	asks      map[string][]string
-	sec       *rand.Rand
-	malSec    *rand.Rand
-	user      *rand.Rand // the simulated user's stream (user.go)
-	pipes     *rand.Rand // pipelines' stream (pipeline.go)
+	secrets *secretStore
+	asks    map[string][]string
+	sec     *rand.Rand
+	malSec  *rand.Rand
+	user    *rand.Rand // the simulated user's stream (user.go)
+	pipes   *rand.Rand // pipelines' stream (pipeline.go)
 	// labelled: the runners have labels (one has "gpu"), so pipelines may
 	// ask for them.
-	labelled bool
+	labelled  bool
 	knobs     *rand.Rand // timers, swarm and aim (search.go)
 	armed     []Fault    // aimed partitions waiting for a job to start (search.go)
 	poll      time.Duration
