@@ -17,6 +17,12 @@ const (
 	maxArtifactPath = 1024
 )
 
+// ArtifactChunkSize is the size of the chunks artifacts travel in, both
+// ways: the runner uploads in chunks of it and the reporter answers each
+// ArtifactFetch with that much (less at a file's end). Small chunks in a
+// small window leave room for heartbeats on the same connection.
+const ArtifactChunkSize = 64 << 10
+
 // ValidArtifactKind reports whether kind is one a runner may upload.
 func ValidArtifactKind(kind string) bool {
 	return kind == KindArtifact || kind == KindJUnit || kind == KindGoTestJSON

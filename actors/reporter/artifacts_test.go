@@ -77,7 +77,9 @@ func (s *artifactStore) CloseArtifact(jobID int64, attempt int32, path string, s
 	return f.kept, nil
 }
 
-func (s *artifactStore) ResultByJob(jobID int64) (*messages.Result, error) { return s.results[jobID], nil }
+func (s *artifactStore) ResultByJob(jobID int64) (*messages.Result, error) {
+	return s.results[jobID], nil
+}
 
 func (s *artifactStore) Artifacts(jobID int64, attempt int32) ([]ArtifactFile, error) {
 	var out []ArtifactFile
