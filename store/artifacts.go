@@ -52,7 +52,10 @@ type ArtifactHeld struct {
 // JobArtifacts is the kept files of one job's attempt, with the job's place
 // in its build.
 type JobArtifacts struct {
-	JobID   int64
+	JobID int64
+	// Name is the job's name (messages.Job.DisplayName) once its result
+	// is recorded; "" before.
+	Name    string
 	BuildID int64
 	Index   int32
 	Attempt int32
@@ -301,7 +304,7 @@ func (db *DB) JobArtifacts(jobID int64) (*JobArtifacts, error) {
 	j := &JobArtifacts{JobID: jobID}
 	attempt := int32(0)
 	if r, err := db.ResultByJob(jobID); err == nil {
-		attempt = r.Attempt
+		attempt, j.Name = r.Attempt, r.GetJob().DisplayName()
 	} else if !errors.Is(err, ErrNotFound) {
 		return nil, err
 	}
