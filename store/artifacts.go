@@ -53,8 +53,7 @@ type ArtifactHeld struct {
 // in its build.
 type JobArtifacts struct {
 	JobID int64
-	// Name is the job's name (messages.Job.DisplayName) once its result
-	// is recorded; "" before.
+	// Name is the job's name (messages.Job.DisplayName).
 	Name    string
 	BuildID int64
 	Index   int32
@@ -92,8 +91,8 @@ func (db *DB) AppendArtifact(job *messages.Job, attempt int32, path, kind string
 	case errors.Is(err, sql.ErrNoRows):
 		have = 0
 		if _, err := tx.ExecContext(ctx, `INSERT INTO artifacts
-			(job_id, attempt, path, kind, repo, commit_hash, build, build_id, job_index, have, kept) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0)`,
-			job.Id, attempt, path, kind, job.Repo, job.Commit, job.Build, job.BuildID(), job.GetIndex()); err != nil {
+			(job_id, attempt, path, kind, repo, commit_hash, build, build_id, job_index, job_name, have, kept) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0)`,
+			job.Id, attempt, path, kind, job.Repo, job.Commit, job.Build, job.BuildID(), job.GetIndex(), job.DisplayName()); err != nil {
 			return 0, fmt.Errorf("append %s: %w", what, err)
 		}
 	case err != nil:
@@ -303,18 +302,18 @@ func (db *DB) JobArtifacts(jobID int64) (*JobArtifacts, error) {
 	ctx := context.Background()
 	j := &JobArtifacts{JobID: jobID}
 	attempt := int32(0)
-	if r, err := db.ResultByJob(jobID); err == nil {
-		attempt, j.Name = r.Attempt, r.GetJob().DisplayName()
-	} else if !errors.Is(err, ErrNotFound) {
+	if r, err := db.ResultByJob(jobID); err == nil && r.GetJob().GetId() == jobID {
+		attempt = r.Attempt
+	} else if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, err
 	}
-	q := `SELECT attempt, build_id, job_index, repo, commit_hash, build FROM artifacts WHERE job_id = ? AND kept = 1 ORDER BY attempt DESC LIMIT 1`
+	q := `SELECT attempt, build_id, job_index, job_name, repo, commit_hash, build FROM artifacts WHERE job_id = ? AND kept = 1 ORDER BY attempt DESC LIMIT 1`
 	args := []any{jobID}
 	if attempt > 0 {
-		q = `SELECT attempt, build_id, job_index, repo, commit_hash, build FROM artifacts WHERE job_id = ? AND attempt = ? AND kept = 1 LIMIT 1`
+		q = `SELECT attempt, build_id, job_index, job_name, repo, commit_hash, build FROM artifacts WHERE job_id = ? AND attempt = ? AND kept = 1 LIMIT 1`
 		args = append(args, attempt)
 	}
-	err := db.sql.QueryRowContext(ctx, q, args...).Scan(&j.Attempt, &j.BuildID, &j.Index, &j.Repo, &j.Commit, &j.Build)
+	err := db.sql.QueryRowContext(ctx, q, args...).Scan(&j.Attempt, &j.BuildID, &j.Index, &j.Name, &j.Repo, &j.Commit, &j.Build)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, fmt.Errorf("artifacts of job %d: %w", jobID, ErrNotFound)

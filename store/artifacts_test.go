@@ -132,7 +132,7 @@ func TestJobAndCommitArtifacts(t *testing.T) {
 	j, err = db.JobArtifacts(20)
 	require.NoError(t, err)
 	assert.Equal(t, int32(1), j.Attempt, "the recorded attempt's")
-	assert.Equal(t, "build", j.Name, "the recorded job's name")
+	assert.Equal(t, "build", j.Name, "a job without a cell is the build's one job")
 	require.Len(t, j.Files, 1)
 
 	rebuilt := artifactJob(30, 30, 0)

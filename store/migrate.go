@@ -128,6 +128,7 @@ CREATE TABLE artifacts (
 	build       INTEGER NOT NULL,
 	build_id    INTEGER NOT NULL,
 	job_index   INTEGER NOT NULL,
+	job_name    TEXT    NOT NULL,
 	have        INTEGER NOT NULL,
 	kept        INTEGER NOT NULL,
 	sha256      BLOB,
