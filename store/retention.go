@@ -36,10 +36,10 @@ const pruneBatch = 500
 
 // Prune deletes the results rt does not keep, the logs and artifacts of
 // their builds (every job and attempt) and the result files of commits
-// left without any result. Only
-// final results are ever pruned: a build that is queued or running has no
-// result yet, and the logs of such builds are not touched. The dispatcher's
-// job records stay (they number later builds of a commit).
+// left without any result. Only final results are ever pruned: a build
+// that is queued or running has no result yet, and the logs of such
+// builds are not touched. The dispatcher's job records stay (they number
+// later builds of a commit).
 func (db *DB) Prune(rt Retention, now time.Time) (PruneStats, error) {
 	var st PruneStats
 	if err := db.writable("prune results"); err != nil {
