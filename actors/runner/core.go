@@ -42,7 +42,7 @@ type JobDone struct {
 	Result *messages.Result
 }
 
-// Shutdown asks the runner to stop (SIGINT/SIGTERM): it gives its job back.
+// Shutdown asks the runner to stop (SIGINT/SIGTERM): it gives its jobs back.
 type Shutdown struct{ Reason string }
 
 // job is one attempt the runner holds: from its RunJob until the
@@ -446,8 +446,7 @@ func (c *Core) registered(now time.Time, from actors.Addr, m *messages.RunnerReg
 		c.deadAfter = time.Duration(m.DeadAfterMs) * time.Millisecond
 	}
 	c.lastContact = now
-	at, ok := c.acked(m.Seq)
-	if ok && at.After(c.lastAck) {
+	if at, ok := c.acked(m.Seq); ok && at.After(c.lastAck) {
 		c.lastAck = at
 	}
 	c.nextHeartbeat = now
@@ -488,9 +487,10 @@ func (c *Core) heartbeatAck(now time.Time, from actors.Addr, m *messages.Heartbe
 }
 
 // Digest is a hash of everything that decides what the runner does next:
-// its registration, timers, the attempt it holds and the dispatcher epoch.
-// Counters are left out. The simulator compares it before and after an
-// input that must change nothing.
+// its registration, timers, the attempts it holds and those it remembers
+// as finished, its slots and the dispatcher epoch. Counters are left out.
+// The simulator compares it before and after an input that must change
+// nothing.
 func (c *Core) Digest() uint64 {
 	d := actors.NewDigest()
 	c.link.Digest(d)
