@@ -101,8 +101,8 @@ type node struct {
 	crashPoints time.Time
 
 	runnerID  string
-	inc       int64 // a runner's incarnation
-	epoch     int64 // the dispatcher's epoch
+	inc       int64   // a runner's incarnation
+	epoch     int64   // the dispatcher's epoch
 	procs     []*proc // its job processes, oldest first (one per slot taken)
 	labels    []string
 	slots     int
