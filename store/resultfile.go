@@ -104,7 +104,7 @@ func (db *DB) WriteResultFile(r *messages.Result) error {
 			return err
 		})
 	}
-	return writeResultFile(db.dir, b.Result, buildHeader(b), func(w io.Writer) error { return db.buildOutput(w, b) })
+	return writeResultFile(db.dir, b.Result, buildHeader(b), func(w io.Writer) error { return db.buildOutput(w, b, maxBuildOutput) })
 }
 
 // writeResultFile replaces the result file of r's commit with header and
@@ -165,9 +165,9 @@ func buildHeader(b *Build) string {
 }
 
 // buildOutput writes the logs of b's jobs that did not pass, each after a
-// line naming it, within maxBuildOutput.
-func (db *DB) buildOutput(w io.Writer, b *Build) error {
-	out := &budget{w: w, left: maxBuildOutput}
+// line naming it, limit bytes of logs at most.
+func (db *DB) buildOutput(w io.Writer, b *Build, limit int64) error {
+	out := &budget{w: w, left: limit}
 	for _, j := range b.Jobs {
 		r := j.Result
 		if st := r.GetStatus(); st == messages.Status_STATUS_PASSED || st == messages.Status_STATUS_SKIPPED {
@@ -186,8 +186,8 @@ func (db *DB) buildOutput(w io.Writer, b *Build) error {
 			}
 		}
 		if out.cut > 0 {
-			if _, err := fmt.Fprintf(w, "volt: %d more bytes of this log are not shown here (a build's result file shows at most %d MiB of logs)\n",
-				out.cut, maxBuildOutput>>20); err != nil {
+			if _, err := fmt.Fprintf(w, "volt: %d more bytes of this log are not shown here (a build's result file shows at most %d bytes of logs)\n",
+				out.cut, limit); err != nil {
 				return err
 			}
 		}
