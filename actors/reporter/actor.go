@@ -119,8 +119,12 @@ func (s *Shell) Record(e Record) {
 	}
 	if inserted {
 		s.recorded++
-		s.h.Log(actors.Info("result recorded", "repo", e.Result.Job.RepoName, "commit", e.Result.Job.Commit,
-			"build", e.Result.Job.Build, "job", e.Result.Job.DisplayName(), "index", e.Result.Job.GetIndex(), "status", e.Result.Status.Name()))
+		j := e.Result.Job
+		args := []any{"repo", j.RepoName, "commit", j.Commit, "build", j.Build}
+		if j.Cell != nil {
+			args = append(args, "job", j.DisplayName(), "index", j.Index)
+		}
+		s.h.Log(actors.Info("result recorded", append(args, "status", e.Result.Status.Name())...))
 	} else {
 		s.duplicates++
 	}
