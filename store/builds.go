@@ -48,11 +48,12 @@ type Build struct {
 	Status messages.Status
 	// Result is the build as one Result, as ListResults, Results and
 	// ResultForCommit give it: the result of the job that decided Status
-	// (the lowest index whose status, an allowed failure counting as
-	// passed, is the build's), with the build's Status, every branch, the
-	// earliest queued and started times and the latest finished time. Its
-	// attempt, runner, reason, failed step and log are that job's. For a
-	// build of one job it is that job's result unchanged.
+	// (the lowest index whose status is the build's, or else counts as
+	// the build's: an allowed failure counts as passed), with the build's
+	// Status, every branch, the earliest queued and started times and the
+	// latest finished time. Its attempt, runner, reason, failed step and
+	// log are that job's. For a build of one job it is that job's result
+	// unchanged.
 	Result *messages.Result
 	// Jobs are the build's jobs by index, JobCount of them (at most
 	// 10,000); a job without a result yet has only Index and ID. Nil in
@@ -258,11 +259,10 @@ func aggregate(jobs []*messages.Result) *messages.Result {
 	}
 	st := messages.Aggregate(statuses, allow)
 	decider := jobs[0]
-	for _, r := range jobs {
-		if counted(r) == st {
-			decider = r
-			break
-		}
+	if i := slices.IndexFunc(jobs, func(r *messages.Result) bool { return r.GetStatus() == st }); i >= 0 {
+		decider = jobs[i]
+	} else if i := slices.IndexFunc(jobs, func(r *messages.Result) bool { return counted(r) == st }); i >= 0 {
+		decider = jobs[i]
 	}
 	out := proto.CloneOf(decider)
 	if out.Job == nil {

@@ -160,6 +160,7 @@ func TestAggregate(t *testing.T) {
 		{"all passed: the first job", [3]messages.Status{1, 1, 1}, -1, messages.Status_STATUS_PASSED, 100},
 		{"the lowest failing job decides", [3]messages.Status{1, 2, 2}, -1, messages.Status_STATUS_FAILED, 101},
 		{"an allowed failure counts as passed", [3]messages.Status{1, 2, 1}, 1, messages.Status_STATUS_PASSED, 100},
+		{"a job that passed decides before an allowed failure", [3]messages.Status{2, 1, 1}, 0, messages.Status_STATUS_PASSED, 101},
 		{"a failure outranks an error", [3]messages.Status{4, 1, 2}, -1, messages.Status_STATUS_FAILED, 102},
 		{"skipped after a failure", [3]messages.Status{2, 6, 6}, -1, messages.Status_STATUS_FAILED, 100},
 		{"all skipped", [3]messages.Status{6, 6, 6}, -1, messages.Status_STATUS_SKIPPED, 100},
