@@ -41,7 +41,8 @@ type Query struct {
 	Repo string
 	// Branch matches results whose commit was seen on this branch.
 	Branch string
-	// Status is a status name: passed, failed, timed_out, errored, cancelled.
+	// Status is a status name: passed, failed, timed_out, errored, cancelled,
+	// skipped (a build's aggregate status).
 	Status string
 	// Limit caps the page; it must be 1 or more.
 	Limit int

@@ -157,7 +157,8 @@ type ResultFilter struct {
 	Repo string
 	// Branch matches results whose commit was seen on this branch.
 	Branch string
-	// Status is a status name: passed, failed, timed_out, errored, cancelled.
+	// Status is a status name: passed, failed, timed_out, errored, cancelled,
+	// skipped (a build's aggregate status).
 	Status string
 	// CommitPrefix matches commits starting with these hex digits.
 	CommitPrefix string
