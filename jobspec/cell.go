@@ -67,6 +67,11 @@ func JobSpec(data []byte, cell *messages.PipelineJob) (*Spec, error) {
 	if f == nil {
 		return nil, fmt.Errorf("%s has no jobs: but this is its job %q: build the commit again", FileName, cell.GetName())
 	}
+	// The observer refused a file that gives an error here; a runner
+	// refuses it the same way.
+	if _, err := f.expand(); err != nil {
+		return nil, err
+	}
 	j := f.byKey[cell.GetKey()]
 	if j == nil {
 		return nil, fmt.Errorf("%s has no job %q (its jobs are %s): build the commit again", FileName, cell.GetKey(), f.keyList())
