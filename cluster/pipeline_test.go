@@ -12,6 +12,7 @@ import (
 
 	"github.com/voltci/volt/gitexec"
 	"github.com/voltci/volt/jobspec"
+	"github.com/voltci/volt/messages"
 )
 
 // TestObserverReadsEachCommitsPipeline: the observer's port reads a
@@ -77,4 +78,48 @@ func TestObserverReadsEachCommitsPipeline(t *testing.T) {
 	assert.Error(t, err, "a commit the repository lacks: the poll fails and is tried again")
 	_, err = rd.Pipeline(ctx, "/elsewhere.git", pipeline)
 	assert.Error(t, err)
+}
+
+// TestRunnerRunsACellsStepsWithItsMatrixAndShard: a runner given one job
+// of a pipeline runs that job's steps, with VOLT_MATRIX_<NAME> and the
+// shard in the environment; a job the file lacks errors.
+func TestRunnerRunsACellsStepsWithItsMatrixAndShard(t *testing.T) {
+	work := t.TempDir()
+	git(t, work, "init", "-q", "-b", "main")
+	const file = `jobs:
+  lint:
+    steps: [{name: lint, run: echo lint-ran}]
+  test:
+    needs: [lint]
+    matrix: {go: ["1.25", "1.26"], db: [sqlite]}
+    parallel: 3
+    env: {GOFLAGS: -count=1}
+    steps: [{name: test, run: 'echo "go=$VOLT_MATRIX_GO db=$VOLT_MATRIX_DB shard=$VOLT_SHARD_INDEX/$VOLT_SHARD_TOTAL flags=$GOFLAGS"'}]
+`
+	require.NoError(t, os.WriteFile(filepath.Join(work, jobspec.FileName), []byte(file), 0o644))
+	git(t, work, "add", "--all")
+	git(t, work, "commit", "-q", "-m", "pipeline")
+	commit := git(t, work, "rev-parse", "HEAD")
+	p := jobspec.ExpandPipeline([]byte(file))
+	require.Empty(t, p.Error)
+
+	e := &jobExecutor{ws: gitexec.NewWorkspace(t.TempDir(), ""), exec: &gitexec.Executor{}, outputCap: 1 << 20}
+	run := func(cell *messages.PipelineJob) (*messages.Result, string) {
+		var out strings.Builder
+		res := e.Execute(context.Background(), &messages.RunJob{Job: &messages.Job{Id: 1, Repo: work, RepoName: "w", Commit: commit, Cell: cell}, Attempt: 1, RunnerId: "r"}, &out)
+		return res, out.String()
+	}
+	res, out := run(p.Jobs[6]) // test (go=1.26, db=sqlite) 3/3
+	assert.Equal(t, messages.Status_STATUS_PASSED, res.Status, out)
+	assert.Contains(t, out, "go=1.26 db=sqlite shard=2/3 flags=-count=1")
+	assert.NotContains(t, out, "lint-ran")
+
+	res, out = run(p.Jobs[0]) // lint
+	assert.Equal(t, messages.Status_STATUS_PASSED, res.Status, out)
+	assert.Contains(t, out, "lint-ran")
+
+	res, out = run(&messages.PipelineJob{Key: "deploy", Name: "deploy"})
+	assert.Equal(t, messages.Status_STATUS_ERRORED, res.Status)
+	assert.Contains(t, res.Reason, `.volt.yml has no job "deploy" (its jobs are lint, test)`)
+	assert.Contains(t, out, "volt: ")
 }
