@@ -74,13 +74,8 @@ type pipelineFile struct {
 	byKey    map[string]*jobDef
 }
 
-// IsPipeline reports whether data is a .volt.yml in the jobs format (a
-// mapping with a jobs: key). It does not check the jobs.
-func IsPipeline(data []byte) bool {
-	root, err := document(data)
-	return err == nil && pipelineRoot(root)
-}
-
+// pipelineRoot reports whether root is a .volt.yml in the jobs format: a
+// mapping with a jobs: key.
 func pipelineRoot(root *yaml.Node) bool {
 	if root == nil || root.Kind != yaml.MappingNode {
 		return false
@@ -454,8 +449,8 @@ func parseMatrix(key, n *yaml.Node) ([]matrixVar, error) {
 		mv := matrixVar{name: k.Value}
 		for _, item := range v.Content {
 			item = resolve(item)
-			if !textItem(item) || len(item.Value) > 128 {
-				return nil, errorAt(item, "matrix: %s: want a value of one line, up to 128 characters, found %s", k.Value, kindName(item))
+			if !textItem(item) || len(item.Value) > 128 || strings.TrimSpace(item.Value) != item.Value || strings.ContainsAny(item.Value, ",=()") {
+				return nil, errorAt(item, "matrix: %s: want a value of up to 128 characters without , = ( ) or spaces around it (it is shown in the job's name), found %s", k.Value, kindName(item))
 			}
 			if slices.Contains(mv.values, item.Value) {
 				return nil, errorAt(item, "matrix: %s: %s given twice: keep one", k.Value, item.Value)
