@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -290,6 +291,26 @@ func (rd repoReader) Read(ctx context.Context, repo, branch, since string, max i
 	return p
 }
 
+// Pipeline reads commit's .volt.yml and expands it. A file too large or
+// not a file is the file's mistake, told in the pipeline's error; any
+// other failure to read is an error, and the poll is tried again.
+func (rd repoReader) Pipeline(ctx context.Context, repo, commit string) (*messages.Pipeline, error) {
+	r := rd.repos[repo]
+	if r == nil {
+		return nil, fmt.Errorf("unknown repository %s", repo)
+	}
+	data, err := r.ReadFile(ctx, commit, jobspec.FileName, jobspec.MaxFileSize)
+	switch {
+	case errors.Is(err, gitexec.ErrFileTooLarge):
+		return &messages.Pipeline{Error: fmt.Sprintf("%s is larger than %d KiB: make it smaller", jobspec.FileName, jobspec.MaxFileSize>>10)}, nil
+	case errors.Is(err, gitexec.ErrNotAFile):
+		return &messages.Pipeline{Error: fmt.Sprintf("%s is a folder, a symbolic link or a submodule: make it a file", jobspec.FileName)}, nil
+	case err != nil:
+		return nil, err
+	}
+	return jobspec.ExpandPipeline(data), nil
+}
+
 // jobExecutor adapts gitexec and jobspec to the runner's JobExecutor port.
 type jobExecutor struct {
 	ws        *gitexec.Workspace
@@ -327,7 +348,7 @@ func (e *jobExecutor) ExecuteWithArtifacts(ctx context.Context, run *messages.Ru
 	if err != nil {
 		return fail(fmt.Sprintf("prepare the workspace: %v", err))
 	}
-	spec, err := jobspec.Load(dir)
+	spec, err := jobspec.LoadJob(dir, run.Job.Cell) // the cell's steps, matrix and shard env; nil: the single list
 	if err != nil {
 		return fail(err.Error())
 	}

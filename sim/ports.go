@@ -168,6 +168,11 @@ func (r repoReader) Read(_ context.Context, repo, branch, since string, max int)
 	return r.w.repo.read(observer.Poll{Repo: repo, Branch: branch, Since: since, Max: max})
 }
 
+// Pipeline is every simulated commit's: the single-list format (no jobs).
+func (r repoReader) Pipeline(context.Context, string, string) (*messages.Pipeline, error) {
+	return &messages.Pipeline{}, nil
+}
+
 // jobs is a runner's job processes (runner.Jobs): each attempt is a proc
 // that ends after its commit's duration (world.go, startJob).
 type jobs struct{ p *platform }
