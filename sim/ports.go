@@ -168,8 +168,12 @@ func (r repoReader) Read(_ context.Context, repo, branch, since string, max int)
 	return r.w.repo.read(observer.Poll{Repo: repo, Branch: branch, Since: since, Max: max})
 }
 
-// Pipeline is every simulated commit's: the single-list format (no jobs).
-func (r repoReader) Pipeline(context.Context, string, string) (*messages.Pipeline, error) {
+// Pipeline is the simulated commit's pipeline as drawn with it
+// (pipeline.go): what `git show <commit>:.volt.yml` expands to.
+func (r repoReader) Pipeline(_ context.Context, _, commit string) (*messages.Pipeline, error) {
+	if info := r.w.repo.commits[commit]; info != nil && info.pipeline != nil {
+		return info.pipeline, nil
+	}
 	return &messages.Pipeline{}, nil
 }
 
