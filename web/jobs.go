@@ -40,6 +40,20 @@ type Job struct {
 	job *messages.Job
 }
 
+// BuildID is the id of the build j belongs to (its own id for a build of
+// one job).
+func (j Job) BuildID() int64 { return j.job.BuildID() }
+
+// Index is j's place in its build.
+func (j Job) Index() int32 { return j.job.GetIndex() }
+
+// JobsInBuild is how many jobs j's build has.
+func (j Job) JobsInBuild() int32 { return j.job.JobsInBuild() }
+
+// Name is j's name: its cell's, or "build" for the one job of a
+// single-list build.
+func (j Job) Name() string { return j.job.DisplayName() }
+
 // Job states as the API names them.
 const (
 	stateQueued  = "queued"
