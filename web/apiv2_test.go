@@ -229,6 +229,7 @@ func TestAPIv2Cancel(t *testing.T) {
 func TestBuildPage(t *testing.T) {
 	f := start(t, "")
 	recs := pipelineBuild(60)
+	recs[3].Job.Cell.Name = `package "<script>window.__xss=1</script>`
 	f.withBuild(recs)
 	_, err := f.db.AppendLog(recs[2].Job, 1, 0, []byte("--- step test: go test\nok so far\n"))
 	require.NoError(t, err)
@@ -243,6 +244,8 @@ func TestBuildPage(t *testing.T) {
 	} {
 		assert.Contains(t, body, w)
 	}
+	assert.NotContains(t, body, "<script>window", "a job's name from .volt.yml is escaped")
+	assert.Contains(t, body, `data-name="package &#34;&lt;script&gt;window.__xss=1&lt;/script&gt;"`)
 
 	code, body, _ = f.do(t, "GET", "/builds/60/jobs/2", nil, "")
 	require.Equal(t, http.StatusOK, code, body)

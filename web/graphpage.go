@@ -72,7 +72,7 @@ func (s *Server) buildEvents(w http.ResponseWriter, r *http.Request) {
 	last, quiet := "", time.Duration(0)
 	for {
 		b, err := s.builds.Build(r.Context(), id)
-		if err != nil && r.Context().Err() != nil {
+		if (err != nil && r.Context().Err() != nil) || errors.Is(err, errNoBuild) {
 			return
 		}
 		if err == nil {
