@@ -423,3 +423,32 @@ func TestBuildPageInABrowser(t *testing.T) {
 	require.Contains(t, eval[string](t, ctx, `document.getElementById('log').innerText`), "FAIL: TestThing")
 	require.Contains(t, eval[string](t, ctx, `document.querySelector('h1').innerText`), "test (go=1.25)")
 }
+
+// TestBuildPageOfARealBuild: a `volt up` builds a commit of the
+// single-list format; the dashboard's row opens its build page, which
+// draws one green box named "build" and no arrow, and the box opens the
+// job with its log.
+func TestBuildPageOfARealBuild(t *testing.T) {
+	exe := chromium(t)
+	bin := buildVolt(t)
+	repo := newGitRepo(t)
+	sha := repo.commit(quickSpec, "first")
+	url := startUp(t, bin, repo, "main")
+	ctx := browser(t, exe)
+
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(url+"/")))
+	row := fmt.Sprintf(`tr.commit.status-passed[data-commit="%s"]`, sha)
+	waitFor(t, ctx, 60*time.Second, fmt.Sprintf(`document.querySelector('%s')`, row), "the commit's row is green")
+	id := eval[string](t, ctx, fmt.Sprintf(`document.querySelector('%s').dataset.build`, row))
+	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS(row+` a`))))
+	waitFor(t, ctx, 10*time.Second, `document.querySelector('#graph g.job')`, "the row opens the build page")
+	require.Equal(t, "/builds/"+id, eval[string](t, ctx, `location.pathname`))
+	require.Equal(t, []string{"job-0 job status-passed build"},
+		eval[[]string](t, ctx, `Array.from(document.querySelectorAll('#graph g.job')).map(g => g.id + ' ' + g.getAttribute('class') + ' ' + g.dataset.name)`))
+	require.Equal(t, float64(0), eval[float64](t, ctx, `document.querySelectorAll('#graph path.need').length`))
+	require.Equal(t, "passed", eval[string](t, ctx, `document.getElementById('build-status').innerText`))
+
+	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#job-0 rect`))))
+	waitFor(t, ctx, 10*time.Second, `document.getElementById('log') && document.getElementById('log').innerText.includes('all good')`, "the box opens the job's log")
+	require.Equal(t, "/builds/"+id+"/jobs/0", eval[string](t, ctx, `location.pathname`))
+}
