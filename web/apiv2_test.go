@@ -278,3 +278,27 @@ func TestBuildPage(t *testing.T) {
 		return true
 	})
 }
+
+// TestDashboardNamesBuilds: the dashboard's queue lists each job with its
+// build (linked to the build page), its name and why it waits; a
+// finished build's row and its commit's address open its build page.
+func TestDashboardNamesBuilds(t *testing.T) {
+	f := start(t, "")
+	f.withBuild(pipelineBuild(60))
+	record(t, f.db, 5, "main", messages.Status_STATUS_PASSED, 10_000, "")
+	code, body, _ := f.do(t, "GET", "/", nil, "")
+	require.Equal(t, http.StatusOK, code, body)
+	for _, w := range []string{
+		`data-job="63" data-build="60"><td><a href="/builds/60">#60</a></td><td><a href="/jobs/63">package</a></td>`,
+		`<small class="waiting">needs test (go=1.26)</small>`,
+		`data-commit="` + commitOf(5) + `" data-job="5" data-build="5"><td><span class="pill status-passed">passed</span></td><td><a href="/builds/5">`,
+	} {
+		assert.Contains(t, body, w)
+	}
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(f.url + "/commits/" + commitOf(5))
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	assert.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	assert.Equal(t, "/builds/5", resp.Header.Get("Location"), "a commit's page is its newest build's")
+}
