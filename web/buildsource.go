@@ -183,7 +183,7 @@ func (b *storeBuilds) CopyJobLog(ctx context.Context, w io.Writer, id int64, ind
 
 // Builds implements buildSource: the first page starts with the builds the
 // dispatcher has in flight (up to the limit), then come finished ones,
-// newest first, up to the limit.
+// newest first, from a page of up to the limit of stored results.
 func (b *storeBuilds) Builds(ctx context.Context, q BuildQuery) (BuildsPage, error) {
 	var after *store.PageCursor
 	if q.Cursor != "" {
@@ -199,30 +199,36 @@ func (b *storeBuilds) Builds(ctx context.Context, q BuildQuery) (BuildsPage, err
 		return (q.RepoName == "" || v.RepoName == q.RepoName) && (q.Repo == "" || v.Repo == q.Repo) &&
 			(q.Branch == "" || slices.Contains(v.Branches, q.Branch)) && (q.Status == "" || v.Status == q.Status)
 	}
-	var page BuildsPage
-	seen := map[int64]bool{}
-	if after == nil {
-		var open []int64
-		for _, rec := range recs {
-			if rec.GetState() != messages.JobState_JOB_STATE_DONE && !slices.Contains(open, rec.GetJob().BuildID()) {
-				open = append(open, rec.GetJob().BuildID())
-			}
+	inflight := map[int64]bool{}
+	var open []int64
+	for _, rec := range recs {
+		if id := rec.GetJob().BuildID(); rec.GetState() != messages.JobState_JOB_STATE_DONE && !inflight[id] {
+			inflight[id] = true
+			open = append(open, id)
 		}
-		slices.SortFunc(open, func(a, b int64) int { return cmp.Compare(b, a) })
+	}
+	slices.SortFunc(open, func(a, b int64) int { return cmp.Compare(b, a) })
+	var page BuildsPage
+	add := func(id int64, listed func(*BuildView) bool) error {
+		v, err := b.build(id, recs, stErr)
+		switch {
+		case errors.Is(err, errNoBuild):
+			return nil
+		case err != nil:
+			return err
+		}
+		if match(v) && listed(v) {
+			page.Builds = append(page.Builds, v.BuildSummary)
+		}
+		return nil
+	}
+	if after == nil {
 		for _, id := range open {
 			if len(page.Builds) == q.Limit {
 				break
 			}
-			seen[id] = true
-			v, err := b.build(id, recs, stErr)
-			if errors.Is(err, errNoBuild) {
-				continue
-			}
-			if err != nil {
+			if err := add(id, func(*BuildView) bool { return true }); err != nil {
 				return BuildsPage{}, err
-			}
-			if match(v) {
-				page.Builds = append(page.Builds, v.BuildSummary)
 			}
 		}
 	}
@@ -236,21 +242,34 @@ func (b *storeBuilds) Builds(ctx context.Context, q BuildQuery) (BuildsPage, err
 	}
 	page.Next = encodeCursor(next)
 	for _, row := range rows {
-		id := row.Result.GetJob().BuildID()
-		if seen[id] {
-			continue
+		id, jobID := row.Result.GetJob().BuildID(), row.Result.GetJob().GetId()
+		if inflight[id] {
+			continue // on the first page
 		}
-		seen[id] = true
-		v, err := b.build(id, recs, stErr)
-		if errors.Is(err, errNoBuild) {
-			continue
-		}
-		if err != nil {
+		if err := add(id, func(v *BuildView) bool { return listedAt(v, q.Status) == jobID }); err != nil {
 			return BuildsPage{}, err
-		}
-		if match(v) {
-			page.Builds = append(page.Builds, v.BuildSummary)
 		}
 	}
 	return page, nil
+}
+
+// listedAt is the id of the job whose stored result lists build v among
+// finished builds: its newest finished job (of that status, when the list
+// is of one), so that a build of many jobs shows once, however its jobs'
+// results fall on pages; -1 when it has none.
+func listedAt(v *BuildView, status string) int64 {
+	best, bestMS := int64(-1), int64(0)
+	for _, j := range v.Jobs {
+		if j.State != stateDone || (status != "" && j.Status != status) {
+			continue
+		}
+		var ms int64
+		if j.FinishedAt != nil {
+			ms = j.FinishedAt.UnixMilli()
+		}
+		if best < 0 || ms > bestMS || (ms == bestMS && j.JobID > best) {
+			best, bestMS = j.JobID, ms
+		}
+	}
+	return best
 }
