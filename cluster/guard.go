@@ -37,16 +37,17 @@ var allowed = map[string]map[string]bool{
 		&messages.StatusReply{}, &messages.CancelReply{}, &messages.RebuildReply{},
 		&messages.SecretGrant{}, &messages.SecretSetReply{}, &messages.SecretListReply{},
 		// `volt up` is one node, dispatcher and reporter: its reporter
-		// acknowledges the logs of runners on other machines.
-		&messages.LogAck{},
+		// acknowledges the logs and artifacts of runners on other machines.
+		&messages.LogAck{}, &messages.ArtifactAck{}, &messages.ArtifactData{},
 	),
 	pki.RoleRunner: typeSet(
 		&messages.RegisterRunner{}, &messages.Heartbeat{}, &messages.JobFinished{}, &messages.RunnerStopping{},
 		&messages.LogChunk{}, &messages.LogClosed{}, &messages.StatusReply{}, &messages.SecretRequest{},
+		&messages.ArtifactChunk{}, &messages.ArtifactClosed{}, &messages.ArtifactFetch{},
 	),
 	pki.RoleObserver: typeSet(&messages.RegisterObserver{}, &messages.CommitObserved{}, &messages.Notify{}, &messages.StatusReply{}),
 	pki.RoleReporter: typeSet(
-		&messages.RegisterReporter{}, &messages.ResultRecordedAck{}, &messages.LogAck{},
+		&messages.RegisterReporter{}, &messages.ResultRecordedAck{}, &messages.LogAck{}, &messages.ArtifactAck{}, &messages.ArtifactData{},
 		&messages.StatusRequest{}, &messages.CancelRequest{}, &messages.RebuildRequest{}, &messages.Notify{},
 		&messages.StatusReply{},
 	),

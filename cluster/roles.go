@@ -96,6 +96,9 @@ type RunnerSetup struct {
 	PassEnv []string
 	// JobUser, if set, is the user steps run as (--job-user; needs root).
 	JobUser string
+	// MaxArtifactSize caps what a job uploads, and fetches from the jobs
+	// it needs (--max-artifact-size; 0: runner.DefaultMaxArtifactSize).
+	MaxArtifactSize int64
 }
 
 // pruneEvery is how often a runner looks for repositories to prune.
@@ -160,7 +163,9 @@ func (n *Node) StartRunner(name string, cfg runner.Config, setup RunnerSetup) (*
 	// must not take the new one down with it. The plain name is an alias, so
 	// that `volt status --role runner` finds it.
 	pid, err := n.Spawn(fmt.Sprintf("%s-%d", name, cfg.Incarnation), func() actor.Actor {
-		return runner.NewActor(cfg, exec, logDir, n.Env("runner"))
+		a := runner.NewActor(cfg, exec, logDir, n.Env("runner"))
+		a.MaxArtifactSize = setup.MaxArtifactSize
+		return a
 	})
 	if err != nil {
 		return nil, err
@@ -304,6 +309,11 @@ type jobExecutor struct {
 }
 
 func (e *jobExecutor) Execute(ctx context.Context, run *messages.RunJob, out io.Writer) *messages.Result {
+	return e.ExecuteWithArtifacts(ctx, run, out, nil)
+}
+
+// ExecuteWithArtifacts implements runner.ArtifactExecutor (artifacts.go).
+func (e *jobExecutor) ExecuteWithArtifacts(ctx context.Context, run *messages.RunJob, out io.Writer, art *runner.Artifacts) *messages.Result {
 	started := time.Now()
 	res := &messages.Result{Job: run.Job, Attempt: run.Attempt, RunnerId: run.RunnerId, StartedUnixMs: started.UnixMilli()}
 	fail := func(reason string) *messages.Result {
@@ -332,6 +342,10 @@ func (e *jobExecutor) Execute(ctx context.Context, run *messages.RunJob, out io.
 		return fail(err.Error())
 	}
 	defer finish(res)
+	fetched, ok := fetchNeeds(ctx, art, dir, out, res) // artifacts.go
+	if !ok {
+		return res
+	}
 	timeout := spec.JobTimeout(time.Duration(run.TimeoutMs) * time.Millisecond)
 	steps := make([]gitexec.Step, len(spec.Steps))
 	for i, s := range spec.Steps {
@@ -344,6 +358,7 @@ func (e *jobExecutor) Execute(ctx context.Context, run *messages.RunJob, out io.
 	res.Status = o.Status
 	res.Reason, res.FailedStep, res.ExitCode = o.Reason, o.FailedStep, int32(o.ExitCode)
 	res.LogBytes, res.LogDropped = o.Kept, o.Dropped
+	afterSteps(ctx, art, dir, spec, out, res, fetched) // artifacts.go
 	res.FinishedUnixMs = time.Now().UnixMilli()
 	return res
 }

@@ -15,16 +15,19 @@ func TestLogTicketBindsEveryField(t *testing.T) {
 		return j
 	}
 	cases := map[string]bool{
-		"another runner":  ValidTicket(key, tk, job, 3, "r2"),
-		"another attempt": ValidTicket(key, tk, job, 4, "r1"),
-		"another job id":  ValidTicket(key, tk, other(func(j *Job) { j.Id = 8 }), 3, "r1"),
-		"another repo":    ValidTicket(key, tk, other(func(j *Job) { j.Repo = "/srv/s.git" }), 3, "r1"),
-		"another commit":  ValidTicket(key, tk, other(func(j *Job) { j.Commit = "99e7207773cbf7ac1165ce1c04f30b5b9f416a91" }), 3, "r1"),
-		"another build":   ValidTicket(key, tk, other(func(j *Job) { j.Build = 3 }), 3, "r1"),
-		"another key":     ValidTicket([]byte("another key, another cluster...."), tk, job, 3, "r1"),
-		"no ticket":       ValidTicket(key, nil, job, 3, "r1"),
-		"no key":          ValidTicket(nil, LogTicket(nil, job, 3, "r1"), job, 3, "r1"),
-		"fields shifted":  ValidTicket(key, LogTicket(key, &Job{Id: 7, Repo: "/srv/r.git" + job.Commit[:1], Commit: job.Commit[1:], Build: 2}, 3, "r1"), job, 3, "r1"),
+		"another runner":   ValidTicket(key, tk, job, 3, "r2"),
+		"another attempt":  ValidTicket(key, tk, job, 4, "r1"),
+		"another job id":   ValidTicket(key, tk, other(func(j *Job) { j.Id = 8 }), 3, "r1"),
+		"another repo":     ValidTicket(key, tk, other(func(j *Job) { j.Repo = "/srv/s.git" }), 3, "r1"),
+		"another commit":   ValidTicket(key, tk, other(func(j *Job) { j.Commit = "99e7207773cbf7ac1165ce1c04f30b5b9f416a91" }), 3, "r1"),
+		"another build":    ValidTicket(key, tk, other(func(j *Job) { j.Build = 3 }), 3, "r1"),
+		"another build id": ValidTicket(key, tk, other(func(j *Job) { j.BuildId = 5 }), 3, "r1"),
+		"another index":    ValidTicket(key, tk, other(func(j *Job) { j.Index = 1 }), 3, "r1"),
+		"needs claimed":    ValidTicket(key, tk, other(func(j *Job) { j.Cell = &PipelineJob{Needs: []int32{0}} }), 3, "r1"),
+		"another key":      ValidTicket([]byte("another key, another cluster...."), tk, job, 3, "r1"),
+		"no ticket":        ValidTicket(key, nil, job, 3, "r1"),
+		"no key":           ValidTicket(nil, LogTicket(nil, job, 3, "r1"), job, 3, "r1"),
+		"fields shifted":   ValidTicket(key, LogTicket(key, &Job{Id: 7, Repo: "/srv/r.git" + job.Commit[:1], Commit: job.Commit[1:], Build: 2}, 3, "r1"), job, 3, "r1"),
 	}
 	for name, ok := range cases {
 		if ok {

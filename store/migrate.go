@@ -135,6 +135,38 @@ ALTER TABLE jobs_v7 RENAME TO jobs;
 CREATE INDEX jobs_open ON jobs (build_id) WHERE state <> 'done' OR forwarded = 0;
 CREATE INDEX jobs_build ON jobs (build_id, job_index);
 `},
+	// 9: the files jobs upload after their steps (artifacts and test
+	// reports), per job id and attempt, in chunks as logs are
+	// (artifacts.go). A file is kept (kept = 1) only once its size and
+	// SHA-256 match what its runner said; the build's columns let
+	// retention drop them with the build's result.
+	{version: 9, sql: `
+CREATE TABLE artifacts (
+	job_id      INTEGER NOT NULL,
+	attempt     INTEGER NOT NULL,
+	path        TEXT    NOT NULL,
+	kind        TEXT    NOT NULL,
+	repo        TEXT    NOT NULL,
+	commit_hash TEXT    NOT NULL,
+	build       INTEGER NOT NULL,
+	build_id    INTEGER NOT NULL,
+	job_index   INTEGER NOT NULL,
+	job_name    TEXT    NOT NULL,
+	have        INTEGER NOT NULL,
+	kept        INTEGER NOT NULL,
+	sha256      BLOB,
+	PRIMARY KEY (job_id, attempt, path)
+);
+CREATE INDEX artifacts_build ON artifacts (repo, commit_hash, build);
+CREATE TABLE artifact_chunks (
+	job_id  INTEGER NOT NULL,
+	attempt INTEGER NOT NULL,
+	path    TEXT    NOT NULL,
+	offset  INTEGER NOT NULL,
+	data    BLOB    NOT NULL,
+	PRIMARY KEY (job_id, attempt, path, offset)
+);
+`},
 }
 
 // schemaVersion is the newest schema this binary knows.

@@ -34,11 +34,12 @@ type PruneStats struct {
 // pruneBatch is how many results one transaction deletes.
 const pruneBatch = 500
 
-// Prune deletes the results rt does not keep, the logs of their builds (every
-// attempt) and the result files of commits left without any result. Only
-// final results are ever pruned: a build that is queued or running has no
-// result yet, and the logs of such builds are not touched. The dispatcher's
-// job records stay (they number later builds of a commit).
+// Prune deletes the results rt does not keep, the logs and artifacts of
+// their builds (every job and attempt) and the result files of commits
+// left without any result. Only final results are ever pruned: a build
+// that is queued or running has no result yet, and the logs of such
+// builds are not touched. The dispatcher's job records stay (they number
+// later builds of a commit).
 func (db *DB) Prune(rt Retention, now time.Time) (PruneStats, error) {
 	var st PruneStats
 	if err := db.writable("prune results"); err != nil {
@@ -107,6 +108,9 @@ func (db *DB) Prune(rt Retention, now time.Time) (PruneStats, error) {
 				}
 				st.Logs += int(n)
 				if _, err := exec(`DELETE FROM log_chunks WHERE repo = ? AND commit_hash = ? AND build = ?`, r.repo, r.commit, r.build); err != nil {
+					return err
+				}
+				if err := pruneArtifacts(exec, r.repo, r.commit, r.build); err != nil { // artifacts.go
 					return err
 				}
 				commits[r.commit] = true

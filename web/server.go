@@ -135,7 +135,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/v1/jobs/{id}/cancel", s.apiCancel)
 	m.HandleFunc("POST /api/v1/commits/{commit}/rebuild", s.apiRebuild)
 	m.HandleFunc("POST /api/v1/hooks/git", s.apiHook)
-	s.buildRoutes(m) // apiv2.go: /api/v2/builds and the build pages
+	s.buildRoutes(m)    // apiv2.go: /api/v2/builds and the build pages
+	s.artifactRoutes(m) // artifacts.go
 	s.mux = m
 }
 

@@ -44,9 +44,11 @@ var (
 )
 
 // NewActor returns the reporter's Proto.Actor actor: the shared host
-// (actors/host) around the reporter's Shell.
-func NewActor(cfg Config, store Store, env actors.Env) *host.Actor {
-	return host.NewActor(NewShell(cfg, store), env)
+// (actors/host) around the reporter's Shell, artifacts handled in front
+// of it (artifacts.go).
+func NewActor(cfg Config, store Store, env actors.Env) *Actor {
+	shell := NewShell(cfg, store)
+	return &Actor{Actor: host.NewActor(shell, env), shell: shell}
 }
 
 // Shell is the reporter's role in its host (actors/host), in production

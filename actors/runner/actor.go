@@ -84,6 +84,9 @@ type Actor struct {
 	LogDir string
 	// ChunkSize is the largest log chunk sent at once.
 	ChunkSize int
+	// MaxArtifactSize caps what a job uploads, and fetches from the jobs
+	// it needs (--max-artifact-size; 0: DefaultMaxArtifactSize).
+	MaxArtifactSize int64
 }
 
 // NewActor returns the runner's actor.
@@ -111,10 +114,11 @@ func (j *execJobs) Start(run *messages.RunJob) {
 	j.cancels[run.Job.Id] = cancel
 	root, logDir, chunk, logger, exec := j.a.Root(), j.a.LogDir, j.a.ChunkSize, j.a.Logger, j.exec
 	ref := &messages.JobRef{JobId: run.Job.Id, Attempt: run.Attempt}
+	art := NewArtifacts(root, run, j.a.MaxArtifactSize, logger) // artifacts.go
 	j.a.Host().Go(func() any {
 		defer cancel()
 		stream := newLogStream(root, run, logDir, chunk, logger)
-		res := exec.Execute(jobCtx, run, stream)
+		res := execute(jobCtx, exec, run, stream, art)
 		stream.Close()
 		return JobDone{Ref: ref, Result: res}
 	})

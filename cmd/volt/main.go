@@ -98,6 +98,7 @@ Or run the four roles as separate processes (see the README):
 	root.AddCommand(newNotifyCommand())
 	root.AddCommand(newStatusCommand())
 	root.AddCommand(newResultsCommand())
+	root.AddCommand(newArtifactsCommand())
 	root.AddCommand(newRunnersCommand())
 	root.AddCommand(newCancelCommand())
 	root.AddCommand(newRebuildCommand())
