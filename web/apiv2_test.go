@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"net/http"
 	"testing"
@@ -239,7 +240,7 @@ func TestBuildPage(t *testing.T) {
 	for _, w := range []string{
 		`id="job-0"`, `id="job-3"`, `class="job status-failed" id="job-1"`, `data-name="test (go=1.26)"`,
 		`id="need-0-1"`, `id="need-0-2"`, `id="need-1-3"`, `id="need-2-3"`,
-		`href="/builds/60/jobs/2#log"`, `href="/builds/60/jobs/2#tests"`, `href="/api/v2/builds/60/jobs/2/artifacts"`,
+		`href="/builds/60/jobs/2#log"`, `href="/builds/60/jobs/2#tests"`, `href="/builds/60/jobs/2#artifacts"`,
 		`data-stream="/builds/60/events"`, "needs test (go=1.26)",
 	} {
 		assert.Contains(t, body, w)
@@ -252,8 +253,24 @@ func TestBuildPage(t *testing.T) {
 	assert.Contains(t, body, "ok so far")
 	assert.Contains(t, body, `<a href="/builds/60">#60</a> (4 jobs)`)
 	assert.Contains(t, body, "test (go=1.26) · build 60")
+	assert.Contains(t, body, "None yet: a job uploads its artifacts after its steps.")
 	code, _, _ = f.do(t, "GET", "/builds/61/jobs/1", nil, "")
 	assert.Equal(t, http.StatusNotFound, code, "job 61 is not job 1 of a build 61")
+
+	// A job's page lists the files it kept, each a download.
+	content := []byte("coverage: 81%\n")
+	_, err = f.db.AppendArtifact(recs[1].Job, 2, "out/cover age.txt", messages.KindArtifact, 0, content)
+	require.NoError(t, err)
+	sum := sha256.Sum256(content)
+	kept, err := f.db.CloseArtifact(61, 2, "out/cover age.txt", int64(len(content)), sum[:])
+	require.NoError(t, err)
+	require.True(t, kept)
+	code, body, _ = f.do(t, "GET", "/builds/60/jobs/1", nil, "")
+	require.Equal(t, http.StatusOK, code, body)
+	assert.Contains(t, body, `<a href="/api/v2/builds/60/jobs/1/artifacts/out/cover%20age.txt" download>out/cover age.txt</a> <small>14 bytes</small>`)
+	code, body, _ = f.do(t, "GET", "/api/v2/builds/60/jobs/1/artifacts/out/cover%20age.txt", nil, "")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, string(content), body)
 
 	// The events stream sends the live part, then the final one once the
 	// build is done.

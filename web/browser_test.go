@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -369,6 +370,11 @@ func TestBuildPageInABrowser(t *testing.T) {
 	f.withBuild(recs)
 	_, err := f.db.AppendLog(recs[1].Job, 2, 0, []byte("--- step test: go test ./...\nFAIL: TestThing\n"))
 	require.NoError(t, err)
+	_, err = f.db.AppendArtifact(recs[1].Job, 2, "report.json", messages.KindArtifact, 0, []byte("{}"))
+	require.NoError(t, err)
+	sum := sha256.Sum256([]byte("{}"))
+	_, err = f.db.CloseArtifact(61, 2, "report.json", 2, sum[:])
+	require.NoError(t, err)
 	ctx := browser(t, exe)
 
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(f.url+"/builds/60")))
@@ -396,7 +402,7 @@ func TestBuildPageInABrowser(t *testing.T) {
 	require.Equal(t, []string{"need-0-1 true true true", "need-0-2 true true true", "need-1-3 true true true", "need-2-3 true true true"}, geometry)
 	require.Equal(t, "rgb(26, 127, 55)", eval[string](t, ctx, `getComputedStyle(document.querySelector('#job-0 rect')).stroke`),
 		"a passed job is drawn in the dashboard's green")
-	require.Equal(t, []string{"/builds/60/jobs/1#log", "/builds/60/jobs/1#tests", "/api/v2/builds/60/jobs/1/artifacts"},
+	require.Equal(t, []string{"/builds/60/jobs/1#log", "/builds/60/jobs/1#tests", "/builds/60/jobs/1#artifacts"},
 		eval[[]string](t, ctx, `Array.from(document.querySelectorAll('#jobs tr[data-index="1"] td.links a')).map(a => a.getAttribute('href'))`))
 
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
@@ -422,6 +428,8 @@ func TestBuildPageInABrowser(t *testing.T) {
 	waitFor(t, ctx, 10*time.Second, `location.pathname === '/builds/60/jobs/1' && document.getElementById('log')`, "the box opens its job")
 	require.Contains(t, eval[string](t, ctx, `document.getElementById('log').innerText`), "FAIL: TestThing")
 	require.Contains(t, eval[string](t, ctx, `document.querySelector('h1').innerText`), "test (go=1.25)")
+	require.Equal(t, "/api/v2/builds/60/jobs/1/artifacts/report.json", eval[string](t, ctx, `document.querySelector('#artifacts a').getAttribute('href')`),
+		"its artifacts are there to download")
 }
 
 // TestBuildPageOfARealBuild: a `volt up` builds a commit of the

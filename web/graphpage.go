@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/voltci/volt/store"
 )
 
 // buildPageView is what the build page shows: the build, its pipeline
@@ -128,5 +130,23 @@ func (s *Server) buildJobPage(w http.ResponseWriter, r *http.Request) {
 	}
 	pv := s.jobView(v, log)
 	pv.Error = r.URL.Query().Get("error")
+	pv.Artifacts = s.jobArtifactFiles(v)
 	s.render(w, "job.html", pv)
+}
+
+// jobArtifactFiles are the files v's final attempt kept, for its page;
+// none when it kept none (or the store cannot say: the page shows the
+// rest).
+func (s *Server) jobArtifactFiles(v Job) []ArtifactFile {
+	j, err := s.db.JobArtifacts(v.JobID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		s.log.Warn("web: list a job's artifacts", "job", v.JobID, "error", err)
+		return nil
+	case j.BuildID != v.BuildID() || j.Index != v.Index():
+		return nil
+	}
+	return jobArtifactsOf(j).Files
 }

@@ -222,6 +222,8 @@ type jobPageView struct {
 	Live       bool
 	TokenNeeds bool
 	Error      string
+	// Artifacts are the files the job's final attempt kept (graphpage.go).
+	Artifacts []ArtifactFile
 }
 
 func (s *Server) jobView(v Job, log []byte) jobPageView {
@@ -281,6 +283,7 @@ func (s *Server) jobPage(w http.ResponseWriter, r *http.Request) {
 	}
 	pv := s.jobView(v, log)
 	pv.Error = r.URL.Query().Get("error")
+	pv.Artifacts = s.jobArtifactFiles(v)
 	s.render(w, "job.html", pv)
 }
 
