@@ -140,8 +140,8 @@ type buildSource interface {
 // errNoBuild is wrapped by a buildSource for an id that is no build's.
 var errNoBuild = errors.New("no such build")
 
-// Build and job states and statuses as /api/v2 names them, apart from the
-// final statuses (messages.Status names).
+// stateUnknown is the state and status of a job neither the dispatcher
+// nor the store knows just now (the dispatcher did not answer).
 const stateUnknown = "unknown"
 
 // finish fills a build's summary from its jobs: state, aggregate status,
