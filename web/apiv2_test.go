@@ -219,9 +219,10 @@ func TestAPIv2Cancel(t *testing.T) {
 	code, body, _ = f.do(t, "POST", "/api/v2/builds/60/cancel", auth, "")
 	require.Equal(t, http.StatusOK, code, body)
 	assert.JSONEq(t, `{"build_id": 60, "cancelled": true}`, body)
-	require.Len(t, f.disp.cancels, 1)
-	assert.Equal(t, int64(60), f.disp.cancels[0].GetJobId())
-	assert.Equal(t, token, f.disp.cancels[0].GetToken())
+	cancels := f.disp.cancelled()
+	require.Len(t, cancels, 1)
+	assert.Equal(t, int64(60), cancels[0].GetJobId())
+	assert.Equal(t, token, cancels[0].GetToken())
 }
 
 // TestBuildPage: the build page draws a box per job and an arrow per need,
@@ -318,4 +319,34 @@ func TestDashboardNamesBuilds(t *testing.T) {
 	require.NoError(t, resp.Body.Close())
 	assert.Equal(t, http.StatusSeeOther, resp.StatusCode)
 	assert.Equal(t, "/builds/5", resp.Header.Get("Location"), "a commit's page is its newest build's")
+}
+
+// TestBuildPageForms: the build page's Cancel and Rebuild forms go back to
+// a build page: the cancelled build's, or the new build's.
+func TestBuildPageForms(t *testing.T) {
+	f := start(t, "")
+	recs := pipelineBuild(60)
+	recs[0].State, recs[0].Result = messages.JobState_JOB_STATE_RUNNING, nil // the fake cancels what runs
+	f.withBuild(recs)
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, tt := range []struct{ action, want string }{
+		{"/jobs/60/cancel", "/builds/60"},
+		{"/jobs/60/rebuild", "/builds/99"}, // the fake dispatcher's new build
+	} {
+		resp, err := noFollow.PostForm(f.url+tt.action, map[string][]string{"page": {"build"}})
+		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
+		assert.Equal(t, http.StatusSeeOther, resp.StatusCode, tt.action)
+		assert.Equal(t, tt.want, resp.Header.Get("Location"), tt.action)
+	}
+	cancels := f.disp.cancelled()
+	require.Len(t, cancels, 1)
+	assert.Equal(t, int64(60), cancels[0].GetJobId())
+}
+
+// cancelled is what the fake dispatcher was asked to cancel so far.
+func (f *fakeDispatcher) cancelled() []*messages.CancelRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*messages.CancelRequest(nil), f.cancels...)
 }
