@@ -183,7 +183,8 @@ func (b *storeBuilds) CopyJobLog(ctx context.Context, w io.Writer, id int64, ind
 
 // Builds implements buildSource: the first page starts with the builds the
 // dispatcher has in flight (up to the limit), then come finished ones,
-// newest first, from a page of up to the limit of stored results.
+// newest first, from a page of up to the limit of stored results (one per
+// build: a build is listed once its every job has a result).
 func (b *storeBuilds) Builds(ctx context.Context, q BuildQuery) (BuildsPage, error) {
 	var after *store.PageCursor
 	if q.Cursor != "" {
@@ -209,7 +210,7 @@ func (b *storeBuilds) Builds(ctx context.Context, q BuildQuery) (BuildsPage, err
 	}
 	slices.SortFunc(open, func(a, b int64) int { return cmp.Compare(b, a) })
 	var page BuildsPage
-	add := func(id int64, listed func(*BuildView) bool) error {
+	add := func(id int64) error {
 		v, err := b.build(id, recs, stErr)
 		switch {
 		case errors.Is(err, errNoBuild):
@@ -217,7 +218,7 @@ func (b *storeBuilds) Builds(ctx context.Context, q BuildQuery) (BuildsPage, err
 		case err != nil:
 			return err
 		}
-		if match(v) && listed(v) {
+		if match(v) {
 			page.Builds = append(page.Builds, v.BuildSummary)
 		}
 		return nil
@@ -227,7 +228,7 @@ func (b *storeBuilds) Builds(ctx context.Context, q BuildQuery) (BuildsPage, err
 			if len(page.Builds) == q.Limit {
 				break
 			}
-			if err := add(id, func(*BuildView) bool { return true }); err != nil {
+			if err := add(id); err != nil {
 				return BuildsPage{}, err
 			}
 		}
@@ -241,35 +242,16 @@ func (b *storeBuilds) Builds(ctx context.Context, q BuildQuery) (BuildsPage, err
 		return BuildsPage{}, err
 	}
 	page.Next = encodeCursor(next)
+	seen := map[int64]bool{}
 	for _, row := range rows {
-		id, jobID := row.Result.GetJob().BuildID(), row.Result.GetJob().GetId()
-		if inflight[id] {
-			continue // on the first page
+		id := row.Result.GetJob().BuildID()
+		if inflight[id] || seen[id] {
+			continue // in flight: on the first page
 		}
-		if err := add(id, func(v *BuildView) bool { return listedAt(v, q.Status) == jobID }); err != nil {
+		seen[id] = true
+		if err := add(id); err != nil {
 			return BuildsPage{}, err
 		}
 	}
 	return page, nil
-}
-
-// listedAt is the id of the job whose stored result lists build v among
-// finished builds: its newest finished job (of that status, when the list
-// is of one), so that a build of many jobs shows once, however its jobs'
-// results fall on pages; -1 when it has none.
-func listedAt(v *BuildView, status string) int64 {
-	best, bestMS := int64(-1), int64(0)
-	for _, j := range v.Jobs {
-		if j.State != stateDone || (status != "" && j.Status != status) {
-			continue
-		}
-		var ms int64
-		if j.FinishedAt != nil {
-			ms = j.FinishedAt.UnixMilli()
-		}
-		if best < 0 || ms > bestMS || (ms == bestMS && j.JobID > best) {
-			best, bestMS = j.JobID, ms
-		}
-	}
-	return best
 }
