@@ -302,6 +302,7 @@ func (rd repoReader) Read(ctx context.Context, repo, branch, since string, max i
 // jobExecutor adapts gitexec and jobspec to the runner's JobExecutor port.
 type jobExecutor struct {
 	ws        *gitexec.Workspace
+	slots     slotPool // each job at once in a worktree of its own
 	exec      *gitexec.Executor
 	outputCap int64
 	logger    *slog.Logger
@@ -329,7 +330,9 @@ func (e *jobExecutor) ExecuteWithArtifacts(ctx context.Context, run *messages.Ru
 		res.FinishedUnixMs = time.Now().UnixMilli()
 		return res
 	}
-	dir, err := e.ws.Prepare(ctx, run.Job.Repo, run.Job.Commit, 0)
+	slot, release := e.slots.take()
+	defer release()
+	dir, err := e.ws.Prepare(ctx, run.Job.Repo, run.Job.Commit, slot)
 	if err != nil {
 		return fail(fmt.Sprintf("prepare the workspace: %v", err))
 	}

@@ -381,3 +381,41 @@ func TestPrepareFallsBackWhenTheBorrowedCommitIsGone(t *testing.T) {
 	require.ErrorContains(t, err, "is not in "+origin)
 	assert.ErrorContains(t, err, "no longer there (force-pushed away and pruned?)")
 }
+
+// TestPrepareConcurrentFetchesIntoOneMirror: jobs of one runner in four
+// slots at once, each at a commit the mirror lacks, fetch into the one
+// mirror of a repository that is not borrowed: each slot ends at its own
+// commit and the mirror stays sound.
+func TestPrepareConcurrentFetchesIntoOneMirror(t *testing.T) {
+	ctx := context.Background()
+	origin := newRepo(t)
+	url := "file://" + origin
+	c0 := commitFiles(t, origin, "zero", map[string]string{"f": "0"})
+	work := t.TempDir()
+	w := NewWorkspace(work, "")
+	_, err := w.Prepare(ctx, url, c0, 0) // the mirror exists, with c0 only
+	require.NoError(t, err)
+	commits := make([]string, 4)
+	for i := range commits {
+		commits[i] = commitFiles(t, origin, "c"+strconv.Itoa(i), map[string]string{"f": strconv.Itoa(i + 1)})
+	}
+
+	dirs := make([]string, len(commits))
+	errs := make([]error, len(commits))
+	var wg sync.WaitGroup
+	for slot, c := range commits {
+		wg.Go(func() { dirs[slot], errs[slot] = w.Prepare(ctx, url, c, slot) })
+	}
+	wg.Wait()
+
+	for slot := range commits {
+		require.NoError(t, errs[slot], "slot %d", slot)
+		assert.Equal(t, filepath.Join(work, "slots", strconv.Itoa(slot), repoKey(url)), dirs[slot])
+		assert.Equal(t, commits[slot], gitT(t, dirs[slot], "rev-parse", "HEAD"), "slot %d", slot)
+		assert.Equal(t, strconv.Itoa(slot+1), readTree(t, dirs[slot])["f"], "slot %d", slot)
+	}
+	mirrors, err := os.ReadDir(filepath.Join(work, "mirrors"))
+	require.NoError(t, err)
+	require.Len(t, mirrors, 1, "one mirror for the repository")
+	gitT(t, filepath.Join(work, "mirrors", mirrors[0].Name()), "fsck", "--no-progress")
+}

@@ -199,10 +199,10 @@ func (w *World) someCommit() string {
 
 // refsOf is what runner v runs now, as the peer sees it.
 func refsOf(v *node) []*messages.JobRef {
-	if v.proc == nil {
+	if v.oneProc() == nil {
 		return nil
 	}
-	return []*messages.JobRef{{JobId: v.proc.ref.JobId, Attempt: v.proc.ref.Attempt}}
+	return []*messages.JobRef{{JobId: v.oneProc().ref.JobId, Attempt: v.oneProc().ref.Attempt}}
 }
 
 func (w *World) someStatus() messages.Status {
@@ -220,8 +220,8 @@ func (w *World) toDispatcher() (any, actors.Addr) {
 		return &messages.Heartbeat{RunnerId: v.runnerID, Incarnation: v.inc, Seq: w.mal.Uint64N(100), Running: refsOf(v)}, v.addr
 	case 2:
 		job, attempt := w.someJob(false)
-		if v.proc != nil && w.mal.IntN(2) == 0 {
-			job, attempt = v.proc.job, v.proc.ref.Attempt
+		if v.oneProc() != nil && w.mal.IntN(2) == 0 {
+			job, attempt = v.oneProc().job, v.oneProc().ref.Attempt
 		}
 		return &messages.JobFinished{RunnerId: v.runnerID, Incarnation: v.inc, Result: &messages.Result{Job: job, Attempt: attempt,
 			RunnerId: v.runnerID, Status: w.someStatus(), Reason: "forged"}}, v.addr

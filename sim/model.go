@@ -448,7 +448,7 @@ func (c *checker) endModel(w *World) {
 	}
 	var unbuilt []string
 	for k := range c.model.rebuilds {
-		if !c.buildDone(k.repo, k.commit, k.build) {
+		if !c.buildDone(k.repo, k.commit, k.build) && !c.stuck[k.commit] {
 			unbuilt = append(unbuilt, k.String())
 		}
 	}

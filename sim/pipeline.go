@@ -189,7 +189,7 @@ func (c *checker) assignedJob(r *messages.RunJob) {
 	if slots, ok := v.slots[k]; ok {
 		c.checked[InvSlots] = true
 		if int32(n) > slots {
-			c.fail(InvSlots, "%s incarnation %d was given its %dth job (%s) with %d slots", r.RunnerId, r.Incarnation, n, keyOf(j), slots)
+			c.fail(InvSlots, "%s incarnation %d was given %s while it held %d jobs with %d slots", r.RunnerId, r.Incarnation, keyOf(j), n-1, slots)
 		}
 	}
 }
@@ -342,4 +342,13 @@ func cellStatus(info *commitInfo, run *messages.RunJob) messages.Status {
 		return messages.Status_STATUS_FAILED
 	}
 	return messages.Status_STATUS_PASSED
+}
+
+// slotsUsed checks, as a job process starts, that its runner runs no more
+// of them than its slots.
+func (c *checker) slotsUsed(n *node) {
+	c.checked[InvSlots] = true
+	if len(n.procs) > max(1, n.slots) {
+		c.fail(InvSlots, "%s runs %d jobs at once with %d slots", n.name, len(n.procs), n.slots)
+	}
 }

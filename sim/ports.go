@@ -185,12 +185,30 @@ func (j jobs) Cancel(ref *messages.JobRef, reason string) {
 	if !j.p.alive() {
 		return
 	}
-	if p := n.proc; p != nil && p.ref.JobId == ref.JobId && p.ref.Attempt == ref.Attempt {
+	if p := n.procOf(ref); p != nil {
 		w.procs++
 		p.id = w.procs
 		p.result = w.outcome(p, messages.Status_STATUS_CANCELLED, reason)
 		w.after(5*time.Millisecond, event{kind: evJobEnd, node: n.idx, gen: n.gen, arg: int(p.id)})
 	}
+}
+
+// procOf is n's process of attempt ref, nil if none.
+func (n *node) procOf(ref *messages.JobRef) *proc {
+	for _, p := range n.procs {
+		if p.ref.JobId == ref.GetJobId() && p.ref.Attempt == ref.GetAttempt() {
+			return p
+		}
+	}
+	return nil
+}
+
+// oneProc is one of n's job processes (the oldest), nil when it runs none.
+func (n *node) oneProc() *proc {
+	if len(n.procs) == 0 {
+		return nil
+	}
+	return n.procs[0]
 }
 
 func (jobs) Done(*messages.JobRef) {}

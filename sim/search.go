@@ -120,10 +120,10 @@ func (w *World) strikeArmed(n *node) {
 	}
 	// Strike when the job will outlast dead-after (the simulator knows how
 	// long it runs) and another runner is idle, to take it at once.
-	if p := n.proc; p == nil || !w.outlasts(p.job.GetCommit(), w.dispCfg.DeadAfter+w.dispCfg.Heartbeat) {
+	if p := n.oneProc(); p == nil || !w.outlasts(p.job.GetCommit(), w.dispCfg.DeadAfter+w.dispCfg.Heartbeat) {
 		return
 	}
-	if !slices.ContainsFunc(w.runners(), func(o *node) bool { return o != n && o.up && !o.hung && !o.zombie && o.proc == nil }) {
+	if !slices.ContainsFunc(w.runners(), func(o *node) bool { return o != n && o.up && !o.hung && !o.zombie && len(o.procs) == 0 }) {
 		return
 	}
 	f := w.armed[0]
@@ -155,7 +155,7 @@ func (w *World) outlasts(commit string, d time.Duration) bool {
 func (w *World) aim(f *Fault, pool []*node) *node {
 	var busy []*node
 	for _, n := range pool {
-		if n.up && !n.hung && n.proc != nil {
+		if n.up && !n.hung && len(n.procs) > 0 {
 			busy = append(busy, n)
 		}
 	}

@@ -237,7 +237,7 @@ func (w *World) askSecrets(n *node, p *proc) {
 // secretAnswer is a SecretGrant reaching a runner: the job that asked
 // takes it (as the request's future does), anything else is dropped.
 func (w *World) secretAnswer(n *node, g *messages.SecretGrant) {
-	p := n.proc
+	p := n.procOf(&messages.JobRef{JobId: g.JobId, Attempt: g.Attempt})
 	detail := ""
 	switch {
 	case p == nil || !p.asked || p.answered || p.ref.JobId != g.JobId || p.ref.Attempt != g.Attempt:
@@ -336,10 +336,10 @@ func (w *World) secretForgery(rng *rand.Rand) (any, actors.Addr) {
 		// A copy of what v would send for its job (or for a job it saw go by).
 		req := &messages.SecretRequest{RunnerId: v.runnerID, Incarnation: v.inc, Names: names}
 		switch {
-		case v.proc != nil && rng.IntN(3) > 0:
-			req.JobId, req.Attempt = v.proc.ref.JobId, v.proc.ref.Attempt
-			if v.proc.run != nil {
-				req.Incarnation = v.proc.run.Incarnation
+		case v.oneProc() != nil && rng.IntN(3) > 0:
+			req.JobId, req.Attempt = v.oneProc().ref.JobId, v.oneProc().ref.Attempt
+			if v.oneProc().run != nil {
+				req.Incarnation = v.oneProc().run.Incarnation
 			}
 		default:
 			ids := sortedIDs(w.store.jobs)

@@ -38,8 +38,8 @@ func (c *checker) ticketStarted(w *World, n *node, run *messages.RunJob) {
 // for job's attempt, or now and then for the attempt victim v runs now,
 // with a ticket that is not the peer's for it.
 func (w *World) forgedLog(v *node, job *messages.Job, attempt int32, closed bool) any {
-	if v.proc != nil && w.mal.IntN(2) == 0 {
-		job, attempt = v.proc.job, v.proc.ref.Attempt
+	if v.oneProc() != nil && w.mal.IntN(2) == 0 {
+		job, attempt = v.oneProc().job, v.oneProc().ref.Attempt
 	}
 	ticket := w.forgedTicket(v, job, attempt)
 	if closed {

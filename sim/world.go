@@ -101,9 +101,11 @@ type node struct {
 	crashPoints time.Time
 
 	runnerID  string
-	inc       int64 // a runner's incarnation
-	epoch     int64 // the dispatcher's epoch
-	proc      *proc
+	inc       int64   // a runner's incarnation
+	epoch     int64   // the dispatcher's epoch
+	procs     []*proc // its job processes, oldest first (one per slot taken)
+	labels    []string
+	slots     int
 	exitedAt  time.Time
 	hungSince time.Time
 	lastTick  time.Time
@@ -234,6 +236,16 @@ func New(cfg Config) *World {
 	w.addNode(roleReporter, "reporter", "rep")
 	for i := 0; i < cfg.Runners; i++ {
 		w.addNode(roleRunner, "runner", fmt.Sprintf("r%d", i+1))
+	}
+	// Runners have one to three slots, and the first has the label "gpu"
+	// (pipelines ask for it now and then, and for "tpu", which none has).
+	w.labelled = true
+	for i, r := range w.runners() {
+		r.slots = 1 + w.pipes.IntN(3)
+		r.labels = []string{"os=linux"}
+		if i == 0 {
+			r.labels = append(r.labels, "gpu")
+		}
 	}
 	return w
 }
@@ -368,11 +380,12 @@ func (w *World) handle(e event) {
 		}
 	case evJobEnd:
 		n := w.nodes[e.node]
-		if n.proc == nil || n.proc.id != uint64(e.arg) || e.gen != n.gen {
+		i := slices.IndexFunc(n.procs, func(p *proc) bool { return p.id == uint64(e.arg) })
+		if i < 0 || e.gen != n.gen {
 			return
 		}
-		p := n.proc
-		n.proc = nil
+		p := n.procs[i]
+		n.procs = slices.Delete(n.procs, i, i+1)
 		w.check.attemptEnded(n, p)
 		w.deliverLocal(n, runner.JobDone{Ref: p.ref, Result: p.result})
 	case evCommit:
@@ -412,7 +425,7 @@ func (w *World) handle(e event) {
 		n := w.nodes[e.node]
 		p, _ := e.msg.(*proc)
 		switch {
-		case !n.up || e.gen != n.gen || n.proc != p:
+		case !n.up || e.gen != n.gen || !slices.Contains(n.procs, p):
 		case n.hung:
 			n.inbox = append(n.inbox, e) // the runner asks when it resumes
 		default:
@@ -484,7 +497,7 @@ func (w *World) boot(n *node) {
 		w.byAddr[n.addr] = n.idx
 		n.inc = w.now.UnixNano() + int64(n.idx)
 		role = runner.NewShell(runner.Config{ID: n.runnerID, Incarnation: n.inc, Hostname: n.host,
-			Dispatcher: disp, Grace: w.cfg.RunnerGrace}, jobs{p})
+			Dispatcher: disp, Grace: w.cfg.RunnerGrace, Labels: n.labels, Slots: n.slots}, jobs{p})
 	}
 	w.trace(n, "start", nil, fmt.Sprintf("generation %d", n.gen))
 	n.disp = nil
@@ -628,7 +641,8 @@ func (w *World) startJob(n *node, run *messages.RunJob) {
 	}
 	w.procs++
 	p := &proc{id: w.procs, ref: &messages.JobRef{JobId: run.Job.Id, Attempt: run.Attempt}, job: run.Job, run: run, started: w.now}
-	n.proc = p
+	n.procs = append(n.procs, p)
+	w.check.slotsUsed(n)
 	w.check.attemptStarted(w, n, p)
 	w.check.ticketStarted(w, n, run) // tickets.go
 	w.strikeArmed(n)                 // search.go
@@ -661,10 +675,10 @@ func (w *World) down(n *node) {
 	n.up, n.hung = false, false
 	n.gen++
 	n.inbox = nil
-	if p := n.proc; p != nil {
-		n.proc = nil
+	for _, p := range n.procs {
 		w.check.attemptEnded(n, p)
 	}
+	n.procs = nil
 	for t, ws := range w.watchers {
 		w.watchers[t] = slices.DeleteFunc(ws, func(a actors.Addr) bool { return a == n.addr })
 	}
@@ -775,7 +789,8 @@ func (w *World) inject(f Fault) {
 			r.hungSince = w.now
 			w.check.hung(r)
 			w.after(f.Length, event{kind: evUnhang, node: r.idx, gen: r.gen})
-			twin := &node{idx: len(w.nodes), role: roleRunner, name: r.name, host: r.host, runnerID: r.runnerID, gen: r.gen}
+			twin := &node{idx: len(w.nodes), role: roleRunner, name: r.name, host: r.host, runnerID: r.runnerID, gen: r.gen,
+				labels: r.labels, slots: r.slots}
 			w.nodes = append(w.nodes, twin)
 			w.boot(twin)
 		}

@@ -89,7 +89,8 @@ type fakeDispatcher struct {
 	attempt  int32
 	done     bool
 	recorded []*messages.Result
-	finished map[int32]int // JobFinished received per attempt of job 1
+	finished map[int32]int      // JobFinished received per attempt of job 1
+	outcomes []*messages.Result // every JobFinished's result, of any job
 }
 
 var job1 = &messages.Job{Id: 1, Repo: repoURL, RepoName: repoName, Commit: commit(1), Branches: []string{branch}, Build: 1}
@@ -121,6 +122,7 @@ func (d *fakeDispatcher) react(ctx actor.Context, msg any) {
 		ctx.Request(ctx.Sender(), ack)
 	case *messages.JobFinished:
 		res := m.Result
+		d.outcomes = append(d.outcomes, res)
 		d.finished[res.Attempt]++
 		if !d.done && res.Job.GetId() == 1 && res.Attempt == d.attempt {
 			d.done = true
@@ -142,13 +144,13 @@ type runWorld struct {
 	top    *actor.PID // what to stop at the end: the runner or its supervisor
 }
 
-func newRunWorld(t tb, s *sched, block, assign, supervised bool, logger *slog.Logger) *runWorld {
+func newRunWorld(t tb, s *sched, slots int, block, assign, supervised bool, logger *slog.Logger) *runWorld {
 	t.Helper()
 	w := &runWorld{s: s, sys: newSystem(), j: &journal{}}
 	w.exec = &fakeExec{j: w.j, s: s, block: block, release: make(chan struct{})}
 	w.fd = &fakeDispatcher{epoch: 42, assign: assign, finished: map[int32]int{}}
 	w.fdPID = spawnPeer(t, w.sys, s, w.j, "fdisp", w.fd.react)
-	cfg := runner.Config{ID: "r1", Incarnation: 1, Hostname: "h1", Dispatcher: actors.AddrOf(w.fdPID), Grace: -1}
+	cfg := runner.Config{ID: "r1", Incarnation: 1, Hostname: "h1", Dispatcher: actors.AddrOf(w.fdPID), Grace: -1, Slots: slots}
 	props := actor.PropsFromProducer(func() actor.Actor {
 		// A frozen clock: the schedule, not the machine's speed, decides
 		// what happens (a slow step must not make a registration retry due).
@@ -228,7 +230,7 @@ func TestRunnerShellRunsAndCancels(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			for seed := range uint64(50) {
 				s := seeded(seed)
-				w := newRunWorld(t, s, true, false, false, discard)
+				w := newRunWorld(t, s, 1, true, false, false, discard)
 				s.drain(t)
 				require.NotNil(t, w.fd.runner, "seed %d: the runner did not register", seed)
 
@@ -287,6 +289,52 @@ func TestRunnerShellRunsAndCancels(t *testing.T) {
 	}
 }
 
+// TestRunnerShellRunsJobsAtOnce: a runner with three slots runs three
+// RunJobs in three Executes at once and ignores a fourth; cancelling one
+// ends that one only, under 30 schedules.
+func TestRunnerShellRunsJobsAtOnce(t *testing.T) {
+	for seed := range uint64(30) {
+		s := seeded(seed)
+		w := newRunWorld(t, s, 3, true, false, false, discard)
+		s.drain(t)
+		require.NotNil(t, w.fd.runner, "seed %d: the runner did not register", seed)
+
+		for id := int64(1); id <= 4; id++ {
+			job := &messages.Job{Id: id, Repo: repoURL, RepoName: repoName, Commit: commit(int(id)), Branches: []string{branch}, Build: 1}
+			w.sys.Root.RequestWithCustomSender(w.runner, &messages.RunJob{Job: job, Attempt: 1, RunnerId: "r1", Incarnation: 1,
+				TimeoutMs: 60_000, Epoch: w.fd.epoch}, w.fdPID)
+		}
+		s.until(t, "three Executes", func() bool { return w.exec.counts().inflight == 3 })
+		s.drain(t)
+		c := w.exec.counts()
+		require.Equal(t, 3, c.calls, "seed %d: the fourth job is beyond the slots", seed)
+		var ids []int64
+		w.exec.mu.Lock()
+		for _, run := range w.exec.calls {
+			ids = append(ids, run.Job.Id)
+		}
+		w.exec.mu.Unlock()
+		slices.Sort(ids)
+		require.Equal(t, []int64{1, 2, 3}, ids, "seed %d", seed)
+
+		w.sys.Root.RequestWithCustomSender(w.runner, &messages.CancelJob{Ref: &messages.JobRef{JobId: 2, Attempt: 1}, Reason: "by a user", Report: true}, w.fdPID)
+		s.until(t, "job 2's outcome", func() bool { return len(w.fd.outcomes) == 1 })
+		require.Equal(t, int64(2), w.fd.outcomes[0].Job.GetId(), "seed %d", seed)
+		require.Equal(t, messages.Status_STATUS_CANCELLED, w.fd.outcomes[0].Status, "seed %d", seed)
+		c = w.exec.counts()
+		require.Equal(t, 2, c.inflight, "seed %d: jobs 1 and 3 run on", seed)
+		require.Equal(t, 1, c.cancelled, "seed %d", seed)
+
+		close(w.exec.release)
+		s.until(t, "every outcome", func() bool { return len(w.fd.outcomes) == 3 && w.quiet() })
+		for _, res := range w.fd.outcomes[1:] {
+			require.Equal(t, messages.Status_STATUS_PASSED, res.Status, "seed %d: job %d", seed, res.Job.GetId())
+		}
+		require.Equal(t, 3, w.exec.counts().maxInflight, "seed %d", seed)
+		w.stop(t)
+	}
+}
+
 // panicAt is a slog.Handler that panics on its n-th record: a port of the
 // shell that fails while the shell carries out a Note, between other effects.
 type panicAt struct {
@@ -324,7 +372,7 @@ func TestRunnerShellCrashRestarts(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		h := &panicAt{n: rapid.IntRange(1, 10).Draw(rt, "panicAt")}
 		s := drawn(rt)
-		w := newRunWorld(rt, s, false, true, true, slog.New(h))
+		w := newRunWorld(rt, s, 1, false, true, true, slog.New(h))
 		defer w.stop(rt)
 		s.onTimeout = func() { w.j.dump(rt); rt.Logf("%+v, %d JobDone", w.exec.counts(), w.jobDones()) }
 		s.until(rt, "one recorded result", func() bool { return w.fd.done && w.quiet() })

@@ -92,26 +92,35 @@ type Actor struct {
 // NewActor returns the runner's actor.
 func NewActor(cfg Config, exec JobExecutor, logDir string, env actors.Env) *Actor {
 	a := &Actor{LogDir: logDir, ChunkSize: 64 << 10}
-	jobs := &execJobs{a: a, exec: exec, cancels: map[int64]context.CancelFunc{}}
+	jobs := &execJobs{a: a, exec: exec, cancels: map[attempt]context.CancelFunc{}}
 	a.Actor = host.NewActor(NewShell(cfg, jobs), env)
 	return a
 }
 
-// Stop asks the runner to give its job back and exit (SIGINT/SIGTERM).
+// Stop asks the runner to give its jobs back and exit (SIGINT/SIGTERM).
 func Stop(root *actor.RootContext, pid *actor.PID, reason string) {
 	root.Send(pid, Shutdown{Reason: reason})
 }
 
-// execJobs runs attempts with a JobExecutor.
+// execJobs runs attempts with a JobExecutor, each in its own goroutine:
+// as many at once as the core starts (its slots).
 type execJobs struct {
 	a       *Actor
 	exec    JobExecutor
-	cancels map[int64]context.CancelFunc
+	cancels map[attempt]context.CancelFunc
 }
+
+// attempt keys a running attempt.
+type attempt struct {
+	job int64
+	n   int32
+}
+
+func attemptOf(ref *messages.JobRef) attempt { return attempt{ref.GetJobId(), ref.GetAttempt()} }
 
 func (j *execJobs) Start(run *messages.RunJob) {
 	jobCtx, cancel := context.WithCancel(context.Background())
-	j.cancels[run.Job.Id] = cancel
+	j.cancels[attempt{run.Job.Id, run.Attempt}] = cancel
 	root, logDir, chunk, logger, exec := j.a.Root(), j.a.LogDir, j.a.ChunkSize, j.a.Logger, j.exec
 	ref := &messages.JobRef{JobId: run.Job.Id, Attempt: run.Attempt}
 	art := NewArtifacts(root, run, j.a.MaxArtifactSize, logger) // artifacts.go
@@ -125,12 +134,12 @@ func (j *execJobs) Start(run *messages.RunJob) {
 }
 
 func (j *execJobs) Cancel(ref *messages.JobRef, _ string) {
-	if cancel := j.cancels[ref.JobId]; cancel != nil {
+	if cancel := j.cancels[attemptOf(ref)]; cancel != nil {
 		cancel()
 	}
 }
 
-func (j *execJobs) Done(ref *messages.JobRef) { delete(j.cancels, ref.JobId) }
+func (j *execJobs) Done(ref *messages.JobRef) { delete(j.cancels, attemptOf(ref)) }
 
 func (j *execJobs) Stop() {
 	for _, cancel := range j.cancels {

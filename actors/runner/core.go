@@ -2,6 +2,7 @@ package runner
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/voltci/volt/actors"
@@ -18,6 +19,11 @@ type Config struct {
 	// Grace is how long the dispatcher may be gone before the runner exits (0: at once).
 	Grace time.Duration
 	Token string
+	// Labels are the runner's labels as it registers them, os= and arch=
+	// included (Labels builds them from the user's).
+	Labels []string
+	// Slots is how many jobs the runner runs at once; 0 means 1.
+	Slots int
 }
 
 // StartJob asks the shell to run one attempt; it answers with JobDone.
@@ -36,9 +42,12 @@ type JobDone struct {
 	Result *messages.Result
 }
 
-// Shutdown asks the runner to stop (SIGINT/SIGTERM): it gives its job back.
+// Shutdown asks the runner to stop (SIGINT/SIGTERM): it gives its jobs back.
 type Shutdown struct{ Reason string }
 
+// job is one attempt the runner holds: from its RunJob until the
+// dispatcher acknowledges its outcome, or until its processes are gone
+// when it was given up.
 type job struct {
 	run       *messages.RunJob
 	ref       *messages.JobRef
@@ -49,6 +58,17 @@ type job struct {
 	result    *messages.Result
 	lastSent  time.Time
 }
+
+// live reports whether j's processes run and the runner still means to
+// report its outcome.
+func (j *job) live() bool { return !j.done && !j.abandoned }
+
+// recentMax bounds Core.recent, the attempts finished and acknowledged
+// that a late duplicate RunJob must not start again.
+const recentMax = 64
+
+// MaxSlots is the most jobs a runner runs at once.
+const MaxSlots = 64
 
 type sentAt struct {
 	seq uint64
@@ -86,9 +106,10 @@ type Core struct {
 	sent                        []sentAt  // send times of unacknowledged registrations and heartbeats
 	nextHeartbeat               time.Time
 	seq                         uint64
-	job                         *job
-	lastDone                    *messages.JobRef // the last attempt finished and acknowledged
-	epoch                       int64            // the dispatcher incarnation we registered with
+	slots                       int
+	jobs                        []*job             // the attempts held, in the order they came
+	recent                      []*messages.JobRef // attempts finished and acknowledged, the newest last
+	epoch                       int64              // the dispatcher incarnation we registered with
 	exited                      bool
 	stale                       int64
 	refused                     int64 // inputs from identities that may not send them
@@ -96,7 +117,7 @@ type Core struct {
 
 // New returns a runner core; call Start next.
 func New(cfg Config) *Core {
-	c := &Core{cfg: cfg, heartbeat: time.Second, lease: 2 * time.Second, deadAfter: 3 * time.Second}
+	c := &Core{cfg: cfg, heartbeat: time.Second, lease: 2 * time.Second, deadAfter: 3 * time.Second, slots: max(cfg.Slots, 1)}
 	c.link.Grace = cfg.Grace
 	c.link.MinBackoff = 100 * time.Millisecond
 	c.link.MaxBackoff = 500 * time.Millisecond
@@ -109,8 +130,41 @@ func (c *Core) Start(now time.Time) []actors.Effect {
 	return c.tick(now)
 }
 
-// Busy reports whether the runner holds a job.
-func (c *Core) Busy() bool { return c.job != nil }
+// Busy reports whether the runner holds a job: one running, being killed,
+// or whose outcome the dispatcher has not acknowledged yet.
+func (c *Core) Busy() bool { return len(c.jobs) > 0 }
+
+// Running counts the jobs whose processes run (those being killed
+// included): never more than Slots.
+func (c *Core) Running() int {
+	n := 0
+	for _, j := range c.jobs {
+		if !j.done {
+			n++
+		}
+	}
+	return n
+}
+
+// Slots is how many jobs the runner runs at once.
+func (c *Core) Slots() int { return c.slots }
+
+// find returns the attempt ref the runner holds, or nil.
+func (c *Core) find(ref *messages.JobRef) *job {
+	for _, j := range c.jobs {
+		if sameRef(j.ref, ref) {
+			return j
+		}
+	}
+	return nil
+}
+
+// drop forgets the attempt j.
+func (c *Core) drop(j *job) {
+	if i := slices.Index(c.jobs, j); i >= 0 {
+		c.jobs = slices.Delete(c.jobs, i, i+1)
+	}
+}
 
 // Registered reports whether the runner is registered now.
 func (c *Core) Registered() bool { return c.link.IsRegistered() }
@@ -217,25 +271,26 @@ func (c *Core) handle(now time.Time, from actors.Addr, in any) []actors.Effect {
 	case *messages.RunJob:
 		return c.runJob(now, from, m)
 	case *messages.JobFinishedAck:
-		if from != c.cfg.Dispatcher || c.job == nil || !sameRef(c.job.ref, m.Ref) || !c.job.done {
+		j := c.find(m.Ref)
+		if from != c.cfg.Dispatcher || j == nil || !j.done {
 			return nil
 		}
 		c.lastContact = now
-		c.lastDone = c.job.ref
-		c.job = nil
+		c.finished(j)
 		return []actors.Effect{actors.Debug("outcome acknowledged", "job", m.Ref.GetJobId(), "recorded", m.Recorded)}
 	case *messages.CancelJob:
-		if from != c.cfg.Dispatcher || c.job == nil || !sameRef(c.job.ref, m.Ref) {
+		j := c.find(m.Ref)
+		if from != c.cfg.Dispatcher || j == nil {
 			return nil
 		}
 		if m.Report {
-			if c.job.done || c.job.abandoned || c.job.cancelled {
+			if !j.live() || j.cancelled {
 				return nil
 			}
-			c.job.cancelled = true // killed, and reported as cancelled
-			return []actors.Effect{actors.Info("job cancelled", "job", m.Ref.JobId, "reason", m.Reason), CancelRun{Ref: c.job.ref, Reason: m.Reason}}
+			j.cancelled = true // killed, and reported as cancelled
+			return []actors.Effect{actors.Info("job cancelled", "job", m.Ref.JobId, "reason", m.Reason), CancelRun{Ref: j.ref, Reason: m.Reason}}
 		}
-		return c.abandon(m.Reason)
+		return c.abandon(j, m.Reason)
 	case JobDone:
 		return c.jobDone(now, m)
 	case Shutdown:
@@ -248,9 +303,10 @@ func (c *Core) handle(now time.Time, from actors.Addr, in any) []actors.Effect {
 
 // Status describes the runner for `volt status --role runner`.
 func (c *Core) Status(now time.Time) *messages.StatusReply {
-	rs := &messages.RunnerStatus{RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, State: "idle"}
-	if c.job != nil {
-		rs.State, rs.Job = "busy", c.job.ref
+	rs := &messages.RunnerStatus{RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, State: "idle",
+		Labels: c.cfg.Labels, Slots: int32(c.slots), Running: int32(c.Running())}
+	if len(c.jobs) > 0 {
+		rs.State, rs.Job = "busy", c.jobs[0].ref
 	}
 	reg := int64(0)
 	if c.link.IsRegistered() {
@@ -270,11 +326,13 @@ func (c *Core) Deadline() time.Time {
 		d = actors.Earliest(d, c.nextHeartbeat)
 		d = actors.Earliest(d, c.lastContact.Add(c.deadAfter+time.Nanosecond))
 	}
-	if j := c.job; j != nil && !j.done && !j.abandoned {
-		d = actors.Earliest(d, c.leaseFrom().Add(c.lease+time.Nanosecond))
-	}
-	if j := c.job; j != nil && j.done && c.link.IsRegistered() {
-		d = actors.Earliest(d, j.lastSent.Add(time.Second))
+	for _, j := range c.jobs {
+		switch {
+		case j.live():
+			d = actors.Earliest(d, c.leaseFrom().Add(c.lease+time.Nanosecond))
+		case j.done && c.link.IsRegistered():
+			d = actors.Earliest(d, j.lastSent.Add(time.Second))
+		}
 	}
 	return d
 }
@@ -283,19 +341,27 @@ func sameRef(a, b *messages.JobRef) bool {
 	return a != nil && b != nil && a.JobId == b.JobId && a.Attempt == b.Attempt
 }
 
-// running lists the attempt this runner holds, including one it has given
-// up until its processes are gone, so that the dispatcher does not start it
-// elsewhere while it is still being killed (a dispatcher that adopts such an
-// attempt requeues it once heartbeats stop listing it).
+// running lists the attempts this runner holds, including those it has
+// given up until their processes are gone, so that the dispatcher does not
+// start them elsewhere while they are still being killed (a dispatcher that
+// adopts such an attempt requeues it once heartbeats stop listing it).
 func (c *Core) running() []*messages.JobRef {
-	if c.job == nil {
+	if len(c.jobs) == 0 {
 		return nil
 	}
-	return []*messages.JobRef{c.job.ref}
+	refs := make([]*messages.JobRef, len(c.jobs))
+	for i, j := range c.jobs {
+		refs[i] = j.ref
+	}
+	return refs
 }
 
-// leaseFrom is when the lease on the job last renewed: the send time of the
-// last heartbeat the dispatcher acknowledged.
+// leaseFrom is when the lease on the jobs last renewed: the send time of
+// the last registration or heartbeat the dispatcher acknowledged. It is
+// one lease for every job: an acknowledgement renews each job it can judge
+// (one that lists it, or that answers a message sent before the job came)
+// and gives up each other one (heartbeatAck), so the jobs still held all
+// renewed at the last one. A RunJob that finds it lapsed is not started.
 func (c *Core) leaseFrom() time.Time {
 	if plant.On(plant.LeaseFromLastContact) {
 		return c.lastContact
@@ -309,8 +375,10 @@ func (c *Core) tick(now time.Time) []actors.Effect {
 		c.link.Lost(c.lastContact)
 		fx = append(fx, actors.Warn("dispatcher stopped answering", "dispatcher", string(c.cfg.Dispatcher), "silent_for", now.Sub(c.lastContact).String()))
 	}
-	if j := c.job; j != nil && !j.done && !j.abandoned && now.Sub(c.leaseFrom()) > c.lease && !plant.On(plant.LeaseIgnored) {
-		fx = append(fx, c.abandon(fmt.Sprintf("lease lapsed: no acknowledgement from the dispatcher for %s", c.lease))...)
+	for _, j := range c.jobs {
+		if j.live() && now.Sub(c.leaseFrom()) > c.lease && !plant.On(plant.LeaseIgnored) {
+			fx = append(fx, c.abandon(j, fmt.Sprintf("lease lapsed: no acknowledgement from the dispatcher for %s", c.lease))...)
+		}
 	}
 	if !c.link.IsRegistered() {
 		if c.link.Expired(now) && !plant.On(plant.RunnerIgnoresDispatcherLoss) {
@@ -321,6 +389,7 @@ func (c *Core) tick(now time.Time) []actors.Effect {
 			fx = append(fx, actors.Register{To: c.cfg.Dispatcher, Msg: &messages.RegisterRunner{
 				RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, ProtocolVersion: messages.ProtocolVersion,
 				Token: c.cfg.Token, Hostname: c.cfg.Hostname, Running: c.running(), Seq: c.send(now),
+				Labels: c.cfg.Labels, Slots: int32(c.slots),
 			}})
 		}
 		return fx
@@ -330,8 +399,10 @@ func (c *Core) tick(now time.Time) []actors.Effect {
 		fx = append(fx, actors.Send{To: c.cfg.Dispatcher, Msg: &messages.Heartbeat{
 			RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, Seq: c.send(now), Running: c.running()}})
 	}
-	if j := c.job; j != nil && j.done && now.Sub(j.lastSent) >= time.Second {
-		fx = append(fx, c.sendResult(now)...)
+	for _, j := range c.jobs {
+		if j.done && now.Sub(j.lastSent) >= time.Second {
+			fx = append(fx, c.sendResult(now, j))
+		}
 	}
 	return fx
 }
@@ -343,8 +414,10 @@ func dispatcherHost(a actors.Addr) string {
 
 func (c *Core) exit(code int, reason string) []actors.Effect {
 	var fx []actors.Effect
-	if c.job != nil && !c.job.done && !c.job.abandoned {
-		fx = append(fx, CancelRun{Ref: c.job.ref, Reason: "runner exiting"})
+	for _, j := range c.jobs {
+		if j.live() {
+			fx = append(fx, CancelRun{Ref: j.ref, Reason: "runner exiting"})
+		}
 	}
 	c.exited = true
 	return append(fx, actors.Exit{Code: code, Reason: reason})
@@ -377,8 +450,8 @@ func (c *Core) registered(now time.Time, from actors.Addr, m *messages.RunnerReg
 		c.lastAck = at
 	}
 	c.nextHeartbeat = now
-	if c.job != nil {
-		c.job.seq = c.seq // judge the adopted job only by heartbeats sent from now on
+	for _, j := range c.jobs {
+		j.seq = c.seq // judge the adopted jobs only by heartbeats sent from now on
 	}
 	fx := []actors.Effect{
 		actors.Watch{Addr: c.cfg.Dispatcher},
@@ -398,32 +471,26 @@ func (c *Core) heartbeatAck(now time.Time, from actors.Addr, m *messages.Heartbe
 		return append([]actors.Effect{actors.Info("dispatcher does not know this runner: registering again")}, c.tick(now)...)
 	}
 	at, ok := c.acked(m.Seq)
-	renew := func() {
-		if ok && at.After(c.lastAck) {
-			c.lastAck = at
+	if ok && at.After(c.lastAck) {
+		c.lastAck = at
+	}
+	var fx []actors.Effect
+	for _, j := range c.jobs {
+		// An ack of a message sent before the job came cannot list it; a
+		// finished job's outcome has its own ack.
+		if j.abandoned || j.done || m.Seq <= j.seq || slices.ContainsFunc(m.Valid, func(v *messages.JobRef) bool { return sameRef(v, j.ref) }) {
+			continue
 		}
+		fx = append(fx, c.abandon(j, "the dispatcher no longer assigns this attempt to this runner")...)
 	}
-	j := c.job
-	if j == nil || j.abandoned || m.Seq <= j.seq {
-		renew()
-		return nil
-	}
-	for _, v := range m.Valid {
-		if sameRef(v, j.ref) {
-			renew()
-			return nil
-		}
-	}
-	if j.done {
-		return nil // the outcome's own ack settles it
-	}
-	return c.abandon("the dispatcher no longer assigns this attempt to this runner")
+	return fx
 }
 
 // Digest is a hash of everything that decides what the runner does next:
-// its registration, timers, the attempt it holds and the dispatcher epoch.
-// Counters are left out. The simulator compares it before and after an
-// input that must change nothing.
+// its registration, timers, the attempts it holds and those it remembers
+// as finished, its slots and the dispatcher epoch. Counters are left out.
+// The simulator compares it before and after an input that must change
+// nothing.
 func (c *Core) Digest() uint64 {
 	d := actors.NewDigest()
 	c.link.Digest(d)
@@ -439,8 +506,9 @@ func (c *Core) Digest() uint64 {
 	d.Int(-1)
 	d.Time(c.nextHeartbeat)
 	d.Uint(c.seq)
-	d.Bool(c.job != nil)
-	if j := c.job; j != nil {
+	d.Int(int64(c.slots))
+	d.Int(int64(len(c.jobs)))
+	for _, j := range c.jobs {
 		d.Proto(j.run)
 		d.Proto(j.ref)
 		d.Uint(j.seq)
@@ -450,7 +518,10 @@ func (c *Core) Digest() uint64 {
 		d.Proto(j.result)
 		d.Time(j.lastSent)
 	}
-	d.Proto(c.lastDone)
+	d.Int(int64(len(c.recent)))
+	for _, r := range c.recent {
+		d.Proto(r)
+	}
 	d.Int(c.epoch)
 	d.Bool(c.exited)
 	return d.Sum()

@@ -1,7 +1,7 @@
 package runner
 
-// The job a runner holds: taking it, giving it up, finishing it, and
-// shutting down with it.
+// The jobs a runner holds, up to its slots at once: taking one, giving it
+// up, finishing it, and shutting down with them.
 
 import (
 	"time"
@@ -11,6 +11,11 @@ import (
 	"github.com/voltci/volt/messages"
 )
 
+// runJob starts m's attempt in a free slot. A RunJob the runner cannot take
+// (no slot free, or an earlier attempt of the same job still running here)
+// is not started, not listed in heartbeats and answered with nothing: the
+// dispatcher requeues a job its runner never lists once its start grace has
+// passed.
 func (c *Core) runJob(now time.Time, from actors.Addr, m *messages.RunJob) []actors.Effect {
 	if from != c.cfg.Dispatcher || m.RunnerId != c.cfg.ID || m.Incarnation != c.cfg.Incarnation || m.Job == nil || m.Epoch != c.epoch {
 		c.stale++
@@ -27,32 +32,43 @@ func (c *Core) runJob(now time.Time, from actors.Addr, m *messages.RunJob) []act
 		return []actors.Effect{actors.Warn("RunJob without a live lease ignored", "job", m.Job.Id, "attempt", m.Attempt)}
 	}
 	ref := &messages.JobRef{JobId: m.Job.Id, Attempt: m.Attempt}
-	if sameRef(c.lastDone, ref) {
-		return nil // a late duplicate of an attempt already finished
-	}
-	if c.job != nil {
-		if sameRef(c.job.ref, ref) {
-			return nil // a duplicate
+	for _, r := range c.recent {
+		if sameRef(r, ref) {
+			return nil // a late duplicate of an attempt already finished
 		}
+	}
+	if c.find(ref) != nil {
+		return nil // a duplicate
+	}
+	for _, j := range c.jobs {
+		if j.ref.JobId == ref.JobId && !j.done {
+			c.stale++
+			return []actors.Effect{actors.Warn("RunJob ignored: an earlier attempt of the job still runs here",
+				"job", m.Job.Id, "attempt", m.Attempt, "running_attempt", j.ref.Attempt)}
+		}
+	}
+	if n := c.Running(); n >= c.slots {
 		c.stale++
-		return []actors.Effect{actors.Warn("RunJob while busy ignored", "job", m.Job.Id, "busy_with", c.job.ref.JobId)}
+		return []actors.Effect{actors.Warn("RunJob beyond the runner's slots ignored; the dispatcher requeues it",
+			"job", m.Job.Id, "attempt", m.Attempt, "slots", c.slots, "running", n)}
 	}
 	c.lastContact = now
-	c.job = &job{run: m, ref: ref, seq: c.seq}
+	c.jobs = append(c.jobs, &job{run: m, ref: ref, seq: c.seq})
 	return []actors.Effect{
 		actors.Info("job started", "job", m.Job.Id, "commit", m.Job.Commit, "attempt", m.Attempt),
 		StartJob{Run: m},
 	}
 }
 
-func (c *Core) abandon(reason string) []actors.Effect {
-	j := c.job
-	if j == nil || j.abandoned {
+// abandon gives j up: a finished attempt is dropped unreported, a running
+// one is killed and never reported.
+func (c *Core) abandon(j *job, reason string) []actors.Effect {
+	if j.abandoned {
 		return nil
 	}
 	if j.done {
-		c.job = nil
-		return []actors.Effect{actors.Info("finished attempt dropped", "job", j.ref.JobId, "reason", reason)}
+		c.drop(j)
+		return []actors.Effect{actors.Info("finished attempt dropped", "job", j.ref.JobId, "attempt", j.ref.Attempt, "reason", reason)}
 	}
 	j.abandoned = true
 	return []actors.Effect{
@@ -61,13 +77,23 @@ func (c *Core) abandon(reason string) []actors.Effect {
 	}
 }
 
+// finished forgets j, whose outcome the dispatcher acknowledged, and
+// remembers its attempt against late duplicates of its RunJob.
+func (c *Core) finished(j *job) {
+	c.drop(j)
+	if len(c.recent) == recentMax {
+		c.recent = append(c.recent[:0], c.recent[1:]...)
+	}
+	c.recent = append(c.recent, j.ref)
+}
+
 func (c *Core) jobDone(now time.Time, m JobDone) []actors.Effect {
-	j := c.job
-	if j == nil || !sameRef(j.ref, m.Ref) || j.done {
+	j := c.find(m.Ref)
+	if j == nil || j.done {
 		return nil
 	}
 	if j.abandoned {
-		c.job = nil
+		c.drop(j)
 		return nil
 	}
 	j.done = true
@@ -79,24 +105,28 @@ func (c *Core) jobDone(now time.Time, m JobDone) []actors.Effect {
 	}
 	fx := []actors.Effect{actors.Info("job finished", "job", j.ref.JobId, "attempt", j.ref.Attempt, "status", m.Result.Status.Name())}
 	if c.link.IsRegistered() {
-		fx = append(fx, c.sendResult(now)...)
+		fx = append(fx, c.sendResult(now, j))
 	}
 	return fx
 }
 
-func (c *Core) sendResult(now time.Time) []actors.Effect {
-	c.job.lastSent = now
-	return []actors.Effect{actors.Send{To: c.cfg.Dispatcher, Msg: &messages.JobFinished{
-		RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, Result: c.job.result}}}
+func (c *Core) sendResult(now time.Time, j *job) actors.Effect {
+	j.lastSent = now
+	return actors.Send{To: c.cfg.Dispatcher, Msg: &messages.JobFinished{
+		RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, Result: j.result}}
 }
 
+// shutdown kills every running job, tells the dispatcher it gives them
+// back, and exits.
 func (c *Core) shutdown(reason string) []actors.Effect {
 	var fx []actors.Effect
 	var released []*messages.JobRef
-	if j := c.job; j != nil && !j.done && !j.abandoned {
-		released = append(released, j.ref)
-		j.abandoned = true
-		fx = append(fx, CancelRun{Ref: j.ref, Reason: reason})
+	for _, j := range c.jobs {
+		if j.live() {
+			released = append(released, j.ref)
+			j.abandoned = true
+			fx = append(fx, CancelRun{Ref: j.ref, Reason: reason})
+		}
 	}
 	if c.link.IsRegistered() {
 		fx = append(fx, actors.Send{To: c.cfg.Dispatcher, Msg: &messages.RunnerStopping{

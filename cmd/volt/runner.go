@@ -37,11 +37,13 @@ func newRunnerCommand() *cobra.Command {
 		metrics    string
 		join       string
 		jf         jobFlags
+		sf         slotFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "runner",
-		Short: "Run a test runner: registers with the dispatcher and runs jobs one at a time",
+		Short: "Run a test runner: registers with the dispatcher and runs up to --slots jobs at once",
 		Example: `  volt runner
+  volt runner --labels gpu,arch=arm64 --slots 4
   volt runner --work-dir /var/lib/volt-runner --dispatcher-server ci.example.com:8000 \
       --listen 0.0.0.0:8900 --advertise runner-7.example.com --token s3cret`,
 		Args: cobra.NoArgs,
@@ -51,6 +53,10 @@ func newRunnerCommand() *cobra.Command {
 				return err
 			}
 			if err := c.requireToken(metrics); err != nil {
+				return err
+			}
+			labels, slots, err := sf.resolve()
+			if err != nil {
 				return err
 			}
 			disp, err := cluster.Resolve(dispServer)
@@ -109,6 +115,7 @@ func newRunnerCommand() *cobra.Command {
 			cfg := runner.Config{
 				ID: id, Incarnation: time.Now().UnixNano(), Hostname: host,
 				Dispatcher: actors.NewAddr(disp, cluster.DispatcherName), Grace: grace,
+				Labels: labels, Slots: slots,
 			}
 			pid, err := node.StartRunner(cluster.RunnerName, cfg, jf.apply(cluster.RunnerSetup{
 				WorkDir: workDir, Fallback: fallback, OutputCap: int64(outputCap), Wrapper: wrapper}, credDir))
@@ -122,7 +129,8 @@ func newRunnerCommand() *cobra.Command {
 				return usageErr("%v", err)
 			}
 			defer stopMetrics()
-			logger.Info("runner started", "runner", id, "address", node.Address, "dispatcher", disp, "work_dir", workDir, "dispatcher_grace", grace.String())
+			logger.Info("runner started", "runner", id, "address", node.Address, "dispatcher", disp, "work_dir", workDir, "dispatcher_grace", grace.String(),
+				"labels", strings.Join(labels, ","), "slots", slots)
 			return serve(node, logger, func(s os.Signal) {
 				runner.Stop(node.System.Root, pid, fmt.Sprintf("received %s", s))
 			})
@@ -133,13 +141,14 @@ func newRunnerCommand() *cobra.Command {
 	fs.StringVar(&dispServer, "dispatcher-server", "localhost:8000", "the dispatcher's host:port")
 	fs.StringVar(&listen, "listen", "", "host:port for Proto.Actor remote (default 127.0.0.1 and the first free port in 8900-9000; port 0 for any)")
 	fs.StringVar(&advertise, "advertise", "", "host name or IP the dispatcher and reporter use to reach this runner")
-	fs.StringVar(&workDir, "work-dir", "", "directory of repository mirrors and the workspace (default .volt/runner-PORT)")
+	fs.StringVar(&workDir, "work-dir", "", "directory of repository mirrors and the workspaces, one per slot (default .volt/runner-PORT)")
 	fs.Var(newDuration(&grace, 10*time.Second), "dispatcher-grace", "exit when the dispatcher has been gone this long (0 = at once)")
 	fs.StringVar(&fallback, "repo", "", "a local clone to fetch commits from before the job's repository URL")
 	fs.StringVar(&id, "id", "", "runner id (default HOST:PORT); a restarted runner with the same id is a new incarnation")
 	fs.Var(&outputCap, "output-cap", "bytes of a job's output kept; the rest is dropped with a marker")
 	fs.StringVar(&join, "join", "", "join the cluster with a token from `volt join-token create` (once: the certificate is kept in --credentials)")
 	jf.register(fs)
+	sf.register(fs, "")
 	metricsFlag(cmd, &metrics)
 	return cmd
 }

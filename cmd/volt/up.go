@@ -28,6 +28,7 @@ func newUpCommand() *cobra.Command {
 		outputCap = sizeValue(defaultOutputCap)
 		wf        webFlags
 		jf        jobFlags
+		sf        slotFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -51,6 +52,10 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 			}
 			if runners < 0 {
 				return usageErr("--runners must be 0 or more")
+			}
+			labels, slots, err := sf.resolve()
+			if err != nil {
+				return err
 			}
 			dcfg, err := df.config()
 			if err != nil {
@@ -114,7 +119,7 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 						return err
 					}
 					cfg := runner.Config{ID: fmt.Sprintf("%s/%s", host, name), Incarnation: time.Now().UnixNano(), Hostname: host,
-						Dispatcher: disp, Grace: -1}
+						Dispatcher: disp, Grace: -1, Labels: labels, Slots: slots}
 					if _, err := node.StartRunner(name, cfg, jf.apply(cluster.RunnerSetup{WorkDir: abs, OutputCap: int64(outputCap), Wrapper: wrapper}, dataDir, credDir)); err != nil {
 						return err
 					}
@@ -147,6 +152,7 @@ SQLite in the data directory. Results land in DATA-DIR/test_results/<commit> and
 	fs.StringVar(&listen, "listen", "127.0.0.1:8000", "host:port for Proto.Actor remote, where extra runners join")
 	fs.Var(&outputCap, "output-cap", "bytes of a job's output kept; the rest is dropped with a marker")
 	jf.register(fs)
+	sf.register(fs, "runner-")
 	wf.register(cmd)
 	return cmd
 }
