@@ -257,16 +257,7 @@ func (s resultStore) DropLog(job *messages.Job, attempt int32) error {
 	return s.db.DropLog(job, attempt)
 }
 
-func (s resultStore) WriteResultFile(r *messages.Result) error {
-	pr, pw := io.Pipe()
-	go func() {
-		_, err := s.db.CopyLog(pw, r.Job, r.Attempt)
-		pw.CloseWithError(err)
-	}()
-	err := store.WriteResultFile(s.db.Dir(), r, pr)
-	pr.Close()
-	return err
-}
+func (s resultStore) WriteResultFile(r *messages.Result) error { return s.db.WriteResultFile(r) }
 
 // repoReader adapts gitexec.Repo to the observer's RepoReader port.
 type repoReader struct{ repos map[string]*gitexec.Repo }
