@@ -17,7 +17,8 @@ import (
 
 // pipelineBuild is build id of four jobs, lint → test (go=1.25) and
 // test (go=1.26) → package, as the dispatcher holds it while it runs: lint
-// passed, the first test failed, the second runs, package waits.
+// passed, the first test failed (on its second attempt), the second runs
+// (retried once after a failure), package waits.
 func pipelineBuild(id int64) []*messages.JobRecord {
 	job := func(i int32, key string, matrix []*messages.MatrixValue, needs ...int32) *messages.Job {
 		return &messages.Job{Id: id + int64(i), BuildId: id, Index: i, BuildJobs: 4, Repo: "/srv/git/app.git", RepoName: "app",
@@ -31,18 +32,27 @@ func pipelineBuild(id int64) []*messages.JobRecord {
 		{Job: lint, State: messages.JobState_JOB_STATE_DONE, Attempt: 1, RunnerId: "host/runner-1", QueuedUnixMs: t0,
 			Result: &messages.Result{Job: lint, Attempt: 1, RunnerId: "host/runner-1", Status: messages.Status_STATUS_PASSED,
 				QueuedUnixMs: t0, StartedUnixMs: t0 + 100, FinishedUnixMs: t0 + 1100}},
-		{Job: t125, State: messages.JobState_JOB_STATE_DONE, Attempt: 2, Retries: 1, RunnerId: "host/runner-2", QueuedUnixMs: t0 + 1100,
+		{Job: t125, State: messages.JobState_JOB_STATE_DONE, Attempt: 2, RunnerId: "host/runner-2", QueuedUnixMs: t0 + 1100,
 			Result: &messages.Result{Job: t125, Attempt: 2, RunnerId: "host/runner-2", Status: messages.Status_STATUS_FAILED, FailedStep: "test", ExitCode: 1,
 				QueuedUnixMs: t0 + 1100, StartedUnixMs: t0 + 1200, FinishedUnixMs: t0 + 3200}},
-		{Job: t126, State: messages.JobState_JOB_STATE_RUNNING, Attempt: 1, RunnerId: "host/runner-1", QueuedUnixMs: t0 + 1100, AssignedUnixMs: t0 + 1300},
+		{Job: t126, State: messages.JobState_JOB_STATE_RUNNING, Attempt: 2, Retries: 1, RunnerId: "host/runner-1", QueuedUnixMs: t0 + 1100, AssignedUnixMs: t0 + 1300},
 		{Job: pkg, State: messages.JobState_JOB_STATE_QUEUED, QueuedUnixMs: t0 + 1100, Waiting: "needs test (go=1.26)"},
 	}
 }
 
-// withBuild makes the fake dispatcher hold recs beside its running job.
-func (f *fixture) withBuild(recs []*messages.JobRecord) {
+// withBuild puts recs where they are while a build runs: the results of
+// the jobs that ended in the store, as the reporter records them, and the
+// others in the fake dispatcher's memory (beside its running job), as it
+// answers the web server (open jobs only).
+func (f *fixture) withBuild(t *testing.T, recs []*messages.JobRecord) {
+	t.Helper()
 	st := baseStatus()
 	for _, r := range recs {
+		if r.GetState() == messages.JobState_JOB_STATE_DONE {
+			_, err := f.db.RecordResult(r.GetResult())
+			require.NoError(t, err)
+			continue
+		}
 		st.Jobs = append(st.Jobs, proto.Clone(r).(*messages.JobRecord))
 	}
 	f.disp.setStatus(st)
@@ -64,7 +74,7 @@ func getJSON[T any](t *testing.T, f *fixture, path string) T {
 // "build".
 func TestAPIv2Build(t *testing.T) {
 	f := start(t, token)
-	f.withBuild(pipelineBuild(60))
+	f.withBuild(t, pipelineBuild(60))
 	record(t, f.db, 5, "main", messages.Status_STATUS_FAILED, 10_000, "--- step unit: make test\nno good\n")
 
 	b := getJSON[web.BuildView](t, f, "/api/v2/builds/60")
@@ -98,8 +108,8 @@ func TestAPIv2Build(t *testing.T) {
 	}
 	assert.Equal(t, []row{
 		{0, 60, "lint", "lint", []int32{}, "done", "passed", 1, 0, "host/runner-1", ""},
-		{1, 61, "test (go=1.25)", "test", []int32{0}, "done", "failed", 2, 1, "host/runner-2", ""},
-		{2, 62, "test (go=1.26)", "test", []int32{0}, "running", "running", 1, 0, "host/runner-1", ""},
+		{1, 61, "test (go=1.25)", "test", []int32{0}, "done", "failed", 2, 0, "host/runner-2", ""},
+		{2, 62, "test (go=1.26)", "test", []int32{0}, "running", "running", 2, 1, "host/runner-1", ""},
 		{3, 63, "package", "package", []int32{1, 2}, "queued", "queued", 0, 0, "", "needs test (go=1.26)"},
 	}, got)
 	assert.Equal(t, []web.MatrixValue{{Name: "go", Value: "1.25"}}, b.Jobs[1].Matrix)
@@ -129,6 +139,18 @@ func TestAPIv2Build(t *testing.T) {
 	code, body, _ := f.do(t, "GET", "/api/v2/builds/5/jobs/0/log", nil, "")
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "--- step unit: make test\nno good\n", body)
+	// Each job of a build has its own log: a finished one's from its
+	// result, a running one's so far.
+	recs := pipelineBuild(60)
+	_, err := f.db.AppendLog(recs[1].Job, 2, 0, []byte("FAIL: TestThing\n"))
+	require.NoError(t, err)
+	_, err = f.db.AppendLog(recs[2].Job, 2, 0, []byte("ok so far\n"))
+	require.NoError(t, err)
+	for path, want := range map[string]string{"/api/v2/builds/60/jobs/1/log": "FAIL: TestThing\n", "/api/v2/builds/60/jobs/2/log": "ok so far\n", "/api/v2/builds/60/jobs/3/log": ""} {
+		code, body, _ := f.do(t, "GET", path, nil, "")
+		assert.Equal(t, http.StatusOK, code, path)
+		assert.Equal(t, want, body, path)
+	}
 
 	for _, tt := range []struct {
 		name, path string
@@ -155,7 +177,7 @@ func TestAPIv2Build(t *testing.T) {
 func TestAPIv2Builds(t *testing.T) {
 	f := start(t, "")
 	recs := pipelineBuild(60)
-	f.withBuild(recs)
+	f.withBuild(t, recs)
 	for i := 1; i <= 3; i++ {
 		st := messages.Status_STATUS_PASSED
 		if i == 2 {
@@ -189,12 +211,17 @@ func TestAPIv2Builds(t *testing.T) {
 		&messages.Result{Job: recs[2].Job, Attempt: 1, Status: messages.Status_STATUS_PASSED, StartedUnixMs: 1, FinishedUnixMs: 2}
 	recs[3].State, recs[3].Waiting, recs[3].Result = messages.JobState_JOB_STATE_DONE, "",
 		&messages.Result{Job: recs[3].Job, Status: messages.Status_STATUS_SKIPPED, Reason: "a job it needs failed"}
-	f.withBuild(recs)
+	f.withBuild(t, recs)
 	b := getJSON[web.BuildView](t, f, "/api/v2/builds/60")
 	assert.Equal(t, "done", b.State)
 	assert.Equal(t, "failed", b.Status, "a failed job fails the build")
 	assert.Equal(t, map[string]int{"passed": 2, "failed": 1, "skipped": 1}, b.Counts)
 	require.NotNil(t, b.FinishedAt)
+	page = getJSON[web.BuildsPage](t, f, "/api/v2/builds?repo=app")
+	require.Len(t, page.Builds, 1, "a finished build of four jobs is listed once")
+	assert.Equal(t, int64(60), page.Builds[0].BuildID)
+	assert.Equal(t, "failed", page.Builds[0].Status)
+	assert.Equal(t, 4, page.Builds[0].JobCount)
 
 	for _, bad := range []string{"?status=green", "?limit=0", "?cursor=!!"} {
 		code, body, _ := f.do(t, "GET", "/api/v2/builds"+bad, nil, "")
@@ -209,7 +236,7 @@ func TestAPIv2Cancel(t *testing.T) {
 	f := start(t, token)
 	recs := pipelineBuild(60)
 	recs[0].State, recs[0].Result = messages.JobState_JOB_STATE_RUNNING, nil // the fake cancels what runs
-	f.withBuild(recs)
+	f.withBuild(t, recs)
 	auth := map[string]string{"Authorization": "Bearer " + token}
 
 	code, body, _ := f.do(t, "POST", "/api/v2/builds/60/cancel", nil, "")
@@ -232,8 +259,8 @@ func TestBuildPage(t *testing.T) {
 	f := start(t, "")
 	recs := pipelineBuild(60)
 	recs[3].Job.Cell.Name = `package "<script>window.__xss=1</script>`
-	f.withBuild(recs)
-	_, err := f.db.AppendLog(recs[2].Job, 1, 0, []byte("--- step test: go test\nok so far\n"))
+	f.withBuild(t, recs)
+	_, err := f.db.AppendLog(recs[2].Job, 2, 0, []byte("--- step test: go test\nok so far\n"))
 	require.NoError(t, err)
 
 	code, body, _ := f.do(t, "GET", "/builds/60", nil, "")
@@ -284,7 +311,7 @@ func TestBuildPage(t *testing.T) {
 				r := recs[2+i]
 				r.State, r.Waiting, r.Result = messages.JobState_JOB_STATE_DONE, "", &messages.Result{Job: r.Job, Attempt: r.Attempt, Status: st}
 			}
-			f.withBuild(recs)
+			f.withBuild(t, recs)
 			ended = true
 			return false
 		}
@@ -302,7 +329,7 @@ func TestBuildPage(t *testing.T) {
 // finished build's row and its commit's address open its build page.
 func TestDashboardNamesBuilds(t *testing.T) {
 	f := start(t, "")
-	f.withBuild(pipelineBuild(60))
+	f.withBuild(t, pipelineBuild(60))
 	record(t, f.db, 5, "main", messages.Status_STATUS_PASSED, 10_000, "")
 	code, body, _ := f.do(t, "GET", "/", nil, "")
 	require.Equal(t, http.StatusOK, code, body)
@@ -327,7 +354,7 @@ func TestBuildPageForms(t *testing.T) {
 	f := start(t, "")
 	recs := pipelineBuild(60)
 	recs[0].State, recs[0].Result = messages.JobState_JOB_STATE_RUNNING, nil // the fake cancels what runs
-	f.withBuild(recs)
+	f.withBuild(t, recs)
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for _, tt := range []struct{ action, want string }{
 		{"/jobs/60/cancel", "/builds/60"},

@@ -367,7 +367,7 @@ func TestBuildPageInABrowser(t *testing.T) {
 	exe := chromium(t)
 	f := start(t, "")
 	recs := pipelineBuild(60)
-	f.withBuild(recs)
+	f.withBuild(t, recs)
 	_, err := f.db.AppendLog(recs[1].Job, 2, 0, []byte("--- step test: go test ./...\nFAIL: TestThing\n"))
 	require.NoError(t, err)
 	_, err = f.db.AppendArtifact(recs[1].Job, 2, "report.json", messages.KindArtifact, 0, []byte("{}"))
@@ -413,10 +413,10 @@ func TestBuildPageInABrowser(t *testing.T) {
 	// package is skipped (a test failed) and the build ends failed.
 	eval[any](t, ctx, `window.__noReload = 42`)
 	recs[2].State, recs[2].Result = messages.JobState_JOB_STATE_DONE, &messages.Result{Job: recs[2].Job, Attempt: 1, Status: messages.Status_STATUS_PASSED}
-	f.withBuild(recs)
+	f.withBuild(t, recs)
 	waitFor(t, ctx, 10*time.Second, `document.querySelector('#job-2.status-passed')`, "the second test turns passed")
 	recs[3].State, recs[3].Waiting, recs[3].Result = messages.JobState_JOB_STATE_DONE, "", &messages.Result{Job: recs[3].Job, Status: messages.Status_STATUS_SKIPPED}
-	f.withBuild(recs)
+	f.withBuild(t, recs)
 	waitFor(t, ctx, 10*time.Second, `document.getElementById('build').dataset.done === 'true'`, "the page sees the build end")
 	require.Equal(t, "job status-skipped", eval[string](t, ctx, `document.getElementById('job-3').getAttribute('class')`))
 	require.Equal(t, "failed", eval[string](t, ctx, `document.getElementById('build-status').innerText`))

@@ -19,25 +19,39 @@ const maxBuildJobs = 1000
 // errBadCursor is returned by Builds for a cursor it did not make.
 var errBadCursor = errors.New("malformed cursor")
 
-// storeBuilds is the buildSource of a Server: finished jobs from the
-// reporter's store (their results are the final word), jobs in flight from
-// the dispatcher's memory. A build's jobs have consecutive ids from the
-// build's id (docs/pipelines.md), so each is found by its own id.
+// storeBuilds is the buildSource of a Server: the jobs that ended from the
+// reporter's store (store.DB.Build: their results are the final word), the
+// others from the dispatcher's memory. A build's jobs have consecutive ids
+// from the build's id (docs/pipelines.md), so job i of build id is the
+// dispatcher's job id+i.
 type storeBuilds struct {
 	db *store.DB
 	// status asks the dispatcher for the jobs in its memory.
 	status func(context.Context) (*messages.StatusReply, error)
 }
 
-// dispatcherJobs maps the jobs a dispatcher's status holds by id.
-func dispatcherJobs(st *messages.StatusReply) map[int64]*messages.JobRecord {
-	out := make(map[int64]*messages.JobRecord, len(st.GetJobs()))
+// inMemory is what the dispatcher's status says of builds: its jobs by id,
+// and one job of each build it holds (by build id), which names the build
+// while none of its jobs has a stored result.
+type inMemory struct {
+	jobs  map[int64]*messages.JobRecord
+	heads map[int64]*messages.Job
+}
+
+// dispatcherJobs indexes the jobs a dispatcher's status holds.
+func dispatcherJobs(st *messages.StatusReply) inMemory {
+	m := inMemory{jobs: make(map[int64]*messages.JobRecord, len(st.GetJobs())), heads: map[int64]*messages.Job{}}
 	for _, rec := range st.GetJobs() {
-		if rec.GetJob() != nil {
-			out[rec.GetJob().GetId()] = rec
+		j := rec.GetJob()
+		if j == nil {
+			continue
+		}
+		m.jobs[j.GetId()] = rec
+		if h := m.heads[j.BuildID()]; h == nil || j.GetIndex() < h.GetIndex() {
+			m.heads[j.BuildID()] = j
 		}
 	}
-	return out
+	return m
 }
 
 // Build implements buildSource.
@@ -67,24 +81,25 @@ func inBuild(rec *messages.JobRecord, id int64, index int32) bool {
 	return rec != nil && rec.GetJob().BuildID() == id && rec.GetJob().GetIndex() == index
 }
 
-// build assembles build id from the store and recs, the dispatcher's jobs
-// (stErr says why there are none when it did not answer).
-func (b *storeBuilds) build(id int64, recs map[int64]*messages.JobRecord, stErr error) (*BuildView, error) {
-	first, err := b.result(id, 0)
-	if err != nil {
+// build assembles build id from the store's results of its jobs
+// (store.DB.Build) and recs, the dispatcher's jobs (stErr says why there
+// are none when it did not answer).
+func (b *storeBuilds) build(id int64, recs inMemory, stErr error) (*BuildView, error) {
+	stored, err := b.db.Build(id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		stored = nil
+	case err != nil:
 		return nil, err
 	}
-	var head *messages.Job
+	head := recs.heads[id] // job 0 may be done, its result on its way to the store
 	switch {
-	case first != nil:
-		head = first.GetJob()
-	case inBuild(recs[id], id, 0):
-		head = recs[id].GetJob()
-	}
-	if head == nil {
-		if rec := recs[id]; rec != nil {
-			return nil, fmt.Errorf("%d is job %d of build %d: %w", id, rec.GetJob().GetIndex(), rec.GetJob().BuildID(), errNoBuild)
-		}
+	case stored != nil:
+	case head != nil:
+	case recs.jobs[id] != nil:
+		j := recs.jobs[id].GetJob()
+		return nil, fmt.Errorf("%d is job %d of build %d: %w", id, j.GetIndex(), j.BuildID(), errNoBuild)
+	default:
 		if r, err := b.db.ResultByJob(id); err == nil {
 			return nil, fmt.Errorf("%d is job %d of build %d: %w", id, r.GetJob().GetIndex(), r.GetJob().BuildID(), errNoBuild)
 		}
@@ -93,18 +108,25 @@ func (b *storeBuilds) build(id int64, recs map[int64]*messages.JobRecord, stErr 
 		}
 		return nil, fmt.Errorf("build %d: %w (it may have been pruned, or the id is wrong)", id, errNoBuild)
 	}
-	n := min(head.JobsInBuild(), maxBuildJobs)
-	v := &BuildView{BuildSummary: BuildSummary{BuildID: id, Repo: head.GetRepo(), RepoName: head.GetRepoName(), Commit: head.GetCommit(),
-		Subject: head.GetSubject(), Branches: append([]string{}, head.GetBranches()...), Number: head.GetBuild()}}
+	v := &BuildView{}
+	n := int32(0)
+	if stored != nil {
+		v.BuildSummary = BuildSummary{BuildID: id, Repo: stored.Repo, RepoName: stored.RepoName, Commit: stored.Commit,
+			Subject: stored.Result.GetJob().GetSubject(), Branches: append([]string{}, stored.Branches...), Number: stored.Number}
+		n = stored.JobCount
+	} else {
+		v.BuildSummary = BuildSummary{BuildID: id, Repo: head.GetRepo(), RepoName: head.GetRepoName(), Commit: head.GetCommit(),
+			Subject: head.GetSubject(), Branches: append([]string{}, head.GetBranches()...), Number: head.GetBuild()}
+		n = head.JobsInBuild()
+	}
+	n = min(n, maxBuildJobs)
 	v.Jobs = make([]BuildJob, 0, n)
 	for i := range n {
-		res := first
-		if i > 0 {
-			if res, err = b.result(id, i); err != nil {
-				return nil, err
-			}
+		var res *messages.Result
+		if stored != nil && int(i) < len(stored.Jobs) {
+			res = stored.Jobs[i].Result
 		}
-		rec := recs[id+int64(i)]
+		rec := recs.jobs[id+int64(i)]
 		if !inBuild(rec, id, i) {
 			rec = nil
 		}
@@ -171,7 +193,7 @@ func (b *storeBuilds) CopyJobLog(ctx context.Context, w io.Writer, id int64, ind
 	if err != nil {
 		return 0, fmt.Errorf("job %d of build %d has no result yet and the dispatcher did not answer: %w", index, id, err)
 	}
-	rec := dispatcherJobs(st)[id+int64(index)]
+	rec := dispatcherJobs(st).jobs[id+int64(index)]
 	if !inBuild(rec, id, index) {
 		return 0, fmt.Errorf("job %d of build %d: %w", index, id, errNoBuild)
 	}
@@ -202,7 +224,7 @@ func (b *storeBuilds) Builds(ctx context.Context, q BuildQuery) (BuildsPage, err
 	}
 	inflight := map[int64]bool{}
 	var open []int64
-	for _, rec := range recs {
+	for _, rec := range recs.jobs {
 		if id := rec.GetJob().BuildID(); rec.GetState() != messages.JobState_JOB_STATE_DONE && !inflight[id] {
 			inflight[id] = true
 			open = append(open, id)
