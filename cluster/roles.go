@@ -388,6 +388,9 @@ func jobEnv(run *messages.RunJob, spec *jobspec.Spec) []string {
 		"VOLT_BRANCH="+strings.Join(run.Job.Branches, ","),
 		"VOLT_COMMIT="+run.Job.Commit,
 		"VOLT_BUILD="+strconv.Itoa(int(run.Job.Build)),
+		"VOLT_BUILD_ID="+strconv.FormatInt(run.Job.BuildID(), 10),
+		"VOLT_JOB="+run.Job.DisplayName(),
+		"VOLT_ATTEMPT="+strconv.Itoa(int(run.Attempt)),
 	)
 	for _, k := range sortedEnvKeys(spec.Env) {
 		env = append(env, k+"="+spec.Env[k])
