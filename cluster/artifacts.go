@@ -9,6 +9,7 @@ import (
 
 	"github.com/voltci/volt/actors/reporter"
 	"github.com/voltci/volt/actors/runner"
+	"github.com/voltci/volt/jobspec"
 	"github.com/voltci/volt/messages"
 	"github.com/voltci/volt/store"
 )
@@ -60,23 +61,17 @@ var (
 	_ runner.ArtifactExecutor = (*jobExecutor)(nil)
 )
 
-// artifactSpec is a job's spec that declares artifacts and test reports:
-// jobspec.Spec once it has them (issue 12's .volt.yml `artifacts:` and
-// `reports:`).
-type artifactSpec interface {
-	// ArtifactPaths are the declared files and directories.
-	ArtifactPaths() []string
-	// ReportPatterns maps a report format to a path pattern.
-	ReportPatterns() map[string]string
-}
-
-// declared is what spec asks the job to upload after its steps.
-func declared(spec any) runner.Declared {
-	s, ok := spec.(artifactSpec)
-	if !ok {
-		return runner.Declared{}
+// declared is what spec (.volt.yml's `artifacts:` and `reports:`) asks
+// the job to upload after its steps.
+func declared(spec *jobspec.Spec) runner.Declared {
+	d := runner.Declared{Paths: spec.Artifacts}
+	if len(spec.Reports) > 0 {
+		d.Reports = make(map[string]string, len(spec.Reports))
+		for _, r := range spec.Reports {
+			d.Reports[r.Kind] = r.Path
+		}
 	}
-	return runner.Declared{Paths: s.ArtifactPaths(), Reports: s.ReportPatterns()}
+	return d
 }
 
 // fetchNeeds places the artifacts of the jobs run needs in the workspace
@@ -100,7 +95,7 @@ func fetchNeeds(ctx context.Context, art *runner.Artifacts, dir string, out io.W
 
 // afterSteps counts what fetchNeeds wrote in the log and uploads the
 // job's declared artifacts and reports (see runner.Artifacts.Upload).
-func afterSteps(ctx context.Context, art *runner.Artifacts, dir string, spec any, out io.Writer, res *messages.Result, fetched int64) {
+func afterSteps(ctx context.Context, art *runner.Artifacts, dir string, spec *jobspec.Spec, out io.Writer, res *messages.Result, fetched int64) {
 	res.LogBytes += fetched
 	art.Upload(ctx, dir, declared(spec), out, res)
 }

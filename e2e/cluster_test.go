@@ -36,6 +36,8 @@ type clusterOpts struct {
 	runners int
 	grace   string // --dispatcher-grace of the runners; "" for the default
 	noObs   bool   // start no reporter and no observer
+	// runnerArgs[i] are more flags for runner i (--labels, --slots).
+	runnerArgs [][]string
 }
 
 // startCluster starts the dispatcher, the reporter, the runners and the
@@ -60,6 +62,9 @@ func startCluster(t *testing.T, r *repo, o clusterOpts) *fourProc {
 		args := []string{"runner", "--id", id, "--work-dir", wd, "--listen", "127.0.0.1:0", "--dispatcher-server", c.dispAddr}
 		if o.grace != "" {
 			args = append(args, "--dispatcher-grace", o.grace)
+		}
+		if i < len(o.runnerArgs) {
+			args = append(args, o.runnerArgs[i]...)
 		}
 		c.runners = append(c.runners, startVolt(t, id, args...))
 		c.workDirs = append(c.workDirs, wd)

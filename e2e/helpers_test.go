@@ -344,6 +344,9 @@ func (r *repo) head() string {
 // resultFile is a parsed test_results/<commit> file.
 type resultFile struct {
 	header map[string]string
+	// jobs maps each job of a pipeline build (the file's jobs: block) to
+	// the rest of its line: "STATUS, attempt N, runner ID, DURATION".
+	jobs   map[string]string
 	output string
 	raw    string
 }
@@ -367,8 +370,14 @@ func readResult(t *testing.T, dataDir, commit string) (resultFile, bool) {
 	if !found {
 		t.Fatalf("result file of %s has no blank line after its header:\n%s", commit, raw)
 	}
-	rf := resultFile{header: map[string]string{}, output: body, raw: raw}
+	rf := resultFile{header: map[string]string{}, jobs: map[string]string{}, output: body, raw: raw}
 	for _, line := range strings.Split(head, "\n") {
+		if rest, ok := strings.CutPrefix(line, "  "); ok {
+			if i := strings.LastIndex(rest, ": "); i > 0 {
+				rf.jobs[rest[:i]] = rest[i+2:]
+				continue
+			}
+		}
 		k, v, ok := strings.Cut(line, ": ")
 		if !ok {
 			k, v, ok = strings.Cut(line, ":")
