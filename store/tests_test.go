@@ -19,7 +19,9 @@ func testJob(buildID int64, index int32, build int32, c, name string) *messages.
 		Commit: c, Build: build, Branches: []string{"main"}, Cell: &messages.PipelineJob{Key: name, Name: name}}
 }
 
-func pass(name string) TestCase { return TestCase{Suite: "pkg", Name: name, Status: TestPassed, DurationMS: 5} }
+func pass(name string) TestCase {
+	return TestCase{Suite: "pkg", Name: name, Status: TestPassed, DurationMS: 5}
+}
 func fail(name string) TestCase {
 	return TestCase{Suite: "pkg", Name: name, Status: TestFailed, DurationMS: 7, Message: name + " broke"}
 }
