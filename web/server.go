@@ -134,6 +134,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/v1/commits/{commit}/rebuild", s.apiRebuild)
 	m.HandleFunc("POST /api/v1/hooks/git", s.apiHook)
 	s.artifactRoutes(m) // artifacts.go
+	s.testRoutes(m)     // tests.go
 	s.mux = m
 }
 
