@@ -90,7 +90,9 @@ func runOf(r store.TestRun) TestRun {
 	return TestRun{Suite: r.Suite, Name: r.Name, Status: r.Status, DurationMS: r.DurationMS, Message: r.Message, Flaky: r.Flaky}
 }
 
-func buildTestsOf(buildID int64, jobs []store.JobTests) BuildTests {
+// NewBuildTests is the API's view of the tests store.DB.BuildTests
+// returns for build buildID.
+func NewBuildTests(buildID int64, jobs []store.JobTests) BuildTests {
 	out := BuildTests{BuildID: buildID, Jobs: []JobTests{}}
 	for _, j := range jobs {
 		jt := JobTests{Index: j.Index, JobID: j.JobID, Name: j.Name, Attempt: j.Attempt, Counts: map[string]int{}, Tests: []TestRun{}}
@@ -128,7 +130,7 @@ func (s *Server) testsOfBuild(w http.ResponseWriter, id int64) (BuildTests, bool
 		s.fail(w, http.StatusInternalServerError, "read the tests: %v", err)
 		return BuildTests{}, false
 	}
-	return buildTestsOf(id, jobs), true
+	return NewBuildTests(id, jobs), true
 }
 
 func (s *Server) apiBuildTests(w http.ResponseWriter, r *http.Request) {
@@ -234,7 +236,7 @@ func (s *Server) buildTestsPage(w http.ResponseWriter, r *http.Request) {
 		s.lookupError(w, fmt.Sprintf("the tests of build %d", id), err)
 		return
 	}
-	bt := buildTestsOf(id, jobs)
+	bt := NewBuildTests(id, jobs)
 	v := buildTestsView{BuildTests: bt}
 	for _, j := range bt.Jobs {
 		jv := jobTestsView{JobTests: j}
