@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -257,16 +258,7 @@ func (s resultStore) DropLog(job *messages.Job, attempt int32) error {
 	return s.db.DropLog(job, attempt)
 }
 
-func (s resultStore) WriteResultFile(r *messages.Result) error {
-	pr, pw := io.Pipe()
-	go func() {
-		_, err := s.db.CopyLog(pw, r.Job, r.Attempt)
-		pw.CloseWithError(err)
-	}()
-	err := store.WriteResultFile(s.db.Dir(), r, pr)
-	pr.Close()
-	return err
-}
+func (s resultStore) WriteResultFile(r *messages.Result) error { return s.db.WriteResultFile(r) }
 
 // repoReader adapts gitexec.Repo to the observer's RepoReader port.
 type repoReader struct{ repos map[string]*gitexec.Repo }
@@ -297,6 +289,26 @@ func (rd repoReader) Read(ctx context.Context, repo, branch, since string, max i
 	}
 	p.Commits, p.Forced, p.Skipped, p.Subjects = rg.Commits, rg.Forced, rg.Skipped, subjects
 	return p
+}
+
+// Pipeline reads commit's .volt.yml and expands it. A file too large or
+// not a file is the file's mistake, told in the pipeline's error; any
+// other failure to read is an error, and the poll is tried again.
+func (rd repoReader) Pipeline(ctx context.Context, repo, commit string) (*messages.Pipeline, error) {
+	r := rd.repos[repo]
+	if r == nil {
+		return nil, fmt.Errorf("unknown repository %s", repo)
+	}
+	data, err := r.ReadFile(ctx, commit, jobspec.FileName, jobspec.MaxFileSize)
+	switch {
+	case errors.Is(err, gitexec.ErrFileTooLarge):
+		return &messages.Pipeline{Error: fmt.Sprintf("%s is larger than %d KiB: make it smaller", jobspec.FileName, jobspec.MaxFileSize>>10)}, nil
+	case errors.Is(err, gitexec.ErrNotAFile):
+		return &messages.Pipeline{Error: fmt.Sprintf("%s is a folder, a symbolic link or a submodule: make it a file", jobspec.FileName)}, nil
+	case err != nil:
+		return nil, err
+	}
+	return jobspec.ExpandPipeline(data), nil
 }
 
 // jobExecutor adapts gitexec and jobspec to the runner's JobExecutor port.
@@ -336,7 +348,7 @@ func (e *jobExecutor) ExecuteWithArtifacts(ctx context.Context, run *messages.Ru
 	if err != nil {
 		return fail(fmt.Sprintf("prepare the workspace: %v", err))
 	}
-	spec, err := jobspec.Load(dir)
+	spec, err := jobspec.LoadJob(dir, run.Job.Cell) // the cell's steps, matrix and shard env; nil: the single list
 	if err != nil {
 		return fail(err.Error())
 	}
@@ -376,6 +388,9 @@ func jobEnv(run *messages.RunJob, spec *jobspec.Spec) []string {
 		"VOLT_BRANCH="+strings.Join(run.Job.Branches, ","),
 		"VOLT_COMMIT="+run.Job.Commit,
 		"VOLT_BUILD="+strconv.Itoa(int(run.Job.Build)),
+		"VOLT_BUILD_ID="+strconv.FormatInt(run.Job.BuildID(), 10),
+		"VOLT_JOB="+run.Job.DisplayName(),
+		"VOLT_ATTEMPT="+strconv.Itoa(int(run.Attempt)),
 	)
 	for _, k := range sortedEnvKeys(spec.Env) {
 		env = append(env, k+"="+spec.Env[k])

@@ -55,6 +55,29 @@ type Spec struct {
 	// gets them (by the repository and branch each secret is bound to), not
 	// this file: whoever can push writes it.
 	Secrets []string
+	// Artifacts are the paths (files, directories ending in "/", or globs)
+	// relative to the workspace that the runner uploads after the steps
+	// (artifacts: in the jobs format); nil when none.
+	Artifacts []string
+	// Reports are the test reports the job writes (reports: in the jobs
+	// format), by kind in the file's order; nil when none.
+	Reports []Report
+}
+
+// Report kinds (the keys of reports:).
+const (
+	// ReportJUnit is JUnit XML.
+	ReportJUnit = "junit"
+	// ReportGoTestJSON is the output of `go test -json`.
+	ReportGoTestJSON = "go-test-json"
+)
+
+// Report is one test report a job writes.
+type Report struct {
+	// Kind is ReportJUnit or ReportGoTestJSON.
+	Kind string
+	// Path is a file or glob relative to the workspace.
+	Path string
 }
 
 // JobTimeout is the limit of the whole job: the file's timeout if it sets
@@ -73,18 +96,24 @@ func (s *Spec) JobTimeout(configured time.Duration) time.Duration {
 // parseError is an error at a place in .volt.yml.
 type parseError struct {
 	line int
-	msg  string
+	// column is shown for the jobs format only: the single-list format's
+	// errors read as they always have (Parse clears it).
+	column int
+	msg    string
 }
 
 func (e *parseError) Error() string {
-	if e.line > 0 {
+	switch {
+	case e.line > 0 && e.column > 0:
+		return fmt.Sprintf("%s line %d, column %d: %s", FileName, e.line, e.column, e.msg)
+	case e.line > 0:
 		return fmt.Sprintf("%s line %d: %s", FileName, e.line, e.msg)
 	}
 	return fmt.Sprintf("%s: %s", FileName, e.msg)
 }
 
 func errorAt(n *yaml.Node, format string, args ...any) error {
-	return &parseError{line: n.Line, msg: fmt.Sprintf(format, args...)}
+	return &parseError{line: n.Line, column: n.Column, msg: fmt.Sprintf(format, args...)}
 }
 
 var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
@@ -133,17 +162,40 @@ func syntaxError(data []byte, err error) error {
 	return &parseError{line: line, msg: msg}
 }
 
-// Parse parses the contents of a .volt.yml file. Errors name the file and,
-// where known, the line, and say what to change.
+// Parse parses the contents of a .volt.yml file in the single-list format
+// (timeout, env, secrets, steps). Errors name the file and, where known,
+// the line, and say what to change. A file in the jobs format is refused:
+// its jobs run as the jobs of a build (ExpandPipeline, LoadJob).
 func Parse(data []byte) (*Spec, error) {
+	spec, err := parseSingle(data)
+	var pe *parseError
+	if errors.As(err, &pe) {
+		pe.column = 0
+	}
+	return spec, err
+}
+
+// document reads data as one YAML document and returns its root, or nil
+// for a file with no content (empty, or only comments).
+func document(data []byte) (*yaml.Node, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, syntaxError(data, err)
 	}
 	if len(doc.Content) == 0 {
+		return nil, nil
+	}
+	return resolve(doc.Content[0]), nil
+}
+
+func parseSingle(data []byte) (*Spec, error) {
+	root, err := document(data)
+	if err != nil {
+		return nil, err
+	}
+	if root == nil {
 		return nil, &parseError{msg: "the file is empty: add a steps: list with at least one run: command"}
 	}
-	root := resolve(doc.Content[0])
 	if root.Kind != yaml.MappingNode {
 		return nil, errorAt(root, "want a mapping with timeout:, env: and steps:, found %s", kindName(root))
 	}
@@ -181,6 +233,8 @@ func Parse(data []byte) (*Spec, error) {
 			spec.Secrets = secrets
 		case "steps":
 			stepsNode = value
+		case "jobs":
+			return nil, errorAt(key, "jobs: this file is a pipeline, and this job was started without naming one of its jobs: update the observer and the dispatcher to a Volt that knows pipelines")
 		default:
 			return nil, errorAt(key, "unknown key %q: allowed keys are timeout, env, secrets and steps", key.Value)
 		}

@@ -416,6 +416,17 @@ func logKeyOf(j *messages.Job, attempt int32) string {
 	return fmt.Sprintf("%s:%d", jobKey(j), attempt)
 }
 
+// wholeBuilds counts the builds whose every job the reporter recorded.
+func (c *checker) wholeBuilds() int {
+	n := 0
+	for _, r := range c.reported {
+		if r.Job.GetIndex() == 0 && c.buildDone(r.Job.Repo, r.Job.Commit, r.Job.Build) {
+			n++
+		}
+	}
+	return n
+}
+
 // buildDone reports whether the reporter has a result for every job of
 // build number build of commit.
 func (c *checker) buildDone(repo, commit string, build int32) bool {

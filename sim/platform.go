@@ -185,10 +185,12 @@ func (p *platform) Started(c host.Core) {
 }
 
 // Crash draws a crash point between two effects of a step while a
-// crash-point fault is on for the node.
+// crash-point fault is on for the node. A step of secret traffic is never
+// one, so that secrets change nothing else in a world (the draws and the
+// crashes would).
 func (p *platform) Crash(in any, i int, fx []actors.Effect) bool {
 	w, n := p.w, p.n
-	if !p.alive() || !w.now.Before(n.crashPoints) || w.rng.Float64() >= crashPointP {
+	if !p.alive() || !w.now.Before(n.crashPoints) || isSecretInput(in) || w.rng.Float64() >= crashPointP {
 		return false
 	}
 	w.traceWorld(fmt.Sprintf("crash of %s between effect %d and %d of %s", n.name, i, i+1, inputName(in)))

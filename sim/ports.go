@@ -168,6 +168,15 @@ func (r repoReader) Read(_ context.Context, repo, branch, since string, max int)
 	return r.w.repo.read(observer.Poll{Repo: repo, Branch: branch, Since: since, Max: max})
 }
 
+// Pipeline is the simulated commit's pipeline as drawn with it
+// (pipeline.go): what `git show <commit>:.volt.yml` expands to.
+func (r repoReader) Pipeline(_ context.Context, _, commit string) (*messages.Pipeline, error) {
+	if info := r.w.repo.commits[commit]; info != nil && info.pipeline != nil {
+		return info.pipeline, nil
+	}
+	return &messages.Pipeline{}, nil
+}
+
 // jobs is a runner's job processes (runner.Jobs): each attempt is a proc
 // that ends after its commit's duration (world.go, startJob).
 type jobs struct{ p *platform }

@@ -13,7 +13,10 @@ type Report struct {
 	Events      int
 	VirtualTime time.Duration
 	Commits     int
-	Results     int
+	// Results counts the builds the reporter recorded whole (every job),
+	// Jobs the jobs' results it recorded.
+	Results int
+	Jobs    int
 	// Reassignments counts attempts after the first (jobs moved to another runner).
 	Reassignments int
 	// Forged counts the malicious peer's messages delivered; Malicious is
@@ -42,8 +45,8 @@ func (r *Report) OK() bool { return len(r.Violations) == 0 }
 
 // Summary writes the per-invariant verdicts and counts.
 func (r *Report) Summary(out io.Writer) {
-	fmt.Fprintf(out, "seed %d: %d events, %s virtual, %d commits observed, %d results, %d faults, %d reassignments, trace %016x\n",
-		r.Seed, r.Events, r.VirtualTime, r.Commits, r.Results, len(r.Faults), r.Reassignments, r.TraceHash)
+	fmt.Fprintf(out, "seed %d: %d events, %s virtual, %d commits observed, %d builds recorded (%d jobs), %d faults, %d reassignments, trace %016x\n",
+		r.Seed, r.Events, r.VirtualTime, r.Commits, r.Results, r.Jobs, len(r.Faults), r.Reassignments, r.TraceHash)
 	if r.Timers != "" {
 		fmt.Fprintf(out, "  timers: %s; fault kinds kept: %v\n", r.Timers, r.Kinds)
 	}

@@ -130,7 +130,7 @@ func TestScenarios(t *testing.T) {
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			cfg := sc.config
-			cfg.Trace = true
+			cfg.Trace, cfg.OneJobBuilds = true, true
 			r := Run(cfg)
 			if !r.OK() {
 				t.Fatalf("%s (once: %s): %v", sc.name, sc.bug, r.Violations)

@@ -41,6 +41,10 @@ type Config struct {
 	RunnerGrace time.Duration
 	// Trace keeps a readable line per event in Report.Trace.
 	Trace bool
+	// OneJobBuilds is the world before pipelines: every commit one job,
+	// every runner one slot and no labels. The frozen scenarios use it,
+	// so that they go on replaying the schedules that found their bugs.
+	OneJobBuilds bool
 }
 
 func (c *Config) defaults() {
@@ -239,8 +243,11 @@ func New(cfg Config) *World {
 	}
 	// Runners have one to three slots, and the first has the label "gpu"
 	// (pipelines ask for it now and then, and for "tpu", which none has).
-	w.labelled = true
+	w.labelled = !cfg.OneJobBuilds
 	for i, r := range w.runners() {
+		if cfg.OneJobBuilds {
+			break
+		}
 		r.slots = 1 + w.pipes.IntN(3)
 		r.labels = []string{"os=linux"}
 		if i == 0 {
@@ -323,7 +330,7 @@ func (w *World) Run() *Report {
 	w.report.Timers, w.report.Kinds = w.timers(), w.cfg.Faults
 	w.report.Checked = w.check.checked
 	w.report.Commits = len(w.check.observed)
-	w.report.Results = len(w.check.reported)
+	w.report.Results, w.report.Jobs = w.check.wholeBuilds(), len(w.check.reported)
 	return &w.report
 }
 
@@ -731,7 +738,10 @@ func (w *World) commit() {
 	case x < 22 && slices.Contains(w.cfg.Faults, FaultPoison):
 		info.poison = true
 	}
-	stuck := drawPipeline(w.pipes, info, w.labelled)
+	stuck := false
+	if !w.cfg.OneJobBuilds {
+		stuck = drawPipeline(w.pipes, info, w.labelled)
+	}
 	branch := w.repo.order[w.rng.IntN(len(w.repo.order))]
 	switch x := w.rng.IntN(100); {
 	case x < 10 && w.repo.merge("main", "dev"):

@@ -5,7 +5,8 @@
 // It holds the dispatcher's durable job queue (job records and branch
 // cursors, saved together in one transaction so that a crash never separates
 // a cursor from the jobs created from it), the reporter's results and
-// attempt logs, and the dispatcher's secrets, each sealed with AES-256-GCM
+// attempt logs (one of each per job of a build, and each complete build's
+// aggregate: builds.go), and the dispatcher's secrets, each sealed with AES-256-GCM
 // under a key kept in a file outside the database (secrets.go). The schema
 // is created and upgraded by numbered migrations; a newer binary opens an
 // older data directory, an older binary refuses a newer one with a message

@@ -13,8 +13,10 @@ import (
 	"github.com/voltci/volt/messages"
 )
 
-// Row is a stored result with its row id, which orders results recorded in
-// the same millisecond and serves as a pagination cursor.
+// Row is a complete build as one aggregate Result (see Build.Result) with
+// its row id, which orders builds that finished in the same millisecond (in
+// the order they completed) and serves as a pagination cursor. For a build
+// of one job the Result is that job's result, as before pipelines.
 type Row struct {
 	ID     int64
 	Result *messages.Result
@@ -27,7 +29,7 @@ type PageCursor struct {
 	ID         int64
 }
 
-// Query selects a page of results, newest first. Empty fields match
+// Query selects a page of complete builds, newest first. Empty fields match
 // everything. Every filter but Branch is answered from an index; Branch is
 // checked on the rows the index walk yields, so a rare branch costs a longer
 // walk.
@@ -39,7 +41,8 @@ type Query struct {
 	Repo string
 	// Branch matches results whose commit was seen on this branch.
 	Branch string
-	// Status is a status name: passed, failed, timed_out, errored, cancelled.
+	// Status is a status name: passed, failed, timed_out, errored, cancelled,
+	// skipped (a build's aggregate status).
 	Status string
 	// Limit caps the page; it must be 1 or more.
 	Limit int
@@ -47,8 +50,10 @@ type Query struct {
 	After *PageCursor
 }
 
-// ListResults returns one page of results matching q, newest first, and the
-// cursor of the next page (nil when this page is the last).
+// ListResults returns one page of the complete builds matching q as
+// aggregate Results (see Row), newest first, and the cursor of the next
+// page (nil when this page is the last). A build shows once every job of
+// it has a result; the dispatcher has the builds still running.
 func (db *DB) ListResults(q Query) ([]Row, *PageCursor, error) {
 	if q.Limit < 1 {
 		return nil, nil, errors.New("list results: limit must be 1 or more: this is a bug in the caller")
@@ -79,7 +84,7 @@ func (db *DB) ListResults(q Query) ([]Row, *PageCursor, error) {
 		where = append(where, `(finished_unix_ms, id) < (?, ?)`)
 		args = append(args, q.After.FinishedMS, q.After.ID)
 	}
-	query := `SELECT id, record FROM results`
+	query := `SELECT id, record FROM builds`
 	if len(where) > 0 {
 		query += ` WHERE ` + strings.Join(where, ` AND `)
 	}
@@ -98,26 +103,29 @@ func (db *DB) ListResults(q Query) ([]Row, *PageCursor, error) {
 	return rows, next, nil
 }
 
-// ResultsAfter returns up to limit results recorded after row id, oldest
-// first: the web server's feed of new results for live pages and metrics.
+// ResultsAfter returns up to limit builds completed after row id, oldest
+// first, each once, as aggregate Results: the web server's feed of new
+// results for live pages and metrics.
 func (db *DB) ResultsAfter(id int64, limit int) ([]Row, error) {
-	rows, err := db.rows(context.Background(), `SELECT id, record FROM results WHERE id > ? ORDER BY id LIMIT ?`, id, limit)
+	rows, err := db.rows(context.Background(), `SELECT id, record FROM builds WHERE id > ? ORDER BY id LIMIT ?`, id, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read new results from %s: %w", db.path(), err)
 	}
 	return rows, nil
 }
 
-// LastResultID is the row id of the newest recorded result, 0 when none.
+// LastResultID is the row id of the newest complete build, 0 when none.
 func (db *DB) LastResultID() (int64, error) {
 	var id sql.NullInt64
-	if err := db.sql.QueryRowContext(context.Background(), `SELECT MAX(id) FROM results`).Scan(&id); err != nil {
+	if err := db.sql.QueryRowContext(context.Background(), `SELECT MAX(id) FROM builds`).Scan(&id); err != nil {
 		return 0, fmt.Errorf("read the newest result id from %s: %w", db.path(), err)
 	}
 	return id.Int64, nil
 }
 
-// ResultByJob returns the result recorded for job id, or ErrNotFound.
+// ResultByJob returns the result recorded for job id (that job's own
+// result, not its build's aggregate: for the one job of a single-list build
+// they are the same), or ErrNotFound.
 func (db *DB) ResultByJob(jobID int64) (*messages.Result, error) {
 	rows, err := db.rows(context.Background(), `SELECT id, record FROM results WHERE job_id = ? ORDER BY id DESC LIMIT 1`, jobID)
 	if err != nil {
@@ -129,7 +137,7 @@ func (db *DB) ResultByJob(jobID int64) (*messages.Result, error) {
 	return rows[0].Result, nil
 }
 
-// RepoRef names a repository that has results.
+// RepoRef names a repository that has complete builds.
 type RepoRef struct {
 	// Repo is the URL or path runners fetch from.
 	Repo string
@@ -137,7 +145,7 @@ type RepoRef struct {
 	Name string
 }
 
-// Repos lists the repositories that have results, by URL. It skips through
+// Repos lists the repositories that have complete builds, by URL. It skips through
 // the (repo, ...) index, so it costs one index probe per repository.
 func (db *DB) Repos() ([]RepoRef, error) {
 	ctx := context.Background()
@@ -145,10 +153,10 @@ func (db *DB) Repos() ([]RepoRef, error) {
 	var last string
 	for first := true; ; first = false {
 		var repo sql.NullString
-		q := `SELECT MIN(repo) FROM results WHERE repo > ?`
+		q := `SELECT MIN(repo) FROM builds WHERE repo > ?`
 		args := []any{last}
 		if first {
-			q, args = `SELECT MIN(repo) FROM results`, nil
+			q, args = `SELECT MIN(repo) FROM builds`, nil
 		}
 		if err := db.sql.QueryRowContext(ctx, q, args...).Scan(&repo); err != nil {
 			return nil, fmt.Errorf("list repositories in %s: %w", db.path(), err)
@@ -158,7 +166,7 @@ func (db *DB) Repos() ([]RepoRef, error) {
 		}
 		var name string
 		if err := db.sql.QueryRowContext(ctx,
-			`SELECT repo_name FROM results WHERE repo = ? ORDER BY finished_unix_ms DESC, id DESC LIMIT 1`, repo.String).Scan(&name); err != nil {
+			`SELECT repo_name FROM builds WHERE repo = ? ORDER BY finished_unix_ms DESC, id DESC LIMIT 1`, repo.String).Scan(&name); err != nil {
 			return nil, fmt.Errorf("list repositories in %s: %w", db.path(), err)
 		}
 		out = append(out, RepoRef{Repo: repo.String, Name: name})
@@ -166,16 +174,17 @@ func (db *DB) Repos() ([]RepoRef, error) {
 	}
 }
 
-// Branch is one branch of a repository with its newest results.
+// Branch is one branch of a repository with its newest builds.
 type Branch struct {
 	Name string
-	// Results are the newest results of commits seen on this branch, newest first.
+	// Results are the newest builds of commits seen on this branch, newest
+	// first, as aggregate Results (see Row).
 	Results []*messages.Result
 }
 
-// Branches returns the branches of repo that have results, the most recently
-// built first, at most maxBranches of them, each with its newest perBranch
-// results. It skips through the (repo, branches, finished) index: one probe
+// Branches returns the branches of repo that have complete builds, the
+// most recently built first, at most maxBranches of them, each with its
+// newest perBranch builds. It skips through the (repo, branches, finished) index: one probe
 // per distinct branch list plus one short index walk for each.
 func (db *DB) Branches(repo string, maxBranches, perBranch int) ([]Branch, error) {
 	ctx := context.Background()
@@ -183,10 +192,10 @@ func (db *DB) Branches(repo string, maxBranches, perBranch int) ([]Branch, error
 	var last string
 	for first := true; ; first = false {
 		var b sql.NullString
-		q := `SELECT MIN(branches) FROM results WHERE repo = ? AND branches > ?`
+		q := `SELECT MIN(branches) FROM builds WHERE repo = ? AND branches > ?`
 		args := []any{repo, last}
 		if first {
-			q, args = `SELECT MIN(branches) FROM results WHERE repo = ?`, []any{repo}
+			q, args = `SELECT MIN(branches) FROM builds WHERE repo = ?`, []any{repo}
 		}
 		if err := db.sql.QueryRowContext(ctx, q, args...).Scan(&b); err != nil {
 			return nil, fmt.Errorf("list branches of %s in %s: %w", repo, db.path(), err)
@@ -199,7 +208,7 @@ func (db *DB) Branches(repo string, maxBranches, perBranch int) ([]Branch, error
 	}
 	byName := map[string][]Row{}
 	for _, l := range lists {
-		rows, err := db.rows(ctx, `SELECT id, record FROM results WHERE repo = ? AND branches = ?
+		rows, err := db.rows(ctx, `SELECT id, record FROM builds WHERE repo = ? AND branches = ?
 			ORDER BY finished_unix_ms DESC, id DESC LIMIT ?`, repo, l, perBranch)
 		if err != nil {
 			return nil, fmt.Errorf("list results of %s in %s: %w", repo, db.path(), err)
@@ -243,8 +252,9 @@ func (db *DB) Branches(repo string, maxBranches, perBranch int) ([]Branch, error
 	return out, nil
 }
 
-// LatestOnBranch returns the newest result of the repository named name on
-// branch, or ErrNotFound: what a status badge shows.
+// LatestOnBranch returns the newest complete build (its aggregate Result)
+// of the repository named name on branch, or ErrNotFound: what a status
+// badge shows.
 func (db *DB) LatestOnBranch(name, branch string) (*messages.Result, error) {
 	rows, _, err := db.ListResults(Query{RepoName: name, Branch: branch, Limit: 1})
 	if err != nil {
@@ -256,14 +266,15 @@ func (db *DB) LatestOnBranch(name, branch string) (*messages.Result, error) {
 	return rows[0].Result, nil
 }
 
-// StatusCounts counts the recorded results by status name.
+// StatusCounts counts the complete builds by their aggregate status name.
 func (db *DB) StatusCounts() (map[string]int64, error) {
 	ctx := context.Background()
 	out := map[string]int64{}
 	for _, st := range []messages.Status{messages.Status_STATUS_PASSED, messages.Status_STATUS_FAILED,
-		messages.Status_STATUS_TIMED_OUT, messages.Status_STATUS_ERRORED, messages.Status_STATUS_CANCELLED} {
+		messages.Status_STATUS_TIMED_OUT, messages.Status_STATUS_ERRORED, messages.Status_STATUS_CANCELLED,
+		messages.Status_STATUS_SKIPPED} {
 		var n int64
-		if err := db.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM results WHERE status = ?`, st.Name()).Scan(&n); err != nil {
+		if err := db.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM builds WHERE status = ?`, st.Name()).Scan(&n); err != nil {
 			return nil, fmt.Errorf("count results in %s: %w", db.path(), err)
 		}
 		out[st.Name()] = n
@@ -271,7 +282,7 @@ func (db *DB) StatusCounts() (map[string]int64, error) {
 	return out, nil
 }
 
-// rows runs a query selecting (id, record) from results.
+// rows runs a query selecting (id, record) from builds or results.
 func (db *DB) rows(ctx context.Context, query string, args ...any) (out []Row, err error) {
 	rs, err := db.sql.QueryContext(ctx, query, args...)
 	if err != nil {

@@ -122,7 +122,7 @@ func TestReposBranchesAndBadges(t *testing.T) {
 
 	counts, err := db.StatusCounts()
 	require.NoError(t, err)
-	assert.Equal(t, map[string]int64{"passed": 20, "failed": 10, "errored": 1, "timed_out": 0, "cancelled": 0}, counts)
+	assert.Equal(t, map[string]int64{"passed": 20, "failed": 10, "errored": 1, "timed_out": 0, "cancelled": 0, "skipped": 0}, counts)
 
 	r, err := db.ResultByJob(17)
 	require.NoError(t, err)

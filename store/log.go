@@ -11,29 +11,32 @@ import (
 	"github.com/voltci/volt/messages"
 )
 
-// logKey names one attempt of one build: the columns every log query matches.
+// logKey names one attempt of one job of one build: the columns every log
+// query matches.
 type logKey struct {
 	repo    string
 	commit  string
 	build   int32
+	index   int32
 	attempt int32
 }
 
 func keyOf(job *messages.Job, attempt int32) logKey {
-	return logKey{repo: job.GetRepo(), commit: job.GetCommit(), build: job.GetBuild(), attempt: attempt}
+	return logKey{repo: job.GetRepo(), commit: job.GetCommit(), build: job.GetBuild(), index: job.GetIndex(), attempt: attempt}
 }
 
 func (k logKey) String() string {
-	return fmt.Sprintf("log of %s build %d attempt %d in %s", k.commit, k.build, k.attempt, k.repo)
+	return fmt.Sprintf("log of %s build %d job %d attempt %d in %s", k.commit, k.build, k.index, k.attempt, k.repo)
 }
 
-const keyWhere = `repo = ? AND commit_hash = ? AND build = ? AND attempt = ?`
+const keyWhere = `repo = ? AND commit_hash = ? AND build = ? AND job_index = ? AND attempt = ?`
 
 func (k logKey) args(extra ...any) []any {
-	return append([]any{k.repo, k.commit, k.build, k.attempt}, extra...)
+	return append([]any{k.repo, k.commit, k.build, k.index, k.attempt}, extra...)
 }
 
-// AppendLog stores data at offset in the log of one attempt of a job and
+// AppendLog stores data at offset in the log of one attempt of a job (of
+// the job job names by its index in its build, each job having its own) and
 // returns how many contiguous bytes from offset 0 are now held. It is
 // idempotent: bytes already held are ignored (a chunk overlapping the held
 // end keeps only its new tail), and a chunk beyond the contiguous end is kept
@@ -49,6 +52,9 @@ func (db *DB) AppendLog(job *messages.Job, attempt int32, offset int64, data []b
 	k := keyOf(job, attempt)
 	if job == nil || k.repo == "" || k.commit == "" {
 		return 0, errors.New("append log: chunk without a job: this is a bug in the caller")
+	}
+	if k.index < 0 || k.index >= job.JobsInBuild() {
+		return 0, fmt.Errorf("append %s: index outside its build of %d jobs: this is a bug in the sender", k, job.JobsInBuild())
 	}
 	if offset < 0 {
 		return 0, fmt.Errorf("append %s: negative offset %d: this is a bug in the sender", k, offset)
@@ -76,8 +82,8 @@ func (db *DB) AppendLog(job *messages.Job, attempt int32, offset int64, data []b
 	// A chunk at an offset already stored beyond the held end replaces it only
 	// when longer, so a resent chunk changes nothing.
 	if _, err := tx.ExecContext(ctx, `
-		INSERT INTO log_chunks (repo, commit_hash, build, attempt, offset, size, data) VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (repo, commit_hash, build, attempt, offset) DO UPDATE SET size = excluded.size, data = excluded.data
+		INSERT INTO log_chunks (repo, commit_hash, build, job_index, attempt, offset, size, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (repo, commit_hash, build, job_index, attempt, offset) DO UPDATE SET size = excluded.size, data = excluded.data
 		WHERE excluded.size > log_chunks.size`,
 		k.args(offset, len(data), data)...); err != nil {
 		return 0, fmt.Errorf("append %s in %s: %w", k, db.path(), err)
@@ -88,8 +94,8 @@ func (db *DB) AppendLog(job *messages.Job, attempt int32, offset int64, data []b
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `
-		INSERT INTO logs (repo, commit_hash, build, attempt, have) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (repo, commit_hash, build, attempt) DO UPDATE SET have = excluded.have`,
+		INSERT INTO logs (repo, commit_hash, build, job_index, attempt, have) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (repo, commit_hash, build, job_index, attempt) DO UPDATE SET have = excluded.have`,
 		k.args(have)...); err != nil {
 		return 0, fmt.Errorf("append %s in %s: %w", k, db.path(), err)
 	}

@@ -135,6 +135,101 @@ ALTER TABLE jobs_v7 RENAME TO jobs;
 CREATE INDEX jobs_open ON jobs (build_id) WHERE state <> 'done' OR forwarded = 0;
 CREATE INDEX jobs_build ON jobs (build_id, job_index);
 `},
+	// 8: the reporter keeps one result and one log per job of a build
+	// (pipelines). results become one row per job, unique by (repo,
+	// commit, build, job_index), with the build's id and size and what the
+	// aggregate needs (the job's name and allow_failure; the cell is in the
+	// record); builds holds one row per build whose every job has a result,
+	// with the aggregate (results.go), and takes over the listing indexes.
+	// logs and log_chunks gain job_index in their keys. Old rows are
+	// builds of one job: job_index 0, build_id their job id; a build keeps
+	// its old row id, so cursors and the web's feed of new results go on.
+	// SQLite changes a key only by rebuilding a table: each is copied into
+	// its new shape, and the AUTOINCREMENT counter carried over so that no
+	// id is handed out twice.
+	{version: 8, sql: `
+CREATE TABLE results_v8 (
+	id               INTEGER PRIMARY KEY AUTOINCREMENT,
+	repo             TEXT    NOT NULL,
+	repo_name        TEXT    NOT NULL,
+	commit_hash      TEXT    NOT NULL,
+	build            INTEGER NOT NULL,
+	job_index        INTEGER NOT NULL DEFAULT 0,
+	build_id         INTEGER NOT NULL,
+	build_jobs       INTEGER NOT NULL DEFAULT 1,
+	job_name         TEXT    NOT NULL DEFAULT 'build',
+	allow_failure    INTEGER NOT NULL DEFAULT 0,
+	status           TEXT    NOT NULL,
+	branches         TEXT    NOT NULL,
+	finished_unix_ms INTEGER NOT NULL,
+	job_id           INTEGER NOT NULL,
+	record           BLOB    NOT NULL,
+	UNIQUE (repo, commit_hash, build, job_index)
+);
+INSERT INTO results_v8 (id, repo, repo_name, commit_hash, build, job_index, build_id, build_jobs, job_name, allow_failure,
+		status, branches, finished_unix_ms, job_id, record)
+	SELECT id, repo, repo_name, commit_hash, build, 0, job_id, 1, 'build', 0,
+		status, branches, finished_unix_ms, job_id, record FROM results;
+CREATE TABLE builds (
+	id               INTEGER PRIMARY KEY AUTOINCREMENT,
+	repo             TEXT    NOT NULL,
+	repo_name        TEXT    NOT NULL,
+	commit_hash      TEXT    NOT NULL,
+	build            INTEGER NOT NULL,
+	build_id         INTEGER NOT NULL,
+	build_jobs       INTEGER NOT NULL,
+	status           TEXT    NOT NULL,
+	branches         TEXT    NOT NULL,
+	finished_unix_ms INTEGER NOT NULL,
+	record           BLOB    NOT NULL,
+	UNIQUE (repo, commit_hash, build)
+);
+INSERT INTO builds (id, repo, repo_name, commit_hash, build, build_id, build_jobs, status, branches, finished_unix_ms, record)
+	SELECT id, repo, repo_name, commit_hash, build, job_id, 1, status, branches, finished_unix_ms, record FROM results;
+DELETE FROM sqlite_sequence WHERE name IN ('results_v8', 'builds');
+INSERT INTO sqlite_sequence (name, seq) SELECT 'results_v8', seq FROM sqlite_sequence WHERE name = 'results';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'builds', seq FROM sqlite_sequence WHERE name = 'results';
+DROP TABLE results;
+ALTER TABLE results_v8 RENAME TO results;
+CREATE INDEX results_job ON results (job_id);
+CREATE INDEX results_build ON results (build_id, job_index);
+CREATE INDEX results_commit ON results (commit_hash);
+CREATE INDEX builds_finished ON builds (finished_unix_ms DESC, id DESC);
+CREATE INDEX builds_repo_finished ON builds (repo, finished_unix_ms DESC, id DESC);
+CREATE INDEX builds_status ON builds (status, finished_unix_ms DESC, id DESC);
+CREATE INDEX builds_commit ON builds (commit_hash);
+CREATE INDEX builds_repo_branches ON builds (repo, branches, finished_unix_ms DESC, id DESC);
+CREATE INDEX builds_name_finished ON builds (repo_name, finished_unix_ms DESC, id DESC);
+
+CREATE TABLE logs_v8 (
+	repo        TEXT    NOT NULL,
+	commit_hash TEXT    NOT NULL,
+	build       INTEGER NOT NULL,
+	job_index   INTEGER NOT NULL DEFAULT 0,
+	attempt     INTEGER NOT NULL,
+	have        INTEGER NOT NULL,
+	PRIMARY KEY (repo, commit_hash, build, job_index, attempt)
+);
+INSERT INTO logs_v8 (repo, commit_hash, build, job_index, attempt, have)
+	SELECT repo, commit_hash, build, 0, attempt, have FROM logs;
+DROP TABLE logs;
+ALTER TABLE logs_v8 RENAME TO logs;
+CREATE TABLE log_chunks_v8 (
+	repo        TEXT    NOT NULL,
+	commit_hash TEXT    NOT NULL,
+	build       INTEGER NOT NULL,
+	job_index   INTEGER NOT NULL DEFAULT 0,
+	attempt     INTEGER NOT NULL,
+	offset      INTEGER NOT NULL,
+	size        INTEGER NOT NULL,
+	data        BLOB    NOT NULL,
+	PRIMARY KEY (repo, commit_hash, build, job_index, attempt, offset)
+);
+INSERT INTO log_chunks_v8 (repo, commit_hash, build, job_index, attempt, offset, size, data)
+	SELECT repo, commit_hash, build, 0, attempt, offset, size, data FROM log_chunks;
+DROP TABLE log_chunks;
+ALTER TABLE log_chunks_v8 RENAME TO log_chunks;
+`},
 	// 9: the files jobs upload after their steps (artifacts and test
 	// reports), per job id and attempt, in chunks as logs are
 	// (artifacts.go). A file is kept (kept = 1) only once its size and

@@ -43,7 +43,73 @@ const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 // The latest build wins: a file that already records a higher build is left
 // alone (and nil is returned). The commit must be 4 to 64 lower-case hex
 // digits (ErrInvalidCommit otherwise): a message never chooses a path.
+//
+// This is the file of a build of one job of the single-list format; the
+// reporter writes every build's file with DB.WriteResultFile.
 func WriteResultFile(dir string, r *messages.Result, output io.Reader) error {
+	return writeResultFile(dir, r, resultHeader(r), func(w io.Writer) error {
+		if output == nil {
+			return nil
+		}
+		if _, err := io.Copy(w, output); err != nil {
+			return fmt.Errorf("copy output: %w", err)
+		}
+		return nil
+	})
+}
+
+// maxBuildOutput bounds the output in the result file of a pipeline build
+// (a job's own log is bounded by its runner's --output-cap).
+const maxBuildOutput = 16 << 20
+
+// WriteResultFile writes the result file of the build r is a job of, from
+// what the store holds, once every job of that build has a result; before
+// that it writes nothing and returns nil (the file of the job that
+// completes the build is the one written). The reporter calls it for every
+// job result it records and for every duplicate, so a crash between the
+// last job's insert and its file loses nothing: the dispatcher resends.
+//
+// A build of one job of the single-list format gets exactly the file of
+// the package-level WriteResultFile, its job's log as the output. A
+// pipeline build's file has the same key: value lines for the build as a
+// whole (its aggregate status, every branch, its earliest start and latest
+// finish; attempt, runner, reason and failed_step are those of the job that
+// decided the status: see Build.Result), then a `jobs:` line and one line
+// per job, by index, two spaces in:
+//
+//	NAME: STATUS, attempt N, runner ID, DURATION
+//
+// (runner "-" when the job never ran, as a skipped one; NAME holds no line
+// break and is followed by the last ": " of the line), then the blank line,
+// then the output: the log of every job that did not pass (nor was
+// skipped), by index, each after a line `==> NAME: STATUS <==`, at most 16
+// MiB of logs in all (a log cut short is followed by a line saying how many
+// bytes are not shown). The latest build wins, as for WriteResultFile.
+func (db *DB) WriteResultFile(r *messages.Result) error {
+	j := r.GetJob()
+	if j == nil {
+		return errors.New("write result file: result without a job: this is a bug in the caller")
+	}
+	b, err := db.BuildOf(j.GetRepo(), j.GetCommit(), j.GetBuild())
+	if err != nil {
+		return fmt.Errorf("write result file of %s: %w", j.GetCommit(), err)
+	}
+	if !b.Complete {
+		return nil
+	}
+	if b.JobCount == 1 && b.Jobs[0].Cell == nil {
+		one := b.Jobs[0].Result
+		return writeResultFile(db.dir, one, resultHeader(one), func(w io.Writer) error {
+			_, err := db.CopyLog(w, one.GetJob(), one.GetAttempt())
+			return err
+		})
+	}
+	return writeResultFile(db.dir, b.Result, buildHeader(b), func(w io.Writer) error { return db.buildOutput(w, b, maxBuildOutput) })
+}
+
+// writeResultFile replaces the result file of r's commit with header and
+// what body writes, unless it records a later build than r's.
+func writeResultFile(dir string, r *messages.Result, header string, body func(io.Writer) error) error {
 	j := r.GetJob()
 	if j == nil {
 		return errors.New("write result file: result without a job: this is a bug in the caller")
@@ -71,11 +137,101 @@ func WriteResultFile(dir string, r *messages.Result, output io.Reader) error {
 	if held > j.GetBuild() {
 		return nil // a later build already wrote this commit's file
 	}
-	return writeAtomic(path, resultHeader(r), output)
+	return writeAtomic(path, header, body)
 }
 
 // resultHeader is the key: value block and the blank line that ends it.
 func resultHeader(r *messages.Result) string {
+	return headerLines(r) + "\n"
+}
+
+// buildHeader is the key: value block of a pipeline build, its jobs block
+// and the blank line that ends them.
+func buildHeader(b *Build) string {
+	var s strings.Builder
+	s.WriteString(headerLines(b.Result))
+	s.WriteString("jobs:\n")
+	for _, j := range b.Jobs {
+		r := j.Result
+		runner := r.GetRunnerId()
+		if runner == "" {
+			runner = "-"
+		}
+		fmt.Fprintf(&s, "  %s: %s, attempt %d, runner %s, %s\n", oneLine(j.Name), r.GetStatus().Name(), r.GetAttempt(),
+			oneLine(runner), duration(r))
+	}
+	s.WriteByte('\n')
+	return s.String()
+}
+
+// buildOutput writes the logs of b's jobs that did not pass, each after a
+// line naming it, limit bytes of logs at most.
+func (db *DB) buildOutput(w io.Writer, b *Build, limit int64) error {
+	out := &budget{w: w, left: limit}
+	for _, j := range b.Jobs {
+		r := j.Result
+		if st := r.GetStatus(); st == messages.Status_STATUS_PASSED || st == messages.Status_STATUS_SKIPPED {
+			continue
+		}
+		if _, err := fmt.Fprintf(w, "==> %s: %s <==\n", oneLine(j.Name), r.GetStatus().Name()); err != nil {
+			return err
+		}
+		out.wrote, out.cut = 0, 0
+		if _, err := db.CopyLog(out, r.GetJob(), r.GetAttempt()); err != nil {
+			return err
+		}
+		if out.wrote > 0 && out.last != '\n' {
+			if _, err := io.WriteString(w, "\n"); err != nil {
+				return err
+			}
+		}
+		if out.cut > 0 {
+			if _, err := fmt.Fprintf(w, "volt: %d more bytes of this log are not shown here (a build's result file shows at most %d bytes of logs)\n",
+				out.cut, limit); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// budget writes to w up to left bytes in all and drops the rest, counting
+// what it wrote and dropped since they were last reset.
+type budget struct {
+	w          io.Writer
+	left       int64
+	wrote, cut int64
+	last       byte
+}
+
+func (b *budget) Write(p []byte) (int, error) {
+	n := len(p)
+	if int64(len(p)) > b.left {
+		b.cut += int64(len(p)) - b.left
+		p = p[:b.left]
+	}
+	if len(p) == 0 {
+		return n, nil
+	}
+	if _, err := b.w.Write(p); err != nil {
+		return 0, err
+	}
+	b.left -= int64(len(p))
+	b.wrote += int64(len(p))
+	b.last = p[len(p)-1]
+	return n, nil
+}
+
+// duration is how long r ran, in Go syntax; 0s when it never started.
+func duration(r *messages.Result) time.Duration {
+	if s, f := r.GetStartedUnixMs(), r.GetFinishedUnixMs(); s > 0 && f >= s {
+		return time.Duration(f-s) * time.Millisecond
+	}
+	return 0
+}
+
+// headerLines are the key: value lines of r.
+func headerLines(r *messages.Result) string {
 	j := r.GetJob()
 	var b strings.Builder
 	line := func(k, v string) {
@@ -93,18 +249,13 @@ func resultHeader(r *messages.Result) string {
 	line("runner", r.GetRunnerId())
 	line("started", formatMS(r.GetStartedUnixMs()))
 	line("finished", formatMS(r.GetFinishedUnixMs()))
-	var d time.Duration
-	if s, f := r.GetStartedUnixMs(), r.GetFinishedUnixMs(); s > 0 && f >= s {
-		d = time.Duration(f-s) * time.Millisecond
-	}
-	line("duration", d.String())
+	line("duration", duration(r).String())
 	if r.GetReason() != "" {
 		line("reason", r.GetReason())
 	}
 	if r.GetFailedStep() != "" {
 		line("failed_step", r.GetFailedStep())
 	}
-	b.WriteByte('\n')
 	return b.String()
 }
 
@@ -166,8 +317,8 @@ func scanBuild(r io.Reader) (int32, error) {
 	return 0, nil
 }
 
-// writeAtomic replaces path with header followed by body.
-func writeAtomic(path, header string, body io.Reader) (err error) {
+// writeAtomic replaces path with header followed by what body writes.
+func writeAtomic(path, header string, body func(io.Writer) error) (err error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -197,7 +348,7 @@ func writeAtomic(path, header string, body io.Reader) (err error) {
 	return nil
 }
 
-func writeAndSync(f *os.File, header string, body io.Reader) error {
+func writeAndSync(f *os.File, header string, body func(io.Writer) error) error {
 	if err := f.Chmod(0o644); err != nil {
 		return err
 	}
@@ -205,10 +356,8 @@ func writeAndSync(f *os.File, header string, body io.Reader) error {
 	if _, err := w.WriteString(header); err != nil {
 		return err
 	}
-	if body != nil {
-		if _, err := io.Copy(w, body); err != nil {
-			return fmt.Errorf("copy output: %w", err)
-		}
+	if err := body(w); err != nil {
+		return err
 	}
 	if err := w.Flush(); err != nil {
 		return err

@@ -12,8 +12,9 @@ import (
 	"time"
 )
 
-// Retention says which results to keep; the rest are pruned with their logs
-// and, once a commit has no result left, its test_results/<commit> file.
+// Retention says which builds to keep; the rest are pruned with every job's
+// result, log and artifacts and, once a commit has no result left, its
+// test_results/<commit> file.
 type Retention struct {
 	// KeepBuilds keeps the newest this many results of each branch of each
 	// repository (a result on several branches is kept while any of them
@@ -26,20 +27,25 @@ type Retention struct {
 
 // PruneStats says what one Prune removed.
 type PruneStats struct {
-	Results     int
+	// Results counts the builds removed (one per build, as the lists show them).
+	Results int
+	// Jobs counts the job results removed (a build of one job has one).
+	Jobs int
+	// Logs counts the attempt logs removed, of every job.
 	Logs        int
 	ResultFiles int
 }
 
-// pruneBatch is how many results one transaction deletes.
+// pruneBatch is how many builds one transaction deletes.
 const pruneBatch = 500
 
-// Prune deletes the results rt does not keep, the logs and artifacts of
-// their builds (every job and attempt) and the result files of commits
-// left without any result. Only final results are ever pruned: a build
-// that is queued or running has no result yet, and the logs of such
-// builds are not touched. The dispatcher's job records stay (they number
-// later builds of a commit).
+// Prune deletes the builds rt does not keep (one build counts once,
+// however many jobs it has), with every job's result, log (every attempt)
+// and artifacts, and the result files of commits left without a complete
+// build. Only complete builds are ever pruned: a build with a job queued
+// or running has no aggregate yet, and neither its jobs' results nor its
+// logs are touched. The dispatcher's job records stay (they number later
+// builds of a commit).
 func (db *DB) Prune(rt Retention, now time.Time) (PruneStats, error) {
 	var st PruneStats
 	if err := db.writable("prune results"); err != nil {
@@ -58,7 +64,7 @@ func (db *DB) Prune(rt Retention, now time.Time) (PruneStats, error) {
 	}
 	ctx := context.Background()
 	rs, err := db.sql.QueryContext(ctx,
-		`SELECT id, repo, commit_hash, build, branches, finished_unix_ms FROM results ORDER BY finished_unix_ms DESC, id DESC`)
+		`SELECT id, repo, commit_hash, build, branches, finished_unix_ms FROM builds ORDER BY finished_unix_ms DESC, id DESC`)
 	if err != nil {
 		return st, fmt.Errorf("prune results in %s: %w", db.path(), err)
 	}
@@ -99,10 +105,15 @@ func (db *DB) Prune(rt Retention, now time.Time) (PruneStats, error) {
 	for batch := range slices.Chunk(drop, pruneBatch) {
 		err := db.inTx(ctx, func(exec func(string, ...any) (int64, error)) error {
 			for _, r := range batch {
-				if _, err := exec(`DELETE FROM results WHERE id = ?`, r.id); err != nil {
+				if _, err := exec(`DELETE FROM builds WHERE id = ?`, r.id); err != nil {
 					return err
 				}
-				n, err := exec(`DELETE FROM logs WHERE repo = ? AND commit_hash = ? AND build = ?`, r.repo, r.commit, r.build)
+				n, err := exec(`DELETE FROM results WHERE repo = ? AND commit_hash = ? AND build = ?`, r.repo, r.commit, r.build)
+				if err != nil {
+					return err
+				}
+				st.Jobs += int(n)
+				n, err = exec(`DELETE FROM logs WHERE repo = ? AND commit_hash = ? AND build = ?`, r.repo, r.commit, r.build)
 				if err != nil {
 					return err
 				}
@@ -124,7 +135,7 @@ func (db *DB) Prune(rt Retention, now time.Time) (PruneStats, error) {
 	}
 	for _, c := range slices.Sorted(maps.Keys(commits)) {
 		var left int
-		if err := db.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM results WHERE commit_hash = ?`, c).Scan(&left); err != nil {
+		if err := db.sql.QueryRowContext(ctx, `SELECT COUNT(*) FROM builds WHERE commit_hash = ?`, c).Scan(&left); err != nil {
 			return st, fmt.Errorf("prune results in %s: %w", db.path(), err)
 		}
 		if left > 0 || checkHex(c, 4) != nil {

@@ -86,3 +86,40 @@ func TestPrune(t *testing.T) {
 		})
 	}
 }
+
+// TestPruneBuildOfJobs: a complete build goes with every job's result and
+// log and its result file; a build still missing a job's result is kept
+// whole, however old.
+func TestPruneBuildOfJobs(t *testing.T) {
+	db := newDB(t)
+	for i := int32(0); i < 3; i++ {
+		r := pipeline(i, messages.Status_STATUS_PASSED, 1000, 2000)
+		_, err := db.AppendLog(r.Job, 1, 0, []byte("log\n"))
+		require.NoError(t, err)
+		record(t, db, r)
+	}
+	require.NoError(t, db.WriteResultFile(pipeline(2, messages.Status_STATUS_PASSED, 1000, 2000)))
+	open := pipeline(0, messages.Status_STATUS_PASSED, 1000, 2000)
+	open.Job.Build, open.Job.BuildId, open.Job.Id = 2, 200, 200
+	_, err := db.AppendLog(open.Job, 1, 0, []byte("log\n"))
+	require.NoError(t, err)
+	record(t, db, open)
+
+	st, err := db.Prune(store.Retention{KeepFor: time.Hour}, time.UnixMilli(2000).Add(48*time.Hour))
+	require.NoError(t, err)
+	assert.Equal(t, store.PruneStats{Results: 1, Jobs: 3, Logs: 3, ResultFiles: 1}, st,
+		"build 1's file goes with it; build 2 writes its own when complete")
+	for i := int32(0); i < 3; i++ {
+		_, err := db.ResultByJob(100 + int64(i))
+		assert.ErrorIs(t, err, store.ErrNotFound)
+		have, err := db.LogHave(pipeline(i, 0, 0, 0).Job, 1)
+		require.NoError(t, err)
+		assert.Zero(t, have)
+	}
+	b, err := db.Build(200)
+	require.NoError(t, err)
+	assert.Equal(t, int32(1), b.Recorded)
+	have, err := db.LogHave(open.Job, 1)
+	require.NoError(t, err)
+	assert.Equal(t, int64(4), have)
+}

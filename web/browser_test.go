@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
+
+	"github.com/voltci/volt/messages"
 )
 
 // The browser tests drive Debian's chromium against a real `volt up`
@@ -353,4 +356,107 @@ func TestDashboardInABrowser(t *testing.T) {
 		require.NoError(t, os.WriteFile(path, png, 0o644))
 		t.Logf("dashboard screenshot: %s", path)
 	})
+}
+
+// TestBuildPageInABrowser opens the page of a build of four jobs (lint →
+// two tests → package) in chromium, over a real store and a dispatcher
+// that holds the build: a box per job with its status, an arrow per need
+// joining the right boxes, the page following the build as it ends, and a
+// job's log one click away.
+func TestBuildPageInABrowser(t *testing.T) {
+	exe := chromium(t)
+	f := start(t, "")
+	recs := pipelineBuild(60)
+	f.withBuild(t, recs)
+	_, err := f.db.AppendLog(recs[1].Job, 2, 0, []byte("--- step test: go test ./...\nFAIL: TestThing\n"))
+	require.NoError(t, err)
+	_, err = f.db.AppendArtifact(recs[1].Job, 2, "report.json", messages.KindArtifact, 0, []byte("{}"))
+	require.NoError(t, err)
+	sum := sha256.Sum256([]byte("{}"))
+	_, err = f.db.CloseArtifact(61, 2, "report.json", 2, sum[:])
+	require.NoError(t, err)
+	ctx := browser(t, exe)
+
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(f.url+"/builds/60")))
+	waitFor(t, ctx, 10*time.Second, `document.querySelector('#graph g.job')`, "the pipeline is drawn")
+	boxes := `Array.from(document.querySelectorAll('#graph g.job')).map(g => g.id + ' ' + g.getAttribute('class') + ' ' + g.dataset.name)`
+	require.Equal(t, []string{
+		"job-0 job status-passed lint",
+		"job-1 job status-failed test (go=1.25)",
+		"job-2 job status-running test (go=1.26)",
+		"job-3 job status-queued package",
+	}, eval[[]string](t, ctx, boxes))
+	require.Equal(t, []string{"0>1", "0>2", "1>3", "2>3"},
+		eval[[]string](t, ctx, `Array.from(document.querySelectorAll('#graph path.need')).map(p => p.dataset.from + '>' + p.dataset.to)`))
+
+	// Each arrow starts on its need's right edge and ends on its
+	// dependent's left edge, as the browser lays them out; stages go
+	// left to right.
+	geometry := eval[[]string](t, ctx, `Array.from(document.querySelectorAll('#graph path.need')).map(p => {
+		const from = document.getElementById('job-' + p.dataset.from).querySelector('rect').getBBox();
+		const to = document.getElementById('job-' + p.dataset.to).querySelector('rect').getBBox();
+		const a = p.getPointAtLength(0), b = p.getPointAtLength(p.getTotalLength());
+		const on = (pt, x, box) => Math.abs(pt.x - x) < 0.5 && pt.y >= box.y && pt.y <= box.y + box.height;
+		return p.id + ' ' + on(a, from.x + from.width, from) + ' ' + on(b, to.x, to) + ' ' + (from.x < to.x);
+	})`)
+	require.Equal(t, []string{"need-0-1 true true true", "need-0-2 true true true", "need-1-3 true true true", "need-2-3 true true true"}, geometry)
+	require.Equal(t, "rgb(26, 127, 55)", eval[string](t, ctx, `getComputedStyle(document.querySelector('#job-0 rect')).stroke`),
+		"a passed job is drawn in the dashboard's green")
+	require.Equal(t, []string{"/builds/60/jobs/1#log", "/builds/60/jobs/1#tests", "/builds/60/jobs/1#artifacts"},
+		eval[[]string](t, ctx, `Array.from(document.querySelectorAll('#jobs tr[data-index="1"] td.links a')).map(a => a.getAttribute('href'))`))
+
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(artifactDir(t), "build.png"), png, 0o644))
+
+	// The build goes on without a reload: the second test passes, then
+	// package is skipped (a test failed) and the build ends failed.
+	eval[any](t, ctx, `window.__noReload = 42`)
+	recs[2].State, recs[2].Result = messages.JobState_JOB_STATE_DONE, &messages.Result{Job: recs[2].Job, Attempt: 1, Status: messages.Status_STATUS_PASSED}
+	f.withBuild(t, recs)
+	waitFor(t, ctx, 10*time.Second, `document.querySelector('#job-2.status-passed')`, "the second test turns passed")
+	recs[3].State, recs[3].Waiting, recs[3].Result = messages.JobState_JOB_STATE_DONE, "", &messages.Result{Job: recs[3].Job, Status: messages.Status_STATUS_SKIPPED}
+	f.withBuild(t, recs)
+	waitFor(t, ctx, 10*time.Second, `document.getElementById('build').dataset.done === 'true'`, "the page sees the build end")
+	require.Equal(t, "job status-skipped", eval[string](t, ctx, `document.getElementById('job-3').getAttribute('class')`))
+	require.Equal(t, "failed", eval[string](t, ctx, `document.getElementById('build-status').innerText`))
+	require.Equal(t, float64(42), eval[float64](t, ctx, `window.__noReload`), "the page was reloaded")
+	require.Equal(t, 4, len(eval[[]string](t, ctx, `Array.from(document.querySelectorAll('#graph path.need')).map(p => p.id)`)))
+
+	// A click on a box opens its job, with its log.
+	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#job-1 rect`))))
+	waitFor(t, ctx, 10*time.Second, `location.pathname === '/builds/60/jobs/1' && document.getElementById('log')`, "the box opens its job")
+	require.Contains(t, eval[string](t, ctx, `document.getElementById('log').innerText`), "FAIL: TestThing")
+	require.Contains(t, eval[string](t, ctx, `document.querySelector('h1').innerText`), "test (go=1.25)")
+	require.Equal(t, "/api/v2/builds/60/jobs/1/artifacts/report.json", eval[string](t, ctx, `document.querySelector('#artifacts a').getAttribute('href')`),
+		"its artifacts are there to download")
+}
+
+// TestBuildPageOfARealBuild: a `volt up` builds a commit of the
+// single-list format; the dashboard's row opens its build page, which
+// draws one green box named "build" and no arrow, and the box opens the
+// job with its log.
+func TestBuildPageOfARealBuild(t *testing.T) {
+	exe := chromium(t)
+	bin := buildVolt(t)
+	repo := newGitRepo(t)
+	sha := repo.commit(quickSpec, "first")
+	url := startUp(t, bin, repo, "main")
+	ctx := browser(t, exe)
+
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(url+"/")))
+	row := fmt.Sprintf(`tr.commit.status-passed[data-commit="%s"]`, sha)
+	waitFor(t, ctx, 60*time.Second, fmt.Sprintf(`document.querySelector('%s')`, row), "the commit's row is green")
+	id := eval[string](t, ctx, fmt.Sprintf(`document.querySelector('%s').dataset.build`, row))
+	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS(row+` a`))))
+	waitFor(t, ctx, 10*time.Second, `document.querySelector('#graph g.job')`, "the row opens the build page")
+	require.Equal(t, "/builds/"+id, eval[string](t, ctx, `location.pathname`))
+	require.Equal(t, []string{"job-0 job status-passed build"},
+		eval[[]string](t, ctx, `Array.from(document.querySelectorAll('#graph g.job')).map(g => g.id + ' ' + g.getAttribute('class') + ' ' + g.dataset.name)`))
+	require.Equal(t, float64(0), eval[float64](t, ctx, `document.querySelectorAll('#graph path.need').length`))
+	require.Equal(t, "passed", eval[string](t, ctx, `document.getElementById('build-status').innerText`))
+
+	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#job-0 rect`))))
+	waitFor(t, ctx, 10*time.Second, `document.getElementById('log') && document.getElementById('log').innerText.includes('all good')`, "the box opens the job's log")
+	require.Equal(t, "/builds/"+id+"/jobs/0", eval[string](t, ctx, `location.pathname`))
 }

@@ -1,6 +1,9 @@
-// Package web serves Volt's HTTP face: the live dashboard, a page per job
-// with its log streaming while it runs, status badges, the JSON API under
-// /api/v1/, the inbound git webhook, Prometheus metrics and /healthz.
+// Package web serves Volt's HTTP face: the live dashboard, a page per build
+// drawing its pipeline (graph.go lays it out as SVG on the server) and a
+// page per job with its log streaming while it runs, status badges, the
+// JSON API under /api/v1/ (where a build is called a job, as it always
+// was) and /api/v2/ (builds and their jobs), the inbound git webhook,
+// Prometheus metrics and /healthz.
 //
 // It reads results and logs from the reporter's store (store.DB) and asks the
 // dispatcher for the runners, the queue, cancels, rebuilds and notifies

@@ -38,7 +38,28 @@ type Job struct {
 	LogDropped int64      `json:"log_dropped"`
 
 	job *messages.Job
+	// waiting is why a queued job has not started (the dispatcher's
+	// JobRecord.waiting); not in /api/v1's answers, whose shape is fixed.
+	waiting string
 }
+
+// BuildID is the id of the build j belongs to (its own id for a build of
+// one job).
+func (j Job) BuildID() int64 { return j.job.BuildID() }
+
+// Index is j's place in its build.
+func (j Job) Index() int32 { return j.job.GetIndex() }
+
+// JobsInBuild is how many jobs j's build has.
+func (j Job) JobsInBuild() int32 { return j.job.JobsInBuild() }
+
+// Name is j's name: its cell's, or "build" for the one job of a
+// single-list build.
+func (j Job) Name() string { return j.job.DisplayName() }
+
+// Waiting is why a queued job has not started ("no runner has labels
+// gpu"), "" otherwise.
+func (j Job) Waiting() string { return j.waiting }
 
 // Job states as the API names them.
 const (
@@ -87,7 +108,7 @@ func fromRecord(rec *messages.JobRecord) Job {
 		JobID: j.GetId(), Repo: j.GetRepo(), RepoName: j.GetRepoName(), Commit: j.GetCommit(), Subject: j.GetSubject(),
 		Branches: append([]string{}, j.GetBranches()...), Build: j.GetBuild(), State: rec.GetState().Name(),
 		Attempt: rec.GetAttempt(), Runner: rec.GetRunnerId(), Reason: rec.GetLastError(),
-		QueuedAt: msTime(rec.GetQueuedUnixMs()), StartedAt: msTime(rec.GetAssignedUnixMs()), job: j,
+		QueuedAt: msTime(rec.GetQueuedUnixMs()), StartedAt: msTime(rec.GetAssignedUnixMs()), job: j, waiting: rec.GetWaiting(),
 	}
 }
 

@@ -222,6 +222,8 @@ type jobPageView struct {
 	Live       bool
 	TokenNeeds bool
 	Error      string
+	// Artifacts are the files the job's final attempt kept (graphpage.go).
+	Artifacts []ArtifactFile
 }
 
 func (s *Server) jobView(v Job, log []byte) jobPageView {
@@ -281,6 +283,7 @@ func (s *Server) jobPage(w http.ResponseWriter, r *http.Request) {
 	}
 	pv := s.jobView(v, log)
 	pv.Error = r.URL.Query().Get("error")
+	pv.Artifacts = s.jobArtifactFiles(v)
 	s.render(w, "job.html", pv)
 }
 
@@ -304,7 +307,8 @@ func (s *Server) rawLog(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// commitPage sends a commit (full or a unique prefix) to its latest build's page.
+// commitPage sends a commit (full or a unique prefix) to its latest build's
+// page.
 func (s *Server) commitPage(w http.ResponseWriter, r *http.Request) {
 	res, err := s.db.ResultForCommit(r.PathValue("commit"))
 	switch {
@@ -315,12 +319,16 @@ func (s *Server) commitPage(w http.ResponseWriter, r *http.Request) {
 		s.lookupError(w, "commit", err)
 		return
 	}
-	http.Redirect(w, r, fmt.Sprintf("/jobs/%d", res.GetJob().GetId()), http.StatusSeeOther)
+	http.Redirect(w, r, fmt.Sprintf("/builds/%d", res.GetJob().BuildID()), http.StatusSeeOther)
 }
 
-// back sends a form's browser back to a job page, with an error to show.
+// back sends a form's browser back to a job page (or to the build page,
+// when the form came from one: page=build), with an error to show.
 func back(w http.ResponseWriter, r *http.Request, id int64, msg string) {
 	u := fmt.Sprintf("/jobs/%d", id)
+	if r.PostFormValue("page") == "build" {
+		u = fmt.Sprintf("/builds/%d", id)
+	}
 	if msg != "" {
 		u += "?error=" + url.QueryEscape(msg)
 	}

@@ -76,6 +76,7 @@ type Server struct {
 	metrics *Metrics
 	mux     *http.ServeMux
 	hub     *hub
+	builds  buildSource
 }
 
 // New returns a server for cfg. It does not listen yet.
@@ -100,6 +101,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("web: parse templates: %w", err)
 	}
 	s := &Server{cfg: cfg, db: cfg.DB, log: cfg.Logger, pages: pages, metrics: cfg.Metrics, hub: newHub()}
+	s.builds = &storeBuilds{db: cfg.DB, status: s.status}
 	s.metrics.watch(cfg.Backend, cfg.DB, cfg.StatusTimeout)
 	s.routes()
 	return s, nil
@@ -133,6 +135,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/v1/jobs/{id}/cancel", s.apiCancel)
 	m.HandleFunc("POST /api/v1/commits/{commit}/rebuild", s.apiRebuild)
 	m.HandleFunc("POST /api/v1/hooks/git", s.apiHook)
+	s.buildRoutes(m)    // apiv2.go: /api/v2/builds and the build pages
 	s.artifactRoutes(m) // artifacts.go
 	s.testRoutes(m)     // tests.go
 	s.mux = m

@@ -122,33 +122,28 @@ func (c *Core) freeRunner(j *job) *runnerState {
 func (c *Core) assign(now time.Time, fx []actors.Effect) []actors.Effect {
 	var saves []*job
 	slot := len(fx)
-	misses := 0
-	for c.turn.len() > 0 && misses < c.turn.len() && c.idle.head != nil {
-		b := c.builds[c.turn.popFront()]
-		if b == nil || !b.inTurn || len(b.ready) == 0 {
-			if b != nil && len(b.ready) == 0 {
-				b.inTurn = false
+	// Each pass over the turn starts at most one job per build; a build
+	// that starts one goes to the back. Passes end when one starts none.
+	for started := true; started && len(c.turn) > 0 && c.idle.head != nil; {
+		started = false
+		for i := 0; i < len(c.turn) && c.idle.head != nil; {
+			b := c.builds[c.turn[i]]
+			j, r := c.pick(b)
+			if j == nil {
+				i++
+				continue
 			}
-			continue // a place passed over: see makeReady
+			started = true
+			c.unready(j) // takes b out of the turn if it has no ready job left
+			if k := slices.Index(c.turn, b.id); k >= 0 {
+				c.turn = append(slices.Delete(c.turn, k, k+1), b.id)
+			}
+			if saves == nil {
+				fx = append(fx, nil) // the Persist, filled in below
+			}
+			saves = append(saves, j)
+			fx = c.run(now, fx, j, r)
 		}
-		j, r := c.pick(b)
-		if j == nil {
-			c.turn.pushBack(b.id)
-			misses++
-			continue
-		}
-		misses = 0
-		c.unready(j)
-		if len(b.ready) > 0 {
-			c.turn.pushBack(b.id)
-		} else {
-			b.inTurn = false
-		}
-		if saves == nil {
-			fx = append(fx, nil) // the Persist, filled in below
-		}
-		saves = append(saves, j)
-		fx = c.run(now, fx, j, r)
 	}
 	if saves != nil {
 		fx[slot] = persist(nil, saves)
@@ -158,6 +153,9 @@ func (c *Core) assign(now time.Time, fx []actors.Effect) []actors.Effect {
 
 // pick returns b's first ready job a free runner can take, and the runner.
 func (c *Core) pick(b *build) (*job, *runnerState) {
+	if b == nil {
+		return nil, nil
+	}
 	for _, id := range b.ready {
 		j := c.jobs[id]
 		if j == nil {

@@ -26,9 +26,8 @@ type build struct {
 	left  int                     // jobs not ended
 	held  int                     // jobs in Core.jobs
 	// ready holds the queued jobs whose needs are met, in the order they
-	// start; inTurn says whether the build stands in Core.turn.
-	ready  []int64
-	inTurn bool
+	// start; the build stands in Core.turn while it has any.
+	ready []int64
 }
 
 // buildOf returns j's build, nil for a job brought back from the archive
@@ -117,16 +116,14 @@ func (c *Core) makeReady(b *build, j *job, first bool) {
 	} else {
 		b.ready = append(b.ready, j.Job.Id)
 	}
+	i := slices.Index(c.turn, b.id)
 	switch {
-	case !b.inTurn:
-		b.inTurn = true
-		if first {
-			c.turn.pushFront(b.id)
-		} else {
-			c.turn.pushBack(b.id)
-		}
+	case i < 0 && first:
+		c.turn = slices.Insert(c.turn, 0, b.id)
+	case i < 0:
+		c.turn = append(c.turn, b.id)
 	case first:
-		c.turn.pushFront(b.id) // its place further back is passed over (see assign)
+		c.turn = slices.Insert(slices.Delete(c.turn, i, i+1), 0, b.id)
 	}
 }
 
@@ -139,6 +136,11 @@ func (c *Core) unready(j *job) {
 	if b := c.buildOf(j); b != nil {
 		if i := slices.Index(b.ready, j.Job.Id); i >= 0 {
 			b.ready = slices.Delete(b.ready, i, i+1)
+		}
+		if len(b.ready) == 0 {
+			if i := slices.Index(c.turn, b.id); i >= 0 {
+				c.turn = slices.Delete(c.turn, i, i+1)
+			}
 		}
 	}
 }

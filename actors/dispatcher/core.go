@@ -59,11 +59,12 @@ type Core struct {
 	jobs   map[int64]*job   // unfinished, or finished and not forwarded
 	builds map[int64]*build // the builds with a job in jobs, or one not ended
 	byKey  map[pair]int64   // repo, commit -> newest active build id
-	// turn holds the ids of the builds with ready jobs, in the order they
-	// take turns (round robin: a build queued after a large matrix starts
-	// before the matrix ends); a build may stand in it more than once
-	// (see makeReady), and assign passes over those without ready jobs.
-	turn    ring[int64]
+	// turn holds the ids of the builds with ready jobs, each once, in the
+	// order they take turns (round robin: a build queued after a large
+	// matrix starts before the matrix ends). A build goes to the back when
+	// one of its jobs starts, and only then: a step that starts nothing
+	// leaves the order as it was.
+	turn    []int64
 	cursors map[pair]*messages.Cursor // repo, branch
 	nextID  int64
 

@@ -54,9 +54,9 @@ func (c *Core) digestJobs(d *actors.Digest) {
 		}
 		d.Int(-1)
 	}
-	d.Int(int64(c.turn.len()))
-	for i := range c.turn.len() {
-		d.Int(c.turn.buf[(c.turn.head+i)%len(c.turn.buf)])
+	d.Int(int64(len(c.turn)))
+	for _, id := range c.turn {
+		d.Int(id)
 	}
 	keys = keys[:0]
 	for k := range c.cursors {

@@ -2,10 +2,12 @@ package observer
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/voltci/volt/actors"
 	vhost "github.com/voltci/volt/actors/host"
+	"github.com/voltci/volt/messages"
 )
 
 // Effects is everything the observer's core asks of its shell beyond the
@@ -75,11 +77,28 @@ func (s *Shell) Poll(e Poll) {
 			start = time.Now()
 		}
 		polled := reader.Read(pctx, e.Repo, e.Branch, e.Since, e.Max)
+		if polled.Err == "" {
+			polled = withPipelines(pctx, reader, polled)
+		}
 		if onPoll != nil {
 			onPoll(time.Since(start))
 		}
 		return polled
 	})
+}
+
+// withPipelines reads the pipeline of each of p's commits. A read that
+// fails fails the poll: its commits are looked at again next time.
+func withPipelines(ctx context.Context, reader RepoReader, p Polled) Polled {
+	p.Pipelines = make([]*messages.Pipeline, 0, len(p.Commits))
+	for _, commit := range p.Commits {
+		pl, err := reader.Pipeline(ctx, p.Repo, commit)
+		if err != nil {
+			return Polled{Repo: p.Repo, Branch: p.Branch, Err: fmt.Sprintf("pipeline of %s: %v", commit, err)}
+		}
+		p.Pipelines = append(p.Pipelines, pl)
+	}
+	return p
 }
 
 // Actor is the observer's Proto.Actor actor: the shared host around the

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/plant"
 	"github.com/voltci/volt/messages"
@@ -42,6 +44,9 @@ type Polled struct {
 	Forced       bool
 	Skipped      int
 	Err          string
+	// Pipelines[i] is the pipeline of Commits[i] (the shell reads them
+	// after Read); missing or nil ones are the single-list format.
+	Pipelines []*messages.Pipeline
 }
 
 type branch struct {
@@ -364,9 +369,13 @@ func (c *Core) polled(now time.Time, m Polled) []actors.Effect {
 		b.cursor = m.Tip // as if the branch's first commit were already built
 	case len(m.Commits) > 0 && m.Tip != b.cursor:
 		c.seq++
+		commits, subjects, pipelines := fit(m)
 		b.inflight = &messages.CommitObserved{
 			ObserverId: c.cfg.ID, Seq: c.seq, Repo: b.repo.Url, RepoName: b.repo.Name, Branch: b.name,
-			Previous: b.cursor, Commits: m.Commits, Subjects: m.Subjects, Forced: m.Forced, Skipped: int32(m.Skipped)}
+			Previous: b.cursor, Commits: commits, Subjects: subjects, Pipelines: pipelines, Forced: m.Forced, Skipped: int32(m.Skipped)}
+		if len(commits) < len(m.Commits) {
+			fx = append(fx, actors.Info("large pipelines: sending the oldest commits first", "repo", b.repo.Name, "branch", b.name, "sent", len(commits), "left", len(m.Commits)-len(commits)))
+		}
 		b.sentAt = now
 		b.tries = 1
 		if m.Skipped > 0 {
@@ -385,4 +394,45 @@ func (c *Core) polled(now time.Time, m Polled) []actors.Effect {
 		fx = append(fx, c.poll(b)...)
 	}
 	return fx
+}
+
+// MaxPipelineBytes caps the encoded pipelines of one CommitObserved, far
+// below the wire's 4 MiB per message; a pipeline is at most 1 MiB
+// (jobspec), so one commit always fits.
+const MaxPipelineBytes = 2 << 20
+
+// fit returns the commits of m to send now, oldest first, with their
+// subjects and pipelines: as many as fit in MaxPipelineBytes of pipelines,
+// at least one. The rest are sent after the acknowledgement, from the new
+// cursor. Pipelines hold no trailing empty ones (a missing pipeline is the
+// single-list format), so single-list commits send what they always have.
+func fit(m Polled) (commits, subjects []string, pipelines []*messages.Pipeline) {
+	n, size := len(m.Commits), 0
+	for i := 0; i < len(m.Commits) && i < len(m.Pipelines); i++ {
+		size += proto.Size(m.Pipelines[i])
+		if size > MaxPipelineBytes && i > 0 {
+			n = i
+			break
+		}
+	}
+	commits = m.Commits[:n]
+	subjects = m.Subjects
+	if len(subjects) > n {
+		subjects = subjects[:n]
+	}
+	last := min(n, len(m.Pipelines))
+	for last > 0 && proto.Size(m.Pipelines[last-1]) == 0 {
+		last--
+	}
+	if last == 0 {
+		return commits, subjects, nil
+	}
+	pipelines = make([]*messages.Pipeline, last)
+	for i, p := range m.Pipelines[:last] {
+		if p == nil {
+			p = &messages.Pipeline{}
+		}
+		pipelines[i] = p
+	}
+	return commits, subjects, pipelines
 }

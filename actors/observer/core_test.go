@@ -3,6 +3,7 @@ package observer_test
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -453,4 +454,98 @@ func TestStatusForWhoMayAsk(t *testing.T) {
 			assert.IsType(t, &messages.StatusReply{}, replies[0].Msg)
 		})
 	}
+}
+
+// --- Pipelines: each commit's .volt.yml, expanded, travels with it ---
+
+func pipelineOf(keys ...string) *messages.Pipeline {
+	p := &messages.Pipeline{}
+	for i, k := range keys {
+		j := &messages.PipelineJob{Key: k, Name: k}
+		if i > 0 {
+			j.Needs = []int32{int32(i - 1)}
+		}
+		p.Jobs = append(p.Jobs, j)
+	}
+	return p
+}
+
+func TestPipelinesTravelWithTheirCommits(t *testing.T) {
+	c := coretest.Commit
+	broken := &messages.Pipeline{Error: ".volt.yml line 3, column 5: a: needs: no job is named \"b\""}
+	tests := []struct {
+		name      string
+		pipelines []*messages.Pipeline
+		want      []*messages.Pipeline
+	}{
+		{"none read: the single-list format", nil, nil},
+		{"all single-list: nothing more on the wire than before", []*messages.Pipeline{{}, {}, {}}, nil},
+		{"trailing single-list ones are left off", []*messages.Pipeline{pipelineOf("lint", "test"), {}, nil}, []*messages.Pipeline{pipelineOf("lint", "test")}},
+		{"a single-list one before a pipeline is kept, nil made empty", []*messages.Pipeline{nil, {}, broken}, []*messages.Pipeline{{}, {}, broken}},
+		{"every one", []*messages.Pipeline{pipelineOf("a"), broken, pipelineOf("b", "c")}, []*messages.Pipeline{pipelineOf("a"), broken, pipelineOf("b", "c")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := registeredWith(t)
+			w.advance(pollEvery)
+			w.tick()
+			w.polled("dev")
+			fx := w.step("", observer.Polled{Repo: repoURL, Branch: "main", Tip: c(4), Commits: []string{c(2), c(3), c(4)}, Pipelines: tt.pipelines})
+			sent := observed(fx)
+			require.Len(t, sent, 1)
+			assert.Equal(t, []string{c(2), c(3), c(4)}, sent[0].Commits)
+			require.Len(t, sent[0].Pipelines, len(tt.want))
+			for i := range tt.want {
+				assert.True(t, proto.Equal(tt.want[i], sent[0].Pipelines[i]), "pipeline %d: %v", i, sent[0].Pipelines[i])
+			}
+			_, err := proto.Marshal(sent[0])
+			assert.NoError(t, err, "it goes on the wire")
+
+			w.advance(time.Second)
+			resent := observed(w.tick())
+			require.Len(t, resent, 1)
+			assert.True(t, proto.Equal(sent[0], resent[0]), "a resend carries the same pipelines")
+		})
+	}
+}
+
+// bigPipeline is a pipeline of about size bytes on the wire.
+func bigPipeline(size int) *messages.Pipeline {
+	return &messages.Pipeline{Jobs: []*messages.PipelineJob{{Key: "k", Name: strings.Repeat("n", size)}}}
+}
+
+// TestLargePipelinesAreSentOldestFirstInParts: a backlog whose pipelines
+// would not fit in one message is sent in parts, oldest first; the rest
+// follow from the acknowledged cursor, and no commit is skipped.
+func TestLargePipelinesAreSentOldestFirstInParts(t *testing.T) {
+	c := coretest.Commit
+	w := registeredWith(t)
+	w.advance(pollEvery)
+	w.tick()
+	w.polled("dev")
+	third := observer.MaxPipelineBytes / 3
+	all := []string{c(2), c(3), c(4), c(5), c(6)}
+	pipes := []*messages.Pipeline{bigPipeline(third), bigPipeline(third), {}, bigPipeline(third), bigPipeline(third)}
+
+	fx := w.step("", observer.Polled{Repo: repoURL, Branch: "main", Tip: c(6), Commits: all, Subjects: []string{"s2", "s3", "s4", "s5", "s6"}, Pipelines: pipes})
+	sent := observed(fx)
+	require.Len(t, sent, 1)
+	assert.Equal(t, []string{c(2), c(3), c(4)}, sent[0].Commits, "the oldest that fit")
+	assert.Equal(t, []string{"s2", "s3", "s4"}, sent[0].Subjects)
+	assert.Len(t, sent[0].Pipelines, 2, "the third is single-list")
+	assert.Less(t, proto.Size(sent[0]), 4<<20, "within the wire's limit")
+	assert.NotEmpty(t, coretest.EffectsOf[actors.Note](fx), "the split is noted")
+
+	assert.Equal(t, []string{"main@" + c(4)}, polls(w.ack(sent[0], c(4))), "the rest from the new cursor")
+	sent = observed(w.step("", observer.Polled{Repo: repoURL, Branch: "main", Tip: c(6), Commits: all[3:], Pipelines: pipes[3:]}))
+	require.Len(t, sent, 1)
+	assert.Equal(t, []string{c(5), c(6)}, sent[0].Commits)
+	assert.Equal(t, c(4), sent[0].Previous)
+
+	// One pipeline larger than the budget still goes, alone.
+	w.ack(sent[0], c(6))
+	huge := []*messages.Pipeline{bigPipeline(observer.MaxPipelineBytes + 1), {}}
+	sent = observed(w.step("", observer.Polled{Repo: repoURL, Branch: "main", Tip: c(8), Commits: []string{c(7), c(8)}, Pipelines: huge}))
+	require.Len(t, sent, 1)
+	assert.Equal(t, []string{c(7)}, sent[0].Commits)
 }

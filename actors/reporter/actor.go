@@ -91,8 +91,9 @@ func (s *Shell) Do(e actors.Effect) bool { return host.Visit[Effects](s, e) }
 // StorePath implements host.StorePath.
 func (s *Shell) StorePath() string { return host.PathOf(s.store) }
 
-// Record implements Effects: the result is stored (a duplicate changes
-// nothing), its result file written, and the dispatcher told.
+// Record implements Effects: the job's result is stored (a duplicate
+// changes nothing), its build's result file written if every job of the
+// build has a result now, and the dispatcher told (by job id).
 func (s *Shell) Record(e Record) {
 	if !s.h.StoreReady() {
 		return // no ack: the dispatcher sends it again
@@ -106,9 +107,10 @@ func (s *Shell) Record(e Record) {
 		return
 	}
 	// The file is written for a duplicate too (atomically, the latest
-	// build winning): a crash between the insert and the file must not
-	// lose the file for good, and the result is acknowledged only once
-	// its file is written.
+	// build winning; only once every job of the build has a result): a
+	// crash between the insert of the job that completes its build and
+	// the file must not lose the file for good, and a result is
+	// acknowledged only once its build's file is written, if due.
 	if inserted || !plant.On(plant.ResultFileNotRewritten) {
 		if err := s.store.WriteResultFile(e.Result); err != nil {
 			s.h.StoreFailed("write a result file", err)
@@ -117,8 +119,12 @@ func (s *Shell) Record(e Record) {
 	}
 	if inserted {
 		s.recorded++
-		s.h.Log(actors.Info("result recorded", "repo", e.Result.Job.RepoName, "commit", e.Result.Job.Commit,
-			"build", e.Result.Job.Build, "status", e.Result.Status.Name()))
+		j := e.Result.Job
+		args := []any{"repo", j.RepoName, "commit", j.Commit, "build", j.Build}
+		if j.Cell != nil {
+			args = append(args, "job", j.DisplayName(), "index", j.Index)
+		}
+		s.h.Log(actors.Info("result recorded", append(args, "status", e.Result.Status.Name())...))
 	} else {
 		s.duplicates++
 	}

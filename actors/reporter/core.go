@@ -17,11 +17,14 @@ type Config struct {
 	Token      string
 }
 
-// Record asks the shell to store a final result durably, write its result
-// file and then acknowledge it to ReplyTo. With DropLog set, the stored log
-// of the result's attempt is not the output of the runner the result names
+// Record asks the shell to store the final result of one job of a build
+// durably, write the build's result file if every job of it now has a
+// result, and then acknowledge it to ReplyTo. Each job of a build has its
+// own result, attempts and log; a skipped job's result (no runner, no log)
+// is recorded like any other. With DropLog set, the stored log of the
+// result's attempt is not the output of the runner the result names
 // (another runner's certificate wrote it, or more than one identity did):
-// the shell drops it first, so that the build keeps no log rather than
+// the shell drops it first, so that the job keeps no log rather than
 // someone else's.
 type Record struct {
 	Result  *messages.Result
@@ -81,14 +84,37 @@ type Core struct {
 	logKey []byte
 }
 
-// logKey names one attempt's log as the store keys it.
+// logKey names one attempt's log as the store keys it: each job of a
+// build has its own.
 type logKey struct {
-	repo, commit   string
-	build, attempt int32
+	repo, commit          string
+	build, index, attempt int32
 }
 
 func keyOf(j *messages.Job, attempt int32) logKey {
-	return logKey{repo: j.GetRepo(), commit: j.GetCommit(), build: j.GetBuild(), attempt: attempt}
+	return logKey{repo: j.GetRepo(), commit: j.GetCommit(), build: j.GetBuild(), index: j.GetIndex(), attempt: attempt}
+}
+
+// maxBuildJobs bounds the jobs a build may claim to have (the dispatcher
+// makes at most 1,000 per pipeline).
+const maxBuildJobs = 10_000
+
+// badPlace says why job's place in its build is impossible ("" when it is
+// not): its index must be within its build's jobs, and its id the build's
+// id plus its index (docs/pipelines.md). The reporter keys results and
+// logs by index, so no message may name one index with another's id.
+func badPlace(j *messages.Job) string {
+	switch i := j.GetIndex(); {
+	case j.GetBuildJobs() < 0 || j.GetBuildJobs() > maxBuildJobs:
+		return fmt.Sprintf("a build of %d jobs", j.GetBuildJobs())
+	case i < 0 || i >= j.JobsInBuild():
+		return fmt.Sprintf("index %d outside a build of %d jobs", i, j.JobsInBuild())
+	case j.GetBuildId() == 0 && i != 0:
+		return fmt.Sprintf("index %d without a build id", i)
+	case j.GetBuildId() != 0 && j.GetId() != j.GetBuildId()+int64(i):
+		return fmt.Sprintf("job %d is not index %d of build %d", j.GetId(), i, j.GetBuildId())
+	}
+	return ""
 }
 
 // claim is who wrote an attempt's log.
@@ -176,9 +202,12 @@ func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
 		if m.Result == nil || m.Result.Job == nil || messages.ValidateCommit(m.Result.Job.Commit) != nil {
 			return []actors.Effect{actors.Warn("malformed result ignored", "from", string(from))}
 		}
+		if why := badPlace(m.Result.Job); why != "" {
+			return []actors.Effect{actors.Warn("malformed result ignored", "from", string(from), "why", why)}
+		}
 		return c.record(m.Result, from)
 	case *messages.LogChunk:
-		if m.Job == nil || messages.ValidateCommit(m.Job.Commit) != nil || m.Offset < 0 {
+		if m.Job == nil || messages.ValidateCommit(m.Job.Commit) != nil || m.Offset < 0 || badPlace(m.Job) != "" {
 			return []actors.Effect{actors.Warn("malformed log chunk ignored", "from", string(from))}
 		}
 		if why := c.ticket(sender.Who, m.Job, m.Attempt, m.Ticket); why != "" {
@@ -189,7 +218,7 @@ func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
 		}
 		return []actors.Effect{AppendLog{Chunk: m, Writer: sender.Who}}
 	case *messages.LogClosed:
-		if m.Job == nil || messages.ValidateCommit(m.Job.Commit) != nil {
+		if m.Job == nil || messages.ValidateCommit(m.Job.Commit) != nil || badPlace(m.Job) != "" {
 			return []actors.Effect{actors.Warn("malformed log close ignored", "from", string(from))}
 		}
 		if why := c.ticket(sender.Who, m.Job, m.Attempt, m.Ticket); why != "" {
@@ -287,7 +316,7 @@ func (c *Core) claim(k logKey, who actors.Identity) string {
 	case who.IsLocal():
 		cl.mixed = true
 	default:
-		return fmt.Sprintf("the log of job %s attempt %d is %s's", k.commit, k.attempt, cl.who)
+		return fmt.Sprintf("the log of %s build %d job %d attempt %d is %s's", k.commit, k.build, k.index, k.attempt, cl.who)
 	}
 	return ""
 }
@@ -353,6 +382,7 @@ func (c *Core) Digest() uint64 {
 		d.Str(r.key.repo)
 		d.Str(r.key.commit)
 		d.Int(int64(r.key.build))
+		d.Int(int64(r.key.index))
 		d.Int(int64(r.key.attempt))
 		d.Str(cl.who.String())
 		d.Bool(cl.mixed)

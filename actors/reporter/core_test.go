@@ -326,3 +326,80 @@ func TestNoLogBeforeTheKey(t *testing.T) {
 	step(c, coretest.T0, dispAddr, &messages.ReporterRegistered{Accepted: true, LogKey: testKey})
 	assert.Len(t, coretest.EffectsOf[reporter.AppendLog](step(c, coretest.T0, runnerAddr, m)), 1)
 }
+
+// pipelineJob is job index of a build of n jobs whose id is build.
+func pipelineJob(build int64, index, n int32) *messages.Job {
+	j := job(int(build))
+	j.Id, j.BuildId, j.Index, j.BuildJobs = build+int64(index), build, index, n
+	j.Cell = &messages.PipelineJob{Key: fmt.Sprintf("job%d", index), Name: fmt.Sprintf("job%d", index)}
+	return j
+}
+
+// TestJobsOfABuildHaveTheirOwnLogs: each job of a build has its own
+// attempts and log, so two runners running jobs 0 and 1 of one build,
+// both at attempt 1, each write their own log, and each job's result
+// keeps its runner's log.
+func TestJobsOfABuildHaveTheirOwnLogs(t *testing.T) {
+	c := newRegistered(t)
+	r2 := actors.Identity{Role: actors.RoleRunner, Name: "r2"}
+	for _, w := range []struct {
+		who   actors.Identity
+		index int32
+	}{{r1, 0}, {r2, 1}, {r1, 0}, {r2, 1}} {
+		j := pipelineJob(10, w.index, 2)
+		fx := c.Step(coretest.T0, actors.From{Addr: runnerAddr, Who: w.who},
+			&messages.LogChunk{Job: j, Attempt: 1, Data: []byte("x"), Ticket: ticket(w.who, j, 1)})
+		require.Len(t, coretest.EffectsOf[reporter.AppendLog](fx), 1, "%s writing job %d", w.who, w.index)
+	}
+	for i, runner := range []string{"r1", "r2"} {
+		res := &messages.Result{Job: pipelineJob(10, int32(i), 2), Attempt: 1, RunnerId: runner, Status: messages.Status_STATUS_PASSED}
+		recs := coretest.EffectsOf[reporter.Record](step(c, coretest.T0, dispAddr, &messages.ResultRecorded{Result: res}))
+		require.Len(t, recs, 1)
+		assert.False(t, recs[0].DropLog, "job %d keeps its runner's log", i)
+	}
+}
+
+// TestSkippedJobRecorded: a job that never ran (skipped: no runner, no
+// attempt, no log) is recorded like any other result.
+func TestSkippedJobRecorded(t *testing.T) {
+	c := newRegistered(t)
+	res := &messages.Result{Job: pipelineJob(10, 2, 3), Status: messages.Status_STATUS_SKIPPED, Reason: "needs job1, which failed"}
+	fx := step(c, coretest.T0, dispAddr, &messages.ResultRecorded{Result: res})
+	assert.Equal(t, []actors.Effect{reporter.Record{Result: res, ReplyTo: dispAddr}}, fx)
+}
+
+// TestImpossiblePlacesRefused: results and logs are keyed by the job's
+// index in its build, so a message whose index does not fit its build or
+// its id changes nothing.
+func TestImpossiblePlacesRefused(t *testing.T) {
+	bad := map[string]func(j *messages.Job){
+		"index beyond the build":        func(j *messages.Job) { j.Index = 2 },
+		"negative index":                func(j *messages.Job) { j.Index = -1 },
+		"id not the build's plus index": func(j *messages.Job) { j.Id = 99 },
+		"index without a build id":      func(j *messages.Job) { j.BuildId = 0 },
+		"a build of too many jobs":      func(j *messages.Job) { j.BuildJobs = 1 << 30 },
+	}
+	for name, spoil := range bad {
+		t.Run(name, func(t *testing.T) {
+			c := newRegistered(t)
+			before := c.Digest()
+			j := pipelineJob(10, 1, 2)
+			spoil(j)
+			for _, in := range []any{
+				&messages.ResultRecorded{Result: &messages.Result{Job: j, Attempt: 1, RunnerId: "r1"}},
+				&messages.LogChunk{Job: j, Attempt: 1, Data: []byte("x"), Ticket: ticket(r1, j, 1)},
+				&messages.LogClosed{Job: j, Attempt: 1, Ticket: ticket(r1, j, 1)},
+			} {
+				from := runnerAddr
+				if _, ok := in.(*messages.ResultRecorded); ok {
+					from = dispAddr
+				}
+				fx := step(c, coretest.T0, from, in)
+				require.Len(t, fx, 1, "%T", in)
+				_, ok := fx[0].(actors.Note)
+				assert.True(t, ok, "%T: only a warning, got %T", in, fx[0])
+			}
+			assert.Equal(t, before, c.Digest())
+		})
+	}
+}

@@ -2,6 +2,7 @@ package reporter_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -89,4 +90,37 @@ func TestResultFileWrittenForADuplicate(t *testing.T) {
 	require.Len(t, p.sent, 1)
 	require.IsType(t, &messages.ResultRecordedAck{}, p.sent[0])
 	require.False(t, h.StoreFailing())
+}
+
+// TestEveryJobAcknowledgedByItsID: the jobs of a build are recorded and
+// acknowledged one by one, each by its own job id, a skipped one (no
+// runner, no log) like any other; the build's file is asked for after
+// each, and the failure of the file of the job that completes the build
+// holds back that job's acknowledgement until a resend writes it.
+func TestEveryJobAcknowledgedByItsID(t *testing.T) {
+	p := &platform{now: time.Unix(1000, 0)}
+	store := &results{recorded: map[int64]bool{}, files: map[string]int32{}}
+	shell := reporter.NewShell(reporter.Config{ID: "rep", Dispatcher: dispAddr}, store)
+	h := host.New(p, shell)
+	h.SetStoreRetry(time.Nanosecond)
+	h.Start()
+	jobOf := func(i int32) *messages.Job {
+		return &messages.Job{Id: 70 + int64(i), BuildId: 70, Index: i, BuildJobs: 2, Repo: "r", Commit: coretest.Commit(7), Build: 1,
+			Cell: &messages.PipelineJob{Key: "k", Name: fmt.Sprint("k", i)}}
+	}
+	skipped := &messages.Result{Job: jobOf(1), Status: messages.Status_STATUS_SKIPPED}
+	shell.Record(reporter.Record{Result: skipped, ReplyTo: dispAddr})
+	require.Len(t, p.sent, 1)
+	require.Equal(t, int64(71), p.sent[0].(*messages.ResultRecordedAck).JobId)
+
+	store.fileErr = errors.New("no space left on device")
+	first := &messages.Result{Job: jobOf(0), Attempt: 1, RunnerId: "r1", Status: messages.Status_STATUS_PASSED}
+	shell.Record(reporter.Record{Result: first, ReplyTo: dispAddr})
+	require.Len(t, p.sent, 1, "acknowledged without its build's file")
+	store.fileErr = nil
+	p.now = p.now.Add(time.Second)
+	shell.Record(reporter.Record{Result: first, ReplyTo: dispAddr})
+	require.Len(t, p.sent, 2)
+	require.Equal(t, int64(70), p.sent[1].(*messages.ResultRecordedAck).JobId)
+	require.Equal(t, map[string]int32{coretest.Commit(7): 1}, store.files)
 }

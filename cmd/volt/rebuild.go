@@ -11,7 +11,7 @@ func newRebuildCommand() *cobra.Command {
 	var c serverClient
 	cmd := &cobra.Command{
 		Use:   "rebuild COMMIT",
-		Short: "Queue a new build of a commit Volt has built before (full id or a unique prefix)",
+		Short: "Queue a new build of a commit Volt has built before (full id or a unique prefix), with every job of its pipeline",
 		Example: `  volt rebuild 3f2a9c1
   VOLT_TOKEN=s3cret volt rebuild 3f2a9c1 --server http://ci.example.com:8080`,
 		Args: cobra.ExactArgs(1),
@@ -21,10 +21,16 @@ func newRebuildCommand() *cobra.Command {
 				Build  int32  `json:"build"`
 				Commit string `json:"commit"`
 			}
+			base, err := c.base()
+			if err != nil {
+				return err
+			}
 			if err := c.do("POST", "/api/v1/commits/"+url.PathEscape(args[0])+"/rebuild", &out); err != nil {
 				return err
 			}
-			fmt.Printf("commit %s: build %d queued as job %d\n", out.Commit, out.Build, out.JobID)
+			// job_id is the new build's id (its first job's): /api/v1 words.
+			fmt.Printf("commit %s: build %d queued (its build number %d); follow it at %s/builds/%d, cancel it with `volt cancel %d`\n",
+				out.Commit, out.JobID, out.Build, base, out.JobID, out.JobID)
 			return nil
 		},
 	}

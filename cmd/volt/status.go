@@ -25,7 +25,7 @@ func newStatusCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show a role's state: the dispatcher lists runners, their jobs and the queue",
+		Short: "Show a role's state: the dispatcher lists runners, their jobs, and the jobs of the builds it holds",
 		Example: `  volt status
   volt status --dispatcher-server 127.0.0.1:8001 --role reporter
   volt status --dispatcher-server 127.0.0.1:8900 --role runner`,
@@ -116,9 +116,10 @@ func printStatus(w io.Writer, st, rep *messages.StatusReply) {
 		tw.Flush()
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
-		fmt.Fprintln(tw, "JOB\tSTATE\tREPO\tCOMMIT\tBUILD\tATTEMPT\tRUNNER")
+		fmt.Fprintln(tw, "BUILD\tJOB\tNAME\tSTATE\tREPO\tCOMMIT\tNUMBER\tATTEMPT\tRUNNER\tWAITING")
 		for _, j := range st.Jobs {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%.12s\t%d\t%d\t%s\n", j.Job.Id, j.State.Name(), j.Job.RepoName, j.Job.Commit, j.Job.Build, j.Attempt, j.RunnerId)
+			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%.12s\t%d\t%d\t%s\t%s\n", j.Job.BuildID(), j.Job.Id, j.Job.DisplayName(), j.State.Name(),
+				j.Job.RepoName, j.Job.Commit, j.Job.Build, j.Attempt, j.RunnerId, j.Waiting)
 		}
 		tw.Flush()
 		fmt.Fprintln(w)

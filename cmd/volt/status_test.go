@@ -63,3 +63,32 @@ func TestStatusShowsAFailingStore(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusListsTheJobsOfBuilds: the dispatcher's table names each job's
+// build, its name in the pipeline and why it waits.
+func TestStatusListsTheJobsOfBuilds(t *testing.T) {
+	job := func(i int32, name string) *messages.Job {
+		return &messages.Job{Id: 60 + int64(i), BuildId: 60, Index: i, BuildJobs: 2, RepoName: "app", Commit: strings.Repeat("ab", 20), Build: 2,
+			Cell: &messages.PipelineJob{Key: "k", Name: name}}
+	}
+	st := &messages.StatusReply{Role: "dispatcher", Jobs: []*messages.JobRecord{
+		{Job: job(0, "lint"), State: messages.JobState_JOB_STATE_RUNNING, Attempt: 1, RunnerId: "host/runner-1"},
+		{Job: job(1, "test (go=1.26) 1/2"), State: messages.JobState_JOB_STATE_QUEUED, Waiting: "no runner has labels gpu"},
+		{Job: &messages.Job{Id: 70, RepoName: "old", Commit: strings.Repeat("cd", 20), Build: 1}, State: messages.JobState_JOB_STATE_QUEUED},
+	}}
+	var b strings.Builder
+	printStatus(&b, st, nil)
+	lines := strings.Split(b.String(), "\n")
+	var table []string
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) > 0 && (f[0] == "BUILD" || f[0] == "60" || f[0] == "70") {
+			table = append(table, strings.Join(f, " "))
+		}
+	}
+	assert.Equal(t, []string{
+		"BUILD JOB NAME STATE REPO COMMIT NUMBER ATTEMPT RUNNER WAITING",
+		"60 60 lint running app abababababab 2 1 host/runner-1",
+		"60 61 test (go=1.26) 1/2 queued app abababababab 2 0 no runner has labels gpu",
+		"70 70 build queued old cdcdcdcdcdcd 1 0",
+	}, table)
+}

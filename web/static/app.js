@@ -1,6 +1,7 @@
-// Volt CI live pages: the dashboard and a running job's log follow
-// server-sent events. Every HTML fragment comes from the server, rendered
-// and escaped by html/template; this script only places it.
+// Volt CI live pages: the dashboard, a running build's pipeline and a
+// running job's log follow server-sent events. Every HTML fragment comes
+// from the server, rendered and escaped by html/template; this script only
+// places it.
 "use strict";
 (function () {
   var live = document.getElementById("live");
@@ -9,6 +10,20 @@
     es.addEventListener("dashboard", function (e) {
       live.innerHTML = e.data;
       document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
+    });
+  }
+  var build = document.getElementById("build");
+  if (build && build.dataset.stream && window.EventSource) {
+    var bs = new EventSource(build.dataset.stream);
+    var place = function (e) {
+      build.innerHTML = e.data;
+      document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
+    };
+    bs.addEventListener("build", place);
+    bs.addEventListener("done", function (e) {
+      place(e);
+      bs.close();
+      build.dataset.done = "true";
     });
   }
   var log = document.getElementById("log");
