@@ -112,9 +112,6 @@ func (p *goParser) event(e *goEvent) error {
 		b.add(e.Output)
 		return nil
 	}
-	if e.Package == "" {
-		return nil
-	}
 	pkg := p.pkgs[e.Package]
 	if pkg == nil {
 		if len(p.pkgs) >= MaxCases {
@@ -187,7 +184,11 @@ func (p *goParser) packageEvent(pkg *goPackage, e *goEvent) error {
 		if e.Elapsed != nil {
 			d = secondsOf(*e.Elapsed)
 		}
-		return p.c.add(Case{Suite: pkg.name, Name: pkg.name, Status: Failed, Duration: d, Message: clipTail(msg, MaxMessage)})
+		name := pkg.name
+		if name == "" {
+			name = "(package)" // test2json without -p names none
+		}
+		return p.c.add(Case{Suite: pkg.name, Name: name, Status: Failed, Duration: d, Message: clipTail(msg, MaxMessage)})
 	}
 	return nil
 }

@@ -220,6 +220,16 @@ func TestParseLimits(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, []brief{{"", "(unnamed)", testreport.Passed, 0}, {"", "n", testreport.Skipped, 0}}, briefs(cases))
 	})
+	t.Run("go tool test2json without -p: no package", func(t *testing.T) {
+		cases, err := testreport.ParseGoTestJSON([]byte(`{"Action":"run","Test":"TestX"}
+{"Action":"pass","Test":"TestX","Elapsed":0.01}
+{"Action":"output","Output":"panic after the tests\n"}
+{"Action":"fail","Elapsed":0.02}
+`))
+		require.NoError(t, err)
+		assert.Equal(t, []brief{{"", "TestX", testreport.Passed, 10 * time.Millisecond}, {"", "(package)", testreport.Failed, 20 * time.Millisecond}}, briefs(cases))
+		assert.Equal(t, "panic after the tests\n", cases[1].Message)
+	})
 	t.Run("a report that ends while a test runs", func(t *testing.T) {
 		cases, err := testreport.ParseGoTestJSON([]byte(`{"Action":"run","Package":"p","Test":"TestX"}` + "\n"))
 		require.NoError(t, err)

@@ -46,7 +46,8 @@ type JobTests struct {
 }
 
 // BuildTests is GET /api/v2/builds/{id}/tests and
-// GET /api/v2/commits/{commit}/tests (the commit's newest build).
+// GET /api/v2/commits/{commit}/tests (the commit's newest build with a
+// job's result, complete or not).
 type BuildTests struct {
 	BuildID  int64      `json:"build_id"`
 	RepoName string     `json:"repo_name"`
@@ -140,7 +141,7 @@ func (s *Server) apiBuildTests(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) apiCommitTests(w http.ResponseWriter, r *http.Request) {
-	res, err := s.db.ResultForCommit(r.PathValue("commit"))
+	b, err := s.db.BuildForCommit(r.PathValue("commit"))
 	switch {
 	case errors.Is(err, store.ErrInvalidCommit), errors.Is(err, store.ErrAmbiguous):
 		s.fail(w, http.StatusBadRequest, "%v", err)
@@ -152,7 +153,7 @@ func (s *Server) apiCommitTests(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusInternalServerError, "look up the commit: %v", err)
 		return
 	}
-	if bt, ok := s.testsOfBuild(w, res.GetJob().BuildID()); ok {
+	if bt, ok := s.testsOfBuild(w, b.ID); ok {
 		s.writeJSON(w, http.StatusOK, bt)
 	}
 }

@@ -113,11 +113,15 @@ func showResult(db *store.DB, commit string, tests bool) error {
 	}
 	fmt.Println()
 	if tests {
-		jobs, err := db.BuildTests(r.Job.BuildID())
+		b, err := db.BuildForCommit(commit)
+		if err != nil {
+			return fatal("look up the newest build of "+commit, err)
+		}
+		jobs, err := db.BuildTests(b.ID)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return fatal("read the tests", err)
 		}
-		printTests(os.Stdout, web.NewBuildTests(r.Job.BuildID(), jobs))
+		printTests(os.Stdout, web.NewBuildTests(b.ID, jobs))
 		return nil
 	}
 	if _, err := db.CopyLog(os.Stdout, r.Job, r.Attempt); err != nil {
@@ -202,18 +206,17 @@ func msDuration(ms *int64) string {
 // maxMessageLines is how many lines of a test's message --tests shows.
 const maxMessageLines = 10
 
-// printTests writes `volt results COMMIT --tests`: each job's tests,
-// failures first, flaky ones marked, with their durations and the end of
-// each failure's message.
+// printTests writes `volt results COMMIT --tests`: each job's tests in
+// the commit's newest build, failures first, flaky ones marked, with their
+// durations and the end of each failure's message.
 func printTests(w io.Writer, bt web.BuildTests) {
 	if len(bt.Jobs) == 0 {
 		fmt.Fprintln(w, "no test results: no job of this build uploaded a report (declare reports: in .volt.yml, for example reports: {go-test-json: report.json})")
 		return
 	}
-	for i, j := range bt.Jobs {
-		if i > 0 {
-			fmt.Fprintln(w)
-		}
+	fmt.Fprintf(w, "tests of build %d (#%d)\n", bt.Build, bt.BuildID)
+	for _, j := range bt.Jobs {
+		fmt.Fprintln(w)
 		var counts []string
 		for _, k := range []string{"failed", "errored", "flaky", "skipped", "passed"} {
 			if n := j.Counts[k]; n > 0 {

@@ -44,7 +44,7 @@ func TestResultsTests(t *testing.T) {
 	var b strings.Builder
 	printTests(&b, web.NewBuildTests(80, jobs))
 	out := b.String()
-	assert.Contains(t, out, "tests of test (job 80, attempt 2): 1 failed, 1 flaky, 2 passed\n")
+	assert.Contains(t, out, "tests of build 1 (#80)\n\ntests of test (job 80, attempt 2): 1 failed, 1 flaky, 2 passed\n")
 	assert.Contains(t, out, "  failed             12ms  example.com/p  TestBroken\n      …\n      noise\n")
 	assert.Contains(t, out, "      p_test.go:9: want 4\n  passed flaky       1.5s  example.com/p  TestFlaky\n")
 	assert.Contains(t, out, "  passed              3ms  example.com/p  TestOK\n")
