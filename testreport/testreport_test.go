@@ -97,7 +97,7 @@ func TestParseSamples(t *testing.T) {
 			messages: map[string][]string{broken: {"[build failed]"}, "TestAdd": {"flaked"}},
 		},
 		{
-			name: "JUnit from Maven Surefire: failure, error, skipped, properties and system-out",
+			name: "JUnit in Maven Surefire's format (written by hand): failure, error, skipped, properties and system-out",
 			kind: messages.KindJUnit, file: "junit-surefire.xml",
 			want: []brief{
 				{calc, "adds", testreport.Passed, 4 * ms},
@@ -113,7 +113,7 @@ func TestParseSamples(t *testing.T) {
 			},
 		},
 		{
-			name: "JUnit from pytest: classname tells apart two tests of one name",
+			name: "JUnit in pytest's format (written by hand): classname tells apart two tests of one name",
 			kind: messages.KindJUnit, file: "junit-pytest.xml",
 			want: []brief{
 				{"tests.test_math", "test_add", testreport.Passed, ms},
@@ -123,7 +123,7 @@ func TestParseSamples(t *testing.T) {
 			messages: map[string][]string{"test_sub": {"assert 1 == 2\nE       assert 1 == 2", "AssertionError"}},
 		},
 		{
-			name: "JUnit from node --test: cases right under <testsuites>, a nested suite",
+			name: "JUnit written by node --test: cases right under <testsuites>, a nested suite",
 			kind: messages.KindJUnit, file: "junit-node.xml",
 			want: []brief{
 				{"test", "adds", testreport.Passed, 5081 * time.Microsecond},
