@@ -262,6 +262,35 @@ CREATE TABLE artifact_chunks (
 	PRIMARY KEY (job_id, attempt, path, offset)
 );
 `},
+	// 10: the test cases of each attempt of each job, read from the
+	// reports jobs upload (tests.go). A case is unique by its job's build
+	// and index, attempt, suite and name; tests_commit finds a commit's
+	// runs, all or of one test (flaky detection, a build's tests,
+	// retention), and tests_history one test's runs across commits,
+	// newest first.
+	{version: 10, sql: `
+CREATE TABLE tests (
+	id               INTEGER PRIMARY KEY,
+	repo             TEXT    NOT NULL,
+	repo_name        TEXT    NOT NULL,
+	commit_hash      TEXT    NOT NULL,
+	build            INTEGER NOT NULL,
+	build_id         INTEGER NOT NULL,
+	job_index        INTEGER NOT NULL,
+	job_id           INTEGER NOT NULL,
+	job_name         TEXT    NOT NULL,
+	attempt          INTEGER NOT NULL,
+	suite            TEXT    NOT NULL,
+	name             TEXT    NOT NULL,
+	status           TEXT    NOT NULL,
+	duration_ms      INTEGER NOT NULL,
+	message          TEXT    NOT NULL,
+	finished_unix_ms INTEGER NOT NULL,
+	UNIQUE (build_id, job_index, attempt, suite, name)
+);
+CREATE INDEX tests_commit ON tests (repo, commit_hash, name);
+CREATE INDEX tests_history ON tests (repo_name, name, finished_unix_ms DESC, id DESC);
+`},
 }
 
 // schemaVersion is the newest schema this binary knows.

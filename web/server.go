@@ -137,6 +137,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/v1/hooks/git", s.apiHook)
 	s.buildRoutes(m)    // apiv2.go: /api/v2/builds and the build pages
 	s.artifactRoutes(m) // artifacts.go
+	s.testRoutes(m)     // tests.go
 	s.mux = m
 }
 

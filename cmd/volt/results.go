@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strings"
@@ -23,6 +24,7 @@ func newResultsCommand() *cobra.Command {
 		repo    string
 		status  string
 		branch  string
+		tests   bool
 		srv     serverClient
 	)
 	cmd := &cobra.Command{
@@ -30,6 +32,7 @@ func newResultsCommand() *cobra.Command {
 		Short: "List recorded results, or show one commit's result with its output (exit 3 if unknown)",
 		Example: `  volt results
   volt results 3f2a9c1 --data-dir .volt
+  volt results 3f2a9c1 --tests
   volt results --server http://127.0.0.1:8080 --status failed --branch main`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -38,8 +41,11 @@ func newResultsCommand() *cobra.Command {
 					return usageErr("--status: %v", err)
 				}
 			}
+			if tests && len(args) == 0 {
+				return usageErr("--tests lists one commit's tests: give the COMMIT")
+			}
 			if cmd.Flags().Changed("server") {
-				return serverResults(&srv, args, repo, branch, status, limit)
+				return serverResults(&srv, args, repo, branch, status, limit, tests)
 			}
 			if branch != "" {
 				return usageErr("--branch needs --server (the data-dir mode filters by --repo and --status)")
@@ -50,7 +56,7 @@ func newResultsCommand() *cobra.Command {
 			}
 			defer db.Close()
 			if len(args) == 1 {
-				return showResult(db, args[0])
+				return showResult(db, args[0], tests)
 			}
 			rs, err := db.Results(store.ResultFilter{Repo: repo, Status: status, Limit: limit})
 			if err != nil {
@@ -75,6 +81,7 @@ func newResultsCommand() *cobra.Command {
 	fs.StringVar(&repo, "repo", "", "only this repository (its URL or path)")
 	fs.StringVar(&status, "status", "", "only this status: passed, failed, timed_out, errored or cancelled")
 	fs.StringVar(&branch, "branch", "", "only this branch (with --server)")
+	fs.BoolVar(&tests, "tests", false, "with COMMIT: list each job's tests (failures first, flaky ones marked) instead of the log")
 	srv.register(fs, false)
 	srv.server = ""
 	fs.Lookup("server").DefValue = ""
@@ -89,7 +96,7 @@ func duration(r *messages.Result) string {
 	return (time.Duration(r.FinishedUnixMs-r.StartedUnixMs) * time.Millisecond).String()
 }
 
-func showResult(db *store.DB, commit string) error {
+func showResult(db *store.DB, commit string, tests bool) error {
 	r, err := db.ResultForCommit(commit)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -105,6 +112,18 @@ func showResult(db *store.DB, commit string) error {
 		fmt.Printf("reason: %s\n", r.Reason)
 	}
 	fmt.Println()
+	if tests {
+		b, err := db.BuildForCommit(commit)
+		if err != nil {
+			return fatal("look up the newest build of "+commit, err)
+		}
+		jobs, err := db.BuildTests(b.ID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fatal("read the tests", err)
+		}
+		printTests(os.Stdout, web.NewBuildTests(b.ID, jobs))
+		return nil
+	}
 	if _, err := db.CopyLog(os.Stdout, r.Job, r.Attempt); err != nil {
 		return fatal("read the log", err)
 	}
@@ -113,7 +132,7 @@ func showResult(db *store.DB, commit string) error {
 
 // serverResults is `volt results --server`: the same listing and detail,
 // from a Volt web server's JSON API.
-func serverResults(c *serverClient, args []string, repo, branch, status string, limit int) error {
+func serverResults(c *serverClient, args []string, repo, branch, status string, limit int, tests bool) error {
 	if len(args) == 1 {
 		var r web.JobWithLog
 		if err := c.do("GET", "/api/v1/results/"+url.PathEscape(args[0]), &r); err != nil {
@@ -125,6 +144,16 @@ func serverResults(c *serverClient, args []string, repo, branch, status string, 
 			fmt.Printf("reason: %s\n", r.Reason)
 		}
 		fmt.Println()
+		if tests {
+			var bt web.BuildTests
+			err := c.do("GET", "/api/v2/commits/"+url.PathEscape(args[0])+"/tests", &bt)
+			var ee *exitError
+			if err != nil && !(errors.As(err, &ee) && ee.code == exitNotFound) {
+				return err
+			}
+			printTests(os.Stdout, bt)
+			return nil
+		}
 		fmt.Print(r.Log)
 		return nil
 	}
@@ -172,4 +201,44 @@ func msDuration(ms *int64) string {
 		return "-"
 	}
 	return (time.Duration(*ms) * time.Millisecond).String()
+}
+
+// maxMessageLines is how many lines of a test's message --tests shows.
+const maxMessageLines = 10
+
+// printTests writes `volt results COMMIT --tests`: each job's tests in
+// the commit's newest build, failures first, flaky ones marked, with their
+// durations and the end of each failure's message.
+func printTests(w io.Writer, bt web.BuildTests) {
+	if len(bt.Jobs) == 0 {
+		fmt.Fprintln(w, "no test results: no job of this build uploaded a report (declare reports: in .volt.yml, for example reports: {go-test-json: report.json})")
+		return
+	}
+	fmt.Fprintf(w, "tests of build %d (#%d)\n", bt.Build, bt.BuildID)
+	for _, j := range bt.Jobs {
+		fmt.Fprintln(w)
+		var counts []string
+		for _, k := range []string{"failed", "errored", "flaky", "skipped", "passed"} {
+			if n := j.Counts[k]; n > 0 {
+				counts = append(counts, fmt.Sprintf("%d %s", n, k))
+			}
+		}
+		fmt.Fprintf(w, "tests of %s (job %d, attempt %d): %s\n", j.Name, j.JobID, j.Attempt, strings.Join(counts, ", "))
+		for _, t := range j.Tests {
+			st := t.Status
+			if t.Flaky {
+				st += " flaky"
+			}
+			fmt.Fprintf(w, "  %-13s %9s  %s  %s\n", st, msDuration(&t.DurationMS), t.Suite, t.Name)
+			if t.Message != "" && t.Status != "passed" {
+				lines := strings.Split(strings.TrimRight(t.Message, "\n"), "\n")
+				if len(lines) > maxMessageLines {
+					lines = append([]string{"…"}, lines[len(lines)-maxMessageLines:]...)
+				}
+				for _, l := range lines {
+					fmt.Fprintf(w, "      %s\n", l)
+				}
+			}
+		}
+	}
 }
