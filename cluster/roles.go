@@ -57,10 +57,16 @@ func (n *Node) StartDispatcher(cfg dispatcher.Config, db *store.DB) (*actor.PID,
 	return pid, err
 }
 
-// StartReporter starts the reporter role on db; result files go under db's directory.
+// StartReporter starts the reporter role on db; result files go under db's
+// directory, and the test reports jobs upload are parsed into db's tests.
 func (n *Node) StartReporter(cfg reporter.Config, db *store.DB) (*actor.PID, error) {
 	st := resultStore{db}
-	return n.Spawn(ReporterName, func() actor.Actor { return reporter.NewActor(cfg, st, n.Env("reporter")) })
+	onReport := n.recordReports(db) // reports.go
+	return n.Spawn(ReporterName, func() actor.Actor {
+		a := reporter.NewActor(cfg, st, n.Env("reporter"))
+		a.OnReport = onReport
+		return a
+	})
 }
 
 // StartObserver starts the observer role reading repos.

@@ -124,6 +124,9 @@ func (db *DB) Prune(rt Retention, now time.Time) (PruneStats, error) {
 				if err := pruneArtifacts(exec, r.repo, r.commit, r.build); err != nil { // artifacts.go
 					return err
 				}
+				if _, err := pruneTests(exec, r.repo, r.commit, r.build); err != nil { // tests.go
+					return err
+				}
 				commits[r.commit] = true
 			}
 			return nil
