@@ -85,12 +85,9 @@ type checker struct {
 	// no simulated runner has: it stays queued, with its reason, for ever.
 	stuck map[string]bool
 	// pipes is the pipelines as the dispatcher's core decides them; cells
-	// each job's cell as persisted (jobKey -> cell); aggregates each
-	// build's status as the reporter wrote it in its result file
-	// (repo@commit#build -> status).
-	pipes      *pipelineView
-	cells      map[string]*messages.PipelineJob
-	aggregates map[string]messages.Status
+	// each job's cell as persisted (jobKey -> cell).
+	pipes *pipelineView
+	cells map[string]*messages.PipelineJob
 	model      *model
 	checked    map[string]bool // invariants that had something to check
 	violations []Violation
@@ -123,7 +120,7 @@ func newChecker(w *World) *checker {
 		observed: map[string]bool{}, queuing: map[string]bool{}, poison: map[string]bool{}, maxInc: map[string]int64{},
 		dead: map[runnerKey]bool{}, byAddr: map[actors.Addr]runnerKey{}, running: map[int64][]live{},
 		assigned: map[int64]int32{}, jobOf: map[string]int64{}, model: newModel(), skipped: map[string]bool{}, stuck: map[string]bool{},
-		pipes: newPipelineView(), cells: map[string]*messages.PipelineJob{}, aggregates: map[string]messages.Status{},
+		pipes: newPipelineView(), cells: map[string]*messages.PipelineJob{},
 		checked: map[string]bool{}, logs: map[string]actors.Identity{},
 		jobs: map[int64]*messages.Job{}, branches: map[string][]string{}, started: map[jobAttempt][]actors.Addr{}}
 }

@@ -114,8 +114,14 @@ func (c *checker) pipelineStep(from actors.From, in any, fx []actors.Effect) {
 func (c *checker) decided(j *messages.JobRecord) {
 	v := c.pipes
 	k := jobKey(j.Job)
-	if _, again := v.decided[k]; again {
-		return // the same result persisted again (a branch added, forwarded)
+	if prev, again := v.decided[k]; again {
+		// The same result persisted again (a branch added, forwarded) is
+		// fine; another outcome is the job ending twice.
+		c.checked[InvBuildOnce] = true
+		if prev != j.Result.Status {
+			c.fail(InvBuildOnce, "%s ended %s, then %s", keyOf(j.Job), prev.Name(), j.Result.Status.Name())
+		}
+		return
 	}
 	v.decided[k] = j.Result.Status
 	if j.Result.Status != messages.Status_STATUS_SKIPPED {
@@ -236,17 +242,48 @@ func (c *checker) endPipelines() {
 				}
 			}
 		}
-		if got, ok := c.aggregates[k]; ok {
-			statuses := make([]messages.Status, len(rs))
-			allow := make([]bool, len(rs))
-			for i, r := range rs {
-				statuses[i], allow[i] = r.Status, r.Job.GetCell().GetAllowFailure()
-			}
-			if want := messages.Aggregate(statuses, allow); got != want {
-				c.fail(InvBuildOnce, "build %s is %s at the reporter, and its jobs' aggregate is %s", k, got.Name(), want.Name())
-			}
+		// The reporter's store shows a build as messages.Aggregate of its
+		// jobs' recorded results: it must say what the contract says.
+		statuses := make([]messages.Status, len(rs))
+		allow := make([]bool, len(rs))
+		for i, r := range rs {
+			statuses[i], allow[i] = r.Status, r.Job.GetCell().GetAllowFailure()
+		}
+		if got, want := messages.Aggregate(statuses, allow), contractAggregate(rs); got != want {
+			c.fail(InvBuildOnce, "build %s shows %s, and by the contract its jobs (%s) make it %s", k, got.Name(), statusList(rs), want.Name())
 		}
 	}
+}
+
+// contractAggregate is docs/pipelines.md's rule, written again here: any
+// job failed (an allowed failure aside) makes the build failed, else
+// timed_out, errored or cancelled in that order, else passed, or skipped
+// when every job was skipped.
+func contractAggregate(rs []*messages.Result) messages.Status {
+	has := map[messages.Status]bool{}
+	for _, r := range rs {
+		st := r.Status
+		if r.Job.GetCell().GetAllowFailure() && (st == messages.Status_STATUS_FAILED || st == messages.Status_STATUS_TIMED_OUT || st == messages.Status_STATUS_ERRORED) {
+			st = messages.Status_STATUS_PASSED
+		}
+		has[st] = true
+	}
+	for _, st := range []messages.Status{messages.Status_STATUS_FAILED, messages.Status_STATUS_TIMED_OUT, messages.Status_STATUS_ERRORED,
+		messages.Status_STATUS_CANCELLED, messages.Status_STATUS_PASSED} {
+		if has[st] {
+			return st
+		}
+	}
+	return messages.Status_STATUS_SKIPPED
+}
+
+// statusList is the jobs' statuses, by index, for a violation's detail.
+func statusList(rs []*messages.Result) string {
+	var s []string
+	for _, r := range rs {
+		s = append(s, r.Status.Name())
+	}
+	return strings.Join(s, " ")
 }
 
 // cellPlan is what the simulated executor knows of one job of a pipeline.
