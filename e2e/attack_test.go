@@ -622,17 +622,19 @@ func (c *attackCluster) dispatcherStatus() (dispStatus, bool) {
 		switch {
 		case len(f) == 0:
 			section = ""
-		case f[0] == "RUNNER" || f[0] == "JOB":
+		case f[0] == "RUNNER" || f[0] == "BUILD":
 			section = f[0]
 		case section == "RUNNER":
 			st.runners[f[0]] = f[len(f)-1]
 			st.states[f[0]] = f[1]
-		case section == "JOB" && len(f) >= 6:
-			id, _ := strconv.ParseInt(f[0], 10, 64)
-			attempt, _ := strconv.Atoi(f[5])
-			j := statusJob{id: id, state: f[1], commit12: f[3], attempt: int32(attempt)}
-			if len(f) >= 7 {
-				j.runner = f[6]
+		case section == "BUILD" && len(f) >= 8:
+			// BUILD JOB NAME STATE REPO COMMIT NUMBER ATTEMPT [RUNNER [WAITING]]:
+			// the builds here are of one job, named build.
+			id, _ := strconv.ParseInt(f[1], 10, 64)
+			attempt, _ := strconv.Atoi(f[7])
+			j := statusJob{id: id, state: f[3], commit12: f[5], attempt: int32(attempt)}
+			if len(f) >= 9 {
+				j.runner = f[8]
 			}
 			st.jobs = append(st.jobs, j)
 		case strings.HasPrefix(line, "reporter: "):
