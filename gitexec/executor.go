@@ -206,7 +206,7 @@ func (e *Executor) runStep(ctx context.Context, r Run, j *job, step Step, jobDea
 	}
 	defer cancel()
 
-	cmd, pr, startErr := e.start(j.dir, j.cred, j.env, j.command(step.Run))
+	cmd, wait, pr, startErr := e.start(j, j.command(step.Run))
 	if startErr != nil {
 		return fail(Errored, -1, "start step %s: %v", step.Name, startErr)
 	}
@@ -222,7 +222,7 @@ func (e *Executor) runStep(ctx context.Context, r Run, j *job, step Step, jobDea
 		_, err := io.Copy(out, pr)
 		copied <- err
 	}()
-	waitErr := waitTracked(cmd)
+	waitErr := wait()
 	stopKill()
 	// Nothing of a finished step survives it: neither its process group,
 	// nor what a wrapper that died without cleaning up left to this

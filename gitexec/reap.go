@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -285,6 +286,35 @@ func startTracked(cmd *exec.Cmd) error {
 	children.pids[cmd.Process.Pid] = true
 	children.mu.Unlock()
 	return nil
+}
+
+// startPinned starts cmd like startTracked, from a goroutine locked to its
+// OS thread until cmd has been waited for, and returns the function that
+// waits for it (waitTracked's answer; it may be called more than once).
+// cmd has a parent-death signal (SysProcAttr.Pdeathsig): the kernel sends it
+// when the thread that started the process ends, not the process
+// (golang/go#27505), and the Go runtime ends a thread when a goroutine that
+// locked it ends without unlocking it (modernc.org/libc, SQLite's, locks
+// threads). Started from any thread, the process could be killed while its
+// runner lives; started from this one, only when the runner dies or after
+// the process has ended.
+func startPinned(cmd *exec.Cmd) (wait func() error, err error) {
+	started := make(chan error, 1)
+	waited := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := startTracked(cmd); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		waited <- waitTracked(cmd)
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return sync.OnceValue(func() error { return <-waited }), nil
 }
 
 // waitTracked waits for a command started by startTracked and forgets its pid.

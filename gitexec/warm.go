@@ -37,8 +37,9 @@ const controlFDEnv = "VOLT_EXEC_WRAPPER_CONTROL_FD"
 
 // warmWrapper is a started wrapper process waiting for its step.
 type warmWrapper struct {
-	cmd *exec.Cmd
-	ctl *os.File // write end of its control pipe
+	cmd  *exec.Cmd
+	wait func() error // waits for cmd (startPinned)
+	ctl  *os.File     // write end of its control pipe
 	out *os.File // read end of its output pipe (its stdout and stderr)
 }
 
@@ -60,17 +61,17 @@ func (e *Executor) startWrapper() (*warmWrapper, error) {
 	// A session of its own (so a group of its own): no process of the job
 	// can ever join the runner's session (see sweepOrphans).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGTERM}
-	startErr := startTracked(cmd)
+	wait, startErr := startPinned(cmd)
 	// The wrapper holds its own copies; ours must go for EOF to come.
 	closeErr := errors.Join(ctlR.Close(), outW.Close())
 	if startErr != nil || closeErr != nil {
 		if startErr == nil {
 			// Unreachable in practice: closing our copy of a pipe failed.
-			startErr = errors.Join(closeErr, killGroup(cmd.Process.Pid), waitTracked(cmd))
+			startErr = errors.Join(closeErr, killGroup(cmd.Process.Pid), wait())
 		}
 		return nil, errors.Join(fmt.Errorf("start exec wrapper: %w", startErr), ctlW.Close(), outR.Close())
 	}
-	return &warmWrapper{cmd: cmd, ctl: ctlW, out: outR}, nil
+	return &warmWrapper{cmd: cmd, wait: wait, ctl: ctlW, out: outR}, nil
 }
 
 // stepSpec is what a wrapper needs to start a step's command.
@@ -163,31 +164,43 @@ func (w *warmWrapper) discard() {
 	// wrapper that is stuck, and it has no child to leave behind.
 	w.ctl.Close()                //nolint:errcheck // may be closed already by give
 	killGroup(w.cmd.Process.Pid) //nolint:errcheck // it may have exited already
-	waitTracked(w.cmd)           //nolint:errcheck // a killed wrapper's status says nothing
+	w.wait()                     //nolint:errcheck // a killed wrapper's status says nothing
 	w.out.Close()                //nolint:errcheck // nothing was read from it
 }
 
-// start starts command for a step, through a wrapper if the executor has
-// one (the warm one if there is one), and returns the process (the leader of
-// the step's process group) and the read end of its output. cred, if not
-// nil, is the user the command runs as.
-func (e *Executor) start(dir string, cred *syscall.Credential, env, command []string) (*exec.Cmd, *os.File, error) {
-	if len(e.Wrapper) == 0 {
+// start starts command for a step of j, through a wrapper if the executor
+// needs one (the warm one if there is one), and returns the process (the
+// leader of the step's process group), the function that waits for it and
+// the read end of its output.
+//
+// A sandboxed step needs no wrapper: bwrap runs it in a PID namespace of its
+// own, whose processes the kernel kills when the namespace's first process
+// (bwrap's init) ends, and no process can leave. That init ends when the
+// step's command ends (bwrap's init exits with it), when bwrap is killed
+// (the runner kills the step's process group on a timeout or a cancel: bwrap
+// and its init) and when the runner dies (bwrap and its init have a
+// parent-death signal, --die-with-parent, and startDirect gives bwrap one as
+// well). So nothing a sandboxed step starts outlives the step or the runner,
+// as with the wrapper, without the wrapper's process (a Go runtime started
+// for every step, most of a trivial job's CPU time).
+func (e *Executor) start(j *job, command []string) (*exec.Cmd, func() error, *os.File, error) {
+	dir, cred, env := j.dir, j.cred, j.env
+	if len(e.Wrapper) == 0 || j.sandbox != nil {
 		return startDirect(dir, cred, env, command)
 	}
 	// A missing directory is the runner's error (errored): do not let the
 	// wrapper turn it into the step's exit status.
 	if dir != "" {
 		if fi, err := os.Stat(dir); err != nil {
-			return nil, nil, fmt.Errorf("chdir %s: %w", dir, errors.Unwrap(err))
+			return nil, nil, nil, fmt.Errorf("chdir %s: %w", dir, errors.Unwrap(err))
 		} else if !fi.IsDir() {
-			return nil, nil, fmt.Errorf("chdir %s: not a directory", dir)
+			return nil, nil, nil, fmt.Errorf("chdir %s: not a directory", dir)
 		}
 	}
 	// A step that cannot be encoded leaves the warm wrapper for the next one.
 	msg, err := controlMessage(stepSpec{dir: dir, cred: cred, env: env, command: command})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	e.mu.Lock()
 	w := e.warm
@@ -195,52 +208,54 @@ func (e *Executor) start(dir string, cred *syscall.Credential, env, command []st
 	e.mu.Unlock()
 	if w != nil {
 		if err := w.give(msg); err == nil {
-			return w.cmd, w.out, nil
+			return w.cmd, w.wait, w.out, nil
 		}
 		// The warm wrapper died or hung since it started: start another.
 	}
 	// Even a wrapper started now gets its step over the pipe: its own
 	// environment (WrapperEnv) is not the step's.
 	if w, err = e.startWrapper(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := w.give(msg); err != nil {
-		return nil, nil, fmt.Errorf("hand the step to its wrapper: %w", err)
+		return nil, nil, nil, fmt.Errorf("hand the step to its wrapper: %w", err)
 	}
-	return w.cmd, w.out, nil
+	return w.cmd, w.wait, w.out, nil
 }
 
 // startDirect starts command without a wrapper, as the leader of a new
-// session (so of a new process group).
-func startDirect(dir string, cred *syscall.Credential, env, command []string) (*exec.Cmd, *os.File, error) {
+// session (so of a new process group) that is killed (SIGKILL) when the
+// runner dies.
+func startDirect(dir string, cred *syscall.Credential, env, command []string) (*exec.Cmd, func() error, *os.File, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cmd := exec.Command(command[0], command[1:]...)
 	cmd.Dir = dir
 	cmd.Env = append([]string{}, env...)
 	cmd.Stdout, cmd.Stderr = pw, pw
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: cred}
-	startErr := startTracked(cmd)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: cred, Pdeathsig: syscall.SIGKILL}
+	wait, startErr := startPinned(cmd)
 	// The children hold their own copies of the write end; ours must go for EOF to come.
 	closeErr := pw.Close()
 	if startErr == nil && closeErr != nil {
-		startErr = errors.Join(closeErr, killGroup(cmd.Process.Pid), waitTracked(cmd))
+		startErr = errors.Join(closeErr, killGroup(cmd.Process.Pid), wait())
 	}
 	if startErr != nil {
-		return nil, nil, errors.Join(startErr, pr.Close())
+		return nil, nil, nil, errors.Join(startErr, pr.Close())
 	}
-	return cmd, pr, nil
+	return cmd, wait, pr, nil
 }
 
 // Warm starts a wrapper for the next step ahead of time, if the executor
 // uses a wrapper and has none waiting: the runner calls it once at start,
 // and each step calls it for the step after it. A wrapper that cannot start
 // is not an error here: the step that needs one starts it and reports the
-// failure. It does nothing without a Wrapper or after Close.
+// failure. It does nothing without a Wrapper, with IsolationBwrap (sandboxed
+// steps need no wrapper, see start) or after Close.
 func (e *Executor) Warm() {
-	if len(e.Wrapper) == 0 {
+	if len(e.Wrapper) == 0 || e.Isolation == IsolationBwrap {
 		return
 	}
 	e.mu.Lock()
