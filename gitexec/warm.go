@@ -40,7 +40,7 @@ type warmWrapper struct {
 	cmd  *exec.Cmd
 	wait func() error // waits for cmd (startPinned)
 	ctl  *os.File     // write end of its control pipe
-	out *os.File // read end of its output pipe (its stdout and stderr)
+	out  *os.File     // read end of its output pipe (its stdout and stderr)
 }
 
 // startWrapper starts a wrapper process that waits for its step on a
