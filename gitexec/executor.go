@@ -84,15 +84,17 @@ type Outcome struct {
 // Executor runs jobs' steps as shell commands, each in its own process group,
 // killed as a group when it times out, is cancelled, or ends.
 //
-// With a Wrapper, the Executor keeps one wrapper started ahead of time
-// (warm): a step hands it its directory, environment and command over a
-// pipe instead of waiting for a new wrapper process to start, and the next
-// one is started while the step runs. Close stops the warm wrapper.
+// With a Wrapper and without a sandbox, the Executor keeps one wrapper
+// started ahead of time (warm): a step hands it its directory, environment
+// and command over a pipe instead of waiting for a new wrapper process to
+// start, and the next one is started while the step runs. Close stops the
+// warm wrapper. A sandboxed step starts bwrap directly: its PID namespace
+// does the wrapper's work (see start in warm.go).
 type Executor struct {
-	// Wrapper is an argv prefix used to start each step, for example
-	// {"/usr/bin/volt", "exec-wrapper", "--"} (see WrapperMain); it is started
-	// with a parent-death signal so that no step outlives a killed runner.
-	// Empty means run sh -c directly.
+	// Wrapper is an argv prefix used to start each step that runs without
+	// a sandbox, for example {"/usr/bin/volt", "exec-wrapper", "--"} (see
+	// WrapperMain); it is started with a parent-death signal so that no
+	// step outlives a killed runner. Empty means run sh -c directly.
 	Wrapper []string
 	// WrapperEnv is the environment of a wrapper process itself (its
 	// steps get theirs over its control pipe); nil means an empty one.

@@ -18,8 +18,11 @@ import (
 // Nothing a job starts may outlive it, whatever it does to get away: a
 // process group is left with setsid, and a parent chain is cut by a double
 // fork, after which the kernel hands the orphan to the nearest ancestor that
-// is a child subreaper (PR_SET_CHILD_SUBREAPER), or to init. Volt keeps every
-// job process in a tree it owns, at two levels:
+// is a child subreaper (PR_SET_CHILD_SUBREAPER), or to init. A sandboxed
+// step cannot do either: bwrap runs it in a PID namespace of its own, which
+// the kernel empties when the step ends, when bwrap is killed, and when the
+// runner dies (see Executor.start). An unsandboxed one can, and Volt keeps
+// every process of it in a tree it owns, at two levels:
 //
 //   - The exec wrapper (wrapper.go) is a child subreaper: whatever a step
 //     starts stays below the wrapper however it forks. When the step's

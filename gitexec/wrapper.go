@@ -15,7 +15,8 @@ import (
 const parentPoll = 100 * time.Millisecond
 
 // WrapperMain is the body of the exec wrapper (`volt exec-wrapper -- COMMAND
-// [ARG...]`), the process through which the runner starts each step. The
+// [ARG...]`), the process through which the runner starts each step that
+// runs without a sandbox (a sandboxed one needs none, see Executor). The
 // runner starts it as the leader of a new process group with a parent-death
 // signal (SIGTERM). It makes itself a child subreaper, runs args (an
 // optional leading "--" is skipped) as a child in its process group and
