@@ -3,10 +3,11 @@
 // a job's test steps, each in its own process group with a timeout.
 //
 // A job is untrusted code. Its steps get a documented, clean environment
-// (job.go), never the runner's; they run through the exec wrapper
-// (WrapperMain), a child subreaper that kills everything a step left behind;
-// with IsolationBwrap each step runs in a bubblewrap sandbox that hides the
-// runner's work directory and credentials (isolation.go); a runner that calls
+// (job.go), never the runner's. With IsolationBwrap each step runs in a
+// bubblewrap sandbox that hides the runner's work directory and credentials
+// and whose PID namespace dies with the step or the runner (isolation.go);
+// without it a step runs through the exec wrapper (WrapperMain), a child
+// subreaper that kills everything a step left behind; a runner that calls
 // ReapOrphans also kills what a wrapper that died left behind (reap.go).
 //
 // Everything that reaches git is validated first (ValidateCommit, ValidateRef)

@@ -84,15 +84,17 @@ type Outcome struct {
 // Executor runs jobs' steps as shell commands, each in its own process group,
 // killed as a group when it times out, is cancelled, or ends.
 //
-// With a Wrapper, the Executor keeps one wrapper started ahead of time
-// (warm): a step hands it its directory, environment and command over a
-// pipe instead of waiting for a new wrapper process to start, and the next
-// one is started while the step runs. Close stops the warm wrapper.
+// With a Wrapper and without a sandbox, the Executor keeps one wrapper
+// started ahead of time (warm): a step hands it its directory, environment
+// and command over a pipe instead of waiting for a new wrapper process to
+// start, and the next one is started while the step runs. Close stops the
+// warm wrapper. A sandboxed step starts bwrap directly: its PID namespace
+// does the wrapper's work (see start in warm.go).
 type Executor struct {
-	// Wrapper is an argv prefix used to start each step, for example
-	// {"/usr/bin/volt", "exec-wrapper", "--"} (see WrapperMain); it is started
-	// with a parent-death signal so that no step outlives a killed runner.
-	// Empty means run sh -c directly.
+	// Wrapper is an argv prefix used to start each step that runs without
+	// a sandbox, for example {"/usr/bin/volt", "exec-wrapper", "--"} (see
+	// WrapperMain); it is started with a parent-death signal so that no
+	// step outlives a killed runner. Empty means run sh -c directly.
 	Wrapper []string
 	// WrapperEnv is the environment of a wrapper process itself (its
 	// steps get theirs over its control pipe); nil means an empty one.
@@ -117,7 +119,7 @@ type Executor struct {
 	JobUser *JobUser
 
 	mu     sync.Mutex
-	warm   *warmWrapper // started ahead, not yet given a step
+	idle   []*warmWrapper // started, waiting for a step
 	closed bool
 }
 
@@ -206,13 +208,14 @@ func (e *Executor) runStep(ctx context.Context, r Run, j *job, step Step, jobDea
 	}
 	defer cancel()
 
-	cmd, pr, startErr := e.start(j.dir, j.cred, j.env, j.command(step.Run))
+	run, startErr := e.start(j, j.command(step.Run))
 	if startErr != nil {
 		return fail(Errored, -1, "start step %s: %v", step.Name, startErr)
 	}
+	pr := run.out
 	// Killed as a group on timeout or cancellation, as exec.CommandContext would.
 	// An error here is seen again by the kill after Wait, which reports it.
-	stopKill := context.AfterFunc(stepCtx, func() { killGroup(cmd.Process.Pid) }) //nolint:errcheck // see above
+	stopKill := context.AfterFunc(stepCtx, func() { killGroup(run.pid) }) //nolint:errcheck // see above
 	defer stopKill()
 	// The next step's wrapper starts while this one runs.
 	e.Warm()
@@ -222,12 +225,13 @@ func (e *Executor) runStep(ctx context.Context, r Run, j *job, step Step, jobDea
 		_, err := io.Copy(out, pr)
 		copied <- err
 	}()
-	waitErr := waitTracked(cmd)
-	stopKill()
-	// Nothing of a finished step survives it: neither its process group,
-	// nor what a wrapper that died without cleaning up left to this
-	// process (a subreaper, if the runner called ReapOrphans).
-	killErr := killGroup(cmd.Process.Pid)
+	ws, waitErr := run.wait()
+	untouched := stopKill()
+	// Nothing of a finished step survives it: neither its process group
+	// (killed, or cleaned up by a wrapper kept for the next step), nor what
+	// a wrapper that died without cleaning up left to this process (a
+	// subreaper, if the runner called ReapOrphans).
+	killErr := run.end(untouched)
 	if err := sweepOrphans(); err != nil && (killErr == nil || errors.Is(killErr, os.ErrProcessDone)) {
 		killErr = err
 	}
@@ -249,25 +253,24 @@ func (e *Executor) runStep(ctx context.Context, r Run, j *job, step Step, jobDea
 		copyErr = err
 	}
 
-	state := cmd.ProcessState
-	killed := state == nil || !state.Exited()
+	killed := waitErr != nil || !ws.Exited()
 	switch {
 	case ctx.Err() != nil && killed:
 		return fail(Cancelled, -1, "cancelled during step %s", step.Name)
 	case stepCtx.Err() != nil && killed:
 		return fail(TimedOut, -1, "%s", timeoutOf)
-	case state == nil:
+	case waitErr != nil:
 		return fail(Errored, -1, "wait for step %s: %v", step.Name, waitErr)
 	case killErr != nil && !errors.Is(killErr, os.ErrProcessDone):
 		return fail(Errored, -1, "kill the processes of step %s: %v", step.Name, killErr)
 	case copyErr != nil:
 		return fail(Errored, -1, "read the output of step %s: %v", step.Name, copyErr)
-	case state.Exited() && state.ExitCode() == 0:
+	case ws.Exited() && ws.ExitStatus() == 0:
 		return Outcome{Status: Passed}
-	case state.Exited():
-		return fail(Failed, state.ExitCode(), "step %s exited with status %d", step.Name, state.ExitCode())
+	case ws.Exited():
+		return fail(Failed, ws.ExitStatus(), "step %s exited with status %d", step.Name, ws.ExitStatus())
 	default:
-		code := exitStatus(state)
+		code := waitStatusCode(ws)
 		return fail(Failed, code, "step %s was killed by a signal (exit status %d)", step.Name, code)
 	}
 }

@@ -478,8 +478,8 @@ func TestWarmWrapperExitsUnused(t *testing.T) {
 	require.NoError(t, err)
 	e := &Executor{Wrapper: []string{exe, "--"}, WrapperEnv: []string{envWrapper + "=1", raceNoExitDelay}}
 	e.Warm()
-	require.NotNil(t, e.warm)
-	w := e.warm.cmd
+	require.Len(t, e.idle, 1)
+	w := e.idle[0].cmd
 	e.Close()
 	require.NotNil(t, w.ProcessState, "Close reaps the warm wrapper")
 	assert.True(t, w.ProcessState.Exited() || !w.ProcessState.Success())
@@ -487,7 +487,7 @@ func TestWarmWrapperExitsUnused(t *testing.T) {
 	o := e.Execute(context.Background(), Run{Dir: t.TempDir(), Env: []string{envWrapper + "=1", raceNoExitDelay}, Steps: []Step{{Run: "exit 3"}}})
 	assert.Equal(t, Failed, o.Status)
 	assert.Equal(t, 3, o.ExitCode)
-	assert.Nil(t, e.warm)
+	assert.Empty(t, e.idle, "nor does it keep them")
 }
 
 func TestWarmWrapperDeadBeforeItsStep(t *testing.T) {
@@ -497,15 +497,10 @@ func TestWarmWrapperDeadBeforeItsStep(t *testing.T) {
 	e := &Executor{Wrapper: []string{exe, "--"}, WrapperEnv: env}
 	defer e.Close()
 	e.Warm()
-	pid := e.warm.cmd.Process.Pid
-	require.NoError(t, e.warm.cmd.Process.Kill())
-	// Dead (a zombie, its pipes closed) but not reaped: the executor reaps it.
-	require.Eventually(t, func() bool {
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		require.NoError(t, err)
-		_, rest, _ := strings.Cut(string(stat), ") ")
-		return strings.HasPrefix(rest, "Z")
-	}, 5*time.Second, time.Millisecond)
+	pid := e.idle[0].cmd.Process.Pid
+	require.NoError(t, e.idle[0].cmd.Process.Kill())
+	// Dead, its pipes closed (and reaped by the goroutine that waits for it).
+	require.Eventually(t, func() bool { return !alive(pid) }, 5*time.Second, time.Millisecond)
 	// The step notices the dead wrapper and starts another.
 	var out strings.Builder
 	o := e.Execute(context.Background(), Run{Dir: t.TempDir(), Env: env, Steps: []Step{{Run: "echo hi"}}, Output: &out})
@@ -604,8 +599,8 @@ func TestWarmWrapperRefusesNUL(t *testing.T) {
 	e := &Executor{Wrapper: []string{exe, "--"}, WrapperEnv: env}
 	defer e.Close()
 	e.Warm()
-	w := e.warm
-	require.NotNil(t, w)
+	require.Len(t, e.idle, 1)
+	w := e.idle[0]
 	dir := t.TempDir()
 	for _, r := range []Run{
 		{Dir: dir, Env: append([]string{"X=a\x00b"}, env...), Steps: []Step{{Run: "echo hi"}}},
@@ -614,13 +609,13 @@ func TestWarmWrapperRefusesNUL(t *testing.T) {
 		o := e.Execute(context.Background(), r)
 		assert.Equal(t, Errored, o.Status, o.Reason)
 		assert.Contains(t, o.Reason, "start step", "refused by exec, as without a warm wrapper")
-		assert.Same(t, w, e.warm, "the warm wrapper is kept")
+		assert.Equal(t, []*warmWrapper{w}, e.idle, "the warm wrapper is kept")
 	}
 	var out strings.Builder
-	o := e.Execute(context.Background(), Run{Dir: dir, Env: env, Steps: []Step{{Run: "echo hi"}}, Output: &out})
+	o := e.Execute(context.Background(), Run{Dir: dir, Env: env, Steps: []Step{{Run: "echo hi; echo wrapper=$PPID"}}, Output: &out})
 	assert.Equal(t, Passed, o.Status, out.String())
 	assert.Contains(t, out.String(), "hi\n")
-	assert.NotNil(t, w.cmd.ProcessState, "the warm wrapper ran the step")
+	assert.Equal(t, w.cmd.Process.Pid, pids(t, out.String())["wrapper"], "the warm wrapper ran the step")
 }
 
 func TestWarmWrapperStoppedBeforeItsStep(t *testing.T) {
@@ -634,7 +629,7 @@ func TestWarmWrapperStoppedBeforeItsStep(t *testing.T) {
 	e := &Executor{Wrapper: []string{exe, "--"}, WrapperEnv: env}
 	defer e.Close()
 	e.Warm()
-	pid := e.warm.cmd.Process.Pid
+	pid := e.idle[0].cmd.Process.Pid
 	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
 	big := strings.Repeat("x", 50_000)
 	stepEnv := append([]string{"BIG1=" + big, "BIG2=" + big}, env...)
@@ -653,4 +648,69 @@ func TestWarmWrapperStoppedBeforeItsStep(t *testing.T) {
 		t.Fatal("the step waited for the stopped wrapper")
 	}
 	waitDead(t, 5*time.Second, pid)
+}
+
+func TestWrapperIsKeptForTheNextStepOnlyAfterACleanEnd(t *testing.T) {
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	env := []string{envWrapper + "=1", raceNoExitDelay}
+	e := &Executor{Wrapper: []string{exe, "--"}, WrapperEnv: env}
+	defer e.Close()
+	wrapperOf := func(step Step) (Outcome, int) {
+		t.Helper()
+		var out syncBuffer
+		step.Run = "echo wrapper=$PPID; " + step.Run
+		o := e.Execute(context.Background(), Run{Dir: t.TempDir(), Env: env, Steps: []Step{step}, Output: &out})
+		return o, pids(t, out.String())["wrapper"]
+	}
+	o, first := wrapperOf(Step{Run: "true"})
+	require.Equal(t, Passed, o.Status, o.Reason)
+	o, again := wrapperOf(Step{Run: "exit 4"})
+	require.Equal(t, Failed, o.Status, o.Reason)
+	assert.Equal(t, first, again, "a step that ended, even failing, leaves its wrapper to the next")
+	o, same := wrapperOf(Step{Run: "true"})
+	require.Equal(t, Passed, o.Status, o.Reason)
+	assert.Equal(t, first, same)
+
+	// A timeout kills the step's process group, its wrapper included.
+	o, timedOut := wrapperOf(Step{Run: "sleep 30", Timeout: 200 * time.Millisecond})
+	require.Equal(t, TimedOut, o.Status, o.Reason)
+	assert.Equal(t, first, timedOut)
+	waitDead(t, 5*time.Second, first)
+	o, next := wrapperOf(Step{Run: "true"})
+	require.Equal(t, Passed, o.Status, o.Reason)
+	assert.NotEqual(t, first, next)
+
+	// A step that kills its wrapper fails, and the next one gets another.
+	o, killed := wrapperOf(Step{Run: "kill -9 $PPID; sleep 30"})
+	assert.Equal(t, Failed, o.Status, o.Reason)
+	assert.Equal(t, 128+9, o.ExitCode)
+	o, after := wrapperOf(Step{Run: "true"})
+	require.Equal(t, Passed, o.Status, o.Reason)
+	assert.NotEqual(t, killed, after)
+	assert.False(t, alive(killed))
+}
+
+func TestKeptWrapperStartsEachStepWithNothingLeft(t *testing.T) {
+	// A step leaves a daemon in a session of its own and a double-forked
+	// process: they are gone before the wrapper takes the next step.
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	env := []string{envWrapper + "=1", raceNoExitDelay}
+	e := &Executor{Wrapper: []string{exe, "--"}, WrapperEnv: env}
+	defer e.Close()
+	marker := newMarker()
+	var out syncBuffer
+	o := e.Execute(context.Background(), Run{Dir: t.TempDir(), Env: env, Output: &out, Steps: []Step{
+		{Name: "leave", Run: fmt.Sprintf(`echo wrapper=$PPID
+			setsid sh -c 'echo $$ > a.pid; exec sleep %s' &
+			(sh -c 'echo $$ > b.pid; exec sleep %s' &)
+			until [ -s a.pid ] && [ -s b.pid ]; do sleep 0.01; done`, marker, marker)},
+		{Name: "next", Run: `echo next=$PPID; kill -0 $(cat a.pid) || kill -0 $(cat b.pid) || echo nothing left`},
+	}})
+	require.Equal(t, Passed, o.Status, "%s\n%s", o.Reason, out.String())
+	found := pids(t, out.String())
+	assert.Equal(t, found["wrapper"], found["next"], "one wrapper ran both steps")
+	assert.Contains(t, out.String(), "nothing left\n")
+	assert.Empty(t, marked(t, marker))
 }

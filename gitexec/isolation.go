@@ -164,7 +164,7 @@ type mount struct {
 // bwrapArgs is the argv that runs command in the sandbox s: the whole file
 // system read-only, fresh /proc, /dev and /tmp, hidden paths empty, the
 // writable ones read-write, a PID namespace of its own whose processes all
-// die with bwrap (--die-with-parent: bwrap's parent is the exec wrapper), a
+// die with bwrap (--die-with-parent: bwrap's parent is the runner), a
 // new session (no terminal to inject input into), no capabilities (a
 // runner running as root would otherwise hand them to the job, which could
 // unmount what hides the credentials). The network is the host's. Mounts

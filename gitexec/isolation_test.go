@@ -28,8 +28,9 @@ func requireBwrap(t *testing.T) {
 	require.NoError(t, ProbeBwrap(nil), "the sandbox tests need bubblewrap: run `make deps`")
 }
 
-// sandboxModes are the executor modes that run steps under bwrap: through
-// a wrapper (cold and warm), as the runner does, and directly.
+// sandboxModes are the executor modes that run steps under bwrap: with a
+// wrapper configured (cold and warm), as the runner has one, and without.
+// A sandboxed step starts bwrap directly in all three.
 func sandboxModes(t *testing.T) []executorMode {
 	t.Helper()
 	requireBwrap(t)

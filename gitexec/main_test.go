@@ -85,13 +85,21 @@ func executorHelper() int {
 	} else {
 		e.Close()
 	}
-	first := e.warm
+	var first *warmWrapper
+	if len(e.idle) > 0 {
+		first = e.idle[0]
+	}
 	// The step's own wrapper starts the next one: report it, so that the
 	// kill -9 test also checks that an unused warm wrapper dies with us.
 	go func() {
 		for {
 			e.mu.Lock()
-			w := e.warm
+			var w *warmWrapper
+			for _, idle := range e.idle {
+				if idle != first {
+					w = idle
+				}
+			}
 			e.mu.Unlock()
 			if (w != nil && w != first) || os.Getenv(envHelperWarm) != "warm" {
 				pid := os.Getpid() // a live process: nothing to wait for in cold mode

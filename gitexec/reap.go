@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,8 +18,11 @@ import (
 // Nothing a job starts may outlive it, whatever it does to get away: a
 // process group is left with setsid, and a parent chain is cut by a double
 // fork, after which the kernel hands the orphan to the nearest ancestor that
-// is a child subreaper (PR_SET_CHILD_SUBREAPER), or to init. Volt keeps every
-// job process in a tree it owns, at two levels:
+// is a child subreaper (PR_SET_CHILD_SUBREAPER), or to init. A sandboxed
+// step cannot do either: bwrap runs it in a PID namespace of its own, which
+// the kernel empties when the step ends, when bwrap is killed, and when the
+// runner dies (see Executor.start). An unsandboxed one can, and Volt keeps
+// every process of it in a tree it owns, at two levels:
 //
 //   - The exec wrapper (wrapper.go) is a child subreaper: whatever a step
 //     starts stays below the wrapper however it forks. When the step's
@@ -285,6 +289,35 @@ func startTracked(cmd *exec.Cmd) error {
 	children.pids[cmd.Process.Pid] = true
 	children.mu.Unlock()
 	return nil
+}
+
+// startPinned starts cmd like startTracked, from a goroutine locked to its
+// OS thread until cmd has been waited for, and returns the function that
+// waits for it (waitTracked's answer; it may be called more than once).
+// cmd has a parent-death signal (SysProcAttr.Pdeathsig): the kernel sends it
+// when the thread that started the process ends, not the process
+// (golang/go#27505), and the Go runtime ends a thread when a goroutine that
+// locked it ends without unlocking it (modernc.org/libc, SQLite's, locks
+// threads). Started from any thread, the process could be killed while its
+// runner lives; started from this one, only when the runner dies or after
+// the process has ended.
+func startPinned(cmd *exec.Cmd) (wait func() error, err error) {
+	started := make(chan error, 1)
+	waited := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := startTracked(cmd); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		waited <- waitTracked(cmd)
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return sync.OnceValue(func() error { return <-waited }), nil
 }
 
 // waitTracked waits for a command started by startTracked and forgets its pid.
