@@ -199,13 +199,6 @@ func (w *watcher) waitMatch(tb testing.TB, from int, match func(name string) boo
 	}
 }
 
-// eventCount is the number of close-write/moved-to events so far.
-func (w *watcher) eventCount() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.events)
-}
-
 // resultStatus reads the status line of a result file.
 func resultStatus(path string) string {
 	b, err := os.ReadFile(path)

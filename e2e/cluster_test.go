@@ -133,13 +133,3 @@ func (c *fourProc) waitRunners(ids ...string) string {
 		return true
 	}, "runners "+strings.Join(ids, ", ")+" not registered")
 }
-
-// runnerIndex returns the index of the runner whose pid is pid, or -1.
-func (c *fourProc) runnerIndex(pid int) int {
-	for i, r := range c.runners {
-		if r.pid() == pid {
-			return i
-		}
-	}
-	return -1
-}

@@ -306,17 +306,6 @@ func killOwnGroup(pgid int, why string) int {
 	return 128 + int(syscall.SIGKILL)
 }
 
-// exitStatus is a finished process's exit code, or 128+signal if a signal killed it.
-func exitStatus(state *os.ProcessState) int {
-	if state == nil {
-		return 1
-	}
-	if ws, ok := state.Sys().(syscall.WaitStatus); ok {
-		return waitStatusCode(ws)
-	}
-	return state.ExitCode()
-}
-
 // waitStatusCode is the exit code in ws, or 128+signal if a signal killed the process.
 func waitStatusCode(ws syscall.WaitStatus) int {
 	switch {

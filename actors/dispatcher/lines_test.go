@@ -81,24 +81,3 @@ func TestLineStaysOrdered(t *testing.T) {
 		require.Equal(t, len(in), n, "step %d", step)
 	}
 }
-
-// TestRingIsADeque checks the queue ring against a slice.
-func TestRingIsADeque(t *testing.T) {
-	rng := rand.New(rand.NewPCG(5, 6))
-	var q ring[int]
-	var want []int
-	for i := range 10000 {
-		switch {
-		case rng.IntN(3) == 0 && len(want) > 0:
-			require.Equal(t, want[0], q.popFront())
-			want = want[1:]
-		case rng.IntN(2) == 0:
-			q.pushFront(i)
-			want = append([]int{i}, want...)
-		default:
-			q.pushBack(i)
-			want = append(want, i)
-		}
-		require.Equal(t, len(want), q.len())
-	}
-}
