@@ -86,8 +86,8 @@ type checker struct {
 	stuck map[string]bool
 	// pipes is the pipelines as the dispatcher's core decides them; cells
 	// each job's cell as persisted (jobKey -> cell).
-	pipes *pipelineView
-	cells map[string]*messages.PipelineJob
+	pipes      *pipelineView
+	cells      map[string]*messages.PipelineJob
 	model      *model
 	checked    map[string]bool // invariants that had something to check
 	violations []Violation
