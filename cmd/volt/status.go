@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"text/tabwriter"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -104,14 +105,18 @@ func printStatus(w io.Writer, st, rep *messages.StatusReply) {
 		}
 		fmt.Fprintf(w, "reporter: %s\nobservers: %d\n\n", rep, len(st.Observers))
 		tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
-		fmt.Fprintln(tw, "RUNNER\tSTATE\tJOB\tATTEMPT\tLAST HEARTBEAT\tADDRESS")
+		fmt.Fprintln(tw, "RUNNER\tSTATE\tSLOTS\tJOB\tATTEMPT\tLAST HEARTBEAT\tLABELS\tADDRESS")
 		for _, r := range st.Runners {
 			job, attempt := "-", "-"
 			if r.Job != nil {
 				job, attempt = fmt.Sprint(r.Job.JobId), fmt.Sprint(r.Job.Attempt)
 			}
+			labels := strings.Join(r.Labels, ",")
+			if labels == "" {
+				labels = "-"
+			}
 			ago := time.Since(time.UnixMilli(r.LastHeartbeatUnixMs)).Round(time.Millisecond)
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s ago\t%s\n", r.RunnerId, r.State, job, attempt, ago, r.Address)
+			fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s ago\t%s\t%s\n", r.RunnerId, r.State, r.Running, max(r.Slots, 1), job, attempt, ago, labels, r.Address)
 		}
 		tw.Flush()
 		fmt.Fprintln(w)
