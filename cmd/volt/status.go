@@ -5,8 +5,8 @@ import (
 	"io"
 	"os"
 	"slices"
-	"text/tabwriter"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
