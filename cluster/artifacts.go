@@ -26,8 +26,8 @@ func (s resultStore) HeldArtifact(jobID int64, attempt int32, path string) (repo
 	return reporter.ArtifactHeld{File: artifactFile(h.File), AttemptBytes: h.AttemptBytes, AttemptFiles: h.AttemptFiles}, err
 }
 
-func (s resultStore) CloseArtifact(jobID int64, attempt int32, path string, size int64, sum []byte) (bool, error) {
-	return s.db.CloseArtifact(jobID, attempt, path, size, sum)
+func (s resultStore) CloseArtifact(jobID int64, attempt int32, path string, size int64, sum []byte, mode uint32) (bool, error) {
+	return s.db.CloseArtifact(jobID, attempt, path, size, sum, mode)
 }
 
 func (s resultStore) ResultByJob(jobID int64) (*messages.Result, error) {
@@ -52,7 +52,7 @@ func (s resultStore) ReadArtifact(jobID int64, attempt int32, path string, offse
 }
 
 func artifactFile(f store.ArtifactFile) reporter.ArtifactFile {
-	return reporter.ArtifactFile{Path: f.Path, Kind: f.Kind, Size: f.Size, Kept: f.Kept}
+	return reporter.ArtifactFile{Path: f.Path, Kind: f.Kind, Size: f.Size, Kept: f.Kept, Mode: f.Mode}
 }
 
 var (

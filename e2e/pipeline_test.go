@@ -46,8 +46,13 @@ const pipelineSpec = `jobs:
     branches: [main]
     steps:
       - name: build
-        run: mkdir -p dist && cat cov/*.out > dist/coverage.txt && ls cov | wc -l | tr -d ' ' > dist/count.txt
+        run: |
+          mkdir -p dist && cat cov/*.out > dist/coverage.txt && ls cov | wc -l | tr -d ' ' > dist/count.txt
+          printf '#!/bin/sh\necho smoke ok\n' > dist/app && chmod +x dist/app
     artifacts: [dist/]
+  smoke:
+    needs: [package]
+    steps: [{name: run, run: ./dist/app}]
   gpu:
     runs-on: [gpu]
     steps: [{name: gpu, run: "true"}]
@@ -82,7 +87,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 			cells = append(cells, fmt.Sprintf("test (%s) %d/2", m, shard))
 		}
 	}
-	want := map[string]string{"lint": "passed", "package": "passed", "gpu": "passed", "broken": "failed", "after-broken": "skipped"}
+	want := map[string]string{"lint": "passed", "package": "passed", "smoke": "passed", "gpu": "passed", "broken": "failed", "after-broken": "skipped"}
 	for _, cell := range cells {
 		want[cell] = "passed"
 	}
@@ -121,6 +126,9 @@ func TestPipelineEndToEnd(t *testing.T) {
 	}
 	if got := strings.TrimSpace(string(count)); got != fmt.Sprint(len(cells)) {
 		t.Errorf("package saw %s coverage files, want one per test cell (%d)", got, len(cells))
+	}
+	if fi, err := os.Stat(filepath.Join(out, "dist", "app")); err != nil || fi.Mode().Perm()&0o111 == 0 {
+		t.Errorf("package's dist/app is not downloaded as an executable: %v %v", fi, err)
 	}
 	cov, _ := os.ReadFile(filepath.Join(out, "dist", "coverage.txt"))
 	if !strings.Contains(string(cov), "hello from bash-slow-1-of-2") {

@@ -52,3 +52,13 @@ func ValidateArtifactPath(p string) error {
 	}
 	return nil
 }
+
+// ArtifactMode is the permission bits an artifact is kept and placed with:
+// 0755 when the uploaded file was executable by anyone, else 0644 (nothing
+// else of the uploader's mode, its owner or umask, travels).
+func ArtifactMode(perm uint32) uint32 {
+	if perm&0o111 != 0 {
+		return 0o755
+	}
+	return 0o644
+}

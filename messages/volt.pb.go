@@ -4047,14 +4047,17 @@ func (x *ArtifactChunk) GetTicket() []byte {
 // ArtifactClosed ends one file's upload: its size and SHA-256. The reporter
 // keeps the file only if both match what it received.
 type ArtifactClosed struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
-	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Path          string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
-	Kind          string                 `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
-	Size          int64                  `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
-	Sha256        []byte                 `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
-	Ticket        []byte                 `protobuf:"bytes,7,opt,name=ticket,proto3" json:"ticket,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Job     *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Attempt int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Path    string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	Kind    string                 `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	Size    int64                  `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	Sha256  []byte                 `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Ticket  []byte                 `protobuf:"bytes,7,opt,name=ticket,proto3" json:"ticket,omitempty"`
+	// mode is the file's permission bits as kept: 0755 when the runner found
+	// it executable, else 0644.
+	Mode          uint32 `protobuf:"varint,8,opt,name=mode,proto3" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4136,6 +4139,13 @@ func (x *ArtifactClosed) GetTicket() []byte {
 		return x.Ticket
 	}
 	return nil
+}
+
+func (x *ArtifactClosed) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
 }
 
 // ArtifactAck tells the uploader how much of a file the reporter has; with
@@ -4314,16 +4324,18 @@ func (x *ArtifactFetch) GetOffset() int64 {
 // ArtifactData answers ArtifactFetch: the list of files (paths, sizes) or
 // data from offset; eof when it reaches the end of the file.
 type ArtifactData struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         int64                  `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	FromIndex     int32                  `protobuf:"varint,2,opt,name=from_index,json=fromIndex,proto3" json:"from_index,omitempty"`
-	Path          string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
-	Offset        int64                  `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
-	Data          []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
-	Eof           bool                   `protobuf:"varint,6,opt,name=eof,proto3" json:"eof,omitempty"`
-	Paths         []string               `protobuf:"bytes,7,rep,name=paths,proto3" json:"paths,omitempty"`
-	Sizes         []int64                `protobuf:"varint,8,rep,packed,name=sizes,proto3" json:"sizes,omitempty"`
-	Error         string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	JobId     int64                  `protobuf:"varint,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	FromIndex int32                  `protobuf:"varint,2,opt,name=from_index,json=fromIndex,proto3" json:"from_index,omitempty"`
+	Path      string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	Offset    int64                  `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data      []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	Eof       bool                   `protobuf:"varint,6,opt,name=eof,proto3" json:"eof,omitempty"`
+	Paths     []string               `protobuf:"bytes,7,rep,name=paths,proto3" json:"paths,omitempty"`
+	Sizes     []int64                `protobuf:"varint,8,rep,packed,name=sizes,proto3" json:"sizes,omitempty"`
+	Error     string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	// modes[i] is the permission bits of paths[i] (0755 or 0644).
+	Modes         []uint32 `protobuf:"varint,10,rep,packed,name=modes,proto3" json:"modes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4419,6 +4431,13 @@ func (x *ArtifactData) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *ArtifactData) GetModes() []uint32 {
+	if x != nil {
+		return x.Modes
+	}
+	return nil
 }
 
 var File_volt_v1_volt_proto protoreflect.FileDescriptor
@@ -4737,7 +4756,7 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06offset\x18\x05 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04data\x18\x06 \x01(\fR\x04data\x12\x16\n" +
-	"\x06ticket\x18\a \x01(\fR\x06ticket\"\xb6\x01\n" +
+	"\x06ticket\x18\a \x01(\fR\x06ticket\"\xca\x01\n" +
 	"\x0eArtifactClosed\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.volt.v1.JobR\x03job\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
@@ -4745,7 +4764,8 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x12\n" +
 	"\x04size\x18\x05 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x06 \x01(\fR\x06sha256\x12\x16\n" +
-	"\x06ticket\x18\a \x01(\fR\x06ticket\"\x90\x01\n" +
+	"\x06ticket\x18\a \x01(\fR\x06ticket\x12\x12\n" +
+	"\x04mode\x18\b \x01(\rR\x04mode\"\x90\x01\n" +
 	"\vArtifactAck\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
@@ -4760,7 +4780,7 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\n" +
 	"from_index\x18\x04 \x01(\x05R\tfromIndex\x12\x12\n" +
 	"\x04path\x18\x05 \x01(\tR\x04path\x12\x16\n" +
-	"\x06offset\x18\x06 \x01(\x03R\x06offset\"\xd8\x01\n" +
+	"\x06offset\x18\x06 \x01(\x03R\x06offset\"\xee\x01\n" +
 	"\fArtifactData\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x1d\n" +
 	"\n" +
@@ -4771,7 +4791,9 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x03eof\x18\x06 \x01(\bR\x03eof\x12\x14\n" +
 	"\x05paths\x18\a \x03(\tR\x05paths\x12\x14\n" +
 	"\x05sizes\x18\b \x03(\x03R\x05sizes\x12\x14\n" +
-	"\x05error\x18\t \x01(\tR\x05error*\x9a\x01\n" +
+	"\x05error\x18\t \x01(\tR\x05error\x12\x14\n" +
+	"\x05modes\x18\n" +
+	" \x03(\rR\x05modes*\x9a\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATUS_PASSED\x10\x01\x12\x11\n" +

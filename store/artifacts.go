@@ -38,6 +38,8 @@ type ArtifactFile struct {
 	// Kept is set once the size and SHA-256 the runner sent matched.
 	Kept   bool
 	SHA256 []byte
+	// Mode is the permission bits to place it with (0755 or 0644).
+	Mode uint32
 }
 
 // ArtifactHeld is what the store holds of one file and of its attempt.
@@ -133,12 +135,13 @@ func (db *DB) HeldArtifact(jobID int64, attempt int32, path string) (ArtifactHel
 	return h, nil
 }
 
-// CloseArtifact keeps one file of an attempt when the store holds exactly
-// size bytes of it whose SHA-256 is sum, and reports whether it is kept
+// CloseArtifact keeps one file of an attempt, with permission bits mode
+// (see messages.ArtifactMode), when the store holds exactly size bytes of
+// it whose SHA-256 is sum, and reports whether it is kept
 // (a kept file stays kept). Held bytes whose size or checksum do not
 // match are dropped, so that the sender can upload the file again from
 // its start; fewer bytes than size are left as they are.
-func (db *DB) CloseArtifact(jobID int64, attempt int32, path string, size int64, sum []byte) (kept bool, err error) {
+func (db *DB) CloseArtifact(jobID int64, attempt int32, path string, size int64, sum []byte, mode uint32) (kept bool, err error) {
 	if err := db.writable("close artifact"); err != nil {
 		return false, err
 	}
@@ -167,7 +170,7 @@ func (db *DB) CloseArtifact(jobID int64, attempt int32, path string, size int64,
 		return false, fmt.Errorf("close %s: %w", what, err)
 	}
 	if have == size && bytes.Equal(h.Sum(nil), sum) {
-		if _, err := tx.ExecContext(ctx, `UPDATE artifacts SET kept = 1, sha256 = ? WHERE `+artifactWhere, sum, jobID, attempt, path); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE artifacts SET kept = 1, sha256 = ?, mode = ? WHERE `+artifactWhere, sum, messages.ArtifactMode(mode), jobID, attempt, path); err != nil {
 			return false, fmt.Errorf("close %s: %w", what, err)
 		}
 		kept = true
@@ -188,14 +191,14 @@ func (db *DB) CloseArtifact(jobID int64, attempt int32, path string, size int64,
 // Artifacts lists the kept files of one attempt of a job, by path.
 func (db *DB) Artifacts(jobID int64, attempt int32) (files []ArtifactFile, err error) {
 	rows, err := db.sql.QueryContext(context.Background(),
-		`SELECT path, kind, have, sha256 FROM artifacts WHERE job_id = ? AND attempt = ? AND kept = 1 ORDER BY path`, jobID, attempt)
+		`SELECT path, kind, have, sha256, mode FROM artifacts WHERE job_id = ? AND attempt = ? AND kept = 1 ORDER BY path`, jobID, attempt)
 	if err != nil {
 		return nil, fmt.Errorf("list the artifacts of job %d attempt %d in %s: %w", jobID, attempt, db.path(), err)
 	}
 	defer func() { err = errors.Join(err, rows.Close()) }()
 	for rows.Next() {
 		f := ArtifactFile{JobID: jobID, Attempt: attempt, Kept: true}
-		if err := rows.Scan(&f.Path, &f.Kind, &f.Size, &f.SHA256); err != nil {
+		if err := rows.Scan(&f.Path, &f.Kind, &f.Size, &f.SHA256, &f.Mode); err != nil {
 			return nil, fmt.Errorf("list the artifacts of job %d attempt %d in %s: %w", jobID, attempt, db.path(), err)
 		}
 		files = append(files, f)

@@ -55,14 +55,14 @@ func TestArtifactChunksAreTakenInOrder(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, files, "a file not closed is not listed")
 
-	kept, err := db.CloseArtifact(10, 1, "dist/app", 11, sum("0123456789"))
+	kept, err := db.CloseArtifact(10, 1, "dist/app", 11, sum("0123456789"), 0o644)
 	require.NoError(t, err)
 	assert.False(t, kept, "fewer bytes than the size: not kept, kept as they are")
 	held, err = db.HeldArtifact(10, 1, "dist/app")
 	require.NoError(t, err)
 	assert.Equal(t, int64(10), held.File.Size)
 
-	kept, err = db.CloseArtifact(10, 1, "dist/app", 10, sum("another file"))
+	kept, err = db.CloseArtifact(10, 1, "dist/app", 10, sum("another file"), 0o644)
 	require.NoError(t, err)
 	assert.False(t, kept, "a checksum mismatch is not kept")
 	held, err = db.HeldArtifact(10, 1, "dist/app")
@@ -74,10 +74,10 @@ func TestArtifactChunksAreTakenInOrder(t *testing.T) {
 		require.NoError(t, err)
 		held.File.Size += int64(len(c))
 	}
-	kept, err = db.CloseArtifact(10, 1, "dist/app", 10, sum("0123456789"))
+	kept, err = db.CloseArtifact(10, 1, "dist/app", 10, sum("0123456789"), 0o644)
 	require.NoError(t, err)
 	require.True(t, kept)
-	kept, err = db.CloseArtifact(10, 1, "dist/app", 10, sum("0123456789"))
+	kept, err = db.CloseArtifact(10, 1, "dist/app", 10, sum("0123456789"), 0o644)
 	require.NoError(t, err)
 	assert.True(t, kept, "closing a kept file again is fine")
 	have, err := db.AppendArtifact(j, 1, "dist/app", messages.KindArtifact, 10, []byte("more"))
@@ -87,7 +87,7 @@ func TestArtifactChunksAreTakenInOrder(t *testing.T) {
 	files, err = db.Artifacts(10, 1)
 	require.NoError(t, err)
 	require.Len(t, files, 1)
-	assert.Equal(t, store.ArtifactFile{JobID: 10, Attempt: 1, Path: "dist/app", Kind: messages.KindArtifact, Size: 10, Kept: true, SHA256: sum("0123456789")}, files[0])
+	assert.Equal(t, store.ArtifactFile{JobID: 10, Attempt: 1, Path: "dist/app", Kind: messages.KindArtifact, Size: 10, Kept: true, SHA256: sum("0123456789"), Mode: 0o644}, files[0])
 
 	part, err := db.ReadArtifact(10, 1, "dist/app", 3, 5)
 	require.NoError(t, err)
@@ -113,7 +113,7 @@ func TestJobAndCommitArtifacts(t *testing.T) {
 		t.Helper()
 		_, err := db.AppendArtifact(j, attempt, path, messages.KindArtifact, 0, []byte(data))
 		require.NoError(t, err)
-		kept, err := db.CloseArtifact(j.Id, attempt, path, int64(len(data)), sum(data))
+		kept, err := db.CloseArtifact(j.Id, attempt, path, int64(len(data)), sum(data), 0o644)
 		require.NoError(t, err)
 		require.True(t, kept)
 	}

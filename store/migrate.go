@@ -291,6 +291,11 @@ CREATE TABLE tests (
 CREATE INDEX tests_commit ON tests (repo, commit_hash, name);
 CREATE INDEX tests_history ON tests (repo_name, name, finished_unix_ms DESC, id DESC);
 `},
+	// 11: an artifact's permission bits (0755 for an executable, else
+	// 0644), so that a binary a job builds runs where it is placed.
+	{version: 11, sql: `
+ALTER TABLE artifacts ADD COLUMN mode INTEGER NOT NULL DEFAULT 420;
+`},
 }
 
 // schemaVersion is the newest schema this binary knows.

@@ -290,7 +290,7 @@ func TestBuildPage(t *testing.T) {
 	_, err = f.db.AppendArtifact(recs[1].Job, 2, "out/cover age.txt", messages.KindArtifact, 0, content)
 	require.NoError(t, err)
 	sum := sha256.Sum256(content)
-	kept, err := f.db.CloseArtifact(61, 2, "out/cover age.txt", int64(len(content)), sum[:])
+	kept, err := f.db.CloseArtifact(61, 2, "out/cover age.txt", int64(len(content)), sum[:], 0o644)
 	require.NoError(t, err)
 	require.True(t, kept)
 	code, body, _ = f.do(t, "GET", "/builds/60/jobs/1", nil, "")

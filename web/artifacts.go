@@ -23,6 +23,8 @@ type ArtifactFile struct {
 	Kind   string `json:"kind"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+	// Mode is its permission bits, 493 (0755) for an executable, else 420 (0644).
+	Mode uint32 `json:"mode"`
 	// URL downloads the file.
 	URL string `json:"url"`
 }
@@ -70,7 +72,7 @@ func jobArtifactsOf(j *store.JobArtifacts) JobArtifacts {
 	out := JobArtifacts{BuildID: j.BuildID, Index: j.Index, JobID: j.JobID, Name: j.Name, Attempt: j.Attempt,
 		Repo: j.Repo, Commit: j.Commit, Build: j.Build, Files: []ArtifactFile{}}
 	for _, f := range j.Files {
-		out.Files = append(out.Files, ArtifactFile{Path: f.Path, Kind: f.Kind, Size: f.Size, SHA256: hex.EncodeToString(f.SHA256),
+		out.Files = append(out.Files, ArtifactFile{Path: f.Path, Kind: f.Kind, Size: f.Size, SHA256: hex.EncodeToString(f.SHA256), Mode: f.Mode,
 			URL: ArtifactURL(j.BuildID, j.Index, f.Path)})
 	}
 	return out

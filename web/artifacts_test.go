@@ -27,7 +27,7 @@ func TestArtifactAPI(t *testing.T) {
 	_, err := f.db.AppendArtifact(pkg, 1, "dist/my app", messages.KindArtifact, 0, []byte(content))
 	require.NoError(t, err)
 	sum := sha256.Sum256([]byte(content))
-	kept, err := f.db.CloseArtifact(41, 1, "dist/my app", int64(len(content)), sum[:])
+	kept, err := f.db.CloseArtifact(41, 1, "dist/my app", int64(len(content)), sum[:], 0o755)
 	require.NoError(t, err)
 	require.True(t, kept)
 	_, err = f.db.RecordResult(&messages.Result{Job: pkg, Attempt: 1, Status: messages.Status_STATUS_PASSED, FinishedUnixMs: time.Now().UnixMilli()})
@@ -38,7 +38,7 @@ func TestArtifactAPI(t *testing.T) {
 	var list web.JobArtifacts
 	require.NoError(t, json.Unmarshal([]byte(body), &list))
 	assert.Equal(t, web.JobArtifacts{BuildID: 40, Index: 1, JobID: 41, Name: "package", Attempt: 1, Repo: "/srv/app.git", Commit: commitOf(40), Build: 1,
-		Files: []web.ArtifactFile{{Path: "dist/my app", Kind: "artifact", Size: int64(len(content)), SHA256: hex.EncodeToString(sum[:]),
+		Files: []web.ArtifactFile{{Path: "dist/my app", Kind: "artifact", Size: int64(len(content)), SHA256: hex.EncodeToString(sum[:]), Mode: 0o755,
 			URL: "/api/v2/builds/40/jobs/1/artifacts/dist/my%20app"}}}, list)
 
 	code, body, hdr := f.do(t, "GET", list.Files[0].URL, nil, "")

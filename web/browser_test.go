@@ -373,7 +373,7 @@ func TestBuildPageInABrowser(t *testing.T) {
 	_, err = f.db.AppendArtifact(recs[1].Job, 2, "report.json", messages.KindArtifact, 0, []byte("{}"))
 	require.NoError(t, err)
 	sum := sha256.Sum256([]byte("{}"))
-	_, err = f.db.CloseArtifact(61, 2, "report.json", 2, sum[:])
+	_, err = f.db.CloseArtifact(61, 2, "report.json", 2, sum[:], 0o644)
 	require.NoError(t, err)
 	ctx := browser(t, exe)
 

@@ -29,6 +29,8 @@ type ArtifactFile struct {
 	// Size is the bytes held: the whole file once Kept.
 	Size int64
 	Kept bool
+	// Mode is the permission bits it is kept with (0755 or 0644).
+	Mode uint32
 }
 
 // ArtifactHeld is what the store holds of one file and of its attempt.
@@ -47,9 +49,10 @@ type ArtifactWriter interface {
 	AppendArtifact(job *messages.Job, attempt int32, path, kind string, offset int64, data []byte) (have int64, err error)
 	// HeldArtifact says what is held of a file and of its attempt.
 	HeldArtifact(jobID int64, attempt int32, path string) (ArtifactHeld, error)
-	// CloseArtifact keeps the file when exactly size bytes are held whose
-	// SHA-256 is sum, and drops what is held when it does not match.
-	CloseArtifact(jobID int64, attempt int32, path string, size int64, sum []byte) (kept bool, err error)
+	// CloseArtifact keeps the file, with permission bits mode, when exactly
+	// size bytes are held whose SHA-256 is sum, and drops what is held when
+	// it does not match.
+	CloseArtifact(jobID int64, attempt int32, path string, size int64, sum []byte, mode uint32) (kept bool, err error)
 }
 
 // ArtifactReader serves the kept files to the jobs that need them.
@@ -273,7 +276,7 @@ func (d *desk) closed(w ArtifactWriter, r ArtifactReader, m *messages.ArtifactCl
 			return nil, "", err
 		}
 	}
-	kept, err := w.CloseArtifact(m.Job.Id, m.Attempt, m.Path, m.Size, m.Sha256)
+	kept, err := w.CloseArtifact(m.Job.Id, m.Attempt, m.Path, m.Size, m.Sha256, m.Mode)
 	if err != nil {
 		return nil, "", err
 	}
@@ -324,6 +327,7 @@ func (d *desk) fetch(r ArtifactReader, m *messages.ArtifactFetch) (proto.Message
 		for _, f := range files {
 			out.Paths = append(out.Paths, f.Path)
 			out.Sizes = append(out.Sizes, f.Size)
+			out.Modes = append(out.Modes, messages.ArtifactMode(f.Mode))
 		}
 		out.Eof = true
 		return out, "", nil

@@ -24,6 +24,7 @@ type storedFile struct {
 	kind string
 	data []byte
 	kept bool
+	mode uint32
 }
 
 func newArtifactStore() *artifactStore {
@@ -63,14 +64,14 @@ func (s *artifactStore) HeldArtifact(jobID int64, attempt int32, path string) (A
 	return h, nil
 }
 
-func (s *artifactStore) CloseArtifact(jobID int64, attempt int32, path string, size int64, sum []byte) (bool, error) {
+func (s *artifactStore) CloseArtifact(jobID int64, attempt int32, path string, size int64, sum []byte, mode uint32) (bool, error) {
 	f := s.files[fileKey(jobID, attempt, path)]
 	if f == nil {
 		return false, nil
 	}
 	got := sha256.Sum256(f.data)
 	if int64(len(f.data)) == size && string(got[:]) == string(sum) {
-		f.kept = true
+		f.kept, f.mode = true, messages.ArtifactMode(mode)
 	} else if int64(len(f.data)) >= size {
 		f.data = nil
 	}
@@ -86,7 +87,7 @@ func (s *artifactStore) Artifacts(jobID int64, attempt int32) ([]ArtifactFile, e
 	prefix := fmt.Sprintf("%d/%d/", jobID, attempt)
 	for k, f := range s.files {
 		if len(k) > len(prefix) && k[:len(prefix)] == prefix && f.kept {
-			out = append(out, ArtifactFile{Path: k[len(prefix):], Kind: f.kind, Size: int64(len(f.data)), Kept: true})
+			out = append(out, ArtifactFile{Path: k[len(prefix):], Kind: f.kind, Size: int64(len(f.data)), Kept: true, Mode: f.mode})
 		}
 	}
 	return out, nil
@@ -238,7 +239,7 @@ func TestArtifactFetch(t *testing.T) {
 	for attempt, content := range map[int32]string{1: "attempt 1", 2: "attempt 2"} {
 		_, err := s.AppendArtifact(test, attempt, "coverage.out", messages.KindArtifact, 0, []byte(content))
 		require.NoError(t, err)
-		_, err = s.CloseArtifact(test.Id, attempt, "coverage.out", int64(len(content)), digest(content))
+		_, err = s.CloseArtifact(test.Id, attempt, "coverage.out", int64(len(content)), digest(content), 0o644)
 		require.NoError(t, err)
 	}
 	d := newDesk(s)

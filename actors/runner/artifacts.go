@@ -172,7 +172,11 @@ func (a *Artifacts) Fetch(ctx context.Context, dir string, out io.Writer) (writt
 				return w.n, fmt.Errorf("the artifacts of the jobs this one needs exceed --max-artifact-size %s (at %s of job index %d): declare fewer artifacts in them, or raise --max-artifact-size on the runner",
 					sizeString(a.maxSize), p, n)
 			}
-			if err := a.fetchFile(ctx, root, n, p, size); err != nil {
+			mode := uint32(0o644)
+			if i < len(list.Modes) {
+				mode = messages.ArtifactMode(list.Modes[i])
+			}
+			if err := a.fetchFile(ctx, root, n, p, size, mode); err != nil {
 				return w.n, err
 			}
 			got += size
@@ -238,7 +242,7 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // fetchFile writes one file of the job at index n into root, with a
 // window of chunk requests in flight.
-func (a *Artifacts) fetchFile(ctx context.Context, root *os.Root, n int32, p string, size int64) (err error) {
+func (a *Artifacts) fetchFile(ctx context.Context, root *os.Root, n int32, p string, size int64, mode uint32) (err error) {
 	what := fmt.Sprintf("artifact %s of job index %d", p, n)
 	if err := messages.ValidateArtifactPath(p); err != nil {
 		return fmt.Errorf("fetch %s: the reporter named a path that is not allowed: %w", what, err)
@@ -248,9 +252,12 @@ func (a *Artifacts) fetchFile(ctx context.Context, root *os.Root, n int32, p str
 			return fmt.Errorf("fetch %s: %w", what, err)
 		}
 	}
-	f, err := root.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := root.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, os.FileMode(mode))
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", what, err)
+	}
+	if err := f.Chmod(os.FileMode(mode)); err != nil { // the umask and an existing file's mode aside
+		return errors.Join(fmt.Errorf("fetch %s: %w", what, err), f.Close())
 	}
 	defer func() {
 		if cerr := f.Close(); cerr != nil && err == nil {
@@ -302,6 +309,7 @@ func (a *Artifacts) fetchFile(ctx context.Context, root *os.Root, n int32, p str
 type upFile struct {
 	path, kind string
 	size       int64
+	mode       uint32 // 0755 or 0644: messages.ArtifactMode
 }
 
 // Upload uploads the files d declares from the workspace dir after the
@@ -400,7 +408,7 @@ func collect(root *os.Root, d Declared, out io.Writer) ([]upFile, error) {
 						fmt.Fprintf(out, "volt: artifact %s links to a directory or a special file: skipped\n", q)
 						return nil
 					}
-					return put(byPath, q, kind, ti.Size())
+					return put(byPath, q, kind, ti)
 				case !e.Type().IsRegular():
 					return nil
 				}
@@ -408,12 +416,12 @@ func collect(root *os.Root, d Declared, out io.Writer) ([]upFile, error) {
 				if err != nil {
 					return fmt.Errorf("artifact %s: %w", q, err)
 				}
-				return put(byPath, q, kind, info.Size())
+				return put(byPath, q, kind, info)
 			})
 		case !fi.Mode().IsRegular():
 			return fmt.Errorf("artifact %s is not a regular file or directory", p)
 		}
-		return put(byPath, p, kind, fi.Size())
+		return put(byPath, p, kind, fi)
 	}
 	for _, p := range d.Paths {
 		clean, err := declaredPath(p)
@@ -460,14 +468,14 @@ func collect(root *os.Root, d Declared, out io.Writer) ([]upFile, error) {
 }
 
 // put adds a file, a report's kind winning over an artifact's.
-func put(byPath map[string]upFile, p, kind string, size int64) error {
+func put(byPath map[string]upFile, p, kind string, info fs.FileInfo) error {
 	if err := messages.ValidateArtifactPath(p); err != nil {
 		return err
 	}
 	if f, ok := byPath[p]; ok && f.kind != messages.KindArtifact {
 		return nil
 	}
-	byPath[p] = upFile{path: p, kind: kind, size: size}
+	byPath[p] = upFile{path: p, kind: kind, size: info.Size(), mode: messages.ArtifactMode(uint32(info.Mode().Perm()))}
 	return nil
 }
 
@@ -543,7 +551,7 @@ func (a *Artifacts) sendOnce(ctx context.Context, file *os.File, f upFile) error
 		}
 		sum := up.h.Sum(nil)
 		res, err := a.root.RequestFuture(a.sink, &messages.ArtifactClosed{Job: a.run.Job, Attempt: a.run.Attempt, Path: f.path, Kind: f.kind,
-			Size: f.size, Sha256: sum, Ticket: a.run.LogTicket}, a.wait).Result()
+			Size: f.size, Sha256: sum, Ticket: a.run.LogTicket, Mode: f.mode}, a.wait).Result()
 		ack, ok := res.(*messages.ArtifactAck)
 		switch {
 		case err != nil || !ok || ack.Path != f.path:

@@ -101,7 +101,7 @@ func (d dbArtifacts) commitArtifacts(commit string) ([]web.JobArtifacts, error) 
 	for i, j := range jobs {
 		out[i] = web.JobArtifacts{BuildID: j.BuildID, Index: j.Index, JobID: j.JobID, Name: j.Name, Attempt: j.Attempt, Repo: j.Repo, Commit: j.Commit, Build: j.Build}
 		for _, f := range j.Files {
-			out[i].Files = append(out[i].Files, web.ArtifactFile{Path: f.Path, Kind: f.Kind, Size: f.Size, SHA256: fmt.Sprintf("%x", f.SHA256)})
+			out[i].Files = append(out[i].Files, web.ArtifactFile{Path: f.Path, Kind: f.Kind, Size: f.Size, SHA256: fmt.Sprintf("%x", f.SHA256), Mode: f.Mode})
 		}
 	}
 	return out, nil
@@ -220,7 +220,7 @@ func downloadArtifacts(src artifactSource, jobs []web.JobArtifacts, dir string, 
 				return fmt.Errorf("job %s: %w", jobLabel(j), err)
 			}
 			p := prefix + f.Path
-			if err := writeArtifact(root, p, func(w io.Writer) error { return src.copyArtifact(w, j, f) }); err != nil {
+			if err := writeArtifact(root, p, f.Mode, func(w io.Writer) error { return src.copyArtifact(w, j, f) }); err != nil {
 				return err
 			}
 			fmt.Printf("%s\n", path.Join(dir, p))
@@ -243,15 +243,21 @@ func jobDir(j web.JobArtifacts) string {
 	return name
 }
 
-func writeArtifact(root *os.Root, p string, copyTo func(io.Writer) error) (err error) {
+// writeArtifact writes one downloaded file at p with mode's permission
+// bits (see messages.ArtifactMode: an executable stays one).
+func writeArtifact(root *os.Root, p string, mode uint32, copyTo func(io.Writer) error) (err error) {
 	if d := path.Dir(p); d != "." {
 		if err := root.MkdirAll(d, 0o755); err != nil {
 			return fatal("create "+d, err)
 		}
 	}
-	f, err := root.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	perm := os.FileMode(messages.ArtifactMode(mode))
+	f, err := root.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
 	if err != nil {
 		return fatal("create "+p, err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		return errors.Join(fatal("create "+p, err), f.Close())
 	}
 	defer func() {
 		if cerr := f.Close(); cerr != nil && err == nil {
