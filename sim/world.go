@@ -502,7 +502,10 @@ func (w *World) boot(n *node) {
 		// PeerTerminated for the previous one cannot be mistaken for this one.
 		n.addr = actors.NewAddr(n.host, fmt.Sprintf("runner-%d-%d", n.idx, n.gen))
 		w.byAddr[n.addr] = n.idx
-		n.inc = w.now.UnixNano() + int64(n.idx)
+		// A process's incarnation is unique to it, even when a runner
+		// restarts at the very instant it started (a replaced runner's
+		// twin crashed by the same tick): never the one before.
+		n.inc = max(w.now.UnixNano()+int64(n.idx), n.inc+int64(len(w.nodes)))
 		role = runner.NewShell(runner.Config{ID: n.runnerID, Incarnation: n.inc, Hostname: n.host,
 			Dispatcher: disp, Grace: w.cfg.RunnerGrace, Labels: n.labels, Slots: n.slots}, jobs{p})
 	}
