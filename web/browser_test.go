@@ -446,8 +446,19 @@ func TestBuildPageOfARealBuild(t *testing.T) {
 
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(url+"/")))
 	row := fmt.Sprintf(`tr.commit.status-passed[data-commit="%s"]`, sha)
-	waitFor(t, ctx, 60*time.Second, fmt.Sprintf(`document.querySelector('%s')`, row), "the commit's row is green")
-	id := eval[string](t, ctx, fmt.Sprintf(`document.querySelector('%s').dataset.build`, row))
+	// The dashboard redraws its rows as results come: the row is read in
+	// the expression that finds it.
+	buildOf := fmt.Sprintf(`(document.querySelector('%s') || {dataset: {}}).dataset.build`, row)
+	waitFor(t, ctx, 60*time.Second, buildOf, "the commit's row is green")
+	var id string
+	waitFor(t, ctx, 10*time.Second, buildOf, "the commit's row stays")
+	for i := 0; id == "" && i < 100; i++ {
+		if i > 0 {
+			time.Sleep(50 * time.Millisecond) // the row is being redrawn
+		}
+		id = eval[string](t, ctx, buildOf+` || ""`)
+	}
+	require.NotEmpty(t, id, "the commit's row names its build")
 	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS(row+` a`))))
 	waitFor(t, ctx, 10*time.Second, `document.querySelector('#graph g.job')`, "the row opens the build page")
 	require.Equal(t, "/builds/"+id, eval[string](t, ctx, `location.pathname`))
