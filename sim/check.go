@@ -144,6 +144,7 @@ func (c *checker) dispatcherBooted() {
 	// numbers are given again.
 	for _, mj := range c.model.jobs {
 		mj.attempts, mj.holder = mj.durable, mj.durableHolder
+		mj.forgetRetries()
 	}
 }
 
@@ -247,7 +248,9 @@ func (c *checker) step(w *World, n *node, from actors.From, in any, fx []actors.
 					continue
 				}
 				c.checked[InvOneResult] = true
-				if _, fromRunner := in.(*messages.JobFinished); fromRunner && j.Result.Attempt != c.assigned[j.Job.Id] {
+				// Only the job the runner reports: its step may end others too
+				// (skipped dependents, a fail-fast matrix's queued cells).
+				if fin, fromRunner := in.(*messages.JobFinished); fromRunner && fin.GetResult().GetJob().GetId() == j.Job.Id && j.Result.Attempt != c.assigned[j.Job.Id] {
 					c.fail(InvOneResult, "job %d recorded attempt %d's result, but attempt %d is the current one", j.Job.Id, j.Result.Attempt, c.assigned[j.Job.Id])
 				}
 				if fin, ok := in.(*messages.JobFinished); ok {

@@ -34,6 +34,9 @@ func (c *checker) persisted(jobs []*messages.JobRecord) {
 				mj.cancelled, mj.cancelBy = true, c.w.now.Add(2200*time.Microsecond+c.w.extraDelay)
 			}
 		}
+		if mj := c.model.job(keyOf(j.Job)); j.Retries > mj.durableRetries {
+			mj.durableRetries = j.Retries
+		}
 		if j.State == messages.JobState_JOB_STATE_RUNNING && j.Attempt > 0 {
 			// What a restarted dispatcher goes on from (dispatcherBooted).
 			if mj := c.model.job(keyOf(j.Job)); j.Attempt >= mj.durable {

@@ -73,6 +73,9 @@ type modelJob struct {
 	durableHolder runnerKey
 	released      map[int32]bool
 	retried       map[int32]bool // attempts that failed and ran again (retry:)
+	// durableRetries is how many retries the dispatcher's store holds: a
+	// restarted dispatcher forgets the others.
+	durableRetries int32
 	recorded      bool
 	cancelled     bool      // a cancel was accepted before any result was recorded
 	cancelBy      time.Time // when it was accepted, plus the longest the network then took to reach the runner
@@ -120,6 +123,14 @@ func (m *model) job(k buildJob) *modelJob {
 		m.jobs[k] = j
 	}
 	return j
+}
+
+// forgetRetries drops the retries decided after the last durable one, the
+// newest first, as a restarted dispatcher does.
+func (j *modelJob) forgetRetries() {
+	for int32(len(j.retried)) > j.durableRetries {
+		delete(j.retried, slices.Max(slices.Collect(maps.Keys(j.retried))))
+	}
 }
 
 // lost counts a job's attempts that ended without a result, as the model

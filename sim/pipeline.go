@@ -308,7 +308,9 @@ func newPipelineRand(seed uint64) *rand.Rand {
 // that one runner has ("gpu") or, rarely, none has ("tpu"). It reports
 // whether a job asks for labels no runner has.
 func drawPipeline(rng *rand.Rand, info *commitInfo, labelled bool) (stuck bool) {
-	if info.poison || rng.IntN(100) >= pipelineShare {
+	// A commit that kills runners or hangs stays one job: nine jobs that
+	// each run to the job timeout, retried, outlast the calm.
+	if info.poison || info.hangs || rng.IntN(100) >= pipelineShare {
 		return false
 	}
 	p := &messages.Pipeline{}
