@@ -76,9 +76,9 @@ type modelJob struct {
 	// durableRetries is how many retries the dispatcher's store holds: a
 	// restarted dispatcher forgets the others.
 	durableRetries int32
-	recorded      bool
-	cancelled     bool      // a cancel was accepted before any result was recorded
-	cancelBy      time.Time // when it was accepted, plus the longest the network then took to reach the runner
+	recorded       bool
+	cancelled      bool      // a cancel was accepted before any result was recorded
+	cancelBy       time.Time // when it was accepted, plus the longest the network then took to reach the runner
 }
 
 // model is the checker's reference model.
