@@ -24,7 +24,20 @@ import (
 // values must be the job's own (in the same file), else it is refused.
 func LoadJob(dir string, cell *messages.PipelineJob) (*Spec, error) {
 	if cell == nil {
-		return Load(dir)
+		spec, err := Load(dir)
+		if err == nil {
+			return spec, nil
+		}
+		// A jobs: file that cannot be expanded makes a build of one job
+		// (the dispatcher errors it without a runner); a rebuild of it runs
+		// that job here: say what is wrong with the file, not that a cell
+		// is missing.
+		if data, rerr := readCapped(filepath.Join(dir, FileName)); rerr == nil {
+			if p := ExpandPipeline(data); p.GetError() != "" {
+				return nil, errors.New(p.GetError())
+			}
+		}
+		return nil, err
 	}
 	path := filepath.Join(dir, FileName)
 	data, err := readCapped(path)
