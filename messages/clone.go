@@ -18,7 +18,7 @@ func CloneResult(r *Result) *Result {
 	}
 	return &Result{Job: CloneJob(r.Job), Attempt: r.Attempt, RunnerId: r.RunnerId, Status: r.Status, Reason: r.Reason,
 		ExitCode: r.ExitCode, StartedUnixMs: r.StartedUnixMs, FinishedUnixMs: r.FinishedUnixMs, FailedStep: r.FailedStep,
-		LogBytes: r.LogBytes, LogDropped: r.LogDropped, QueuedUnixMs: r.QueuedUnixMs}
+		LogBytes: r.LogBytes, LogDropped: r.LogDropped, QueuedUnixMs: r.QueuedUnixMs, Retries: r.Retries}
 }
 
 // CloneJobRecord copies a JobRecord without reflection.

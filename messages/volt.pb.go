@@ -546,7 +546,10 @@ type Result struct {
 	LogBytes   int64 `protobuf:"varint,10,opt,name=log_bytes,json=logBytes,proto3" json:"log_bytes,omitempty"`
 	LogDropped int64 `protobuf:"varint,11,opt,name=log_dropped,json=logDropped,proto3" json:"log_dropped,omitempty"`
 	// queued_unix_ms is when the build was queued (for queue-wait figures).
-	QueuedUnixMs  int64 `protobuf:"varint,12,opt,name=queued_unix_ms,json=queuedUnixMs,proto3" json:"queued_unix_ms,omitempty"`
+	QueuedUnixMs int64 `protobuf:"varint,12,opt,name=queued_unix_ms,json=queuedUnixMs,proto3" json:"queued_unix_ms,omitempty"`
+	// retries counts the runs after a failure that the job's retry: allowed
+	// before this one (set by the dispatcher).
+	Retries       int32 `protobuf:"varint,13,opt,name=retries,proto3" json:"retries,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -661,6 +664,13 @@ func (x *Result) GetLogDropped() int64 {
 func (x *Result) GetQueuedUnixMs() int64 {
 	if x != nil {
 		return x.QueuedUnixMs
+	}
+	return 0
+}
+
+func (x *Result) GetRetries() int32 {
+	if x != nil {
+		return x.Retries
 	}
 	return 0
 }
@@ -4479,7 +4489,7 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\bbranches\x18\v \x03(\tR\bbranches\"J\n" +
 	"\bPipeline\x12(\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x14.volt.v1.PipelineJobR\x04jobs\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error\"\x94\x03\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"\xae\x03\n" +
 	"\x06Result\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.volt.v1.JobR\x03job\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x1b\n" +
@@ -4495,7 +4505,8 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	" \x01(\x03R\blogBytes\x12\x1f\n" +
 	"\vlog_dropped\x18\v \x01(\x03R\n" +
 	"logDropped\x12$\n" +
-	"\x0equeued_unix_ms\x18\f \x01(\x03R\fqueuedUnixMs\"\xeb\x03\n" +
+	"\x0equeued_unix_ms\x18\f \x01(\x03R\fqueuedUnixMs\x12\x18\n" +
+	"\aretries\x18\r \x01(\x05R\aretries\"\xeb\x03\n" +
 	"\tJobRecord\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.volt.v1.JobR\x03job\x12'\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x11.volt.v1.JobStateR\x05state\x12\x18\n" +

@@ -52,8 +52,7 @@ type BuildJob struct {
 	// timed_out, errored, cancelled, skipped), else its State.
 	Status  string `json:"status"`
 	Attempt int32  `json:"attempt"`
-	// Retries counts the runs after a failure its retry: allowed, while
-	// the dispatcher holds the job (a result does not carry it).
+	// Retries counts the runs after a failure its retry: allowed.
 	Retries int32  `json:"retries,omitempty"`
 	Runner  string `json:"runner,omitempty"`
 	// Waiting says why a queued job has not started ("no runner has

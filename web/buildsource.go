@@ -171,6 +171,9 @@ func buildJob(id int64, index int32, res *messages.Result, rec *messages.JobReco
 	}
 	bj.Attempt, bj.Runner, bj.Reason, bj.FailedStep, bj.ExitCode = v.Attempt, v.Runner, v.Reason, v.FailedStep, v.ExitCode
 	bj.QueuedAt, bj.StartedAt, bj.FinishedAt, bj.DurationMS, bj.LogBytes = v.QueuedAt, v.StartedAt, v.FinishedAt, v.DurationMS, v.LogBytes
+	if res != nil {
+		bj.Retries = res.GetRetries()
+	}
 	if rec != nil {
 		bj.Retries = rec.GetRetries()
 		if v.State != stateDone {

@@ -189,6 +189,9 @@ func TestRetriesRunOutIntoTheFailure(t *testing.T) {
 	fx := w.finish("r1", 1, 1, 2, messages.Status_STATUS_FAILED)
 	assert.Equal(t, messages.Status_STATUS_FAILED, results(fx)[1])
 	assert.EqualValues(t, 1, w.job(1).Retries)
+	res := coretest.SendsTo[*messages.ResultRecorded](fx, repAddr)
+	require.Len(t, res, 1)
+	assert.EqualValues(t, 1, res[0].Result.Retries, "the result says how many retries it took")
 }
 
 func TestFailFastCancelsTheRestOfTheMatrix(t *testing.T) {

@@ -83,6 +83,7 @@ func finalResult(j *job, runner string, res *messages.Result) *messages.Result {
 		Job: j.Job, Attempt: j.Attempt, RunnerId: runner, Status: res.Status, Reason: res.Reason,
 		ExitCode: res.ExitCode, StartedUnixMs: res.StartedUnixMs, FinishedUnixMs: res.FinishedUnixMs,
 		FailedStep: res.FailedStep, LogBytes: res.LogBytes, LogDropped: res.LogDropped, QueuedUnixMs: j.QueuedUnixMs,
+		Retries: j.Retries,
 	}
 	if j.cancelPending() && final.Status != messages.Status_STATUS_CANCELLED {
 		// The user was told it is cancelled: a cancel wins unless the
