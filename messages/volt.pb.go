@@ -4345,7 +4345,10 @@ type ArtifactData struct {
 	Sizes     []int64                `protobuf:"varint,8,rep,packed,name=sizes,proto3" json:"sizes,omitempty"`
 	Error     string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
 	// modes[i] is the permission bits of paths[i] (0755 or 0644).
-	Modes         []uint32 `protobuf:"varint,10,rep,packed,name=modes,proto3" json:"modes,omitempty"`
+	Modes []uint32 `protobuf:"varint,10,rep,packed,name=modes,proto3" json:"modes,omitempty"`
+	// later marks an error that may pass (the needed job has no result at
+	// the reporter yet): ask again. Any other error is final.
+	Later         bool `protobuf:"varint,11,opt,name=later,proto3" json:"later,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4448,6 +4451,13 @@ func (x *ArtifactData) GetModes() []uint32 {
 		return x.Modes
 	}
 	return nil
+}
+
+func (x *ArtifactData) GetLater() bool {
+	if x != nil {
+		return x.Later
+	}
+	return false
 }
 
 var File_volt_v1_volt_proto protoreflect.FileDescriptor
@@ -4791,7 +4801,7 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\n" +
 	"from_index\x18\x04 \x01(\x05R\tfromIndex\x12\x12\n" +
 	"\x04path\x18\x05 \x01(\tR\x04path\x12\x16\n" +
-	"\x06offset\x18\x06 \x01(\x03R\x06offset\"\xee\x01\n" +
+	"\x06offset\x18\x06 \x01(\x03R\x06offset\"\x84\x02\n" +
 	"\fArtifactData\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x1d\n" +
 	"\n" +
@@ -4804,7 +4814,8 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x05sizes\x18\b \x03(\x03R\x05sizes\x12\x14\n" +
 	"\x05error\x18\t \x01(\tR\x05error\x12\x14\n" +
 	"\x05modes\x18\n" +
-	" \x03(\rR\x05modes*\x9a\x01\n" +
+	" \x03(\rR\x05modes\x12\x14\n" +
+	"\x05later\x18\v \x01(\bR\x05later*\x9a\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATUS_PASSED\x10\x01\x12\x11\n" +

@@ -310,7 +310,7 @@ func (d *desk) fetch(r ArtifactReader, m *messages.ArtifactFetch) (proto.Message
 	}
 	switch {
 	case res == nil:
-		out.Error = fmt.Sprintf("job %d (index %d) has no result at the reporter yet", source, m.FromIndex)
+		out.Error, out.Later = fmt.Sprintf("job %d (index %d) has no result at the reporter yet", source, m.FromIndex), true
 		return out, "", nil
 	case res.Job.GetRepo() != m.Job.Repo || res.Job.GetCommit() != m.Job.Commit || res.Job.GetBuild() != m.Job.Build || res.Job.GetIndex() != m.FromIndex:
 		out.Error = fmt.Sprintf("job %d is not index %d of the asking job's build", source, m.FromIndex)

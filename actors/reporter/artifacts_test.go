@@ -255,7 +255,8 @@ func TestArtifactFetch(t *testing.T) {
 	}
 
 	data, _ := fetch(pkg, tk(pkg, 1, "r1"), 1, "")
-	assert.Contains(t, data.Error, "no result at the reporter yet", "the runner asks again")
+	assert.Contains(t, data.Error, "no result at the reporter yet")
+	assert.True(t, data.Later, "the runner asks again")
 
 	s.results[test.Id] = &messages.Result{Job: test, Attempt: 2, Status: messages.Status_STATUS_PASSED}
 	data, _ = fetch(pkg, tk(pkg, 1, "r1"), 1, "")

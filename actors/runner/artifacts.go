@@ -207,6 +207,10 @@ func (a *Artifacts) list(ctx context.Context, n int32) (*messages.ArtifactData, 
 			return d, nil
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
+		case err == nil && !d.Later:
+			// Final (the job does not need that index, say): asking again
+			// would only wait.
+			return nil, fmt.Errorf("fetch the artifacts of job index %d from the reporter: %s", n, d.Error)
 		case time.Now().After(deadline):
 			if err == nil {
 				err = errors.New(d.Error)

@@ -32,6 +32,10 @@ type fakeDepot struct {
 	kinds  map[string]string
 	kept   map[string]bool
 	serve  map[string][]byte // what fetches get
+	// listError, when set, answers every listing with it; later marks it
+	// as one that may pass.
+	listError string
+	later     bool
 	chunks int
 	// offsets counts the chunks received per offset of each file.
 	offsets map[string]map[int64]int
@@ -94,6 +98,11 @@ func (f *fakeDepot) Receive(ctx actor.Context) {
 	case *messages.ArtifactFetch:
 		f.fetches = append(f.fetches, m)
 		out := &messages.ArtifactData{JobId: m.Job.Id, FromIndex: m.FromIndex, Path: m.Path, Offset: m.Offset}
+		if m.Path == "" && f.listError != "" {
+			out.Error, out.Later = f.listError, f.later
+			ctx.Respond(out)
+			return
+		}
 		if m.Path == "" {
 			for _, p := range sortedKeys(f.serve) {
 				out.Paths = append(out.Paths, p)
@@ -418,6 +427,26 @@ func TestFetchNeeds(t *testing.T) {
 			assert.True(t, os.IsNotExist(statErr) || tc.name != "through a link out", "nothing written outside")
 		})
 	}
+	t.Run("a final refusal ends the fetch at once", func(t *testing.T) {
+		a, depot := newMover(t, 1<<20)
+		depot.listError = "job 11 (index 2) does not need index 0"
+		start := time.Now()
+		_, err := a.Fetch(context.Background(), t.TempDir(), &bytes.Buffer{})
+		require.ErrorContains(t, err, "does not need index 0")
+		assert.Less(t, time.Since(start), a.need, "not retried until the need deadline")
+		depot.mu.Lock()
+		defer depot.mu.Unlock()
+		assert.Len(t, depot.fetches, 1)
+	})
+	t.Run("no result yet is asked again until the deadline", func(t *testing.T) {
+		a, depot := newMover(t, 1<<20)
+		depot.listError, depot.later = "job 10 (index 0) has no result at the reporter yet", true
+		_, err := a.Fetch(context.Background(), t.TempDir(), &bytes.Buffer{})
+		require.ErrorContains(t, err, "no result at the reporter yet")
+		depot.mu.Lock()
+		defer depot.mu.Unlock()
+		assert.Greater(t, len(depot.fetches), 1)
+	})
 	t.Run("no needs, no fetch", func(t *testing.T) {
 		a, depot := newMover(t, 1<<20)
 		a.run.Job = &messages.Job{Id: 10, BuildId: 10, Repo: "r", Commit: artifactRun.Job.Commit, Build: 1}
