@@ -27,16 +27,16 @@ import (
 // and SHA-256 match, and serves fetches from files. Hooks make it lose a
 // chunk, corrupt a file, or stay silent.
 type fakeDepot struct {
-	mu     sync.Mutex
-	files  map[string][]byte // received
-	kinds  map[string]string
-	kept   map[string]bool
-	serve  map[string][]byte // what fetches get
+	mu    sync.Mutex
+	files map[string][]byte // received
+	kinds map[string]string
+	kept  map[string]bool
+	serve map[string][]byte // what fetches get
 	// listError, when set, answers every listing with it; later marks it
 	// as one that may pass.
 	listError string
 	later     bool
-	chunks int
+	chunks    int
 	// offsets counts the chunks received per offset of each file.
 	offsets map[string]map[int64]int
 	// lose drops a chunk (no answer) when it returns true.
