@@ -29,12 +29,13 @@ const (
 type pipelineView struct {
 	decided map[string]messages.Status // jobKey -> status decided
 	holds   map[int64]runnerKey        // job id -> the runner incarnation it runs on
+	held    map[runnerKey]int          // how many of holds each incarnation has
 	labels  map[runnerKey][]string     // as each incarnation registered
 	slots   map[runnerKey]int32
 }
 
 func newPipelineView() *pipelineView {
-	return &pipelineView{decided: map[string]messages.Status{}, holds: map[int64]runnerKey{},
+	return &pipelineView{decided: map[string]messages.Status{}, holds: map[int64]runnerKey{}, held: map[runnerKey]int{},
 		labels: map[runnerKey][]string{}, slots: map[runnerKey]int32{}}
 }
 
@@ -44,11 +45,29 @@ func newPipelineView() *pipelineView {
 func (v *pipelineView) booted(d *durable) {
 	clear(v.decided)
 	clear(v.holds)
+	clear(v.held)
 	clear(v.labels)
 	clear(v.slots)
 	for _, j := range d.jobs {
 		if j.State == messages.JobState_JOB_STATE_DONE && j.Result != nil {
 			v.decided[jobKey(j.Job)] = j.Result.Status
+		}
+	}
+}
+
+// hold notes that job id runs on incarnation k (and on no other).
+func (v *pipelineView) hold(id int64, k runnerKey) {
+	v.drop(id)
+	v.holds[id] = k
+	v.held[k]++
+}
+
+// drop notes that job id runs nowhere.
+func (v *pipelineView) drop(id int64) {
+	if k, ok := v.holds[id]; ok {
+		delete(v.holds, id)
+		if v.held[k]--; v.held[k] == 0 {
+			delete(v.held, k)
 		}
 	}
 }
@@ -92,9 +111,9 @@ func (c *checker) pipelineStep(from actors.From, in any, fx []actors.Effect) {
 				c.cells[jobKey(j.Job)] = j.Job.Cell
 				switch j.State {
 				case messages.JobState_JOB_STATE_RUNNING:
-					v.holds[j.Job.Id] = runnerKey{j.RunnerId, j.RunnerIncarnation}
+					v.hold(j.Job.Id, runnerKey{j.RunnerId, j.RunnerIncarnation})
 				default:
-					delete(v.holds, j.Job.Id)
+					v.drop(j.Job.Id)
 				}
 				if j.State == messages.JobState_JOB_STATE_DONE && j.Result != nil {
 					c.decided(j)
@@ -185,13 +204,8 @@ func (c *checker) assignedJob(r *messages.RunJob) {
 			}
 		}
 	}
-	v.holds[j.Id] = k
-	n := 0
-	for _, h := range v.holds {
-		if h == k {
-			n++
-		}
-	}
+	v.hold(j.Id, k)
+	n := v.held[k]
 	if slots, ok := v.slots[k]; ok {
 		c.checked[InvSlots] = true
 		if int32(n) > slots {

@@ -138,7 +138,8 @@ func (c *Core) status(from actors.Addr, m *messages.StatusRequest) []actors.Effe
 // Status describes the runners, the jobs in memory and the counters.
 func (c *Core) Status() *messages.StatusReply {
 	s := &messages.StatusReply{Role: "dispatcher", Reporter: string(c.reporter), Counters: map[string]int64{}}
-	for _, r := range c.runners.sorted() {
+	runners := c.runners.sorted()
+	for _, r := range runners {
 		rs := &messages.RunnerStatus{RunnerId: r.id, Incarnation: r.incarnation, Address: string(r.addr),
 			State: "idle", LastHeartbeatUnixMs: c.time(r.seen).UnixMilli(),
 			Labels: r.labels, Slots: r.slots, Running: int32(len(r.jobs))}
@@ -154,7 +155,7 @@ func (c *Core) Status() *messages.StatusReply {
 	for _, id := range sortedKeys(c.jobs) {
 		j := c.jobs[id]
 		rec := messages.CloneJobRecord(&j.JobRecord)
-		rec.Waiting = c.waiting(j)
+		rec.Waiting = c.waiting(j, runners)
 		s.Jobs = append(s.Jobs, rec)
 		if j.State == messages.JobState_JOB_STATE_QUEUED {
 			queued++

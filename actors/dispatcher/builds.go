@@ -303,8 +303,8 @@ func (c *Core) failFast(now time.Time, fx []actors.Effect, b *build, i int32) []
 }
 
 // waiting says why queued job j has not started, "" when nothing but a
-// free runner stands in its way.
-func (c *Core) waiting(j *job) string {
+// free runner stands in its way; runners are the registered ones.
+func (c *Core) waiting(j *job, runners []*runnerState) string {
 	b := c.buildOf(j)
 	if b == nil || j.State != messages.JobState_JOB_STATE_QUEUED {
 		return ""
@@ -325,7 +325,7 @@ func (c *Core) waiting(j *job) string {
 	if len(want) == 0 {
 		return ""
 	}
-	for _, r := range c.runners.sorted() {
+	for _, r := range runners {
 		if hasLabels(r.labels, want) {
 			return ""
 		}

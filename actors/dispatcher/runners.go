@@ -238,7 +238,10 @@ func (c *Core) heartbeat(now time.Time, from actors.Addr, m *messages.Heartbeat)
 		}
 	}
 	var fx []actors.Effect
-	for _, id := range slices.Clone(r.jobs) {
+	// Backwards: free takes the job out of r.jobs, and each requeued job
+	// goes first, so they keep their order (as in loseRunner).
+	for i := len(r.jobs) - 1; i >= 0; i-- {
+		id := r.jobs[i]
 		if slices.Contains(listed, id) {
 			continue
 		}

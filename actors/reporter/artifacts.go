@@ -1,5 +1,8 @@
 package reporter
 
+// This file is shell, not core: it does network and file I/O and reads
+// the clock, as logstream.go does (internal/mutate.NotCore leaves it out).
+//
 // Artifacts: the files a job uploads after its steps (its declared
 // artifacts and test reports), and the fetches of the jobs that need them.
 //

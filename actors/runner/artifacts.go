@@ -1,5 +1,8 @@
 package runner
 
+// This file is shell, not core: it does network and file I/O and reads
+// the clock, as logstream.go does (internal/mutate.NotCore leaves it out).
+//
 // Artifacts: before a job's first step the runner places in its workspace
 // the artifacts of the jobs it needs; after its steps, whatever they ended
 // with, it uploads the files the job declares (artifacts and test
