@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -117,38 +116,18 @@ func (db *DB) BuildForCommit(prefix string) (b *Build, err error) {
 		return nil, fmt.Errorf("find the build of %s in %s: begin: %w", prefix, db.path(), err)
 	}
 	defer endTx(tx, &err)
-	rows, err := tx.QueryContext(ctx,
-		`SELECT DISTINCT commit_hash FROM results WHERE commit_hash >= ? AND commit_hash < ? LIMIT 3`, lo, hi)
+	commit, err := uniqueCommit(ctx, tx, "results", prefix, lo, hi)
 	if err != nil {
 		return nil, fmt.Errorf("find the build of %s in %s: %w", prefix, db.path(), err)
-	}
-	var commits []string
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			return nil, errors.Join(fmt.Errorf("find the build of %s in %s: %w", prefix, db.path(), err), rows.Close())
-		}
-		commits = append(commits, c)
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return nil, fmt.Errorf("find the build of %s in %s: %w", prefix, db.path(), err)
-	}
-	switch len(commits) {
-	case 0:
-		return nil, fmt.Errorf("no build of commit %s in %s: %w", prefix, db.dir, ErrNotFound)
-	case 1:
-	default:
-		return nil, fmt.Errorf("commit prefix %s matches %s, ...: give more digits: %w",
-			prefix, strings.Join(commits[:2], ", "), ErrAmbiguous)
 	}
 	var repo string
 	var number int32
 	if err := tx.QueryRowContext(ctx, `SELECT repo, build FROM results WHERE commit_hash = ? ORDER BY build DESC, id DESC LIMIT 1`,
-		commits[0]).Scan(&repo, &number); err != nil {
+		commit).Scan(&repo, &number); err != nil {
 		return nil, fmt.Errorf("find the build of %s in %s: %w", prefix, db.path(), err)
 	}
-	return db.build(ctx, tx, fmt.Sprintf("build %d of %s in %s", number, commits[0], repo),
-		`SELECT record FROM results WHERE repo = ? AND commit_hash = ? AND build = ? ORDER BY job_index`, repo, commits[0], number)
+	return db.build(ctx, tx, fmt.Sprintf("build %d of %s in %s", number, commit, repo),
+		`SELECT record FROM results WHERE repo = ? AND commit_hash = ? AND build = ? ORDER BY job_index`, repo, commit, number)
 }
 
 // buildQueryer is what build needs of a *sql.DB or *sql.Tx.

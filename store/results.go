@@ -234,33 +234,13 @@ func (db *DB) ResultForCommit(prefix string) (*messages.Result, error) {
 	}
 	defer endTx(tx, &err)
 
-	rows, err := tx.QueryContext(ctx,
-		`SELECT DISTINCT commit_hash FROM builds WHERE commit_hash >= ? AND commit_hash < ? LIMIT 3`, lo, hi)
+	commit, err := uniqueCommit(ctx, tx, "builds", prefix, lo, hi)
 	if err != nil {
 		return nil, fmt.Errorf("find result of %s in %s: %w", prefix, db.path(), err)
 	}
-	var commits []string
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			return nil, errors.Join(fmt.Errorf("find result of %s in %s: %w", prefix, db.path(), err), rows.Close())
-		}
-		commits = append(commits, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("find result of %s in %s: %w", prefix, db.path(), err)
-	}
-	switch len(commits) {
-	case 0:
-		return nil, fmt.Errorf("no result for commit %s in %s: %w", prefix, db.dir, ErrNotFound)
-	case 1:
-	default:
-		return nil, fmt.Errorf("commit prefix %s matches %s, ...: give more digits: %w",
-			prefix, strings.Join(commits[:2], ", "), ErrAmbiguous)
-	}
 	recs, err := queryRecords(ctx, tx, func() *messages.Result { return &messages.Result{} },
 		`SELECT record FROM builds WHERE commit_hash = ? ORDER BY build DESC, finished_unix_ms DESC, id DESC LIMIT 1`,
-		commits[0])
+		commit)
 	if err != nil {
 		return nil, fmt.Errorf("find result of %s in %s: %w", prefix, db.path(), err)
 	}
@@ -268,6 +248,34 @@ func (db *DB) ResultForCommit(prefix string) (*messages.Result, error) {
 		return nil, fmt.Errorf("no result for commit %s in %s: %w", prefix, db.dir, ErrNotFound)
 	}
 	return recs[0], nil
+}
+
+// uniqueCommit returns the one commit of table (builds or results) in
+// [lo, hi), the ids that start with prefix: ErrNotFound when there is none,
+// ErrAmbiguous when there are several.
+func uniqueCommit(ctx context.Context, q rowsQueryer, table, prefix, lo, hi string) (commit string, err error) {
+	rows, err := q.QueryContext(ctx, `SELECT DISTINCT commit_hash FROM `+table+` WHERE commit_hash >= ? AND commit_hash < ? LIMIT 3`, lo, hi)
+	if err != nil {
+		return "", err
+	}
+	var commits []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return "", errors.Join(err, rows.Close())
+		}
+		commits = append(commits, c)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return "", err
+	}
+	switch len(commits) {
+	case 0:
+		return "", fmt.Errorf("no commit %s has a result: %w", prefix, ErrNotFound)
+	case 1:
+		return commits[0], nil
+	}
+	return "", fmt.Errorf("commit prefix %s matches %s, ...: give more digits: %w", prefix, strings.Join(commits[:2], ", "), ErrAmbiguous)
 }
 
 // prefixRange checks that prefix is at least minLen hex digits (at most 64,
