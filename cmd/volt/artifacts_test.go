@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"crypto/sha256"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,7 +12,6 @@ import (
 
 	"github.com/voltci/volt/messages"
 	"github.com/voltci/volt/store"
-	"github.com/voltci/volt/web"
 )
 
 // TestArtifactsCommand: `volt artifacts COMMIT [JOB] --out DIR` downloads
@@ -42,16 +39,9 @@ func TestArtifactsCommand(t *testing.T) {
 	upload(1, "test 1/2", "coverage.out", "mode: set\n", 0o640)
 	upload(2, "package", "dist/app", "binary", 0o700)
 
-	srv, err := web.New(web.Config{DB: db, Backend: fakeDispatcher{}})
-	require.NoError(t, err)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, l) }()
-	t.Cleanup(func() { cancel(); assert.NoError(t, <-done) })
+	url := serveWeb(t, db, "")
 
-	for name, source := range map[string][]string{"data dir": {"--data-dir", data}, "server": {"--server", "http://" + l.Addr().String()}} {
+	for name, source := range map[string][]string{"data dir": {"--data-dir", data}, "server": {"--server", url}} {
 		t.Run(name, func(t *testing.T) {
 			one := t.TempDir()
 			require.Equal(t, exitOK, run(append([]string{"artifacts", commit[:8], "package", "--out", one}, source...)))

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -54,15 +53,8 @@ func TestResultsTests(t *testing.T) {
 	printTests(&b, web.BuildTests{})
 	assert.Contains(t, b.String(), "no test results")
 
-	srv, err := web.New(web.Config{DB: db, Backend: fakeDispatcher{}})
-	require.NoError(t, err)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	sctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(sctx, l) }()
-	t.Cleanup(func() { cancel(); assert.NoError(t, <-done) })
-	for name, source := range map[string][]string{"data dir": {"--data-dir", data}, "server": {"--server", "http://" + l.Addr().String()}} {
+	url := serveWeb(t, db, "")
+	for name, source := range map[string][]string{"data dir": {"--data-dir", data}, "server": {"--server", url}} {
 		t.Run(name, func(t *testing.T) {
 			assert.Equal(t, exitOK, run(append([]string{"results", commit[:10], "--tests"}, source...)))
 			assert.Equal(t, exitNotFound, run(append([]string{"results", "ffffffffff", "--tests"}, source...)))

@@ -40,6 +40,21 @@ func (fakeDispatcher) Notify(context.Context, *messages.Notify) (*messages.Notif
 	return &messages.NotifyAck{Observers: 1}, nil
 }
 
+// serveWeb serves db's web UI and API (token, if not empty, guards them)
+// on a loopback port until the test ends, and returns its URL.
+func serveWeb(t *testing.T, db *store.DB, token string) string {
+	t.Helper()
+	srv, err := web.New(web.Config{DB: db, Backend: fakeDispatcher{}, Token: token})
+	require.NoError(t, err)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, l) }()
+	t.Cleanup(func() { cancel(); assert.NoError(t, <-done) })
+	return "http://" + l.Addr().String()
+}
+
 // TestServerCommands runs the CLI against a real web server over a real store.
 func TestServerCommands(t *testing.T) {
 	db, err := store.Open(t.TempDir())
@@ -50,15 +65,7 @@ func TestServerCommands(t *testing.T) {
 			Branches: []string{"main"}, Build: 1}, Attempt: 1, Status: messages.Status_STATUS_PASSED, StartedUnixMs: 1000, FinishedUnixMs: 1000 + i})
 		require.NoError(t, err)
 	}
-	srv, err := web.New(web.Config{DB: db, Backend: fakeDispatcher{}, Token: "tok"})
-	require.NoError(t, err)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, l) }()
-	t.Cleanup(func() { cancel(); assert.NoError(t, <-done) })
-	url := "http://" + l.Addr().String()
+	url := serveWeb(t, db, "tok")
 	t.Setenv("VOLT_TOKEN", "")
 
 	nobody, err := net.Listen("tcp", "127.0.0.1:0")
