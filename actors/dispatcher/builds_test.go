@@ -17,6 +17,15 @@ func cell(key string, needs ...int32) *messages.PipelineJob {
 	return &messages.PipelineJob{Key: key, Name: key, Needs: needs}
 }
 
+// newBuildWorld is a dispatcher with an observer and a reporter
+// registered: the runners are each test's own.
+func newBuildWorld(t *testing.T, cfg dispatcher.Config) *world {
+	w := newWorld(t, cfg)
+	w.addObserver(obsAddr)
+	w.addReporter()
+	return w
+}
+
 // observePipeline observes one commit on main whose pipeline is cells.
 func (w *world) observePipeline(n int, cells ...*messages.PipelineJob) []actors.Effect {
 	m := w.observed("main", "", coretest.Commit(n))
@@ -55,9 +64,7 @@ func started(fx []actors.Effect) []int64 {
 }
 
 func TestAJobStartsOnlyAfterItsNeedsPassed(t *testing.T) {
-	w := newWorld(t, dispatcher.DefaultConfig())
-	w.addObserver(obsAddr)
-	w.addReporter()
+	w := newBuildWorld(t, dispatcher.DefaultConfig())
 	w.addRunnerWith("r1", 4)
 	// lint -> test -> package, and docs needing nothing.
 	fx := w.observePipeline(1, cell("lint"), cell("docs"), cell("test", 0), cell("package", 2))
@@ -72,9 +79,7 @@ func TestAJobStartsOnlyAfterItsNeedsPassed(t *testing.T) {
 func TestAJobWhoseNeedFailedIsSkippedAndSoAreItsDependents(t *testing.T) {
 	for _, st := range []messages.Status{messages.Status_STATUS_FAILED, messages.Status_STATUS_ERRORED, messages.Status_STATUS_TIMED_OUT} {
 		t.Run(st.Name(), func(t *testing.T) {
-			w := newWorld(t, dispatcher.DefaultConfig())
-			w.addObserver(obsAddr)
-			w.addReporter()
+			w := newBuildWorld(t, dispatcher.DefaultConfig())
 			w.addRunnerWith("r1", 1)
 			w.observePipeline(1, cell("lint"), cell("test", 0), cell("package", 1), cell("other"))
 			fx := w.finish("r1", 1, 1, 1, st)
@@ -88,9 +93,7 @@ func TestAJobWhoseNeedFailedIsSkippedAndSoAreItsDependents(t *testing.T) {
 }
 
 func TestAllowedFailureSatisfiesItsDependents(t *testing.T) {
-	w := newWorld(t, dispatcher.DefaultConfig())
-	w.addObserver(obsAddr)
-	w.addReporter()
+	w := newBuildWorld(t, dispatcher.DefaultConfig())
 	w.addRunnerWith("r1", 1)
 	lint := cell("lint")
 	lint.AllowFailure = true
@@ -99,9 +102,7 @@ func TestAllowedFailureSatisfiesItsDependents(t *testing.T) {
 }
 
 func TestAJobRunsOnlyOnARunnerWithItsLabels(t *testing.T) {
-	w := newWorld(t, dispatcher.DefaultConfig())
-	w.addObserver(obsAddr)
-	w.addReporter()
+	w := newBuildWorld(t, dispatcher.DefaultConfig())
 	w.addRunnerWith("plain", 2, "os=linux")
 	gpu := cell("train")
 	gpu.RunsOn = []string{"gpu", "os=linux"}
@@ -115,9 +116,7 @@ func TestAJobRunsOnlyOnARunnerWithItsLabels(t *testing.T) {
 }
 
 func TestARunnerNeverRunsMoreJobsThanItsSlots(t *testing.T) {
-	w := newWorld(t, dispatcher.DefaultConfig())
-	w.addObserver(obsAddr)
-	w.addReporter()
+	w := newBuildWorld(t, dispatcher.DefaultConfig())
 	w.addRunnerWith("r1", 3)
 	cells := make([]*messages.PipelineJob, 5)
 	for i := range cells {
@@ -130,9 +129,7 @@ func TestARunnerNeverRunsMoreJobsThanItsSlots(t *testing.T) {
 }
 
 func TestALostRunnerHasEveryJobOfItsSlotsReassigned(t *testing.T) {
-	w := newWorld(t, dispatcher.DefaultConfig())
-	w.addObserver(obsAddr)
-	w.addReporter()
+	w := newBuildWorld(t, dispatcher.DefaultConfig())
 	w.addRunnerWith("r1", 3)
 	w.observePipeline(1, cell("a"), cell("b"), cell("c"))
 	w.addRunnerWith("r2", 3)
@@ -141,9 +138,7 @@ func TestALostRunnerHasEveryJobOfItsSlotsReassigned(t *testing.T) {
 }
 
 func TestBuildsTakeTurns(t *testing.T) {
-	w := newWorld(t, dispatcher.DefaultConfig())
-	w.addObserver(obsAddr)
-	w.addReporter()
+	w := newBuildWorld(t, dispatcher.DefaultConfig())
 	w.addRunnerWith("r1", 1)
 	matrix := make([]*messages.PipelineJob, 200)
 	for i := range matrix {
@@ -161,9 +156,7 @@ func TestBuildsTakeTurns(t *testing.T) {
 func TestRetryRunsAFailedJobAgainApartFromTheAttemptCap(t *testing.T) {
 	cfg := dispatcher.DefaultConfig()
 	cfg.MaxAttempts = 1
-	w := newWorld(t, cfg)
-	w.addObserver(obsAddr)
-	w.addReporter()
+	w := newBuildWorld(t, cfg)
 	w.addRunnerWith("r1", 1)
 	w.addRunnerWith("r2", 1)
 	flaky := cell("test")
@@ -178,9 +171,7 @@ func TestRetryRunsAFailedJobAgainApartFromTheAttemptCap(t *testing.T) {
 }
 
 func TestRetriesRunOutIntoTheFailure(t *testing.T) {
-	w := newWorld(t, dispatcher.DefaultConfig())
-	w.addObserver(obsAddr)
-	w.addReporter()
+	w := newBuildWorld(t, dispatcher.DefaultConfig())
 	w.addRunnerWith("r1", 1)
 	c := cell("test")
 	c.Retry = 1
@@ -195,9 +186,7 @@ func TestRetriesRunOutIntoTheFailure(t *testing.T) {
 }
 
 func TestFailFastCancelsTheRestOfTheMatrix(t *testing.T) {
-	w := newWorld(t, dispatcher.DefaultConfig())
-	w.addObserver(obsAddr)
-	w.addReporter()
+	w := newBuildWorld(t, dispatcher.DefaultConfig())
 	w.addRunnerWith("r1", 2)
 	cells := make([]*messages.PipelineJob, 4)
 	for i := range cells {
@@ -219,9 +208,7 @@ func TestFailFastCancelsTheRestOfTheMatrix(t *testing.T) {
 }
 
 func TestBranchesFilterSkipsAJobAndItsDependents(t *testing.T) {
-	w := newWorld(t, dispatcher.DefaultConfig())
-	w.addObserver(obsAddr)
-	w.addReporter()
+	w := newBuildWorld(t, dispatcher.DefaultConfig())
 	w.addRunnerWith("r1", 4)
 	pkg := cell("package")
 	pkg.Branches = []string{"release/*"}
@@ -235,9 +222,7 @@ func TestBranchesFilterSkipsAJobAndItsDependents(t *testing.T) {
 }
 
 func TestCancellingABuildCancelsEveryJobNotEnded(t *testing.T) {
-	w := newWorld(t, dispatcher.DefaultConfig())
-	w.addObserver(obsAddr)
-	w.addReporter()
+	w := newBuildWorld(t, dispatcher.DefaultConfig())
 	w.addRunnerWith("r1", 1)
 	w.observePipeline(1, cell("a"), cell("b"), cell("c", 0))
 	fx := w.step(cliAddr, &messages.CancelRequest{JobId: 1})
@@ -250,9 +235,7 @@ func TestCancellingABuildCancelsEveryJobNotEnded(t *testing.T) {
 }
 
 func TestAPipelineErrorEndsTheBuildErroredWithoutARunner(t *testing.T) {
-	w := newWorld(t, dispatcher.DefaultConfig())
-	w.addObserver(obsAddr)
-	w.addReporter()
+	w := newBuildWorld(t, dispatcher.DefaultConfig())
 	w.addRunnerWith("r1", 1)
 	m := w.observed("main", "", coretest.Commit(1))
 	m.Pipelines = []*messages.Pipeline{{Error: "line 3, column 5: needs: no job is named lnt"}}
@@ -265,9 +248,7 @@ func TestAPipelineErrorEndsTheBuildErroredWithoutARunner(t *testing.T) {
 }
 
 func TestAMalformedPipelineFromTheObserverIsRefusedAsAnError(t *testing.T) {
-	w := newWorld(t, dispatcher.DefaultConfig())
-	w.addObserver(obsAddr)
-	w.addReporter()
+	w := newBuildWorld(t, dispatcher.DefaultConfig())
 	w.addRunnerWith("r1", 1)
 	fx := w.observePipeline(1, cell("a", 0)) // needs itself
 	res := coretest.SendsTo[*messages.ResultRecorded](fx, repAddr)
@@ -276,10 +257,7 @@ func TestAMalformedPipelineFromTheObserverIsRefusedAsAnError(t *testing.T) {
 }
 
 func TestARestartedDispatcherResumesAHalfDoneBuild(t *testing.T) {
-	w := newWorld(t, dispatcher.DefaultConfig())
-	w.addObserver(obsAddr)
-	rep := w.addReporter()
-	_ = rep
+	w := newBuildWorld(t, dispatcher.DefaultConfig())
 	w.addRunnerWith("r1", 1)
 	fx := w.observePipeline(1, cell("lint"), cell("test", 0), cell("docs", 0))
 	recs := map[int64]*messages.JobRecord{}
