@@ -9,6 +9,7 @@ import (
 
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/plant"
+	"github.com/voltci/volt/jobspec"
 	"github.com/voltci/volt/messages"
 )
 
@@ -335,13 +336,5 @@ func (c *Core) waiting(j *job, runners []*runnerState) string {
 
 // hasLabels reports whether a runner's labels include every one of want.
 func hasLabels(labels, want []string) bool {
-	if plant.On(plant.LabelsIgnored) {
-		return true
-	}
-	for _, w := range want {
-		if !slices.Contains(labels, w) {
-			return false
-		}
-	}
-	return true
+	return plant.On(plant.LabelsIgnored) || jobspec.LabelsSatisfy(labels, want)
 }
