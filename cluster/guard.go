@@ -36,6 +36,8 @@ var allowed = map[string]map[string]bool{
 		&messages.ReporterRegistered{}, &messages.ResultRecorded{},
 		&messages.StatusReply{}, &messages.CancelReply{}, &messages.RebuildReply{},
 		&messages.SecretGrant{}, &messages.SecretSetReply{}, &messages.SecretListReply{},
+		// a standby node of a failover group answers every role with where the leader is.
+		&messages.NotLeader{},
 		// `volt up` is one node, dispatcher and reporter: its reporter
 		// acknowledges the logs and artifacts of runners on other machines.
 		&messages.LogAck{}, &messages.ArtifactAck{}, &messages.ArtifactData{},

@@ -1711,8 +1711,14 @@ type RunnerRegistered struct {
 	LeaseMs           int64                  `protobuf:"varint,8,opt,name=lease_ms,json=leaseMs,proto3" json:"lease_ms,omitempty"`
 	// epoch identifies the dispatcher incarnation; RunJob and HeartbeatAck
 	// carry it, and a runner ignores those of any other epoch.
-	Epoch         int64  `protobuf:"varint,9,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Seq           uint64 `protobuf:"varint,10,opt,name=seq,proto3" json:"seq,omitempty"`
+	Epoch int64  `protobuf:"varint,9,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Seq   uint64 `protobuf:"varint,10,opt,name=seq,proto3" json:"seq,omitempty"`
+	// silence_ms is how long the runner waits for any answer before it
+	// looks for the leader among the other dispatcher nodes (0: dead_after_ms).
+	// A failover dispatcher grants a lease longer than a failover takes
+	// (lease_ms = --failover-grace), but wants runners to notice a lost
+	// leader sooner than that.
+	SilenceMs     int64 `protobuf:"varint,11,opt,name=silence_ms,json=silenceMs,proto3" json:"silence_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1813,6 +1819,13 @@ func (x *RunnerRegistered) GetEpoch() int64 {
 func (x *RunnerRegistered) GetSeq() uint64 {
 	if x != nil {
 		return x.Seq
+	}
+	return 0
+}
+
+func (x *RunnerRegistered) GetSilenceMs() int64 {
+	if x != nil {
+		return x.SilenceMs
 	}
 	return 0
 }
@@ -3022,6 +3035,155 @@ func (x *LogAck) GetHave() int64 {
 	return 0
 }
 
+// NotLeader is a standby dispatcher node's answer to a role that contacts
+// it (a registration, a heartbeat, a commit, a result): it does not lead.
+// leader is the address ("host:port") of the node that leads, "" when no
+// node leads now (an election is under way, or etcd has no quorum); epoch
+// is that leader's epoch. The role goes to the leader, or to its next
+// dispatcher node when none is named, and counts the answer as a
+// dispatcher node reachable (--dispatcher-grace).
+type NotLeader struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Leader        string                 `protobuf:"bytes,1,opt,name=leader,proto3" json:"leader,omitempty"`
+	Epoch         int64                  `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotLeader) Reset() {
+	*x = NotLeader{}
+	mi := &file_volt_v1_volt_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotLeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotLeader) ProtoMessage() {}
+
+func (x *NotLeader) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotLeader.ProtoReflect.Descriptor instead.
+func (*NotLeader) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *NotLeader) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *NotLeader) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *NotLeader) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+// DispatcherNode is one dispatcher node of a failover group as `volt
+// status` shows it.
+type DispatcherNode struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// state is "leader", "standby" or "unreachable".
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// leader is the address of the node this one knows to lead ("" none).
+	Leader string `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	// epoch is the leader's epoch: the revision of its election key.
+	Epoch int64 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// since_unix_ms is when this node took its state.
+	SinceUnixMs   int64 `protobuf:"varint,5,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DispatcherNode) Reset() {
+	*x = DispatcherNode{}
+	mi := &file_volt_v1_volt_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DispatcherNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DispatcherNode) ProtoMessage() {}
+
+func (x *DispatcherNode) ProtoReflect() protoreflect.Message {
+	mi := &file_volt_v1_volt_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DispatcherNode.ProtoReflect.Descriptor instead.
+func (*DispatcherNode) Descriptor() ([]byte, []int) {
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *DispatcherNode) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *DispatcherNode) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *DispatcherNode) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *DispatcherNode) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *DispatcherNode) GetSinceUnixMs() int64 {
+	if x != nil {
+		return x.SinceUnixMs
+	}
+	return 0
+}
+
 // StatusRequest asks any role for its state (the original `status` command).
 type StatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3035,7 +3197,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_volt_v1_volt_proto_msgTypes[37]
+	mi := &file_volt_v1_volt_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3047,7 +3209,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[37]
+	mi := &file_volt_v1_volt_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3060,7 +3222,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{37}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StatusRequest) GetToken() string {
@@ -3095,7 +3257,7 @@ type RunnerStatus struct {
 
 func (x *RunnerStatus) Reset() {
 	*x = RunnerStatus{}
-	mi := &file_volt_v1_volt_proto_msgTypes[38]
+	mi := &file_volt_v1_volt_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3107,7 +3269,7 @@ func (x *RunnerStatus) String() string {
 func (*RunnerStatus) ProtoMessage() {}
 
 func (x *RunnerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[38]
+	mi := &file_volt_v1_volt_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3120,7 +3282,7 @@ func (x *RunnerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunnerStatus.ProtoReflect.Descriptor instead.
 func (*RunnerStatus) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{38}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RunnerStatus) GetRunnerId() string {
@@ -3188,21 +3350,24 @@ func (x *RunnerStatus) GetRunning() int32 {
 
 // StatusReply answers StatusRequest.
 type StatusReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Role          string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
-	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
-	Runners       []*RunnerStatus        `protobuf:"bytes,3,rep,name=runners,proto3" json:"runners,omitempty"`
-	Jobs          []*JobRecord           `protobuf:"bytes,4,rep,name=jobs,proto3" json:"jobs,omitempty"`
-	Counters      map[string]int64       `protobuf:"bytes,5,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	Reporter      string                 `protobuf:"bytes,6,opt,name=reporter,proto3" json:"reporter,omitempty"`
-	Observers     []string               `protobuf:"bytes,7,rep,name=observers,proto3" json:"observers,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Role      string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	Address   string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Runners   []*RunnerStatus        `protobuf:"bytes,3,rep,name=runners,proto3" json:"runners,omitempty"`
+	Jobs      []*JobRecord           `protobuf:"bytes,4,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	Counters  map[string]int64       `protobuf:"bytes,5,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Reporter  string                 `protobuf:"bytes,6,opt,name=reporter,proto3" json:"reporter,omitempty"`
+	Observers []string               `protobuf:"bytes,7,rep,name=observers,proto3" json:"observers,omitempty"`
+	// node is this dispatcher node's place in its failover group (unset
+	// for a single dispatcher).
+	Node          *DispatcherNode `protobuf:"bytes,8,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusReply) Reset() {
 	*x = StatusReply{}
-	mi := &file_volt_v1_volt_proto_msgTypes[39]
+	mi := &file_volt_v1_volt_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3214,7 +3379,7 @@ func (x *StatusReply) String() string {
 func (*StatusReply) ProtoMessage() {}
 
 func (x *StatusReply) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[39]
+	mi := &file_volt_v1_volt_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3227,7 +3392,7 @@ func (x *StatusReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusReply.ProtoReflect.Descriptor instead.
 func (*StatusReply) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{39}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *StatusReply) GetRole() string {
@@ -3279,6 +3444,13 @@ func (x *StatusReply) GetObservers() []string {
 	return nil
 }
 
+func (x *StatusReply) GetNode() *DispatcherNode {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
 // JoinRequest asks a dispatcher's join endpoint (the gRPC method
 // /volt.v1.Join/Certificate on its remote port) for a node certificate.
 // A node joining for the first time has no certificate yet: it carries a
@@ -3303,7 +3475,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_volt_v1_volt_proto_msgTypes[40]
+	mi := &file_volt_v1_volt_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3315,7 +3487,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[40]
+	mi := &file_volt_v1_volt_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3328,7 +3500,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{40}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *JoinRequest) GetToken() string {
@@ -3372,7 +3544,7 @@ type JoinReply struct {
 
 func (x *JoinReply) Reset() {
 	*x = JoinReply{}
-	mi := &file_volt_v1_volt_proto_msgTypes[41]
+	mi := &file_volt_v1_volt_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3384,7 +3556,7 @@ func (x *JoinReply) String() string {
 func (*JoinReply) ProtoMessage() {}
 
 func (x *JoinReply) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[41]
+	mi := &file_volt_v1_volt_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3397,7 +3569,7 @@ func (x *JoinReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinReply.ProtoReflect.Descriptor instead.
 func (*JoinReply) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{41}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *JoinReply) GetCertificate() []byte {
@@ -3440,7 +3612,7 @@ type SecretSet struct {
 
 func (x *SecretSet) Reset() {
 	*x = SecretSet{}
-	mi := &file_volt_v1_volt_proto_msgTypes[42]
+	mi := &file_volt_v1_volt_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3452,7 +3624,7 @@ func (x *SecretSet) String() string {
 func (*SecretSet) ProtoMessage() {}
 
 func (x *SecretSet) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[42]
+	mi := &file_volt_v1_volt_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3465,7 +3637,7 @@ func (x *SecretSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretSet.ProtoReflect.Descriptor instead.
 func (*SecretSet) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{42}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SecretSet) GetName() string {
@@ -3508,7 +3680,7 @@ type SecretSetReply struct {
 
 func (x *SecretSetReply) Reset() {
 	*x = SecretSetReply{}
-	mi := &file_volt_v1_volt_proto_msgTypes[43]
+	mi := &file_volt_v1_volt_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3520,7 +3692,7 @@ func (x *SecretSetReply) String() string {
 func (*SecretSetReply) ProtoMessage() {}
 
 func (x *SecretSetReply) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[43]
+	mi := &file_volt_v1_volt_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3533,7 +3705,7 @@ func (x *SecretSetReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretSetReply.ProtoReflect.Descriptor instead.
 func (*SecretSetReply) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{43}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SecretSetReply) GetError() string {
@@ -3561,7 +3733,7 @@ type SecretDelete struct {
 
 func (x *SecretDelete) Reset() {
 	*x = SecretDelete{}
-	mi := &file_volt_v1_volt_proto_msgTypes[44]
+	mi := &file_volt_v1_volt_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3573,7 +3745,7 @@ func (x *SecretDelete) String() string {
 func (*SecretDelete) ProtoMessage() {}
 
 func (x *SecretDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[44]
+	mi := &file_volt_v1_volt_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3586,7 +3758,7 @@ func (x *SecretDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretDelete.ProtoReflect.Descriptor instead.
 func (*SecretDelete) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{44}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SecretDelete) GetName() string {
@@ -3612,7 +3784,7 @@ type SecretList struct {
 
 func (x *SecretList) Reset() {
 	*x = SecretList{}
-	mi := &file_volt_v1_volt_proto_msgTypes[45]
+	mi := &file_volt_v1_volt_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3624,7 +3796,7 @@ func (x *SecretList) String() string {
 func (*SecretList) ProtoMessage() {}
 
 func (x *SecretList) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[45]
+	mi := &file_volt_v1_volt_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3637,7 +3809,7 @@ func (x *SecretList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretList.ProtoReflect.Descriptor instead.
 func (*SecretList) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{45}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{47}
 }
 
 // SecretEntry is one stored secret as listed: never its value.
@@ -3653,7 +3825,7 @@ type SecretEntry struct {
 
 func (x *SecretEntry) Reset() {
 	*x = SecretEntry{}
-	mi := &file_volt_v1_volt_proto_msgTypes[46]
+	mi := &file_volt_v1_volt_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3665,7 +3837,7 @@ func (x *SecretEntry) String() string {
 func (*SecretEntry) ProtoMessage() {}
 
 func (x *SecretEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[46]
+	mi := &file_volt_v1_volt_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3678,7 +3850,7 @@ func (x *SecretEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretEntry.ProtoReflect.Descriptor instead.
 func (*SecretEntry) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{46}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SecretEntry) GetName() string {
@@ -3720,7 +3892,7 @@ type SecretListReply struct {
 
 func (x *SecretListReply) Reset() {
 	*x = SecretListReply{}
-	mi := &file_volt_v1_volt_proto_msgTypes[47]
+	mi := &file_volt_v1_volt_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3732,7 +3904,7 @@ func (x *SecretListReply) String() string {
 func (*SecretListReply) ProtoMessage() {}
 
 func (x *SecretListReply) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[47]
+	mi := &file_volt_v1_volt_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3745,7 +3917,7 @@ func (x *SecretListReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretListReply.ProtoReflect.Descriptor instead.
 func (*SecretListReply) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{47}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SecretListReply) GetEntries() []*SecretEntry {
@@ -3777,7 +3949,7 @@ type SecretRequest struct {
 
 func (x *SecretRequest) Reset() {
 	*x = SecretRequest{}
-	mi := &file_volt_v1_volt_proto_msgTypes[48]
+	mi := &file_volt_v1_volt_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3789,7 +3961,7 @@ func (x *SecretRequest) String() string {
 func (*SecretRequest) ProtoMessage() {}
 
 func (x *SecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[48]
+	mi := &file_volt_v1_volt_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3802,7 +3974,7 @@ func (x *SecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretRequest.ProtoReflect.Descriptor instead.
 func (*SecretRequest) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{48}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *SecretRequest) GetJobId() int64 {
@@ -3854,7 +4026,7 @@ type SecretGrant struct {
 
 func (x *SecretGrant) Reset() {
 	*x = SecretGrant{}
-	mi := &file_volt_v1_volt_proto_msgTypes[49]
+	mi := &file_volt_v1_volt_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3866,7 +4038,7 @@ func (x *SecretGrant) String() string {
 func (*SecretGrant) ProtoMessage() {}
 
 func (x *SecretGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[49]
+	mi := &file_volt_v1_volt_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3879,7 +4051,7 @@ func (x *SecretGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretGrant.ProtoReflect.Descriptor instead.
 func (*SecretGrant) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{49}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *SecretGrant) GetJobId() int64 {
@@ -3923,7 +4095,7 @@ type Revocations struct {
 
 func (x *Revocations) Reset() {
 	*x = Revocations{}
-	mi := &file_volt_v1_volt_proto_msgTypes[50]
+	mi := &file_volt_v1_volt_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3935,7 +4107,7 @@ func (x *Revocations) String() string {
 func (*Revocations) ProtoMessage() {}
 
 func (x *Revocations) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[50]
+	mi := &file_volt_v1_volt_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3948,7 +4120,7 @@ func (x *Revocations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocations.ProtoReflect.Descriptor instead.
 func (*Revocations) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{50}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Revocations) GetEntries() []string {
@@ -3977,7 +4149,7 @@ type ArtifactChunk struct {
 
 func (x *ArtifactChunk) Reset() {
 	*x = ArtifactChunk{}
-	mi := &file_volt_v1_volt_proto_msgTypes[51]
+	mi := &file_volt_v1_volt_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3989,7 +4161,7 @@ func (x *ArtifactChunk) String() string {
 func (*ArtifactChunk) ProtoMessage() {}
 
 func (x *ArtifactChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[51]
+	mi := &file_volt_v1_volt_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4002,7 +4174,7 @@ func (x *ArtifactChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArtifactChunk.ProtoReflect.Descriptor instead.
 func (*ArtifactChunk) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{51}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ArtifactChunk) GetJob() *Job {
@@ -4074,7 +4246,7 @@ type ArtifactClosed struct {
 
 func (x *ArtifactClosed) Reset() {
 	*x = ArtifactClosed{}
-	mi := &file_volt_v1_volt_proto_msgTypes[52]
+	mi := &file_volt_v1_volt_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4086,7 +4258,7 @@ func (x *ArtifactClosed) String() string {
 func (*ArtifactClosed) ProtoMessage() {}
 
 func (x *ArtifactClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[52]
+	mi := &file_volt_v1_volt_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4099,7 +4271,7 @@ func (x *ArtifactClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArtifactClosed.ProtoReflect.Descriptor instead.
 func (*ArtifactClosed) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{52}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ArtifactClosed) GetJob() *Job {
@@ -4174,7 +4346,7 @@ type ArtifactAck struct {
 
 func (x *ArtifactAck) Reset() {
 	*x = ArtifactAck{}
-	mi := &file_volt_v1_volt_proto_msgTypes[53]
+	mi := &file_volt_v1_volt_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4186,7 +4358,7 @@ func (x *ArtifactAck) String() string {
 func (*ArtifactAck) ProtoMessage() {}
 
 func (x *ArtifactAck) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[53]
+	mi := &file_volt_v1_volt_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4199,7 +4371,7 @@ func (x *ArtifactAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArtifactAck.ProtoReflect.Descriptor instead.
 func (*ArtifactAck) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{53}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ArtifactAck) GetJobId() int64 {
@@ -4261,7 +4433,7 @@ type ArtifactFetch struct {
 
 func (x *ArtifactFetch) Reset() {
 	*x = ArtifactFetch{}
-	mi := &file_volt_v1_volt_proto_msgTypes[54]
+	mi := &file_volt_v1_volt_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4273,7 +4445,7 @@ func (x *ArtifactFetch) String() string {
 func (*ArtifactFetch) ProtoMessage() {}
 
 func (x *ArtifactFetch) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[54]
+	mi := &file_volt_v1_volt_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4286,7 +4458,7 @@ func (x *ArtifactFetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArtifactFetch.ProtoReflect.Descriptor instead.
 func (*ArtifactFetch) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{54}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ArtifactFetch) GetJob() *Job {
@@ -4355,7 +4527,7 @@ type ArtifactData struct {
 
 func (x *ArtifactData) Reset() {
 	*x = ArtifactData{}
-	mi := &file_volt_v1_volt_proto_msgTypes[55]
+	mi := &file_volt_v1_volt_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4367,7 +4539,7 @@ func (x *ArtifactData) String() string {
 func (*ArtifactData) ProtoMessage() {}
 
 func (x *ArtifactData) ProtoReflect() protoreflect.Message {
-	mi := &file_volt_v1_volt_proto_msgTypes[55]
+	mi := &file_volt_v1_volt_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4380,7 +4552,7 @@ func (x *ArtifactData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArtifactData.ProtoReflect.Descriptor instead.
 func (*ArtifactData) Descriptor() ([]byte, []int) {
-	return file_volt_v1_volt_proto_rawDescGZIP(), []int{55}
+	return file_volt_v1_volt_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ArtifactData) GetJobId() int64 {
@@ -4600,7 +4772,7 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\arunning\x18\x06 \x03(\v2\x0f.volt.v1.JobRefR\arunning\x12\x10\n" +
 	"\x03seq\x18\a \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06labels\x18\b \x03(\tR\x06labels\x12\x14\n" +
-	"\x05slots\x18\t \x01(\x05R\x05slots\"\xbe\x02\n" +
+	"\x05slots\x18\t \x01(\x05R\x05slots\"\xdd\x02\n" +
 	"\x10RunnerRegistered\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\bR\baccepted\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12-\n" +
@@ -4612,7 +4784,9 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\blease_ms\x18\b \x01(\x03R\aleaseMs\x12\x14\n" +
 	"\x05epoch\x18\t \x01(\x03R\x05epoch\x12\x10\n" +
 	"\x03seq\x18\n" +
-	" \x01(\x04R\x03seq\"\x87\x01\n" +
+	" \x01(\x04R\x03seq\x12\x1d\n" +
+	"\n" +
+	"silence_ms\x18\v \x01(\x03R\tsilenceMs\"\x87\x01\n" +
 	"\tHeartbeat\x12\x1b\n" +
 	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x03R\vincarnation\x12\x10\n" +
@@ -4699,7 +4873,17 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x06LogAck\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\x03R\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
-	"\x04have\x18\x03 \x01(\x03R\x04have\"B\n" +
+	"\x04have\x18\x03 \x01(\x03R\x04have\"M\n" +
+	"\tNotLeader\x12\x16\n" +
+	"\x06leader\x18\x01 \x01(\tR\x06leader\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x03R\x05epoch\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\"\x92\x01\n" +
+	"\x0eDispatcherNode\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\tR\x06leader\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x03R\x05epoch\x12\"\n" +
+	"\rsince_unix_ms\x18\x05 \x01(\x03R\vsinceUnixMs\"B\n" +
 	"\rStatusRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n" +
 	"\topen_only\x18\x02 \x01(\bR\bopenOnly\"\x9d\x02\n" +
@@ -4712,7 +4896,7 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x16last_heartbeat_unix_ms\x18\x06 \x01(\x03R\x13lastHeartbeatUnixMs\x12\x16\n" +
 	"\x06labels\x18\a \x03(\tR\x06labels\x12\x14\n" +
 	"\x05slots\x18\b \x01(\x05R\x05slots\x12\x18\n" +
-	"\arunning\x18\t \x01(\x05R\arunning\"\xcb\x02\n" +
+	"\arunning\x18\t \x01(\x05R\arunning\"\xf8\x02\n" +
 	"\vStatusReply\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12/\n" +
@@ -4720,7 +4904,8 @@ const file_volt_v1_volt_proto_rawDesc = "" +
 	"\x04jobs\x18\x04 \x03(\v2\x12.volt.v1.JobRecordR\x04jobs\x12>\n" +
 	"\bcounters\x18\x05 \x03(\v2\".volt.v1.StatusReply.CountersEntryR\bcounters\x12\x1a\n" +
 	"\breporter\x18\x06 \x01(\tR\breporter\x12\x1c\n" +
-	"\tobservers\x18\a \x03(\tR\tobservers\x1a;\n" +
+	"\tobservers\x18\a \x03(\tR\tobservers\x12+\n" +
+	"\x04node\x18\b \x01(\v2\x17.volt.v1.DispatcherNodeR\x04node\x1a;\n" +
 	"\rCountersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"_\n" +
@@ -4843,7 +5028,7 @@ func file_volt_v1_volt_proto_rawDescGZIP() []byte {
 }
 
 var file_volt_v1_volt_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_volt_v1_volt_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_volt_v1_volt_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_volt_v1_volt_proto_goTypes = []any{
 	(Status)(0),                // 0: volt.v1.Status
 	(JobState)(0),              // 1: volt.v1.JobState
@@ -4884,27 +5069,29 @@ var file_volt_v1_volt_proto_goTypes = []any{
 	(*LogChunk)(nil),           // 36: volt.v1.LogChunk
 	(*LogClosed)(nil),          // 37: volt.v1.LogClosed
 	(*LogAck)(nil),             // 38: volt.v1.LogAck
-	(*StatusRequest)(nil),      // 39: volt.v1.StatusRequest
-	(*RunnerStatus)(nil),       // 40: volt.v1.RunnerStatus
-	(*StatusReply)(nil),        // 41: volt.v1.StatusReply
-	(*JoinRequest)(nil),        // 42: volt.v1.JoinRequest
-	(*JoinReply)(nil),          // 43: volt.v1.JoinReply
-	(*SecretSet)(nil),          // 44: volt.v1.SecretSet
-	(*SecretSetReply)(nil),     // 45: volt.v1.SecretSetReply
-	(*SecretDelete)(nil),       // 46: volt.v1.SecretDelete
-	(*SecretList)(nil),         // 47: volt.v1.SecretList
-	(*SecretEntry)(nil),        // 48: volt.v1.SecretEntry
-	(*SecretListReply)(nil),    // 49: volt.v1.SecretListReply
-	(*SecretRequest)(nil),      // 50: volt.v1.SecretRequest
-	(*SecretGrant)(nil),        // 51: volt.v1.SecretGrant
-	(*Revocations)(nil),        // 52: volt.v1.Revocations
-	(*ArtifactChunk)(nil),      // 53: volt.v1.ArtifactChunk
-	(*ArtifactClosed)(nil),     // 54: volt.v1.ArtifactClosed
-	(*ArtifactAck)(nil),        // 55: volt.v1.ArtifactAck
-	(*ArtifactFetch)(nil),      // 56: volt.v1.ArtifactFetch
-	(*ArtifactData)(nil),       // 57: volt.v1.ArtifactData
-	nil,                        // 58: volt.v1.StatusReply.CountersEntry
-	nil,                        // 59: volt.v1.SecretGrant.ValuesEntry
+	(*NotLeader)(nil),          // 39: volt.v1.NotLeader
+	(*DispatcherNode)(nil),     // 40: volt.v1.DispatcherNode
+	(*StatusRequest)(nil),      // 41: volt.v1.StatusRequest
+	(*RunnerStatus)(nil),       // 42: volt.v1.RunnerStatus
+	(*StatusReply)(nil),        // 43: volt.v1.StatusReply
+	(*JoinRequest)(nil),        // 44: volt.v1.JoinRequest
+	(*JoinReply)(nil),          // 45: volt.v1.JoinReply
+	(*SecretSet)(nil),          // 46: volt.v1.SecretSet
+	(*SecretSetReply)(nil),     // 47: volt.v1.SecretSetReply
+	(*SecretDelete)(nil),       // 48: volt.v1.SecretDelete
+	(*SecretList)(nil),         // 49: volt.v1.SecretList
+	(*SecretEntry)(nil),        // 50: volt.v1.SecretEntry
+	(*SecretListReply)(nil),    // 51: volt.v1.SecretListReply
+	(*SecretRequest)(nil),      // 52: volt.v1.SecretRequest
+	(*SecretGrant)(nil),        // 53: volt.v1.SecretGrant
+	(*Revocations)(nil),        // 54: volt.v1.Revocations
+	(*ArtifactChunk)(nil),      // 55: volt.v1.ArtifactChunk
+	(*ArtifactClosed)(nil),     // 56: volt.v1.ArtifactClosed
+	(*ArtifactAck)(nil),        // 57: volt.v1.ArtifactAck
+	(*ArtifactFetch)(nil),      // 58: volt.v1.ArtifactFetch
+	(*ArtifactData)(nil),       // 59: volt.v1.ArtifactData
+	nil,                        // 60: volt.v1.StatusReply.CountersEntry
+	nil,                        // 61: volt.v1.SecretGrant.ValuesEntry
 }
 var file_volt_v1_volt_proto_depIdxs = []int32{
 	4,  // 0: volt.v1.Job.cell:type_name -> volt.v1.PipelineJob
@@ -4930,19 +5117,20 @@ var file_volt_v1_volt_proto_depIdxs = []int32{
 	2,  // 20: volt.v1.LogChunk.job:type_name -> volt.v1.Job
 	2,  // 21: volt.v1.LogClosed.job:type_name -> volt.v1.Job
 	18, // 22: volt.v1.RunnerStatus.job:type_name -> volt.v1.JobRef
-	40, // 23: volt.v1.StatusReply.runners:type_name -> volt.v1.RunnerStatus
+	42, // 23: volt.v1.StatusReply.runners:type_name -> volt.v1.RunnerStatus
 	7,  // 24: volt.v1.StatusReply.jobs:type_name -> volt.v1.JobRecord
-	58, // 25: volt.v1.StatusReply.counters:type_name -> volt.v1.StatusReply.CountersEntry
-	48, // 26: volt.v1.SecretListReply.entries:type_name -> volt.v1.SecretEntry
-	59, // 27: volt.v1.SecretGrant.values:type_name -> volt.v1.SecretGrant.ValuesEntry
-	2,  // 28: volt.v1.ArtifactChunk.job:type_name -> volt.v1.Job
-	2,  // 29: volt.v1.ArtifactClosed.job:type_name -> volt.v1.Job
-	2,  // 30: volt.v1.ArtifactFetch.job:type_name -> volt.v1.Job
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	60, // 25: volt.v1.StatusReply.counters:type_name -> volt.v1.StatusReply.CountersEntry
+	40, // 26: volt.v1.StatusReply.node:type_name -> volt.v1.DispatcherNode
+	50, // 27: volt.v1.SecretListReply.entries:type_name -> volt.v1.SecretEntry
+	61, // 28: volt.v1.SecretGrant.values:type_name -> volt.v1.SecretGrant.ValuesEntry
+	2,  // 29: volt.v1.ArtifactChunk.job:type_name -> volt.v1.Job
+	2,  // 30: volt.v1.ArtifactClosed.job:type_name -> volt.v1.Job
+	2,  // 31: volt.v1.ArtifactFetch.job:type_name -> volt.v1.Job
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_volt_v1_volt_proto_init() }
@@ -4956,7 +5144,7 @@ func file_volt_v1_volt_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_volt_v1_volt_proto_rawDesc), len(file_volt_v1_volt_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   58,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
