@@ -91,4 +91,11 @@ func (l *Link) Digest(d *Digest) {
 	d.Time(l.lostSince)
 	d.Time(l.next)
 	d.Int(int64(l.backoff))
+	if len(l.Targets) > 1 {
+		for _, t := range l.Targets {
+			d.Str(string(t))
+		}
+		d.Int(int64(l.cur))
+		d.Bool(l.asked)
+	}
 }

@@ -28,10 +28,20 @@ type Config struct {
 	// job it was sent before the job is presumed lost in transit; never less
 	// than Lease, however configured (see Core.startGrace).
 	StartGrace time.Duration
+	// Silence, when set, is how long a runner waits for any answer before
+	// it looks for the dispatcher again (RunnerRegistered.silence_ms);
+	// zero means DeadAfter. A failover group sets it shorter than the
+	// lease (see WithFailover).
+	Silence time.Duration
+	// FailoverGrace is zero for a single dispatcher. For a node of a
+	// failover group it is the longest leaderless gap a runner rides out
+	// with its job (see WithFailover).
+	FailoverGrace time.Duration
 	// Token, when set, must accompany every registration, notify and status request.
 	Token string
 	// Epoch identifies this dispatcher incarnation (its start time in
-	// nanoseconds); runners ignore RunJob and HeartbeatAck of other epochs.
+	// nanoseconds, or for a failover leader FailoverEpoch of its election
+	// revision); runners ignore RunJob and HeartbeatAck of other epochs.
 	Epoch int64
 	// LogKey signs each RunJob's log ticket (messages.LogTicket) and is
 	// handed to the reporter when it registers, so that it keeps a log
@@ -54,6 +64,24 @@ func DefaultConfig() Config {
 	}
 }
 
+// WithFailover returns c for a node of a failover group whose runners
+// must ride out a leaderless gap of up to grace (the election's TTL plus
+// the time to find the new leader): the lease a runner holds its job by
+// becomes grace, a runner is declared dead (and its job requeued, also by
+// a new leader, for the jobs it finds running) only after grace plus one
+// heartbeat, and runners look for another node after three heartbeats of
+// silence. So a runner never holds a job past its last acknowledgement
+// plus grace, and no leader requeues it before the runner's last
+// heartbeat plus grace: never two attempts of one job at once with a
+// working network, across failovers.
+func (c Config) WithFailover(grace time.Duration) Config {
+	c.FailoverGrace = grace
+	c.Lease = grace
+	c.DeadAfter = grace + c.Heartbeat
+	c.Silence = 3 * c.Heartbeat
+	return c
+}
+
 // Validate reports a configuration that breaks the timer contract.
 func (c Config) Validate() error {
 	switch {
@@ -63,6 +91,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("lease (%s) must be shorter than dead-after (%s) so that a runner gives its job up before it is declared dead", c.Lease, c.DeadAfter)
 	case c.Heartbeat >= c.Lease:
 		return fmt.Errorf("heartbeat (%s) must be shorter than the lease (%s)", c.Heartbeat, c.Lease)
+	case c.Silence < 0 || (c.Silence > 0 && c.Silence >= c.DeadAfter):
+		return fmt.Errorf("silence (%s) must be shorter than dead-after (%s)", c.Silence, c.DeadAfter)
 	case c.MaxAttempts < 1:
 		return fmt.Errorf("max attempts must be at least 1")
 	}

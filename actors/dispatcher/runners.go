@@ -69,6 +69,7 @@ func (c *Core) registerRunner(now time.Time, from actors.Addr, m *messages.Regis
 	reply.HeartbeatMs = c.cfg.Heartbeat.Milliseconds()
 	reply.DeadAfterMs = c.cfg.DeadAfter.Milliseconds()
 	reply.LeaseMs = c.cfg.Lease.Milliseconds()
+	reply.SilenceMs = c.cfg.Silence.Milliseconds()
 	return append(fx, actors.Send{To: from, Msg: reply})
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/host"
+	"github.com/voltci/volt/actors/plant"
 	"github.com/voltci/volt/messages"
 )
 
@@ -51,6 +52,13 @@ type Shell struct {
 	// spare is the last batch handed over, its indexes cleared for reuse
 	// (its Batch went with it).
 	spare *gathered
+	// lead is the node's election when it leads a failover group (nil
+	// for a single dispatcher); restarts counts the cores started under it.
+	lead      Leadership
+	restarts  int
+	leadSince time.Time
+	// lapsed: Admit found the lead's lease run out (logged once).
+	lapsed bool
 }
 
 // gathered is a batch being gathered, with each job and cursor once.
@@ -63,6 +71,26 @@ type gathered struct {
 
 // NewShell returns the dispatcher's role on store.
 func NewShell(cfg Config, store Store) *Shell { return &Shell{cfg: cfg, store: store} }
+
+// SetLeadership makes the shell the leader of a failover group under l,
+// before its host starts: its epoch is FailoverEpoch of l's revision, every
+// batch is fenced with l.Fence(), and once l is no longer Valid the shell
+// admits nothing more (host.Gate), so a leader paused past its lease never
+// acts on what queued up while it slept.
+func (s *Shell) SetLeadership(l Leadership) { s.lead, s.restarts, s.lapsed = l, 0, false }
+
+// Admit implements host.Gate.
+func (s *Shell) Admit(now time.Time) bool {
+	if s.lead == nil || s.lead.Valid(now) || plant.On(plant.StaleLeaderActs) {
+		return true
+	}
+	if !s.lapsed {
+		s.lapsed = true
+		s.h.Log(actors.Note{Level: slog.LevelWarn, Msg: "leader lease ran out by this node's clock: acting no more until the election says who leads",
+			Args: []any{"epoch", s.cfg.Epoch}})
+	}
+	return false
+}
 
 // Core is the core of the current incarnation.
 func (s *Shell) Core() *Core { return s.core }
@@ -81,6 +109,17 @@ func (s *Shell) Start(h *host.Host, now time.Time) (host.Core, []actors.Effect) 
 	}
 	cfg := s.cfg
 	cfg.Epoch = now.UnixNano() // a new incarnation after every (re)start
+	if s.lead != nil {
+		cfg.Epoch = FailoverEpoch(s.lead.Fence().Revision, s.restarts)
+		if s.restarts == 0 {
+			s.leadSince = now
+		}
+		s.restarts++
+		if plant.On(plant.StandbyLeadsBlind) {
+			jobs, cursors, maxID, incs = nil, nil, 0, nil
+		}
+	}
+	s.cfg.Epoch = cfg.Epoch
 	s.core = New(cfg)
 	return s.core, s.core.Recover(now, Durable{Jobs: jobs, Cursors: cursors, MaxID: maxID, Incarnations: incs})
 }
@@ -145,9 +184,15 @@ func (s *Shell) Take() any {
 	b := s.gathering
 	s.gathering = nil
 	if b == nil {
+		if s.lead != nil && !plant.On(plant.UnfencedWrite) {
+			return Batch{Fence: s.lead.Fence()}
+		}
 		return Batch{}
 	}
 	batch := b.Batch
+	if s.lead != nil && !plant.On(plant.UnfencedWrite) {
+		batch.Fence = s.lead.Fence()
+	}
 	b.Batch = Batch{}
 	clear(b.jobs)
 	clear(b.cursors)
@@ -193,8 +238,17 @@ func (s *Shell) Pass(e actors.Effect) bool {
 // Outgoing implements host.Outbox: a status reply says whether the store
 // is failing.
 func (s *Shell) Outgoing(msg proto.Message) {
-	if r, ok := msg.(*messages.StatusReply); ok && r.Counters != nil {
+	r, ok := msg.(*messages.StatusReply)
+	if !ok {
+		return
+	}
+	if r.Counters != nil {
 		s.h.StoreCounters(r.Counters)
+	}
+	if s.lead != nil {
+		addr := s.h.Address()
+		r.Node = &messages.DispatcherNode{Address: addr, State: "leader", Leader: addr,
+			Epoch: s.lead.Fence().Revision, SinceUnixMs: s.leadSince.UnixMilli()}
 	}
 }
 

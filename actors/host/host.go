@@ -82,6 +82,13 @@ type Outbox interface{ Outgoing(msg proto.Message) }
 // The simulator fails on it.
 const Unhandled = "effect not carried out: this is a bug"
 
+// Gate is a Role that may stop acting on its own: the leader of a
+// dispatcher failover group whose lease ran out by its own clock (a node
+// that wakes up from a pause longer than its lease). While Admit is false
+// the host drops every input, its own ticks and batch completions
+// included, and carries out nothing more; its owner stops it.
+type Gate interface{ Admit(now time.Time) bool }
+
 // Stopper is a Role that has work to end when the host stops (job
 // processes, git reads).
 type Stopper interface{ Stop() }
@@ -94,6 +101,7 @@ type Host struct {
 	j       Journal // nil: no group commit
 	bypass  Bypass  // nil: nothing passes a failing batch
 	outbox  Outbox  // nil: messages go out as the core made them
+	gate    Gate    // nil: always admitted
 	core    Core
 	stopped bool
 	commit  groupCommit
@@ -106,6 +114,7 @@ func New(p Platform, role Role) *Host {
 	h.j, _ = role.(Journal)
 	h.bypass, _ = role.(Bypass)
 	h.outbox, _ = role.(Outbox)
+	h.gate, _ = role.(Gate)
 	return h
 }
 
@@ -166,7 +175,7 @@ func (h *Host) Deadline() time.Time {
 // Receive hands one input to the host: a message for the core, or the
 // answer to the host's own work (Go, Self).
 func (h *Host) Receive(from actors.From, msg any) {
-	if h.stopped {
+	if h.stopped || (h.gate != nil && !h.gate.Admit(h.p.Now())) {
 		return
 	}
 	switch m := msg.(type) {

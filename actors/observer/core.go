@@ -15,6 +15,9 @@ import (
 type Config struct {
 	ID         string
 	Dispatcher actors.Addr
+	// Nodes are every dispatcher node of a failover group, when there are
+	// several: the observer follows the leader among them. Empty: Dispatcher alone.
+	Nodes []actors.Addr
 	// Repos are the watched repositories with their branches resolved.
 	Repos []*messages.WatchedRepo
 	// Poll is the interval between looks at every branch.
@@ -83,6 +86,7 @@ func New(cfg Config) *Core {
 	c.link.Grace = cfg.Grace
 	c.link.MinBackoff = 100 * time.Millisecond
 	c.link.MaxBackoff = time.Second
+	c.link.SetTargets(cfg.Dispatcher, cfg.Nodes)
 	for _, r := range cfg.Repos {
 		for _, b := range r.Branches {
 			c.branches = append(c.branches, &branch{repo: r, name: b})
@@ -124,11 +128,16 @@ func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
 	case actors.Tick:
 		return c.tick(now)
 	case actors.PeerTerminated:
-		if m.Addr != c.cfg.Dispatcher {
+		if m.Addr != c.link.Target() {
 			return nil
 		}
 		c.link.Lost(now)
-		return append([]actors.Effect{actors.Warn("dispatcher connection lost", "dispatcher", string(c.cfg.Dispatcher))}, c.tick(now)...)
+		return append([]actors.Effect{actors.Warn("dispatcher connection lost", "dispatcher", string(m.Addr))}, c.tick(now)...)
+	case *messages.NotLeader:
+		if !c.link.FollowLeader(now, from, m.Leader) {
+			return nil
+		}
+		return append([]actors.Effect{actors.Info("dispatcher node does not lead: following the leader", "node", string(from), "leader", m.Leader, "epoch", m.Epoch)}, c.tick(now)...)
 	case *messages.ObserverRegistered:
 		return c.registered(now, from, m)
 	case *messages.CommitObservedAck:
@@ -157,7 +166,7 @@ func (c *Core) permit(from actors.From, in any) string {
 		if !who.IsLocal() {
 			return "only this process makes it"
 		}
-	case *messages.ObserverRegistered, *messages.CommitObservedAck, *messages.PollNow:
+	case *messages.ObserverRegistered, *messages.CommitObservedAck, *messages.PollNow, *messages.NotLeader:
 		if !who.Is(actors.RoleDispatcher) {
 			return "only the dispatcher may send it"
 		}
@@ -245,10 +254,10 @@ func (c *Core) tick(now time.Time) []actors.Effect {
 			c.exited = true
 			return []actors.Effect{actors.Exit{Code: 1, Reason: fmt.Sprintf(
 				"dispatcher %s unreachable for %s (--dispatcher-grace %s): giving up with every cursor where the dispatcher last acknowledged it; start the dispatcher and run the observer again",
-				host(c.cfg.Dispatcher), now.Sub(c.link.LostSince()).Round(time.Millisecond), c.cfg.Grace)}}
+				host(c.link.Target()), now.Sub(c.link.LostSince()).Round(time.Millisecond), c.cfg.Grace)}}
 		}
 		if c.link.Due(now) {
-			return []actors.Effect{actors.Register{To: c.cfg.Dispatcher, Msg: &messages.RegisterObserver{
+			return []actors.Effect{actors.Register{To: c.link.Target(), Msg: &messages.RegisterObserver{
 				ObserverId: c.cfg.ID, ProtocolVersion: messages.ProtocolVersion, Token: c.cfg.Token, Repos: c.cfg.Repos}}}
 		}
 		return nil
@@ -256,9 +265,15 @@ func (c *Core) tick(now time.Time) []actors.Effect {
 	var fx []actors.Effect
 	for _, b := range c.branches {
 		if b.inflight != nil && now.Sub(b.sentAt) >= c.cfg.Resend {
+			if c.link.Failover() && b.tries >= silentTries {
+				// The leader has not answered for a while: look for the
+				// leader among the nodes, and send again once registered.
+				c.link.Lost(now)
+				return append(fx, c.tick(now)...)
+			}
 			b.sentAt = now
 			b.tries++
-			fx = append(fx, actors.Send{To: c.cfg.Dispatcher, Msg: b.inflight})
+			fx = append(fx, actors.Send{To: c.link.Target(), Msg: b.inflight})
 		}
 	}
 	if !now.Before(c.nextPoll) {
@@ -288,12 +303,12 @@ func (c *Core) poll(b *branch) []actors.Effect {
 }
 
 func (c *Core) registered(now time.Time, from actors.Addr, m *messages.ObserverRegistered) []actors.Effect {
-	if from != c.cfg.Dispatcher {
+	if !c.link.IsTarget(from) {
 		return nil
 	}
 	if !m.Accepted {
 		c.exited = true
-		return []actors.Effect{actors.Exit{Code: 1, Reason: fmt.Sprintf("dispatcher %s refused this observer: %s", host(c.cfg.Dispatcher), m.Reason)}}
+		return []actors.Effect{actors.Exit{Code: 1, Reason: fmt.Sprintf("dispatcher %s refused this observer: %s", host(from), m.Reason)}}
 	}
 	if c.link.IsRegistered() {
 		return nil
@@ -311,12 +326,12 @@ func (c *Core) registered(now time.Time, from actors.Addr, m *messages.ObserverR
 		}
 	}
 	c.nextPoll = now
-	fx := []actors.Effect{actors.Watch{Addr: c.cfg.Dispatcher}, actors.Info("registered with the dispatcher", "dispatcher", string(c.cfg.Dispatcher), "cursors", len(m.Cursors))}
+	fx := []actors.Effect{actors.Watch{Addr: from}, actors.Info("registered with the dispatcher", "dispatcher", string(from), "cursors", len(m.Cursors))}
 	return append(fx, c.tick(now)...)
 }
 
 func (c *Core) acked(now time.Time, from actors.Addr, m *messages.CommitObservedAck) []actors.Effect {
-	if from != c.cfg.Dispatcher {
+	if !c.link.IsTarget(from) {
 		return nil
 	}
 	if m.Unknown {
@@ -384,7 +399,7 @@ func (c *Core) polled(now time.Time, m Polled) []actors.Effect {
 		if m.Forced {
 			fx = append(fx, actors.Info("force push: building only the new tip", "repo", b.repo.Name, "branch", b.name, "tip", m.Tip))
 		}
-		fx = append(fx, actors.Send{To: c.cfg.Dispatcher, Msg: b.inflight})
+		fx = append(fx, actors.Send{To: c.link.Target(), Msg: b.inflight})
 		if plant.On(plant.ObserverAdvancesEarly) {
 			b.cursor, b.inflight = m.Tip, nil
 		}
@@ -436,3 +451,7 @@ func fit(m Polled) (commits, subjects []string, pipelines []*messages.Pipeline) 
 	}
 	return commits, subjects, pipelines
 }
+
+// silentTries is how many sends of one batch of commits may go unanswered
+// before an observer of a failover group looks for the leader elsewhere.
+const silentTries = 3

@@ -90,6 +90,18 @@ const (
 	// EndedJobCancelled: a failed fail-fast cell cancels the other cells of
 	// its matrix even when they have already ended, recording them twice.
 	EndedJobCancelled
+	// UnfencedWrite: a failover leader's shell writes its batches without
+	// the fence of its election key, so a deposed leader's writes commit.
+	UnfencedWrite
+	// StaleLeaderActs: a failover leader's shell ignores that its lease ran
+	// out by its own clock and goes on acting (a paused leader that wakes up).
+	StaleLeaderActs
+	// RunnerAcceptsOlderEpoch: a runner of a failover group registers with a
+	// leader of an older epoch than one it has registered with.
+	RunnerAcceptsOlderEpoch
+	// StandbyLeadsBlind: a standby that wins the election leads from an
+	// empty queue instead of reading the durable one.
+	StandbyLeadsBlind
 	bugCount
 )
 
@@ -117,6 +129,8 @@ var names = map[Bug]string{
 	ResultFileNotRewritten: "result file not rewritten on a duplicate", ReporterTrustsClaimedSender: "reporter trusts the claimed sender",
 	NeedErroredSatisfies: "errored need satisfies its dependents", NeedsNotAwaited: "needs not awaited",
 	LabelsIgnored: "runs-on labels ignored", SlotsIgnored: "runner slots ignored", EndedJobCancelled: "fail-fast cancels ended jobs",
+	UnfencedWrite: "unfenced write", StaleLeaderActs: "stale leader acts", RunnerAcceptsOlderEpoch: "runner accepts an older epoch",
+	StandbyLeadsBlind: "standby leads without reading the queue",
 }
 
 func (b Bug) String() string { return names[b] }

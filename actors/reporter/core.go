@@ -14,7 +14,10 @@ import (
 type Config struct {
 	ID         string
 	Dispatcher actors.Addr
-	Token      string
+	// Nodes are every dispatcher node of a failover group, when there are
+	// several: the reporter follows the leader among them. Empty: Dispatcher alone.
+	Nodes []actors.Addr
+	Token string
 }
 
 // Record asks the shell to store the final result of one job of a build
@@ -74,6 +77,8 @@ type Core struct {
 	// refresh is when to register again while registered: a dispatcher
 	// restarted in place (same address) would otherwise never learn of us.
 	refresh time.Time
+	// unanswered: the last refresh has had no answer yet.
+	unanswered bool
 
 	claims   map[logKey]*claim
 	order    []claimRef // claims, oldest first, for forgetting beyond maxClaims
@@ -145,6 +150,7 @@ func New(cfg Config) *Core {
 	c.link.Grace = -1
 	c.link.MinBackoff = 100 * time.Millisecond
 	c.link.MaxBackoff = 2 * time.Second
+	c.link.SetTargets(cfg.Dispatcher, cfg.Nodes)
 	return c
 }
 
@@ -174,15 +180,21 @@ func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
 	case actors.Tick:
 		return c.tick(now)
 	case actors.PeerTerminated:
-		if m.Addr == c.cfg.Dispatcher {
+		if m.Addr == c.link.Target() {
 			c.link.Lost(now)
-			return append([]actors.Effect{actors.Warn("dispatcher connection lost; registering again when it is back", "dispatcher", string(c.cfg.Dispatcher))}, c.tick(now)...)
+			return append([]actors.Effect{actors.Warn("dispatcher connection lost; registering again when it is back", "dispatcher", string(m.Addr))}, c.tick(now)...)
 		}
 		return nil
-	case *messages.ReporterRegistered:
-		if from != c.cfg.Dispatcher {
+	case *messages.NotLeader:
+		if !c.link.FollowLeader(now, from, m.Leader) {
 			return nil
 		}
+		return append([]actors.Effect{actors.Info("dispatcher node does not lead: following the leader", "node", string(from), "leader", m.Leader, "epoch", m.Epoch)}, c.tick(now)...)
+	case *messages.ReporterRegistered:
+		if !c.link.IsTarget(from) {
+			return nil
+		}
+		c.unanswered = false
 		if c.link.IsRegistered() {
 			// The answer to a refresh. A dispatcher restarted in place
 			// (its connection never seen lost) may sign with another key.
@@ -192,12 +204,12 @@ func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
 			return nil
 		}
 		if !m.Accepted {
-			return []actors.Effect{actors.Exit{Code: 1, Reason: fmt.Sprintf("dispatcher %s refused this reporter: %s", c.cfg.Dispatcher, m.Reason)}}
+			return []actors.Effect{actors.Exit{Code: 1, Reason: fmt.Sprintf("dispatcher %s refused this reporter: %s", from, m.Reason)}}
 		}
 		c.link.Registered()
 		c.logKey = bytes.Clone(m.LogKey)
 		c.refresh = now.Add(Refresh)
-		return []actors.Effect{actors.Watch{Addr: c.cfg.Dispatcher}, actors.Info("registered with the dispatcher", "dispatcher", string(c.cfg.Dispatcher))}
+		return []actors.Effect{actors.Watch{Addr: from}, actors.Info("registered with the dispatcher", "dispatcher", string(from))}
 	case *messages.ResultRecorded:
 		if m.Result == nil || m.Result.Job == nil || messages.ValidateCommit(m.Result.Job.Commit) != nil {
 			return []actors.Effect{actors.Warn("malformed result ignored", "from", string(from))}
@@ -251,7 +263,7 @@ func permit(who actors.Identity, in any) string {
 		if !who.Is(actors.RoleDispatcher) && !plant.On(plant.ReporterTrustsClaimedSender) {
 			return "only the dispatcher may send it"
 		}
-	case *messages.ReporterRegistered:
+	case *messages.ReporterRegistered, *messages.NotLeader:
 		if !who.Is(actors.RoleDispatcher) {
 			return "only the dispatcher may send it"
 		}
@@ -373,6 +385,7 @@ func (c *Core) Digest() uint64 {
 	d := actors.NewDigest()
 	c.link.Digest(d)
 	d.Time(c.refresh)
+	d.Bool(c.unanswered)
 	d.Str(string(c.logKey))
 	for _, r := range c.order {
 		cl := c.claims[r.key]
@@ -397,9 +410,18 @@ func (c *Core) tick(now time.Time) []actors.Effect {
 			return nil
 		}
 		c.refresh = now.Add(Refresh)
+		if c.unanswered && c.link.Failover() {
+			// The last refresh went unanswered: the leader may be gone
+			// without a word (paused, cut off); look for it among the nodes.
+			c.link.Lost(now)
+			if !c.link.Due(now) {
+				return nil
+			}
+		}
+		c.unanswered = true
 	} else if !c.link.Due(now) {
 		return nil
 	}
-	return []actors.Effect{actors.Register{To: c.cfg.Dispatcher, Msg: &messages.RegisterReporter{
+	return []actors.Effect{actors.Register{To: c.link.Target(), Msg: &messages.RegisterReporter{
 		ReporterId: c.cfg.ID, ProtocolVersion: messages.ProtocolVersion, Token: c.cfg.Token}}}
 }

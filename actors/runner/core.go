@@ -16,6 +16,11 @@ type Config struct {
 	Incarnation int64
 	Hostname    string
 	Dispatcher  actors.Addr
+	// Nodes are every dispatcher node of a failover group, when there are
+	// several: the runner follows the leader among them and never obeys a
+	// leader of an older epoch than one it registered with. Empty:
+	// Dispatcher alone.
+	Nodes []actors.Addr
 	// Grace is how long the dispatcher may be gone before the runner exits (0: at once).
 	Grace time.Duration
 	Token string
@@ -100,7 +105,10 @@ type Core struct {
 	cfg  Config
 	link actors.Link
 
-	heartbeat, lease, deadAfter time.Duration
+	// silence is how long the runner waits for any answer before it
+	// looks for the dispatcher again (RunnerRegistered.silence_ms, else
+	// dead_after_ms).
+	heartbeat, lease, silence time.Duration
 	lastContact                 time.Time // last message from the dispatcher
 	lastAck                     time.Time // send time of the last acknowledged message: the lease runs from it
 	sent                        []sentAt  // send times of unacknowledged registrations and heartbeats
@@ -110,6 +118,7 @@ type Core struct {
 	jobs                        []*job             // the attempts held, in the order they came
 	recent                      []*messages.JobRef // attempts finished and acknowledged, the newest last
 	epoch                       int64              // the dispatcher incarnation we registered with
+	newestEpoch                 int64              // the newest epoch registered with: a failover group's older leaders are not obeyed
 	exited                      bool
 	stale                       int64
 	refused                     int64 // inputs from identities that may not send them
@@ -117,10 +126,11 @@ type Core struct {
 
 // New returns a runner core; call Start next.
 func New(cfg Config) *Core {
-	c := &Core{cfg: cfg, heartbeat: time.Second, lease: 2 * time.Second, deadAfter: 3 * time.Second, slots: max(cfg.Slots, 1)}
+	c := &Core{cfg: cfg, heartbeat: time.Second, lease: 2 * time.Second, silence: 3 * time.Second, slots: max(cfg.Slots, 1)}
 	c.link.Grace = cfg.Grace
 	c.link.MinBackoff = 100 * time.Millisecond
 	c.link.MaxBackoff = 500 * time.Millisecond
+	c.link.SetTargets(cfg.Dispatcher, cfg.Nodes)
 	return c
 }
 
@@ -192,7 +202,7 @@ func (c *Core) Step(now time.Time, sender actors.From, in any) []actors.Effect {
 	case actors.Tick:
 		return c.tick(now)
 	case actors.PeerTerminated, *messages.RunnerRegistered, *messages.HeartbeatAck, *messages.RunJob,
-		*messages.JobFinishedAck, *messages.CancelJob, JobDone, Shutdown, *messages.StatusRequest:
+		*messages.JobFinishedAck, *messages.CancelJob, JobDone, Shutdown, *messages.StatusRequest, *messages.NotLeader:
 	default:
 		// Not a runner's input (a stray answer, a peer's mistake): it moves
 		// no timer either.
@@ -234,7 +244,7 @@ func (c *Core) permit(from actors.From, in any) string {
 			return fmt.Sprintf("a RunJob for runner %q, not this one", m.RunnerId)
 		}
 		return fromDispatcher(who)
-	case *messages.CancelJob, *messages.RunnerRegistered, *messages.HeartbeatAck, *messages.JobFinishedAck:
+	case *messages.CancelJob, *messages.RunnerRegistered, *messages.HeartbeatAck, *messages.JobFinishedAck, *messages.NotLeader:
 		return fromDispatcher(who)
 	case *messages.StatusRequest:
 		if !who.MayAskStatus() {
@@ -258,11 +268,17 @@ func fromDispatcher(who actors.Identity) string {
 func (c *Core) handle(now time.Time, from actors.Addr, in any) []actors.Effect {
 	switch m := in.(type) {
 	case actors.PeerTerminated:
-		if m.Addr != c.cfg.Dispatcher {
+		if m.Addr != c.link.Target() {
 			return nil
 		}
 		c.link.Lost(now)
-		fx := []actors.Effect{actors.Warn("dispatcher connection lost", "dispatcher", string(c.cfg.Dispatcher), "grace", c.cfg.Grace.String())}
+		fx := []actors.Effect{actors.Warn("dispatcher connection lost", "dispatcher", string(m.Addr), "grace", c.cfg.Grace.String())}
+		return append(fx, c.tick(now)...)
+	case *messages.NotLeader:
+		if !c.link.FollowLeader(now, from, m.Leader) {
+			return nil
+		}
+		fx := []actors.Effect{actors.Info("dispatcher node does not lead: following the leader", "node", string(from), "leader", m.Leader, "epoch", m.Epoch)}
 		return append(fx, c.tick(now)...)
 	case *messages.RunnerRegistered:
 		return c.registered(now, from, m)
@@ -272,7 +288,7 @@ func (c *Core) handle(now time.Time, from actors.Addr, in any) []actors.Effect {
 		return c.runJob(now, from, m)
 	case *messages.JobFinishedAck:
 		j := c.find(m.Ref)
-		if from != c.cfg.Dispatcher || j == nil || !j.done {
+		if !c.link.IsTarget(from) || j == nil || !j.done {
 			return nil
 		}
 		c.lastContact = now
@@ -280,7 +296,7 @@ func (c *Core) handle(now time.Time, from actors.Addr, in any) []actors.Effect {
 		return []actors.Effect{actors.Debug("outcome acknowledged", "job", m.Ref.GetJobId(), "recorded", m.Recorded)}
 	case *messages.CancelJob:
 		j := c.find(m.Ref)
-		if from != c.cfg.Dispatcher || j == nil {
+		if !c.link.IsTarget(from) || j == nil {
 			return nil
 		}
 		if m.Report {
@@ -324,7 +340,7 @@ func (c *Core) Deadline() time.Time {
 	d := c.link.Deadline()
 	if c.link.IsRegistered() {
 		d = actors.Earliest(d, c.nextHeartbeat)
-		d = actors.Earliest(d, c.lastContact.Add(c.deadAfter+time.Nanosecond))
+		d = actors.Earliest(d, c.lastContact.Add(c.silence+time.Nanosecond))
 	}
 	for _, j := range c.jobs {
 		switch {
@@ -371,9 +387,9 @@ func (c *Core) leaseFrom() time.Time {
 
 func (c *Core) tick(now time.Time) []actors.Effect {
 	var fx []actors.Effect
-	if c.link.IsRegistered() && now.Sub(c.lastContact) > c.deadAfter {
+	if c.link.IsRegistered() && now.Sub(c.lastContact) > c.silence {
+		fx = append(fx, actors.Warn("dispatcher stopped answering", "dispatcher", string(c.link.Target()), "silent_for", now.Sub(c.lastContact).String()))
 		c.link.Lost(c.lastContact)
-		fx = append(fx, actors.Warn("dispatcher stopped answering", "dispatcher", string(c.cfg.Dispatcher), "silent_for", now.Sub(c.lastContact).String()))
 	}
 	for _, j := range c.jobs {
 		if j.live() && now.Sub(c.leaseFrom()) > c.lease && !plant.On(plant.LeaseIgnored) {
@@ -383,10 +399,10 @@ func (c *Core) tick(now time.Time) []actors.Effect {
 	if !c.link.IsRegistered() {
 		if c.link.Expired(now) && !plant.On(plant.RunnerIgnoresDispatcherLoss) {
 			return append(fx, c.exit(1, fmt.Sprintf("dispatcher %s unreachable for %s (--dispatcher-grace %s): giving up; start the dispatcher, or point --dispatcher-server at it",
-				dispatcherHost(c.cfg.Dispatcher), now.Sub(c.link.LostSince()).Round(time.Millisecond), c.cfg.Grace))...)
+				dispatcherHost(c.link.Target()), now.Sub(c.link.LostSince()).Round(time.Millisecond), c.cfg.Grace))...)
 		}
 		if c.link.Due(now) {
-			fx = append(fx, actors.Register{To: c.cfg.Dispatcher, Msg: &messages.RegisterRunner{
+			fx = append(fx, actors.Register{To: c.link.Target(), Msg: &messages.RegisterRunner{
 				RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, ProtocolVersion: messages.ProtocolVersion,
 				Token: c.cfg.Token, Hostname: c.cfg.Hostname, Running: c.running(), Seq: c.send(now),
 				Labels: c.cfg.Labels, Slots: int32(c.slots),
@@ -396,7 +412,7 @@ func (c *Core) tick(now time.Time) []actors.Effect {
 	}
 	if !now.Before(c.nextHeartbeat) {
 		c.nextHeartbeat = now.Add(c.heartbeat)
-		fx = append(fx, actors.Send{To: c.cfg.Dispatcher, Msg: &messages.Heartbeat{
+		fx = append(fx, actors.Send{To: c.link.Target(), Msg: &messages.Heartbeat{
 			RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, Seq: c.send(now), Running: c.running()}})
 	}
 	for _, j := range c.jobs {
@@ -424,26 +440,36 @@ func (c *Core) exit(code int, reason string) []actors.Effect {
 }
 
 func (c *Core) registered(now time.Time, from actors.Addr, m *messages.RunnerRegistered) []actors.Effect {
-	if from != c.cfg.Dispatcher || m.RunnerId != c.cfg.ID || m.Incarnation != c.cfg.Incarnation {
+	if !c.link.IsTarget(from) || m.RunnerId != c.cfg.ID || m.Incarnation != c.cfg.Incarnation {
 		c.stale++
 		return nil
 	}
+	if c.link.Failover() && m.Epoch < c.newestEpoch && !plant.On(plant.RunnerAcceptsOlderEpoch) {
+		// A deposed leader that has not noticed yet: the runner has
+		// registered with a newer one.
+		c.stale++
+		return []actors.Effect{actors.Warn("registration from an older epoch ignored", "dispatcher", string(from), "epoch", m.Epoch, "newest", c.newestEpoch)}
+	}
 	if !m.Accepted {
-		return c.exit(1, fmt.Sprintf("dispatcher %s refused this runner: %s", dispatcherHost(c.cfg.Dispatcher), m.Reason))
+		return c.exit(1, fmt.Sprintf("dispatcher %s refused this runner: %s", dispatcherHost(from), m.Reason))
 	}
 	if c.link.IsRegistered() {
 		return nil // a duplicate reply
 	}
 	c.link.Registered()
 	c.epoch = m.Epoch
+	c.newestEpoch = max(c.newestEpoch, m.Epoch)
 	if m.HeartbeatMs > 0 {
 		c.heartbeat = time.Duration(m.HeartbeatMs) * time.Millisecond
 	}
 	if m.LeaseMs > 0 {
 		c.lease = time.Duration(m.LeaseMs) * time.Millisecond
 	}
-	if m.DeadAfterMs > 0 {
-		c.deadAfter = time.Duration(m.DeadAfterMs) * time.Millisecond
+	switch {
+	case m.SilenceMs > 0:
+		c.silence = time.Duration(m.SilenceMs) * time.Millisecond
+	case m.DeadAfterMs > 0:
+		c.silence = time.Duration(m.DeadAfterMs) * time.Millisecond
 	}
 	c.lastContact = now
 	if at, ok := c.acked(m.Seq); ok && at.After(c.lastAck) {
@@ -454,14 +480,14 @@ func (c *Core) registered(now time.Time, from actors.Addr, m *messages.RunnerReg
 		j.seq = c.seq // judge the adopted jobs only by heartbeats sent from now on
 	}
 	fx := []actors.Effect{
-		actors.Watch{Addr: c.cfg.Dispatcher},
-		actors.Info("registered with the dispatcher", "dispatcher", string(c.cfg.Dispatcher), "runner", c.cfg.ID, "incarnation", c.cfg.Incarnation),
+		actors.Watch{Addr: from},
+		actors.Info("registered with the dispatcher", "dispatcher", string(from), "runner", c.cfg.ID, "incarnation", c.cfg.Incarnation, "epoch", m.Epoch),
 	}
 	return append(fx, c.tick(now)...)
 }
 
 func (c *Core) heartbeatAck(now time.Time, from actors.Addr, m *messages.HeartbeatAck) []actors.Effect {
-	if from != c.cfg.Dispatcher || m.RunnerId != c.cfg.ID || m.Incarnation != c.cfg.Incarnation || (m.Epoch != c.epoch && !m.Unknown) {
+	if !c.link.IsTarget(from) || m.RunnerId != c.cfg.ID || m.Incarnation != c.cfg.Incarnation || (m.Epoch != c.epoch && !m.Unknown) {
 		c.stale++
 		return nil
 	}
@@ -496,7 +522,7 @@ func (c *Core) Digest() uint64 {
 	c.link.Digest(d)
 	d.Int(int64(c.heartbeat))
 	d.Int(int64(c.lease))
-	d.Int(int64(c.deadAfter))
+	d.Int(int64(c.silence))
 	d.Time(c.lastContact)
 	d.Time(c.lastAck)
 	for _, s := range c.sent {
@@ -523,6 +549,7 @@ func (c *Core) Digest() uint64 {
 		d.Proto(r)
 	}
 	d.Int(c.epoch)
+	d.Int(c.newestEpoch)
 	d.Bool(c.exited)
 	return d.Sum()
 }

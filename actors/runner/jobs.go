@@ -17,7 +17,7 @@ import (
 // dispatcher requeues a job its runner never lists once its start grace has
 // passed.
 func (c *Core) runJob(now time.Time, from actors.Addr, m *messages.RunJob) []actors.Effect {
-	if from != c.cfg.Dispatcher || m.RunnerId != c.cfg.ID || m.Incarnation != c.cfg.Incarnation || m.Job == nil || m.Epoch != c.epoch {
+	if !c.link.IsTarget(from) || m.RunnerId != c.cfg.ID || m.Incarnation != c.cfg.Incarnation || m.Job == nil || m.Epoch != c.epoch {
 		c.stale++
 		return []actors.Effect{actors.Warn("RunJob for another incarnation or epoch ignored", "job", m.GetJob().GetId(), "runner", m.RunnerId, "incarnation", m.Incarnation)}
 	}
@@ -112,7 +112,7 @@ func (c *Core) jobDone(now time.Time, m JobDone) []actors.Effect {
 
 func (c *Core) sendResult(now time.Time, j *job) actors.Effect {
 	j.lastSent = now
-	return actors.Send{To: c.cfg.Dispatcher, Msg: &messages.JobFinished{
+	return actors.Send{To: c.link.Target(), Msg: &messages.JobFinished{
 		RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, Result: j.result}}
 }
 
@@ -129,7 +129,7 @@ func (c *Core) shutdown(reason string) []actors.Effect {
 		}
 	}
 	if c.link.IsRegistered() {
-		fx = append(fx, actors.Send{To: c.cfg.Dispatcher, Msg: &messages.RunnerStopping{
+		fx = append(fx, actors.Send{To: c.link.Target(), Msg: &messages.RunnerStopping{
 			RunnerId: c.cfg.ID, Incarnation: c.cfg.Incarnation, Released: released, Reason: reason}})
 	}
 	c.exited = true
