@@ -109,19 +109,19 @@ type Core struct {
 	// looks for the dispatcher again (RunnerRegistered.silence_ms, else
 	// dead_after_ms).
 	heartbeat, lease, silence time.Duration
-	lastContact                 time.Time // last message from the dispatcher
-	lastAck                     time.Time // send time of the last acknowledged message: the lease runs from it
-	sent                        []sentAt  // send times of unacknowledged registrations and heartbeats
-	nextHeartbeat               time.Time
-	seq                         uint64
-	slots                       int
-	jobs                        []*job             // the attempts held, in the order they came
-	recent                      []*messages.JobRef // attempts finished and acknowledged, the newest last
-	epoch                       int64              // the dispatcher incarnation we registered with
-	newestEpoch                 int64              // the newest epoch registered with: a failover group's older leaders are not obeyed
-	exited                      bool
-	stale                       int64
-	refused                     int64 // inputs from identities that may not send them
+	lastContact               time.Time // last message from the dispatcher
+	lastAck                   time.Time // send time of the last acknowledged message: the lease runs from it
+	sent                      []sentAt  // send times of unacknowledged registrations and heartbeats
+	nextHeartbeat             time.Time
+	seq                       uint64
+	slots                     int
+	jobs                      []*job             // the attempts held, in the order they came
+	recent                    []*messages.JobRef // attempts finished and acknowledged, the newest last
+	epoch                     int64              // the dispatcher incarnation we registered with
+	newestEpoch               int64              // the newest epoch registered with: a failover group's older leaders are not obeyed
+	exited                    bool
+	stale                     int64
+	refused                   int64 // inputs from identities that may not send them
 }
 
 // New returns a runner core; call Start next.
