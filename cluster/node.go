@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/pki"
 )
 
@@ -387,6 +389,39 @@ func Resolve(hostport string) (string, error) {
 		}
 	}
 	return net.JoinHostPort(ip.String(), port), nil
+}
+
+// ResolveAll resolves a comma-separated list of host:port (every
+// dispatcher node of a failover group, or one dispatcher), in order and
+// without repeats.
+func ResolveAll(list string) ([]string, error) {
+	var out []string
+	for _, hp := range strings.Split(list, ",") {
+		hp = strings.TrimSpace(hp)
+		if hp == "" {
+			continue
+		}
+		a, err := Resolve(hp)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%q: want host:port, or several separated by commas", list)
+	}
+	return out, nil
+}
+
+// DispatcherAddrs are the dispatcher actors of the nodes at addresses.
+func DispatcherAddrs(addresses []string) []actors.Addr {
+	out := make([]actors.Addr, len(addresses))
+	for i, a := range addresses {
+		out[i] = actors.NewAddr(a, DispatcherName)
+	}
+	return out
 }
 
 // IsLoopback reports whether host:port names a loopback address.

@@ -153,7 +153,7 @@ func (n *Node) StartRunner(name string, cfg runner.Config, setup RunnerSetup) (*
 		exec:      steps,
 		outputCap: setup.OutputCap,
 		logger:    n.logger.With("role", "runner", "runner", cfg.ID),
-		secrets:   n.secretSource(cfg.Dispatcher),
+		secrets:   n.secretSource(cfg.Dispatcher, cfg.Nodes),
 	}
 	n.prune(ws, setup.PruneUnused, exec.logger)
 	// The first step's wrapper starts now, not when the first job comes.

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,7 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/dispatcher"
@@ -99,15 +99,22 @@ func (s secretStore) ListSecrets() ([]*messages.SecretEntry, error) {
 
 // secretSource asks a runner's dispatcher for its jobs' secrets.
 type secretSource struct {
-	root       *actor.RootContext
-	dispatcher *actor.PID
-	timeout    time.Duration
+	client  *DispatcherClient
+	timeout time.Duration
 }
 
 // secretSource is the source of the secrets of a runner whose dispatcher
-// is at addr.
-func (n *Node) secretSource(addr actors.Addr) *secretSource {
-	return &secretSource{root: n.System.Root, dispatcher: actors.PID(addr), timeout: secretTimeout}
+// is at addr, or whose failover group's nodes are nodes: the request
+// follows a standby's answer to the leader.
+func (n *Node) secretSource(addr actors.Addr, nodes []actors.Addr) *secretSource {
+	c := &DispatcherClient{root: n.System.Root, pid: actors.PID(addr)}
+	if len(nodes) > 1 {
+		for _, a := range nodes {
+			c.group = append(c.group, actors.PID(a))
+		}
+		c.pid = c.group[0]
+	}
+	return &secretSource{client: c, timeout: secretTimeout}
 }
 
 // fetch returns the values of names for run's attempt, or the dispatcher's
@@ -117,14 +124,12 @@ func (s *secretSource) fetch(run *messages.RunJob, names []string) (map[string][
 		return nil, fmt.Errorf("secrets %v: this runner has no dispatcher to ask", names)
 	}
 	req := &messages.SecretRequest{JobId: run.Job.Id, Attempt: run.Attempt, RunnerId: run.RunnerId, Incarnation: run.Incarnation, Names: names}
-	res, err := s.root.RequestFuture(s.dispatcher, req, s.timeout).Result()
-	if err != nil {
-		return nil, fmt.Errorf("secrets %v: no answer from the dispatcher within %s: %w", names, s.timeout, err)
-	}
-	g, ok := res.(*messages.SecretGrant)
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	g, err := ask[*messages.SecretGrant](ctx, s.client, req)
 	switch {
-	case !ok:
-		return nil, fmt.Errorf("secrets %v: the dispatcher answered %T", names, res)
+	case err != nil:
+		return nil, fmt.Errorf("secrets %v: %w", names, err)
 	case g.Error != "":
 		return nil, errors.New(g.Error)
 	case g.JobId != run.Job.Id || g.Attempt != run.Attempt:

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -18,6 +19,65 @@ import (
 type DispatcherClient struct {
 	root *actor.RootContext
 	pid  *actor.PID
+	// group, for a failover group, are its nodes' dispatcher actors: a
+	// question goes to the one that led last, and follows a standby's
+	// answer to the leader.
+	group []*actor.PID
+	mu    sync.Mutex
+	cur   int
+}
+
+// DispatcherGroupClient returns a client for the dispatcher nodes at
+// addresses (one, or every node of a failover group).
+func (n *Node) DispatcherGroupClient(addresses []string) *DispatcherClient {
+	if len(addresses) == 1 {
+		return n.DispatcherClient(addresses[0])
+	}
+	c := &DispatcherClient{root: n.System.Root}
+	for _, a := range addresses {
+		c.group = append(c.group, actor.NewPID(a, DispatcherName))
+	}
+	c.pid = c.group[0]
+	return c
+}
+
+// target is the node to ask now.
+func (c *DispatcherClient) target() *actor.PID {
+	if len(c.group) == 0 {
+		return c.pid
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.group[c.cur]
+}
+
+// follow moves to the leader a standby named ("" for none: the next node).
+func (c *DispatcherClient) follow(from *actor.PID, leader string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.group[c.cur].Equal(from) {
+		return // another question moved on already
+	}
+	for i, p := range c.group {
+		if leader != "" && p.Address == leader {
+			c.cur = i
+			return
+		}
+	}
+	c.cur = (c.cur + 1) % len(c.group)
+}
+
+// standbyLeader reports whether res is a standby's answer, and the leader it names.
+func standbyLeader(res any) (string, bool) {
+	switch m := res.(type) {
+	case *messages.NotLeader:
+		return m.Leader, true
+	case *messages.StatusReply:
+		if m.Node != nil && m.Node.State == "standby" {
+			return m.Node.Leader, true
+		}
+	}
+	return "", false
 }
 
 // DispatcherClient returns a client for the dispatcher at address (host:port
@@ -43,25 +103,40 @@ func (r *ReporterStatus) Status(ctx context.Context) (*messages.StatusReply, err
 	return ask[*messages.StatusReply](ctx, &DispatcherClient{root: r.root, pid: r.pid}, &messages.StatusRequest{OpenOnly: true})
 }
 
-// ask sends req and waits for an answer of type T until ctx ends.
+// ask sends req and waits for an answer of type T until ctx ends. A
+// failover group's standby answers send it on to the leader, once per node.
 func ask[T any](ctx context.Context, c *DispatcherClient, req any) (T, error) {
 	var zero T
 	timeout := 3 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
-	if timeout <= 0 {
-		return zero, fmt.Errorf("ask the %s at %s: %w", c.pid.Id, c.pid.Address, context.DeadlineExceeded)
+	for try := 0; ; try++ {
+		pid := c.target()
+		if timeout <= 0 {
+			return zero, fmt.Errorf("ask the %s at %s: %w", pid.Id, pid.Address, context.DeadlineExceeded)
+		}
+		res, err := c.root.RequestFuture(pid, req, timeout).Result()
+		if err != nil {
+			if len(c.group) > 1 && try < len(c.group) {
+				c.follow(pid, "")
+				continue
+			}
+			return zero, fmt.Errorf("no answer from the %s at %s within %s (is it running?): %w", pid.Id, pid.Address, timeout.Round(time.Millisecond), err)
+		}
+		if leader, standby := standbyLeader(res); standby && len(c.group) > 1 {
+			if try >= len(c.group) {
+				return zero, fmt.Errorf("no dispatcher node leads now (an election under way, or etcd without a quorum): try again in a few seconds")
+			}
+			c.follow(pid, leader)
+			continue
+		}
+		t, ok := res.(T)
+		if !ok {
+			return zero, fmt.Errorf("the %s at %s answered %T, want %T: are both the same Volt version?", pid.Id, pid.Address, res, zero)
+		}
+		return t, nil
 	}
-	res, err := c.root.RequestFuture(c.pid, req, timeout).Result()
-	if err != nil {
-		return zero, fmt.Errorf("no answer from the %s at %s within %s (is it running?): %w", c.pid.Id, c.pid.Address, timeout.Round(time.Millisecond), err)
-	}
-	t, ok := res.(T)
-	if !ok {
-		return zero, fmt.Errorf("the %s at %s answered %T, want %T: are both the same Volt version?", c.pid.Id, c.pid.Address, res, zero)
-	}
-	return t, nil
 }
 
 // Status implements web.Backend.

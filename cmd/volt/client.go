@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/voltci/volt/cluster"
+	"github.com/voltci/volt/messages"
 )
 
 // ask sends one request to a role actor at server (host:port) and waits for
@@ -22,14 +24,20 @@ func ask(creds *credentialFlags, role, server, name string, req proto.Message, t
 // It authenticates as role (admin, or notify) with the credentials found
 // by creds (--credentials, ./.volt/credentials, ~/.config/volt).
 func askThen(creds *credentialFlags, role, server, name string, req proto.Message, timeout time.Duration, shutdown bool) (any, error) {
-	addr, err := cluster.Resolve(server)
+	addrs, err := cluster.ResolveAll(server)
 	if err != nil {
 		return nil, usageErr("%v", err)
 	}
-	if !cluster.Probe(addr) {
-		return nil, fmt.Errorf("nothing listens at %s: is Volt running there? (start it with `volt up` or `volt dispatcher`)", addr)
+	var up []string
+	for _, a := range addrs {
+		if cluster.Probe(a) {
+			up = append(up, a)
+		}
 	}
-	nodeCreds, err := creds.clientCredentials(role, addr)
+	if len(up) == 0 {
+		return nil, fmt.Errorf("nothing listens at %s: is Volt running there? (start it with `volt up` or `volt dispatcher`)", strings.Join(addrs, ", "))
+	}
+	nodeCreds, err := creds.clientCredentials(role, up[0])
 	if err != nil {
 		return nil, err
 	}
@@ -41,9 +49,41 @@ func askThen(creds *credentialFlags, role, server, name string, req proto.Messag
 	if shutdown {
 		defer node.Shutdown()
 	}
-	res, err := node.System.Root.RequestFuture(actorPID(addr, name), req, timeout).Result()
-	if err != nil {
-		return nil, fmt.Errorf("no answer from %s at %s within %s: %w", name, addr, timeout, err)
+	return followLeader(up, func(addr string) (any, error) {
+		res, err := node.System.Root.RequestFuture(actorPID(addr, name), req, timeout).Result()
+		if err != nil {
+			return nil, fmt.Errorf("no answer from %s at %s within %s: %w", name, addr, timeout, err)
+		}
+		return res, nil
+	})
+}
+
+// followLeader asks the nodes of a failover group in order until one that
+// leads answers: a standby's NotLeader sends the request to the leader it
+// names (once), or to the next node when it names none. A single address
+// is asked once, as before failover existed.
+func followLeader(addrs []string, ask func(addr string) (any, error)) (any, error) {
+	var lastErr error
+	asked := map[string]bool{}
+	for i := 0; i < len(addrs); i++ {
+		addr := addrs[i]
+		if asked[addr] {
+			continue
+		}
+		asked[addr] = true
+		res, err := ask(addr)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		nl, ok := res.(*messages.NotLeader)
+		if !ok {
+			return res, nil
+		}
+		lastErr = fmt.Errorf("the dispatcher node at %s does not lead, and no node it knows of does (an election under way, or etcd without a quorum): try again in a few seconds", addr)
+		if nl.Leader != "" && !asked[nl.Leader] {
+			addrs = append(addrs[:i+1], append([]string{nl.Leader}, addrs[i+1:]...)...)
+		}
 	}
-	return res, nil
+	return nil, lastErr
 }

@@ -97,10 +97,11 @@ func newObserverCommand() *cobra.Command {
 			if err := c.requireToken(metrics); err != nil {
 				return err
 			}
-			disp, err := cluster.Resolve(dispServer)
+			nodes, err := cluster.ResolveAll(dispServer)
 			if err != nil {
 				return usageErr("--dispatcher-server: %v", err)
 			}
+			disp := nodes[0]
 			repos, watched, err := w.open(context.Background(), filepath.Join(dataDir, "observer"))
 			if err != nil {
 				return err
@@ -116,6 +117,9 @@ func newObserverCommand() *cobra.Command {
 			}
 			host, _ := os.Hostname()
 			cfg := w.config(host+"/"+node.Address, actors.NewAddr(disp, cluster.DispatcherName), watched, grace)
+			if len(nodes) > 1 {
+				cfg.Nodes = cluster.DispatcherAddrs(nodes)
+			}
 			m := web.NewMetrics()
 			if _, err := node.StartObserverTimed(cfg, repos, m.ObservePoll); err != nil {
 				node.Shutdown()
@@ -134,7 +138,7 @@ func newObserverCommand() *cobra.Command {
 	c.register(cmd.Flags())
 	w.register(cmd)
 	fs := cmd.Flags()
-	fs.StringVar(&dispServer, "dispatcher-server", "localhost:8000", "the dispatcher's host:port")
+	fs.StringVar(&dispServer, "dispatcher-server", "localhost:8000", "the dispatcher's host:port, or every node of a failover group separated by commas")
 	fs.StringVar(&listen, "listen", "127.0.0.1:0", "host:port for Proto.Actor remote (the dispatcher answers here)")
 	fs.Var(newDuration(&grace, 10*time.Second), "dispatcher-grace", "exit when the dispatcher has been unreachable this long")
 	fs.StringVar(&dataDir, "data-dir", ".volt", "directory for mirrors of repositories given as URLs")

@@ -36,10 +36,11 @@ func newReporterCommand() *cobra.Command {
 			if err := wf.validate(); err != nil {
 				return err
 			}
-			disp, err := cluster.Resolve(dispServer)
+			nodes, err := cluster.ResolveAll(dispServer)
 			if err != nil {
 				return usageErr("--dispatcher-server: %v", err)
 			}
+			disp := nodes[0]
 			lock, err := lockDataDir(dataDir, "volt reporter", "--data-dir", cluster.ReporterName)
 			if err != nil {
 				return err
@@ -60,11 +61,14 @@ func newReporterCommand() *cobra.Command {
 				return startErr("start the reporter", err)
 			}
 			cfg := reporter.Config{ID: node.Address, Dispatcher: actors.NewAddr(disp, cluster.DispatcherName)}
+			if len(nodes) > 1 {
+				cfg.Nodes = cluster.DispatcherAddrs(nodes)
+			}
 			if _, err := node.StartReporter(cfg, db); err != nil {
 				node.Shutdown()
 				return fatal("start the reporter", err)
 			}
-			stopWeb, err := startWeb(cmd, wf, db, node.DispatcherClient(disp), node.ReporterStatus(node.Address), c.token, web.NewMetrics(), logger)
+			stopWeb, err := startWeb(cmd, wf, db, node.DispatcherGroupClient(nodes), node.ReporterStatus(node.Address), c.token, web.NewMetrics(), logger)
 			if err != nil {
 				node.Shutdown()
 				return fatal("start the web UI", err)
@@ -77,7 +81,7 @@ func newReporterCommand() *cobra.Command {
 	}
 	c.register(cmd.Flags())
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8001", "host:port for Proto.Actor remote")
-	cmd.Flags().StringVar(&dispServer, "dispatcher-server", "localhost:8000", "the dispatcher's host:port")
+	cmd.Flags().StringVar(&dispServer, "dispatcher-server", "localhost:8000", "the dispatcher's host:port, or every node of a failover group separated by commas")
 	cmd.Flags().StringVar(&dataDir, "data-dir", ".volt", "directory of results, logs and test_results/")
 	wf.register(cmd)
 	return cmd

@@ -59,10 +59,11 @@ func newRunnerCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			disp, err := cluster.Resolve(dispServer)
+			nodes, err := cluster.ResolveAll(dispServer)
 			if err != nil {
 				return usageErr("--dispatcher-server: %v", err)
 			}
+			disp := nodes[0]
 			if fallback != "" {
 				if st, err := os.Stat(fallback); err != nil || !st.IsDir() {
 					return usageErr("--repo %s: not a directory; pass a local clone to fetch from first, or leave it out", fallback)
@@ -117,6 +118,9 @@ func newRunnerCommand() *cobra.Command {
 				Dispatcher: actors.NewAddr(disp, cluster.DispatcherName), Grace: grace,
 				Labels: labels, Slots: slots,
 			}
+			if len(nodes) > 1 {
+				cfg.Nodes = cluster.DispatcherAddrs(nodes)
+			}
 			pid, err := node.StartRunner(cluster.RunnerName, cfg, jf.apply(cluster.RunnerSetup{
 				WorkDir: workDir, Fallback: fallback, OutputCap: int64(outputCap), Wrapper: wrapper}, credDir))
 			if err != nil {
@@ -138,11 +142,11 @@ func newRunnerCommand() *cobra.Command {
 	}
 	c.register(cmd.Flags())
 	fs := cmd.Flags()
-	fs.StringVar(&dispServer, "dispatcher-server", "localhost:8000", "the dispatcher's host:port")
+	fs.StringVar(&dispServer, "dispatcher-server", "localhost:8000", "the dispatcher's host:port, or every node of a failover group separated by commas")
 	fs.StringVar(&listen, "listen", "", "host:port for Proto.Actor remote (default 127.0.0.1 and the first free port in 8900-9000; port 0 for any)")
 	fs.StringVar(&advertise, "advertise", "", "host name or IP the dispatcher and reporter use to reach this runner")
 	fs.StringVar(&workDir, "work-dir", "", "directory of repository mirrors and the workspaces, one per slot (default .volt/runner-PORT)")
-	fs.Var(newDuration(&grace, 10*time.Second), "dispatcher-grace", "exit when the dispatcher has been gone this long (0 = at once)")
+	fs.Var(newDuration(&grace, 10*time.Second), "dispatcher-grace", "exit when no dispatcher node has answered for this long (0 = at once)")
 	fs.StringVar(&fallback, "repo", "", "a local clone to fetch commits from before the job's repository URL")
 	fs.StringVar(&id, "id", "", "runner id (default HOST:PORT); a restarted runner with the same id is a new incarnation")
 	fs.Var(&outputCap, "output-cap", "bytes of a job's output kept; the rest is dropped with a marker")
