@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/internal/coretest"
@@ -98,4 +99,51 @@ func TestLinkExpired(t *testing.T) {
 		assert.False(t, l.Expired(coretest.T0.Add(5*time.Second-ms)))
 		assert.True(t, l.Expired(coretest.T0.Add(5*time.Second)))
 	})
+}
+
+func TestLinkOfAGroupRotatesAndFollowsTheLeader(t *testing.T) {
+	a, b, c := actors.Addr("10.0.0.1:8000/dispatcher"), actors.Addr("10.0.0.2:8000/dispatcher"), actors.Addr("10.0.0.3:8000/dispatcher")
+	l := &actors.Link{Grace: 10 * time.Second, MinBackoff: 100 * ms, MaxBackoff: time.Second}
+	l.SetTargets("", []actors.Addr{a, b, c})
+	require.True(t, l.Failover())
+	l.Start(coretest.T0)
+	var to []actors.Addr
+	for at := time.Duration(0); at <= 800*ms; at += 10 * ms {
+		if l.Due(coretest.T0.Add(at)) {
+			to = append(to, l.Target())
+		}
+	}
+	assert.Equal(t, []actors.Addr{a, b, c, a}, to[:4], "an unanswered registration moves on")
+
+	// A standby names the leader: the next registration goes there at once,
+	// and the grace period starts again (a node answered).
+	now := coretest.T0.Add(9 * time.Second)
+	require.True(t, l.FollowLeader(now, l.Target(), "10.0.0.3:8000"))
+	assert.Equal(t, c, l.Target())
+	assert.True(t, l.Due(now))
+	assert.False(t, l.Expired(now.Add(9*time.Second)), "the grace runs from the standby's answer")
+	assert.True(t, l.Expired(now.Add(10*time.Second)))
+
+	// An answer from a node the link has left changes nothing.
+	assert.False(t, l.FollowLeader(now, a, "10.0.0.2:8000"))
+	assert.Equal(t, c, l.Target())
+
+	// A leader it was not given (another spelling) is added; garbage is not.
+	require.True(t, l.FollowLeader(now, c, "ci-2.example.com:8000"))
+	assert.Equal(t, actors.Addr("ci-2.example.com:8000/dispatcher"), l.Target())
+	require.True(t, l.FollowLeader(now, l.Target(), "no port/../x"))
+	assert.Contains(t, []actors.Addr{a, b, c}, l.Target(), "a malformed leader only moves on to the next node")
+}
+
+func TestLinkWithOneTargetNeverMoves(t *testing.T) {
+	a := actors.Addr("10.0.0.1:8000/dispatcher")
+	l := &actors.Link{Grace: -1}
+	l.SetTargets(a, nil)
+	assert.False(t, l.Failover())
+	l.Start(coretest.T0)
+	for range dueTimes(l, coretest.T0, 3*time.Second) {
+		assert.Equal(t, a, l.Target())
+	}
+	assert.True(t, l.FollowLeader(coretest.T0, a, ""))
+	assert.Equal(t, a, l.Target())
 }
