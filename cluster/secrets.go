@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/dispatcher"
 	"github.com/voltci/volt/gitexec"
