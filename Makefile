@@ -14,13 +14,16 @@ build:
 
 # deps installs what the tests need and a fresh machine may lack (git,
 # python3, Debian's bubblewrap for the job sandbox, whose tests fail
-# without it, and Debian's chromium for the web UI's browser tests).
+# without it, Debian's chromium for the web UI's browser tests, and
+# Debian's etcd-server, whose etcd 3.4 the failover tests run as a real
+# three-member cluster on 127.0.0.1).
 deps:
 	@missing=""; \
 	command -v git >/dev/null || missing="$$missing git"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="$$missing chromium"; \
+	command -v etcd >/dev/null || [ -x /usr/bin/etcd ] || missing="$$missing etcd-server"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
