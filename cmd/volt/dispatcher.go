@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -9,6 +12,7 @@ import (
 	"github.com/voltci/volt/cluster"
 	"github.com/voltci/volt/pki"
 	"github.com/voltci/volt/store"
+	"github.com/voltci/volt/store/etcdstore"
 	"github.com/voltci/volt/web"
 )
 
@@ -42,10 +46,58 @@ func (f *dispatcherFlags) config() (dispatcher.Config, error) {
 	return cfg, nil
 }
 
+// etcdFlags are a failover node's: where etcd is, and the election's timers.
+type etcdFlags struct {
+	endpoints, ca, cert, key, prefix string
+	ttl, failoverGrace               time.Duration
+}
+
+func (f *etcdFlags) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringVar(&f.endpoints, "etcd", "", "run as a node of a failover group: etcd's HOST:PORT, comma-separated (the queue then lives in etcd, not --data-dir)")
+	fs.StringVar(&f.ca, "etcd-ca", "", "CA certificate (PEM) that signed etcd's server certificates (mutual TLS to etcd)")
+	fs.StringVar(&f.cert, "etcd-cert", "", "client certificate (PEM) this node presents to etcd")
+	fs.StringVar(&f.key, "etcd-key", "", "private key (PEM) of --etcd-cert")
+	fs.StringVar(&f.prefix, "etcd-prefix", etcdstore.DefaultPrefix, "where Volt's keys live in etcd")
+	fs.Var(newDuration(&f.ttl, cluster.DefaultElectionTTL), "election-ttl", "the leader's session lease: a dead leader is replaced about this long after it died")
+	fs.Var(newDuration(&f.failoverGrace, 0), "failover-grace", "how long a runner keeps its job while it looks for a new leader, and a new leader waits for runners to come back (default election-ttl + 3s)")
+}
+
+// endpointList splits --etcd.
+func (f *etcdFlags) endpointList() []string {
+	var out []string
+	for _, e := range strings.Split(f.endpoints, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// failover validates the flags and returns the leader's configuration.
+func (f *etcdFlags) failover(cfg dispatcher.Config) (dispatcher.Config, error) {
+	if f.ttl < time.Second || f.ttl%time.Second != 0 {
+		return cfg, usageErr("--election-ttl %s: etcd leases count whole seconds; give 1s or more, in seconds", f.ttl)
+	}
+	grace := f.failoverGrace
+	if grace == 0 {
+		grace = f.ttl + 3*time.Second
+	}
+	if grace <= f.ttl {
+		return cfg, usageErr("--failover-grace %s must be longer than --election-ttl %s: runners must keep their jobs until a new leader is elected", grace, f.ttl)
+	}
+	cfg = cfg.WithFailover(grace)
+	if err := cfg.Validate(); err != nil {
+		return cfg, usageErr("%v", err)
+	}
+	return cfg, nil
+}
+
 func newDispatcherCommand() *cobra.Command {
 	var (
 		c       common
 		df      dispatcherFlags
+		ef      etcdFlags
 		listen  string
 		dataDir string
 		metrics string
@@ -54,7 +106,8 @@ func newDispatcherCommand() *cobra.Command {
 		Use:   "dispatcher",
 		Short: "Run the dispatcher: the durable job queue and the runner pool",
 		Example: `  volt dispatcher
-  volt dispatcher --listen 10.0.0.5:8000 --token s3cret --data-dir /var/lib/volt`,
+  volt dispatcher --listen 10.0.0.5:8000 --token s3cret --data-dir /var/lib/volt
+  volt dispatcher --listen 10.0.0.5:8000 --etcd 10.0.0.5:2379,10.0.0.6:2379,10.0.0.7:2379   # a node of a failover group`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := newLogger(c.logLevel)
@@ -67,6 +120,9 @@ func newDispatcherCommand() *cobra.Command {
 			cfg, err := df.config()
 			if err != nil {
 				return err
+			}
+			if ef.endpoints != "" {
+				return runFailoverNode(&c, cfg, &ef, listen, metrics, logger)
 			}
 			lock, err := lockDataDir(dataDir, "volt dispatcher", "--data-dir", cluster.DispatcherName)
 			if err != nil {
@@ -110,8 +166,54 @@ func newDispatcherCommand() *cobra.Command {
 	}
 	c.register(cmd.Flags())
 	df.register(cmd)
+	ef.register(cmd)
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8000", "host:port for Proto.Actor remote")
 	cmd.Flags().StringVar(&dataDir, "data-dir", ".volt", "directory of the durable queue (SQLite)")
 	metricsFlag(cmd, &metrics)
 	return cmd
+}
+
+// runFailoverNode runs a dispatcher node of a failover group: the queue in
+// etcd, leading when it wins the election, a standby otherwise.
+func runFailoverNode(c *common, cfg dispatcher.Config, ef *etcdFlags, listen, metrics string, logger *slog.Logger) error {
+	cfg, err := ef.failover(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	db, err := etcdstore.Open(ctx, etcdstore.Config{Endpoints: ef.endpointList(), CA: ef.ca, Cert: ef.cert, Key: ef.key, Prefix: ef.prefix})
+	cancel()
+	if err != nil {
+		return startErr("start the dispatcher", err)
+	}
+	defer db.Close()
+	credDir, err := c.creds.roleDir("")
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	node, err := cluster.Start(cluster.NodeConfig{Listen: listen, Logger: logger, ActorLogLevel: actorLogLevel(c.logLevel),
+		CredentialsFor: c.creds.credentialsFor(credDir, pki.RoleDispatcher, constName(hostName()), "", true),
+		ServeJoin:      true})
+	if err != nil {
+		return startErr("start the dispatcher", err)
+	}
+	if cfg.LogKey, err = pki.KeyFile(credDir, pki.LogTicketKeyFile); err != nil {
+		node.Shutdown()
+		return startErr("start the dispatcher", credentialsErr(err))
+	}
+	if _, err := node.StartFailover(cluster.FailoverConfig{Dispatcher: cfg, DB: db, TTL: ef.ttl}); err != nil {
+		node.Shutdown()
+		return fatal("start the dispatcher", err)
+	}
+	m := web.NewMetrics()
+	m.WatchDispatcher(node.DispatcherClient(node.Address), 3*time.Second)
+	stopMetrics, err := startMetrics(metrics, m, logger)
+	if err != nil {
+		node.Shutdown()
+		return usageErr("%v", err)
+	}
+	defer stopMetrics()
+	logger.Info("dispatcher node ready: campaigning", "address", node.Address, "etcd", ef.endpoints, "election_ttl", ef.ttl.String(),
+		"failover_grace", cfg.FailoverGrace.String())
+	return serve(node, logger, nil)
 }

@@ -29,7 +29,8 @@ func newStatusCommand() *cobra.Command {
 		Short: "Show a role's state: the dispatcher lists runners, their jobs, and the jobs of the builds it holds",
 		Example: `  volt status
   volt status --dispatcher-server 127.0.0.1:8001 --role reporter
-  volt status --dispatcher-server 127.0.0.1:8900 --role runner`,
+  volt status --dispatcher-server 127.0.0.1:8900 --role runner
+  volt status --dispatcher-server 127.0.0.1:8000,127.0.0.1:8010,127.0.0.1:8020   # a failover group`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := c.requireToken(); err != nil {
@@ -39,6 +40,9 @@ func newStatusCommand() *cobra.Command {
 			case cluster.DispatcherName, cluster.ReporterName, cluster.RunnerName, cluster.ObserverName:
 			default:
 				return usageErr("--role %q: want dispatcher, reporter, runner or observer", role)
+			}
+			if role == cluster.DispatcherName && strings.Contains(server, ",") {
+				return groupStatus(&c.creds, server)
 			}
 			res, err := ask(&c.creds, pki.RoleAdmin, server, role, &messages.StatusRequest{}, 3*time.Second)
 			if err != nil {
@@ -57,7 +61,7 @@ func newStatusCommand() *cobra.Command {
 		},
 	}
 	c.register(cmd.Flags())
-	cmd.Flags().StringVar(&server, "dispatcher-server", "localhost:8000", "host:port of the role to ask")
+	cmd.Flags().StringVar(&server, "dispatcher-server", "localhost:8000", "host:port of the role to ask; every node of a failover group, comma-separated, to see which leads")
 	cmd.Flags().StringVar(&role, "role", "dispatcher", "which role listens there: dispatcher, reporter, runner or observer")
 	return cmd
 }
@@ -137,4 +141,52 @@ func printStatus(w io.Writer, st, rep *messages.StatusReply) {
 	for _, k := range keys {
 		fmt.Fprintf(w, "%s: %d\n", k, st.Counters[k])
 	}
+}
+
+// groupStatus asks every node of a failover group for its status and
+// prints one line per node (its state, the leader it knows, the epoch and
+// since when), then the leader's status as for a single dispatcher.
+func groupStatus(creds *credentialFlags, servers string) error {
+	addrs, err := cluster.ResolveAll(servers)
+	if err != nil {
+		return usageErr("--dispatcher-server: %v", err)
+	}
+	var leader *messages.StatusReply
+	fmt.Println("dispatcher nodes:")
+	for _, a := range addrs {
+		res, err := ask(creds, pki.RoleAdmin, a, cluster.DispatcherName, &messages.StatusRequest{}, 2*time.Second)
+		st, _ := res.(*messages.StatusReply)
+		if err != nil || st == nil {
+			fmt.Printf("  %s  unreachable\n", a)
+			continue
+		}
+		n := st.Node
+		if n == nil {
+			fmt.Printf("  %s  single       (not a node of a failover group)\n", a)
+			continue
+		}
+		since := time.UnixMilli(n.SinceUnixMs).UTC().Format(time.RFC3339)
+		switch n.State {
+		case "leader":
+			fmt.Printf("  %s  leader       epoch %d  since %s\n", a, n.Epoch, since)
+			leader = st
+		default:
+			who := n.Leader
+			if who == "" {
+				who = "none (an election is under way, or etcd has no quorum)"
+			}
+			fmt.Printf("  %s  %-11s  leader %s  epoch %d  since %s\n", a, n.State, who, n.Epoch, since)
+		}
+	}
+	if leader == nil {
+		fmt.Println("no node leads now")
+		return nil
+	}
+	fmt.Println()
+	var rep *messages.StatusReply
+	if leader.Reporter != "" {
+		rep = reporterStatus(creds, actors.Addr(leader.Reporter))
+	}
+	printStatus(os.Stdout, leader, rep)
+	return nil
 }

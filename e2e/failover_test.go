@@ -1,0 +1,212 @@
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/voltci/volt/internal/etcdtest"
+)
+
+// group is a dispatcher failover group on a real 3-member etcd, with a
+// reporter, runners and an observer that are given every node.
+type group struct {
+	t        *testing.T
+	repo     *repo
+	etcd     *etcdtest.Cluster
+	addrs    []string // the nodes' host:port
+	nodes    []*proc
+	nodeArgs [][]string
+	repData  string
+	reporter *proc
+	runners  []*proc
+	ids      []string
+	observer *proc
+}
+
+// groupOpts says how to start a group.
+type groupOpts struct {
+	nodes, runners int
+	ttl            string // --election-ttl; "" for the default (5 s)
+	tls            bool   // mutual TLS to etcd
+}
+
+// servers is the --dispatcher-server value naming every node.
+func (g *group) servers() string { return strings.Join(g.addrs, ",") }
+
+// startGroup starts etcd, the dispatcher nodes, the reporter, the runners
+// and the observer watching r, and waits until a node leads and the
+// runners are registered with it.
+func startGroup(t *testing.T, r *repo, o groupOpts) *group {
+	t.Helper()
+	dir := t.TempDir()
+	g := &group{t: t, repo: r, etcd: etcdtest.Start(t, etcdtest.Options{Members: 3, TLS: o.tls}), repData: filepath.Join(dir, "rep")}
+	for i := range o.nodes {
+		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+		args := []string{"dispatcher", "--listen", addr, "--etcd", strings.Join(g.etcd.Endpoints(), ",")}
+		if o.ttl != "" {
+			args = append(args, "--election-ttl", o.ttl)
+		}
+		if o.tls {
+			ca, cert, key := g.etcd.TLSFiles()
+			args = append(args, "--etcd-ca", ca, "--etcd-cert", cert, "--etcd-key", key)
+		}
+		g.addrs = append(g.addrs, addr)
+		g.nodeArgs = append(g.nodeArgs, args)
+		g.nodes = append(g.nodes, startVolt(t, fmt.Sprintf("dispatcher-%d", i), args...))
+	}
+	g.waitLeader(startTimeout, -1)
+	g.reporter = startVolt(t, "reporter", "reporter", "--data-dir", g.repData, "--listen", "127.0.0.1:0", "--dispatcher-server", g.servers())
+	for i := range o.runners {
+		id := "runner-" + string(rune('a'+i))
+		g.runners = append(g.runners, startVolt(t, id, "runner", "--id", id, "--work-dir", filepath.Join(dir, id),
+			"--listen", "127.0.0.1:0", "--dispatcher-server", g.servers(), "--dispatcher-grace", "60s"))
+		g.ids = append(g.ids, id)
+	}
+	g.observer = startVolt(t, "observer", "observer", "--repo", r.bare, "--poll", "500ms",
+		"--data-dir", filepath.Join(dir, "obs"), "--dispatcher-server", g.servers(), "--dispatcher-grace", "60s")
+	g.waitStatus(func(s string) bool {
+		for _, id := range g.ids {
+			if !strings.Contains(s, id+" ") {
+				return false
+			}
+		}
+		return !strings.Contains(s, "none registered") && !strings.Contains(s, "observers: 0")
+	}, "the runners, the reporter and the observer did not register with the leader")
+	return g
+}
+
+// status runs `volt status` against every node.
+func (g *group) status() (string, bool) {
+	g.t.Helper()
+	r := runVolt(g.t, 20*time.Second, "status", "--dispatcher-server", g.servers())
+	return r.stdout, r.code == 0
+}
+
+// waitStatus polls `volt status` until cond holds of its output.
+func (g *group) waitStatus(cond func(string) bool, msg string) string {
+	g.t.Helper()
+	var last string
+	eventuallyEvery(g.t, startTimeout, 100*time.Millisecond, func() bool {
+		s, ok := g.status()
+		last = s
+		return ok && cond(s)
+	}, "%s; last volt status:\n%s", msg, lazy(func() string { return last }))
+	return last
+}
+
+var leaderLine = regexp.MustCompile(`(?m)^\s+(\S+:\d+)\s+leader\s+epoch (\d+)`)
+
+// leader is the node that leads by `volt status` and its epoch (-1 if none).
+func (g *group) leader() (int, int64) {
+	g.t.Helper()
+	s, _ := g.status()
+	m := leaderLine.FindStringSubmatch(s)
+	if m == nil {
+		return -1, 0
+	}
+	epoch, _ := strconv.ParseInt(m[2], 10, 64)
+	for i, a := range g.addrs {
+		if a == m[1] {
+			return i, epoch
+		}
+	}
+	return -1, 0
+}
+
+// waitLeader waits until a node other than not leads, and returns it.
+func (g *group) waitLeader(timeout time.Duration, not int) (int, int64) {
+	g.t.Helper()
+	var i int
+	var epoch int64
+	eventuallyEvery(g.t, timeout, 50*time.Millisecond, func() bool {
+		i, epoch = g.leader()
+		return i >= 0 && i != not
+	}, "no node leads (other than %d); last volt status:\n%s", not, lazy(func() string { s, _ := g.status(); return s }))
+	return i, epoch
+}
+
+// TestFailoverKillLeaderUnderLoad kills -9 the leading dispatcher node
+// while runners run jobs and commits keep coming: a standby leads, every
+// commit ends with exactly one result, and the jobs that were running when
+// the leader died finish with the attempt they started with.
+func TestFailoverKillLeaderUnderLoad(t *testing.T) {
+	r := newRepo(t, map[string]string{"tests/test_basic.py": basicTest})
+	g := startGroup(t, r, groupOpts{nodes: 3, runners: 2})
+	first, epoch := g.waitLeader(startTimeout, -1)
+	waitResult(t, g.repData, r.head(), resultTimeout).wantStatus(t, "passed")
+
+	// A stream of commits, each a two-second job, so that both runners are
+	// busy when the leader dies.
+	var commits []string
+	push := func(i int) {
+		commits = append(commits, r.commitPush(fmt.Sprintf("change %d", i), map[string]string{
+			"tests/test_slow.py": strings.Replace(slowTest, "time.sleep(3)", "time.sleep(2)", 1),
+			"change.txt":         strconv.Itoa(i),
+		}))
+	}
+	for i := range 4 {
+		push(i)
+		time.Sleep(300 * time.Millisecond)
+	}
+	eventually(t, resultTimeout, func() bool {
+		busy := 0
+		for _, rn := range g.runners {
+			if len(descendants(rn.pid(), "unittest")) > 0 {
+				busy++
+			}
+		}
+		return busy == 2
+	}, "the runners are not both running a job")
+
+	g.nodes[first].kill9(t)
+	killed := time.Now()
+	next, epoch2 := g.waitLeader(20*time.Second, first)
+	t.Logf("node %d led with epoch %d; after kill -9, node %d leads with epoch %d, %s later", first, epoch, next, epoch2, time.Since(killed).Round(time.Millisecond))
+	if epoch2 <= epoch {
+		t.Errorf("the new leader's epoch %d is not above the old one's %d", epoch2, epoch)
+	}
+	for i := 4; i < 8; i++ {
+		push(i)
+		time.Sleep(300 * time.Millisecond)
+	}
+
+	for _, c := range commits {
+		rf := waitResult(t, g.repData, c, 90*time.Second)
+		rf.wantStatus(t, "passed")
+		if rf.header["attempt"] != "1" {
+			t.Errorf("commit %s: attempt %s, want 1 (a running job is adopted by the new leader, not restarted):\n%s", c[:12], rf.header["attempt"], rf.raw)
+		}
+	}
+	res := runVolt(t, 20*time.Second, "results", "--data-dir", g.repData)
+	for _, c := range commits {
+		if n := countLines(res.stdout, c[:12]); n != 1 {
+			t.Errorf("volt results lists %s %d times, want once:\n%s", c[:12], n, res.stdout)
+		}
+	}
+}
+
+// TestFailoverSIGTERMHandsOver stops the leader with SIGTERM: it resigns
+// once it has stopped assigning, a standby leads at once, and the next
+// commit is built.
+func TestFailoverSIGTERMHandsOver(t *testing.T) {
+	r := newRepo(t, map[string]string{"tests/test_basic.py": basicTest})
+	g := startGroup(t, r, groupOpts{nodes: 2, runners: 1})
+	first, _ := g.waitLeader(startTimeout, -1)
+	waitResult(t, g.repData, r.head(), resultTimeout).wantStatus(t, "passed")
+
+	g.nodes[first].signal(t, syscall.SIGTERM)
+	stopped := time.Now()
+	next, _ := g.waitLeader(10*time.Second, first)
+	t.Logf("after SIGTERM to node %d, node %d leads %s later", first, next, time.Since(stopped).Round(time.Millisecond))
+	if code := g.nodes[first].waitExit(t, 10*time.Second); code != 0 {
+		t.Errorf("the resigned leader exited with %d, want 0", code)
+	}
+	sha := r.commitPush("after hand-over", map[string]string{"more.txt": "x"})
+	waitResult(t, g.repData, sha, resultTimeout).wantStatus(t, "passed")
+}
