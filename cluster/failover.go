@@ -297,17 +297,23 @@ type leadership struct {
 	fence   dispatcher.Fence
 	mu      sync.Mutex
 	until   time.Time
+	lapsed  bool
 	once    sync.Once
 	fencedC chan struct{}
 }
 
 func (l *leadership) Fence() dispatcher.Fence { return l.fence }
 
-// Valid implements dispatcher.Leadership.
+// Valid implements dispatcher.Leadership. Once false it stays false: a
+// keepalive answered after the lease ran out by this node's clock does not
+// make it lead again; it steps down and campaigns afresh.
 func (l *leadership) Valid(now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return now.Before(l.until)
+	if !now.Before(l.until) {
+		l.lapsed = true
+	}
+	return !l.lapsed
 }
 
 func (l *leadership) fenced() { l.once.Do(func() { close(l.fencedC) }) }

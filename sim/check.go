@@ -40,7 +40,8 @@ const (
 var Invariants = []string{InvOneResult, InvNoCommitLost, InvObservedOnly, InvNoDeadAssignment, InvOldIncarnation, InvMalicious,
 	InvSecretGrant, InvSecretAllOrNone, InvSecretMalicious, InvLogTicket, InvNoOverlap, InvRunnersExit, InvEveryCommit, InvQueueDrains, InvAttemptCap, InvProgress,
 	InvAttempts, InvDeadAfter, InvCancel, InvRebuilt, InvResultFile, InvAckedKept,
-	InvNeedsFirst, InvSkipped, InvBuildOnce, InvLabels, InvSlots, InvNoRunnerWaits}
+	InvNeedsFirst, InvSkipped, InvBuildOnce, InvLabels, InvSlots, InvNoRunnerWaits,
+	InvFencedWrites, InvNewerEpoch, InvStaleLeader}
 
 // Violation is one broken invariant.
 type Violation struct {
@@ -68,6 +69,10 @@ type live struct {
 // checker watches every step of a world.
 type checker struct {
 	w          *World
+	// epochs is, for each runner node of a failover world, the newest
+	// epoch it registered with (failover.go).
+	epochs     map[int]int64
+	registered map[int]bool
 	results    map[int64]*messages.Result // job id -> the recorded result
 	recordedBy map[int64]recordedBy       // job id -> the attempt and incarnation that delivered it
 	reported   map[string]*messages.Result
@@ -559,7 +564,12 @@ func (c *checker) end(w *World) {
 		c.fail(InvNoCommitLost, "%d pushed commits were never built: %s", len(lost), strings.Join(lost, " "))
 	}
 	c.checked[InvQueueDrains] = true
-	st := w.dispatcherNode().disp.Status()
+	d := w.dispatcherNode()
+	if d.disp == nil {
+		c.fail(InvQueueDrains, "no dispatcher node leads at the end")
+		return
+	}
+	st := d.disp.Status()
 	for _, j := range st.Jobs {
 		if c.stuck[j.Job.Commit] && j.State == messages.JobState_JOB_STATE_QUEUED {
 			// A job no runner can take waits, and says why; those that need

@@ -86,7 +86,7 @@ func ParseFaults(s string) ([]FaultKind, error) {
 		switch {
 		case k == "all":
 			out = append(out, AllFaults...)
-		case k == FaultDispatcherLoss || slices.Contains(AllFaults, k):
+		case k == FaultDispatcherLoss || slices.Contains(AllFaults, k) || slices.Contains(failoverOnly, k):
 			out = append(out, k)
 		default:
 			return nil, fmt.Errorf("unknown fault %q: want a comma-separated list of %v, %s or all", k, AllFaults, FaultDispatcherLoss)
@@ -192,6 +192,14 @@ func drawSchedule(rng, mal *rand.Rand, kinds []FaultKind, runners int, d time.Du
 			f.Length = around(rng, 10*time.Second)
 		case FaultDrop, FaultDup, FaultDelay, FaultSlowGit:
 			f.Length = time.Second + time.Duration(rng.Int64N(int64(8*time.Second)))
+		case FaultLeaderPause:
+			// Mostly past the lease (the leader wakes up deposed), now
+			// and then within it (it wakes up still leading).
+			f.Length = time.Second + time.Duration(rng.Int64N(int64(4*electionTTL)))
+		case FaultLeaderResign:
+			f.Length = time.Duration(rng.Int64N(int64(4 * time.Second)))
+		case FaultStoreOutage:
+			f.Length = time.Second + time.Duration(rng.Int64N(int64(2*electionTTL)))
 		}
 		out = append(out, f)
 	}

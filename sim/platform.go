@@ -116,6 +116,13 @@ func (p *platform) Go(work func() any) {
 		}
 	}
 	w.after(delay, event{kind: evWork, node: n.idx, gen: n.gen, msg: work})
+	if n.lead != nil && w.pauseArmed > 0 && !n.hung {
+		// A leader pause strikes with this write in flight (failover.go).
+		w.traceWorld(fmt.Sprintf("%s freezes with a batch in flight", n.name))
+		n.hung, n.hungSince = true, w.now
+		w.after(w.pauseArmed, event{kind: evUnhang, node: n.idx, gen: n.gen})
+		w.pauseArmed = 0
+	}
 }
 
 func (p *platform) Self(in any) {
@@ -144,6 +151,12 @@ func (p *platform) Stepped(from actors.From, in any, fx []actors.Effect) {
 	}
 	if n.role == roleDispatcher {
 		w.check.heardStep(w, from, in, fx)
+		if w.failover() {
+			w.staleLeaderStep(n, in, fx)
+		}
+	}
+	if n.role == roleRunner && w.failover() {
+		w.check.runnerEpoch(n, from, in, fx)
 	}
 	if st := n.stale; st != nil {
 		n.stale = nil

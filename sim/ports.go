@@ -37,6 +37,9 @@ type dispStore struct {
 	p *platform
 	d *durable
 	*secretStore
+	// lead is the node's leadership in a failover world: writes are
+	// fenced on it (failover.go).
+	lead *simLeadership
 }
 
 func (s *dispStore) Save(b dispatcher.Batch) error {
@@ -46,6 +49,11 @@ func (s *dispStore) Save(b dispatcher.Batch) error {
 	if s.p.w.storeDown(roleDispatcher) {
 		s.p.w.traceWorld("the dispatcher's store refuses a write")
 		return errNoSpace
+	}
+	if s.lead != nil {
+		if err := s.p.w.fencedSave(s.p.n, s.lead, b); err != nil {
+			return err
+		}
 	}
 	s.d.save(b.Jobs, b.Cursors, b.Incarnations)
 	s.p.w.check.persisted(b.Jobs)

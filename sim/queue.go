@@ -21,6 +21,8 @@ const (
 	evSnoop                    // the malicious peer sends its next secret forgery
 	evUser                     // the simulated user cancels or rebuilds (user.go)
 	evWork                     // a host's work off the actor ends (a store write, a git read)
+	evKeepalive                // a dispatcher node of a failover world renews its session (failover.go)
+	evExpire                   // a session lease of a failover world may have expired
 )
 
 // event is one entry of the world's queue.

@@ -38,6 +38,8 @@ type Report struct {
 	// SecretsGranted and SecretsRefused count the answers jobs heard to
 	// their requests for secrets.
 	SecretsGranted, SecretsRefused int
+	// Failovers counts the times a dispatcher node took the lead (failover worlds).
+	Failovers int
 }
 
 // OK reports whether every invariant held.

@@ -84,7 +84,11 @@ func swarm(knobs *rand.Rand, allowed []FaultKind) []FaultKind {
 		return nil
 	}
 	var kept []FaultKind
-	for _, k := range append(slices.Clone(AllFaults), FaultDispatcherLoss) {
+	kinds := append(slices.Clone(AllFaults), FaultDispatcherLoss)
+	if slices.ContainsFunc(allowed, func(k FaultKind) bool { return slices.Contains(failoverOnly, k) }) {
+		kinds = append(kinds, failoverOnly...) // a failover world (failover.go)
+	}
+	for _, k := range kinds {
 		in := knobs.IntN(2) == 0
 		if slices.Contains(allowed, k) && (in || k == FaultMalicious) {
 			kept = append(kept, k)

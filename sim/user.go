@@ -56,7 +56,7 @@ func (w *World) userSends(msg any) {
 	d := w.dispatcherNode()
 	switch m := msg.(type) {
 	case *messages.CancelRequest:
-		if !d.up {
+		if !d.up || d.disp == nil {
 			return // volt status fails: the user tries nothing
 		}
 		var open []int64

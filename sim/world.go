@@ -41,6 +41,10 @@ type Config struct {
 	RunnerGrace time.Duration
 	// Trace keeps a readable line per event in Report.Trace.
 	Trace bool
+	// Dispatchers is how many dispatcher nodes share the store (default
+	// 1: the single dispatcher). Two or more make a failover world
+	// (failover.go).
+	Dispatchers int
 	// OneJobBuilds is the world before pipelines: every commit one job,
 	// every runner one slot and no labels. The frozen scenarios use it,
 	// so that they go on replaying the schedules that found their bugs.
@@ -103,6 +107,14 @@ type node struct {
 	stale *staleCheck
 	// crashPoints: until then, a step may crash between two of its effects.
 	crashPoints time.Time
+
+	// A dispatcher node of a failover world (failover.go): its leadership
+	// while it leads, the send time of its last answered keepalive, and
+	// what it answers as a standby.
+	lead     *simLeadership
+	keepSent time.Time
+	standby  dispatcher.Standby
+	session  int64 // the create revision of its session's key (0: none)
 
 	runnerID  string
 	inc       int64   // a runner's incarnation
@@ -190,6 +202,13 @@ type World struct {
 	batchCrash  bool
 	fileCrash   bool
 
+	// Failover worlds (failover.go): the election, how many dispatcher
+	// nodes there are (the first nDisp nodes), and a leader pause armed to
+	// strike at the leader's next batch.
+	el         *election
+	nDisp      int
+	pauseArmed time.Duration
+
 	// net, when set, is the stream the network draws on instead of rng:
 	// while a forgery's effects are carried out (mal, or malSec for a
 	// secret forgery) and while secret traffic is (sec), so that they
@@ -230,12 +249,26 @@ func New(cfg Config) *World {
 	w.poll = time.Second
 	w.knobs = newKnobRand(cfg.Seed)
 	w.schedule = cfg.Schedule
+	w.nDisp = 1
+	if cfg.Dispatchers > 1 {
+		w.nDisp = cfg.Dispatchers
+		w.el = &election{ttl: electionTTL, keys: map[int64]*sessionKey{}, writer: map[int64]int{}}
+		w.noSecrets = true
+		cfg.Faults = failoverKinds(cfg.Faults)
+	}
 	if w.schedule == nil {
 		w.varyTimers(w.knobs, !graceGiven)
 		w.cfg.Faults = swarm(w.knobs, cfg.Faults)
 		w.schedule = drawSchedule(w.rng, w.mal, w.cfg.Faults, cfg.Runners, cfg.Duration, true)
 	}
-	w.addNode(roleDispatcher, "dispatcher", "disp")
+	if w.failover() {
+		w.dispCfg = w.dispCfg.WithFailover(electionTTL + 3*time.Second)
+		for i := range w.nDisp {
+			w.addNode(roleDispatcher, "dispatcher", fmt.Sprintf("d%d:8000", i+1))
+		}
+	} else {
+		w.addNode(roleDispatcher, "dispatcher", "disp")
+	}
 	w.addNode(roleObserver, "observer", "obs")
 	w.addNode(roleReporter, "reporter", "rep")
 	for i := 0; i < cfg.Runners; i++ {
@@ -266,10 +299,19 @@ func (w *World) addNode(r role, name, host string) {
 	w.byAddr[n.addr] = n.idx
 }
 
-func (w *World) dispatcherNode() *node { return w.nodes[0] }
-func (w *World) observerNode() *node   { return w.nodes[1] }
-func (w *World) reporterNode() *node   { return w.nodes[2] }
-func (w *World) runners() []*node      { return w.nodes[3:] }
+// dispatcherNode is the dispatcher: in a failover world the node that
+// leads now, or the first one when none does.
+func (w *World) dispatcherNode() *node {
+	if w.failover() {
+		if l := w.leaderNode(); l != nil {
+			return l
+		}
+	}
+	return w.nodes[0]
+}
+func (w *World) observerNode() *node { return w.nodes[w.nDisp] }
+func (w *World) reporterNode() *node { return w.nodes[w.nDisp+1] }
+func (w *World) runners() []*node    { return w.nodes[w.nDisp+2:] }
 
 func (w *World) push(e event) {
 	w.seq++
@@ -354,6 +396,10 @@ func (w *World) handle(e event) {
 			n.inbox = append(n.inbox, e)
 			return
 		}
+		if n.role == roleDispatcher && w.failover() && n.sh == nil {
+			w.standbyAnswers(n, e)
+			return
+		}
 		if g, ok := e.msg.(*messages.SecretGrant); ok && n.role == roleRunner {
 			w.secretAnswer(n, g) // the job's request hears it, not the core
 			return
@@ -369,7 +415,7 @@ func (w *World) handle(e event) {
 		w.net = nil
 	case evTick:
 		n := w.nodes[e.node]
-		if !n.up || n.hung || e.gen != n.gen || e.at != w.vt(n.tickAt) {
+		if !n.up || n.hung || e.gen != n.gen || e.at != w.vt(n.tickAt) || n.sh == nil {
 			return
 		}
 		n.tickAt = time.Time{}
@@ -444,6 +490,13 @@ func (w *World) handle(e event) {
 		w.secretMalice()
 	case evUser:
 		w.userSends(e.msg)
+	case evKeepalive:
+		n := w.nodes[e.node]
+		if n.up && e.gen == n.gen {
+			w.keepalive(n)
+		}
+	case evExpire:
+		w.expire()
 	}
 }
 
@@ -483,20 +536,29 @@ func (w *World) boot(n *node) {
 	n.tickAt = time.Time{}
 	n.forging = nil
 	n.crashPoints = time.Time{}
-	disp := w.dispatcherNode().addr
+	disp := w.nodes[0].addr
+	nodes := w.dispAddrs()
 	p := &platform{w: w, n: n, gen: n.gen}
 	// The roles' own shells, on fakes of their ports (ports.go).
 	var role host.Role
 	switch n.role {
 	case roleDispatcher:
+		if w.failover() {
+			// A node of a failover group campaigns; it leads when it wins.
+			w.trace(n, "start", nil, fmt.Sprintf("generation %d", n.gen))
+			n.disp, n.sh, n.lead = nil, nil, nil
+			n.standby = dispatcher.Standby{Node: n.host, Since: w.now}
+			w.openSession(n)
+			return
+		}
 		n.epoch = w.now.UnixNano() // the shell's epoch: its start time
 		role = dispatcher.NewShell(w.dispCfg, &dispStore{p: p, d: w.store, secretStore: w.secrets})
 		w.check.dispatcherBooted()
 	case roleObserver:
-		role = observer.NewShell(observer.Config{ID: "observer", Dispatcher: disp, Poll: w.poll, Grace: w.cfg.RunnerGrace,
+		role = observer.NewShell(observer.Config{ID: "observer", Dispatcher: disp, Nodes: nodes, Poll: w.poll, Grace: w.cfg.RunnerGrace,
 			MaxBacklog: 5, Repos: []*messages.WatchedRepo{{Url: w.repo.URL, Name: w.repo.Name, Branches: w.repo.order}}}, repoReader{w})
 	case roleReporter:
-		role = reporter.NewShell(reporter.Config{ID: "reporter", Dispatcher: disp}, &resultStore{p: p, r: w.results})
+		role = reporter.NewShell(reporter.Config{ID: "reporter", Dispatcher: disp, Nodes: nodes}, &resultStore{p: p, r: w.results})
 	case roleRunner:
 		// Each incarnation is its own actor (as in production), so a late
 		// PeerTerminated for the previous one cannot be mistaken for this one.
@@ -507,7 +569,7 @@ func (w *World) boot(n *node) {
 		// twin crashed by the same tick): never the one before.
 		n.inc = max(w.now.UnixNano()+int64(n.idx), n.inc+int64(len(w.nodes)))
 		role = runner.NewShell(runner.Config{ID: n.runnerID, Incarnation: n.inc, Hostname: n.host,
-			Dispatcher: disp, Grace: w.cfg.RunnerGrace, Labels: n.labels, Slots: n.slots}, jobs{p})
+			Dispatcher: disp, Nodes: nodes, Grace: w.cfg.RunnerGrace, Labels: n.labels, Slots: n.slots}, jobs{p})
 	}
 	w.trace(n, "start", nil, fmt.Sprintf("generation %d", n.gen))
 	n.disp = nil
@@ -683,6 +745,11 @@ func (w *World) startJob(n *node, run *messages.RunJob) {
 // signal), watchers hear of it, its own watches end.
 func (w *World) down(n *node) {
 	n.up, n.hung = false, false
+	if n.lead != nil {
+		w.traceWorld(fmt.Sprintf("%s is down: it leads no more (its key lives until its lease expires)", n.name))
+		n.lead, n.sh, n.disp = nil, nil, nil
+	}
+	n.session = 0 // a new process opens a new session
 	n.gen++
 	n.inbox = nil
 	for _, p := range n.procs {
@@ -729,6 +796,9 @@ func (w *World) unhang(n *node) {
 		w.push(e)
 	}
 	w.scheduleTick(n)
+	if n.role == roleDispatcher && w.failover() {
+		w.unhangDispatcher(n)
+	}
 }
 
 func (w *World) commit() {
@@ -769,6 +839,9 @@ func (w *World) inject(f Fault) {
 	}
 	w.report.Faults = append(w.report.Faults, f)
 	w.traceWorld("fault: " + f.String())
+	if w.failover() && w.injectFailover(f) {
+		return
+	}
 	var pool []*node
 	for _, n := range w.runners() {
 		if !n.zombie {
@@ -823,7 +896,7 @@ func (w *World) inject(f Fault) {
 		if !f.OneWay {
 			w.blocked[[2]string{r.host, d}]++
 		}
-		w.after(f.Length, event{kind: evHeal, node: r.idx, arg: boolInt(f.OneWay) + 1})
+		w.after(f.Length, event{kind: evHeal, node: r.idx, arg: boolInt(f.OneWay) + 1, msg: d})
 	case FaultDrop:
 		w.dropP = 0.05 + w.rng.Float64()*0.3
 		w.after(f.Length, event{kind: evHeal, node: -1, msg: FaultDrop})
@@ -892,7 +965,7 @@ func boolInt(b bool) int {
 func (w *World) healOne(e event) {
 	if e.node >= 0 {
 		r := w.nodes[e.node]
-		d := w.dispatcherNode().host
+		d, _ := e.msg.(string) // the dispatcher the partition cut off
 		if w.blocked[[2]string{d, r.host}] > 0 {
 			w.blocked[[2]string{d, r.host}]--
 		}
@@ -921,6 +994,9 @@ func (w *World) heal() {
 	w.dropP, w.dupP, w.extraDelay, w.slowGit = 0, 0, 0, 0
 	clear(w.storeFaults)
 	w.batchCrash, w.fileCrash = false, false
+	if w.failover() {
+		w.el.outage, w.pauseArmed = time.Time{}, 0
+	}
 	for _, n := range w.nodes {
 		n.crashPoints = time.Time{}
 	}

@@ -79,9 +79,12 @@ func NewShell(cfg Config, store Store) *Shell { return &Shell{cfg: cfg, store: s
 // acts on what queued up while it slept.
 func (s *Shell) SetLeadership(l Leadership) { s.lead, s.restarts, s.lapsed = l, 0, false }
 
-// Admit implements host.Gate.
+// Admit implements host.Gate. Once the lease has run out the shell
+// admits nothing more, even if a late keepalive extends it again: its
+// owner steps down and campaigns afresh (whatever it held back is lost,
+// as in a crash).
 func (s *Shell) Admit(now time.Time) bool {
-	if s.lead == nil || s.lead.Valid(now) || plant.On(plant.StaleLeaderActs) {
+	if s.lead == nil || plant.On(plant.StaleLeaderActs) || (!s.lapsed && s.lead.Valid(now)) {
 		return true
 	}
 	if !s.lapsed {

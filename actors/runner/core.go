@@ -444,7 +444,7 @@ func (c *Core) registered(now time.Time, from actors.Addr, m *messages.RunnerReg
 		c.stale++
 		return nil
 	}
-	if c.link.Failover() && m.Epoch < c.newestEpoch && !plant.On(plant.RunnerAcceptsOlderEpoch) {
+	if m.Accepted && c.link.Failover() && m.Epoch < c.newestEpoch && !plant.On(plant.RunnerAcceptsOlderEpoch) {
 		// A deposed leader that has not noticed yet: the runner has
 		// registered with a newer one.
 		c.stale++

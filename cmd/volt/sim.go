@@ -29,6 +29,7 @@ func newSimCommand() *cobra.Command {
 		duration, settle time.Duration
 		faultList        string
 		trace            bool
+		dispatchers      int
 	)
 	cmd := &cobra.Command{
 		Use:   "sim",
@@ -45,7 +46,8 @@ Exits 1 when any invariant is violated.
 Faults: ` + strings.Join(faultNames(), ", ") + ` (or all).`,
 		Example: `  volt sim --seed 42
   volt sim --seed 42 --runners 5 --duration 10m --faults crash,hang,partition,dispatcher-loss,drop --trace
-  volt sim --seeds 10000 --parallel 2`,
+  volt sim --seeds 10000 --parallel 2
+  volt sim --dispatchers 3 --seed 7               # a failover group: leaders crash, pause, resign`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			faults, err := sim.ParseFaults(faultList)
@@ -58,10 +60,17 @@ Faults: ` + strings.Join(faultNames(), ", ") + ` (or all).`,
 			if parallel < 1 {
 				return usageErr("--parallel must be at least 1")
 			}
-			cfg := sim.Config{Runners: runners, Duration: duration, Settle: settle, Faults: faults}
+			if dispatchers < 1 {
+				return usageErr("--dispatchers must be at least 1")
+			}
+			cfg := sim.Config{Runners: runners, Duration: duration, Settle: settle, Faults: faults, Dispatchers: dispatchers}
 			replay := func(s uint64) string {
-				return fmt.Sprintf("volt sim --seed %d --runners %d --duration %s --settle %s --faults %s --trace",
-					s, runners, duration, settle, faultList)
+				d := ""
+				if dispatchers > 1 {
+					d = fmt.Sprintf(" --dispatchers %d", dispatchers)
+				}
+				return fmt.Sprintf("volt sim --seed %d --runners %d%s --duration %s --settle %s --faults %s --trace",
+					s, runners, d, duration, settle, faultList)
 			}
 			if seeds == 0 {
 				cfg.Seed, cfg.Trace = seed, true
@@ -82,6 +91,7 @@ Faults: ` + strings.Join(faultNames(), ", ") + ` (or all).`,
 	fs.Uint64Var(&from, "from", 1, "first seed of a sweep")
 	fs.IntVar(&parallel, "parallel", runtime.GOMAXPROCS(0), "worlds run at once in a sweep")
 	fs.IntVar(&runners, "runners", 3, "runners in the pool")
+	fs.IntVar(&dispatchers, "dispatchers", 1, "dispatcher nodes: 2 or more make a failover group on a simulated etcd (leases, revisions, fenced writes), with the faults leader-pause, leader-resign and store-outage added")
 	fs.Var(newDuration(&duration, 60*time.Second), "duration", "virtual time during which commits arrive and faults strike")
 	fs.Var(newDuration(&settle, 60*time.Second), "settle", "virtual calm after the faults, in which every commit must get its result")
 	fs.StringVar(&faultList, "faults", "all", "comma-separated fault kinds to draw from ('' for none)")
@@ -94,7 +104,11 @@ func faultNames() []string {
 	for _, f := range sim.AllFaults {
 		out = append(out, string(f))
 	}
-	return append(out, string(sim.FaultDispatcherLoss))
+	out = append(out, string(sim.FaultDispatcherLoss))
+	for _, f := range []sim.FaultKind{sim.FaultLeaderPause, sim.FaultLeaderResign, sim.FaultStoreOutage} {
+		out = append(out, string(f)+" (--dispatchers 2 or more)")
+	}
+	return out
 }
 
 func printTimeline(out io.Writer, r *sim.Report, all bool) {
