@@ -68,7 +68,7 @@ type live struct {
 
 // checker watches every step of a world.
 type checker struct {
-	w          *World
+	w *World
 	// epochs is, for each runner node of a failover world, the newest
 	// epoch it registered with (failover.go).
 	epochs     map[int]int64

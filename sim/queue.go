@@ -7,22 +7,22 @@ import (
 type eventKind uint8
 
 const (
-	evDeliver eventKind = iota // a message or shell answer reaches a node
-	evTick                     // a node's deadline
-	evFault                    // the next scheduled fault
-	evCommit                   // the repository changes
-	evRestart                  // a supervisor restarts a node
-	evUnhang                   // a hung node resumes
-	evHeal                     // a partition or noise window ends
-	evJobEnd                   // a job process ends on its own
-	evMalice                   // the malicious peer sends its next forgery
-	evAsk                      // a job asks for its secrets
-	evAdmin                    // the operator changes or lists secrets
-	evSnoop                    // the malicious peer sends its next secret forgery
-	evUser                     // the simulated user cancels or rebuilds (user.go)
-	evWork                     // a host's work off the actor ends (a store write, a git read)
-	evKeepalive                // a dispatcher node of a failover world renews its session (failover.go)
-	evExpire                   // a session lease of a failover world may have expired
+	evDeliver   eventKind = iota // a message or shell answer reaches a node
+	evTick                       // a node's deadline
+	evFault                      // the next scheduled fault
+	evCommit                     // the repository changes
+	evRestart                    // a supervisor restarts a node
+	evUnhang                     // a hung node resumes
+	evHeal                       // a partition or noise window ends
+	evJobEnd                     // a job process ends on its own
+	evMalice                     // the malicious peer sends its next forgery
+	evAsk                        // a job asks for its secrets
+	evAdmin                      // the operator changes or lists secrets
+	evSnoop                      // the malicious peer sends its next secret forgery
+	evUser                       // the simulated user cancels or rebuilds (user.go)
+	evWork                       // a host's work off the actor ends (a store write, a git read)
+	evKeepalive                  // a dispatcher node of a failover world renews its session (failover.go)
+	evExpire                     // a session lease of a failover world may have expired
 )
 
 // event is one entry of the world's queue.
