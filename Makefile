@@ -52,6 +52,7 @@ SWEEP_FROM ?= 1
 SWEEP_SEEDS ?= 6000
 sim-sweep: build
 	bin/volt sim --from $(SWEEP_FROM) --seeds $(SWEEP_SEEDS)
+	bin/volt sim --dispatchers 3 --from $(SWEEP_FROM) --seeds 2000
 
 # soak runs the default `volt sim` on a fresh random range (SOAK_SEEDS,
 # default 20000) and prints where it starts, so a failure replays: run it
@@ -61,6 +62,10 @@ soak: build
 	@from=$${SOAK_FROM:-$$(( $$(date +%s%N | cksum | cut -d' ' -f1) * 65536 + $$RANDOM ))}; \
 	echo "soak: volt sim --from $$from --seeds $(SOAK_SEEDS)  (replay the range with SOAK_FROM=$$from)"; \
 	bin/volt sim --from $$from --seeds $(SOAK_SEEDS)
+	@from=$${SOAK_FROM:-$$(( $$(date +%s%N | cksum | cut -d' ' -f1) * 65536 + $$RANDOM ))}; \
+	echo "soak: volt sim --dispatchers 3 --from $$from --seeds $(SOAK_SEEDS)  (replay the range with SOAK_FROM=$$from)"; \
+	bin/volt sim --dispatchers 3 --from $$from --seeds $(SOAK_SEEDS)
+	VOLT_FAILOVERS=30 $(GO) test -count=1 -timeout 20m -run TestFailoverSoak -v ./e2e/
 
 # sim sweeps SEEDS seeds of the simulator on every core: make sim SEEDS=1000000
 SEEDS ?= 100000

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -209,4 +210,134 @@ func TestFailoverSIGTERMHandsOver(t *testing.T) {
 	}
 	sha := r.commitPush("after hand-over", map[string]string{"more.txt": "x"})
 	waitResult(t, g.repData, sha, resultTimeout).wantStatus(t, "passed")
+}
+
+// TestFailoverSoak fails the leader over again and again (kill -9 and
+// SIGTERM in turn, the old leader started again as a standby) under a
+// steady stream of commits: every commit ends with exactly one result.
+// VOLT_FAILOVERS sets how many (`make soak` runs 30; `make test` 3).
+func TestFailoverSoak(t *testing.T) {
+	failovers := 3
+	if v, err := strconv.Atoi(os.Getenv("VOLT_FAILOVERS")); err == nil && v > 0 {
+		failovers = v
+	}
+	r := newRepo(t, map[string]string{"tests/test_basic.py": basicTest})
+	g := startGroup(t, r, groupOpts{nodes: 3, runners: 2, ttl: "2s"})
+	leader, epoch := g.waitLeader(startTimeout, -1)
+	waitResult(t, g.repData, r.head(), resultTimeout).wantStatus(t, "passed")
+
+	stop := make(chan struct{})
+	pushed := make(chan []string)
+	go func() {
+		var shas []string
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				pushed <- shas
+				return
+			case <-time.After(700 * time.Millisecond):
+			}
+			shas = append(shas, r.commitPush(fmt.Sprintf("soak %d", i), map[string]string{"soak.txt": strconv.Itoa(i)}))
+		}
+	}()
+	var gaps []time.Duration
+	for i := range failovers {
+		time.Sleep(1500 * time.Millisecond)
+		how := "kill -9"
+		if i%2 == 1 {
+			how = "SIGTERM"
+			g.nodes[leader].signal(t, syscall.SIGTERM)
+		} else {
+			g.nodes[leader].kill9(t)
+		}
+		at := time.Now()
+		next, e2 := g.waitLeader(30*time.Second, leader)
+		gaps = append(gaps, time.Since(at))
+		if e2 <= epoch {
+			t.Errorf("failover %d: epoch %d after %d", i+1, e2, epoch)
+		}
+		t.Logf("failover %d (%s of node %d): node %d leads with epoch %d after %s", i+1, how, leader, next, e2, time.Since(at).Round(time.Millisecond))
+		g.nodes[leader].waitExit(t, 15*time.Second)
+		g.nodes[leader] = startVolt(t, fmt.Sprintf("dispatcher-%d-%d", leader, i), g.nodeArgs[leader]...)
+		leader, epoch = next, e2
+	}
+	close(stop)
+	shas := <-pushed
+	for _, c := range shas {
+		waitResult(t, g.repData, c, 2*time.Minute).wantStatus(t, "passed")
+	}
+	res := runVolt(t, 30*time.Second, "results", "--data-dir", g.repData, "--limit", "100000")
+	for _, c := range shas {
+		if n := countLines(res.stdout, c[:12]); n != 1 {
+			t.Errorf("volt results lists %s %d times, want once", c[:12], n)
+		}
+	}
+	t.Logf("%d failovers, %d commits, every one recorded once; gaps %v", failovers, len(shas), gaps)
+}
+
+// TestFailoverPausedLeaderStepsDown freezes the leader (SIGSTOP) past its
+// lease: a standby leads; thawed, the old leader finds itself deposed and
+// serves as a standby, and every commit is recorded once.
+func TestFailoverPausedLeaderStepsDown(t *testing.T) {
+	r := newRepo(t, map[string]string{"tests/test_basic.py": basicTest})
+	g := startGroup(t, r, groupOpts{nodes: 2, runners: 1, ttl: "2s"})
+	first, _ := g.waitLeader(startTimeout, -1)
+	waitResult(t, g.repData, r.head(), resultTimeout).wantStatus(t, "passed")
+
+	g.nodes[first].signal(t, syscall.SIGSTOP)
+	paused := time.Now()
+	sha := r.commitPush("while the leader sleeps", map[string]string{"a.txt": "1"})
+	next, _ := g.waitLeader(20*time.Second, first)
+	t.Logf("node %d paused; node %d leads %s later", first, next, time.Since(paused).Round(time.Millisecond))
+	time.Sleep(time.Second)
+	g.nodes[first].signal(t, syscall.SIGCONT)
+	waitResult(t, g.repData, sha, resultTimeout).wantStatus(t, "passed")
+	g.waitStatus(func(s string) bool {
+		return strings.Contains(s, g.addrs[first]+"  standby")
+	}, "the thawed leader does not say it is a standby")
+	eventually(t, 10*time.Second, func() bool {
+		return strings.Contains(g.nodes[first].logText(), "no longer leads")
+	}, "the thawed leader did not log that it stepped down")
+	sha2 := r.commitPush("after the thaw", map[string]string{"b.txt": "2"})
+	waitResult(t, g.repData, sha2, resultTimeout).wantStatus(t, "passed")
+	res := runVolt(t, 20*time.Second, "results", "--data-dir", g.repData)
+	for _, c := range []string{sha, sha2} {
+		if n := countLines(res.stdout, c[:12]); n != 1 {
+			t.Errorf("volt results lists %s %d times, want once:\n%s", c[:12], n, res.stdout)
+		}
+	}
+}
+
+// TestFailoverEtcdMemberLoss: with one etcd member lost the same leader
+// stays and no job moves; with two lost (no quorum) the leader stops
+// assigning, and when they come back the waiting commit is built.
+func TestFailoverEtcdMemberLoss(t *testing.T) {
+	r := newRepo(t, map[string]string{"tests/test_basic.py": basicTest})
+	g := startGroup(t, r, groupOpts{nodes: 2, runners: 1})
+	first, epoch := g.waitLeader(startTimeout, -1)
+	waitResult(t, g.repData, r.head(), resultTimeout).wantStatus(t, "passed")
+
+	g.etcd.Kill(2)
+	slow := r.commitPush("one member lost", map[string]string{"tests/test_slow.py": slowTest})
+	rf := waitResult(t, g.repData, slow, resultTimeout)
+	rf.wantStatus(t, "passed")
+	if rf.header["attempt"] != "1" {
+		t.Errorf("with one etcd member lost the job moved: attempt %s", rf.header["attempt"])
+	}
+	if now, e := g.leader(); now != first || e != epoch {
+		t.Errorf("with one etcd member lost the leader changed: node %d epoch %d, was node %d epoch %d", now, e, first, epoch)
+	}
+
+	g.etcd.Kill(1)
+	lost := time.Now()
+	waiting := r.commitPush("no quorum", map[string]string{"c.txt": "3"})
+	time.Sleep(8 * time.Second)
+	if _, ok := readResult(t, g.repData, waiting); ok {
+		t.Errorf("a commit was built while etcd had no quorum")
+	}
+	g.etcd.Restart(1)
+	g.etcd.Restart(2)
+	rf = waitResult(t, g.repData, waiting, 60*time.Second)
+	rf.wantStatus(t, "passed")
+	t.Logf("quorum lost for %s; the waiting commit was built after it came back", time.Since(lost).Round(time.Second))
 }
