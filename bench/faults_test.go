@@ -27,16 +27,19 @@ type cluster struct {
 	ids      []string
 	workDirs []string
 	results  *watcher
+	// dispArgs, when set, replace the dispatcher's --data-dir (a node of
+	// a failover group: --etcd ...).
+	dispArgs []string
 }
 
 // startCluster starts everything watching r (observer --poll 10m: builds
 // are triggered with `volt notify`; its log is at debug level, for its
 // "commits acknowledged" lines), waits until every runner is registered and
 // the tip has its result, and watches the reporter's test_results.
-func startCluster(b *testing.B, dir string, r *repo, runners int) *cluster {
+func startCluster(b *testing.B, dir string, r *repo, runners int, dispArgs ...string) *cluster {
 	b.Helper()
 	c := &cluster{b: b, dir: dir, dispAddr: freeAddr(b),
-		dispData: filepath.Join(dir, "disp"), repData: filepath.Join(dir, "rep")}
+		dispData: filepath.Join(dir, "disp"), repData: filepath.Join(dir, "rep"), dispArgs: dispArgs}
 	c.startDispatcher()
 	repArgs := []string{"reporter", "--data-dir", c.repData, "--listen", "127.0.0.1:0", "--dispatcher-server", c.dispAddr}
 	if reporterHTTP {
@@ -74,7 +77,11 @@ func debugFlags() []string {
 // startDispatcher starts (or restarts) the dispatcher on the same address
 // and data directory and waits until its port accepts connections.
 func (c *cluster) startDispatcher() {
-	c.disp = startVolt(c.b, c.dir, "dispatcher", append([]string{"dispatcher", "--listen", c.dispAddr, "--data-dir", c.dispData}, debugFlags()...)...)
+	store := []string{"--data-dir", c.dispData}
+	if c.dispArgs != nil {
+		store = c.dispArgs
+	}
+	c.disp = startVolt(c.b, c.dir, "dispatcher", append(append([]string{"dispatcher", "--listen", c.dispAddr}, store...), debugFlags()...)...)
 	waitAccepts(c.b, c.disp, c.dispAddr, 30*time.Second)
 }
 

@@ -258,8 +258,8 @@ func (f *Failover) spawnStandby() error {
 
 func (f *Failover) spawnLeader(lead *leadership) (*actor.PID, error) {
 	_ = f.n.System.Root.PoisonFuture(actor.NewPID(f.n.System.Address(), DispatcherName)).Wait() // the standby
-	f.cfg.DB.Lead(lead.fence)
-	st := fencedStore{DB: f.cfg.DB, lead: lead}
+	f.cfg.DB.Lead(etcdstore.Fence{Key: lead.fence.Key, Revision: lead.fence.Revision})
+	st := fencedStore{Store: EtcdQueue(f.cfg.DB), lead: lead}
 	env := f.n.Env("dispatcher")
 	props := actor.PropsFromProducer(func() actor.Actor {
 		shell := dispatcher.NewShell(f.cfg.Dispatcher, st)
@@ -279,13 +279,16 @@ func (f *Failover) spawnLeader(lead *leadership) (*actor.PID, error) {
 // fencedStore is the etcd store as a leader writes to it: a write refused
 // by the fence tells the election loop at once.
 type fencedStore struct {
-	*etcdstore.DB
+	dispatcher.Store
 	lead *leadership
 }
 
+// Path names the store for the ERROR a failing write logs.
+func (s fencedStore) Path() string { return host.PathOf(s.Store) }
+
 // Save implements dispatcher.Queue.
 func (s fencedStore) Save(b dispatcher.Batch) error {
-	err := s.DB.Save(b)
+	err := s.Store.Save(b)
 	if errors.Is(err, dispatcher.ErrFenced) {
 		s.lead.fenced()
 	}

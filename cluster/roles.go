@@ -24,6 +24,7 @@ import (
 	"github.com/voltci/volt/jobspec"
 	"github.com/voltci/volt/messages"
 	"github.com/voltci/volt/store"
+	"github.com/voltci/volt/store/etcdstore"
 )
 
 // Actor names: a peer is found as "<address>/<name>".
@@ -411,4 +412,39 @@ func sortedEnvKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// etcdQueue adapts etcdstore.DB to the dispatcher's Store port: a failover
+// leader's batches, fenced on its election key.
+type etcdQueue struct{ db *etcdstore.DB }
+
+// EtcdQueue is the dispatcher's Store on db.
+func EtcdQueue(db *etcdstore.DB) dispatcher.Store { return etcdQueue{db} }
+
+// Path names the store for the ERROR a failing write logs.
+func (q etcdQueue) Path() string { return q.db.Path() }
+
+func (q etcdQueue) Save(b dispatcher.Batch) error {
+	err := q.db.Save(etcdstore.Batch{Jobs: b.Jobs, Cursors: b.Cursors, Incarnations: b.Incarnations,
+		Fence: etcdstore.Fence{Key: b.Fence.Key, Revision: b.Fence.Revision}})
+	if errors.Is(err, etcdstore.ErrFenced) {
+		return fmt.Errorf("%w: %w", dispatcher.ErrFenced, err)
+	}
+	return err
+}
+
+func (q etcdQueue) LoadQueue() ([]*messages.JobRecord, []*messages.Cursor, int64, error) {
+	return q.db.LoadQueue()
+}
+
+func (q etcdQueue) LoadIncarnations() ([]*messages.RunnerIncarnation, error) {
+	return q.db.LoadIncarnations()
+}
+
+func (q etcdQueue) NewestBuild(repo, commit string) ([]*messages.Job, error) {
+	return q.db.NewestBuild(repo, commit)
+}
+
+func (q etcdQueue) ArchivedJobs(repo string, commits []string) (map[string]*messages.JobRecord, error) {
+	return q.db.ArchivedJobs(repo, commits)
 }

@@ -1,9 +1,9 @@
 // Package etcdstore keeps the dispatcher's durable state in etcd, for a
 // failover group of dispatcher nodes (docs/failover.md): the queue (job
 // records), the observers' cursors, the runners' newest incarnations and
-// the index of builds the dispatcher consults. It implements
-// dispatcher.Store with the same meaning as the SQLite store, and fences
-// every write on the leader's election key (dispatcher.Batch.Fence).
+// the index of builds the dispatcher consults, with the same meaning as
+// the SQLite store (cluster adapts it to the dispatcher's Store port), and
+// fences every write on the leader's election key (Batch.Fence).
 //
 // # Layout
 //
@@ -67,7 +67,6 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/voltci/volt/actors/dispatcher"
 	"github.com/voltci/volt/messages"
 )
 
@@ -88,6 +87,30 @@ type Config struct {
 
 // DefaultPrefix is where Volt's keys live unless Config.Prefix says otherwise.
 const DefaultPrefix = "/volt"
+
+// Batch is one group of queue changes that become durable together (the
+// dispatcher's group-commit batch).
+type Batch struct {
+	Jobs         []*messages.JobRecord
+	Cursors      []*messages.Cursor
+	Incarnations []*messages.RunnerIncarnation
+	// Fence, when set, is the election key the writer won with: the batch
+	// commits only if that key still exists with that create revision.
+	Fence Fence
+}
+
+// Fence names an election key and the create revision its owner won with.
+type Fence struct {
+	Key      string
+	Revision int64
+}
+
+// IsZero reports whether f fences nothing.
+func (f Fence) IsZero() bool { return f.Key == "" && f.Revision == 0 }
+
+// ErrFenced is wrapped by the error of a write refused because the
+// writer's election key is gone or was won again.
+var ErrFenced = errors.New("write fenced: the election key is gone or was won again")
 
 // Limits of one transaction, below etcd's defaults (128 operations,
 // 1.5 MiB) with room for the fence and the bookkeeping.
@@ -110,7 +133,7 @@ type DB struct {
 	// stats count what the store sent, for the benchmarks.
 	stats Stats
 	// lead is the fence of the leadership this node holds (see Lead).
-	lead dispatcher.Fence
+	lead Fence
 }
 
 // Stats counts the store's requests and the bytes of the values it wrote.
@@ -225,7 +248,7 @@ func (o op) etcd() clientv3.Op {
 func (o op) size() int { return len(o.Key) + len(o.Value) }
 
 // ops turns a batch into puts and deletes.
-func (db *DB) ops(b dispatcher.Batch) ([]op, error) {
+func (db *DB) ops(b Batch) ([]op, error) {
 	var out []op
 	db.mu.Lock()
 	maxID := db.maxID
@@ -281,7 +304,7 @@ func (db *DB) ops(b dispatcher.Batch) ([]op, error) {
 }
 
 // fence is the compare every write of a leader carries (none for a zero Fence).
-func fence(f dispatcher.Fence) []clientv3.Cmp {
+func fence(f Fence) []clientv3.Cmp {
 	if f.IsZero() {
 		return nil
 	}
@@ -289,7 +312,7 @@ func fence(f dispatcher.Fence) []clientv3.Cmp {
 }
 
 // txn commits ops if f holds; ErrFenced when it does not.
-func (db *DB) txn(f dispatcher.Fence, ops []op, what string) error {
+func (db *DB) txn(f Fence, ops []op, what string) error {
 	eops := make([]clientv3.Op, len(ops))
 	size := 0
 	for i, o := range ops {
@@ -308,14 +331,13 @@ func (db *DB) txn(f dispatcher.Fence, ops []op, what string) error {
 		return fmt.Errorf("%s in %s: %w", what, db.Path(), err)
 	}
 	if !resp.Succeeded {
-		return fmt.Errorf("%s: election key %s is gone or was won again (revision %d): %w", what, f.Key, f.Revision, dispatcher.ErrFenced)
+		return fmt.Errorf("%s: election key %s is gone or was won again (revision %d): %w", what, f.Key, f.Revision, ErrFenced)
 	}
 	return nil
 }
 
-// Save implements dispatcher.Queue: the batch commits atomically, only
-// while b.Fence holds.
-func (db *DB) Save(b dispatcher.Batch) error {
+// Save makes b durable atomically, only while b.Fence holds.
+func (db *DB) Save(b Batch) error {
 	ops, err := db.ops(b)
 	if err != nil {
 		return err
@@ -340,7 +362,7 @@ func (db *DB) Save(b dispatcher.Batch) error {
 }
 
 // saved notes the largest id and the incarnations b made durable.
-func (db *DB) saved(b dispatcher.Batch) {
+func (db *DB) saved(b Batch) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	for _, rec := range b.Jobs {
@@ -374,7 +396,7 @@ func chunks(ops []op) [][]op {
 // saveLarge writes a batch too big for one transaction: chunks under
 // pending/<batch>/, a commit marker, then the chunks applied (see the
 // package documentation).
-func (db *DB) saveLarge(f dispatcher.Fence, ops []op) error {
+func (db *DB) saveLarge(f Fence, ops []op) error {
 	batch := id20(time.Now().UnixNano())
 	parts := chunks(ops)
 	for i, part := range parts {
@@ -394,7 +416,7 @@ func (db *DB) saveLarge(f dispatcher.Fence, ops []op) error {
 
 // applyPending applies the chunks of a committed batch, each with the
 // deletion of its pending key, then drops the commit marker.
-func (db *DB) applyPending(f dispatcher.Fence, batch string, parts [][]op) error {
+func (db *DB) applyPending(f Fence, batch string, parts [][]op) error {
 	for i, part := range parts {
 		if part == nil {
 			continue // applied before
@@ -409,7 +431,7 @@ func (db *DB) applyPending(f dispatcher.Fence, batch string, parts [][]op) error
 
 // finishPending finishes the committed batches a leader left half
 // applied and drops the uncommitted ones, fenced by f.
-func (db *DB) finishPending(f dispatcher.Fence) error {
+func (db *DB) finishPending(f Fence) error {
 	ctx, cancel := db.ctx()
 	defer cancel()
 	resp, err := db.cli.Get(ctx, db.key("pending")+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
@@ -480,7 +502,7 @@ func (db *DB) finishPending(f dispatcher.Fence) error {
 // Lead tells the store this node now leads with f: the next LoadQueue
 // first finishes or drops, fenced by f, the large batches a former leader
 // left half written.
-func (db *DB) Lead(f dispatcher.Fence) {
+func (db *DB) Lead(f Fence) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	db.lead = f
@@ -495,7 +517,7 @@ func (db *DB) get(prefix string, opts ...clientv3.OpOption) (*clientv3.GetRespon
 	return db.cli.Get(ctx, prefix, append([]clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)}, opts...)...)
 }
 
-// LoadQueue implements dispatcher.Queue: every job of a build that has a
+// LoadQueue returns every job of a build that has a
 // job not done or not forwarded, all cursors, and the largest job id.
 func (db *DB) LoadQueue() (jobs []*messages.JobRecord, cursors []*messages.Cursor, maxID int64, err error) {
 	db.mu.Lock()
@@ -557,7 +579,7 @@ func (db *DB) LoadQueue() (jobs []*messages.JobRecord, cursors []*messages.Curso
 	return jobs, cursors, maxID, nil
 }
 
-// LoadIncarnations implements dispatcher.Queue.
+// LoadIncarnations returns the newest incarnation of each runner.
 func (db *DB) LoadIncarnations() ([]*messages.RunnerIncarnation, error) {
 	resp, err := db.get(db.key("incarnations") + "/")
 	if err != nil {
@@ -626,7 +648,7 @@ func (db *DB) job(ref string) (*messages.JobRecord, error) {
 	return rec, nil
 }
 
-// ArchivedJobs implements dispatcher.Archive: each commit already built
+// ArchivedJobs maps each commit already built
 // maps to the record of the first job of its newest build.
 func (db *DB) ArchivedJobs(repo string, commits []string) (map[string]*messages.JobRecord, error) {
 	out := map[string]*messages.JobRecord{}
@@ -654,7 +676,7 @@ func (db *DB) ArchivedJobs(repo string, commits []string) (map[string]*messages.
 	return out, nil
 }
 
-// NewestBuild implements dispatcher.Archive: the jobs of the newest build
+// NewestBuild returns the jobs of the newest build
 // of a commit in index order, none if it was never built.
 func (db *DB) NewestBuild(repo, commit string) ([]*messages.Job, error) {
 	if messages.ValidateCommit(commit) != nil {
@@ -679,7 +701,3 @@ func (db *DB) NewestBuild(repo, commit string) ([]*messages.Job, error) {
 	}
 	return out, nil
 }
-
-var (
-	_ dispatcher.Store = (*DB)(nil)
-)

@@ -12,7 +12,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
-	"github.com/voltci/volt/actors/dispatcher"
 	"github.com/voltci/volt/internal/coretest"
 	"github.com/voltci/volt/internal/etcdtest"
 	"github.com/voltci/volt/messages"
@@ -34,7 +33,7 @@ func record(id int64, build int32, index int32, jobs int32, state messages.JobSt
 }
 
 // campaign wins an election on cli's session and returns the fence.
-func campaign(t *testing.T, db *etcdstore.DB, ttl int) (dispatcher.Fence, *concurrency.Session, *concurrency.Election) {
+func campaign(t *testing.T, db *etcdstore.DB, ttl int) (etcdstore.Fence, *concurrency.Session, *concurrency.Election) {
 	t.Helper()
 	s, err := concurrency.NewSession(db.Client(), concurrency.WithTTL(ttl))
 	require.NoError(t, err)
@@ -42,7 +41,7 @@ func campaign(t *testing.T, db *etcdstore.DB, ttl int) (dispatcher.Fence, *concu
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	require.NoError(t, e.Campaign(ctx, "node"))
-	return dispatcher.Fence{Key: e.Key(), Revision: e.Rev()}, s, e
+	return etcdstore.Fence{Key: e.Key(), Revision: e.Rev()}, s, e
 }
 
 func TestQueueRoundTripsLikeSQLite(t *testing.T) {
@@ -54,7 +53,7 @@ func TestQueueRoundTripsLikeSQLite(t *testing.T) {
 	assert.Empty(t, cursors)
 	assert.Zero(t, maxID)
 
-	b := dispatcher.Batch{
+	b := etcdstore.Batch{
 		Jobs: []*messages.JobRecord{
 			record(1, 1, 0, 1, messages.JobState_JOB_STATE_DONE, true),     // finished and forwarded: archived
 			record(2, 1, 0, 2, messages.JobState_JOB_STATE_RUNNING, false), // a two-job build, one running
@@ -94,7 +93,7 @@ func TestQueueRoundTripsLikeSQLite(t *testing.T) {
 	assert.Equal(t, []int64{2, 3}, []int64{nb[0].Id, nb[1].Id})
 
 	// The build ends and is forwarded: it leaves the queue.
-	require.NoError(t, db2.Save(dispatcher.Batch{Jobs: []*messages.JobRecord{record(2, 1, 0, 2, messages.JobState_JOB_STATE_DONE, true)}}))
+	require.NoError(t, db2.Save(etcdstore.Batch{Jobs: []*messages.JobRecord{record(2, 1, 0, 2, messages.JobState_JOB_STATE_DONE, true)}}))
 	jobs, _, _, err = db2.LoadQueue()
 	require.NoError(t, err)
 	require.Len(t, jobs, 1)
@@ -107,7 +106,7 @@ func TestDeposedLeaderCannotWrite(t *testing.T) {
 	c := etcdtest.Start(t, etcdtest.Options{Members: 3})
 	old := open(t, c, "/t2")
 	f1, s1, _ := campaign(t, old, 5)
-	require.NoError(t, old.Save(dispatcher.Batch{Fence: f1, Jobs: []*messages.JobRecord{record(1, 1, 0, 1, messages.JobState_JOB_STATE_QUEUED, false)}}))
+	require.NoError(t, old.Save(etcdstore.Batch{Fence: f1, Jobs: []*messages.JobRecord{record(1, 1, 0, 1, messages.JobState_JOB_STATE_QUEUED, false)}}))
 
 	// The old leader's session ends (as when its lease expires); a
 	// standby wins.
@@ -116,10 +115,10 @@ func TestDeposedLeaderCannotWrite(t *testing.T) {
 	f2, _, _ := campaign(t, next, 5)
 	assert.Greater(t, f2.Revision, f1.Revision, "the epoch grows")
 
-	err := old.Save(dispatcher.Batch{Fence: f1, Jobs: []*messages.JobRecord{record(1, 1, 0, 1, messages.JobState_JOB_STATE_RUNNING, false)}})
+	err := old.Save(etcdstore.Batch{Fence: f1, Jobs: []*messages.JobRecord{record(1, 1, 0, 1, messages.JobState_JOB_STATE_RUNNING, false)}})
 	require.Error(t, err)
-	assert.True(t, errors.Is(err, dispatcher.ErrFenced), "%v", err)
-	require.NoError(t, next.Save(dispatcher.Batch{Fence: f2, Jobs: []*messages.JobRecord{record(2, 2, 0, 1, messages.JobState_JOB_STATE_QUEUED, false)}}))
+	assert.True(t, errors.Is(err, etcdstore.ErrFenced), "%v", err)
+	require.NoError(t, next.Save(etcdstore.Batch{Fence: f2, Jobs: []*messages.JobRecord{record(2, 2, 0, 1, messages.JobState_JOB_STATE_QUEUED, false)}}))
 
 	jobs, _, _, err := next.LoadQueue()
 	require.NoError(t, err)
@@ -134,7 +133,7 @@ func TestLargeBatchIsAtomicAndFinishedByTheNextLeader(t *testing.T) {
 	c := etcdtest.Start(t, etcdtest.Options{Members: 3})
 	db := open(t, c, "/t3")
 	f, _, _ := campaign(t, db, 5)
-	var b dispatcher.Batch
+	var b etcdstore.Batch
 	b.Fence = f
 	for i := range 200 {
 		rec := record(int64(i+1), 1, int32(i), 200, messages.JobState_JOB_STATE_QUEUED, false)
@@ -158,7 +157,7 @@ func TestLargeBatchIsAtomicAndFinishedByTheNextLeader(t *testing.T) {
 	cli := c.Client()
 	ctx := context.Background()
 	rec := record(300, 1, 0, 1, messages.JobState_JOB_STATE_QUEUED, false)
-	blob, err := etcdstore.ChunkOf(db, dispatcher.Batch{Jobs: []*messages.JobRecord{rec}})
+	blob, err := etcdstore.ChunkOf(db, etcdstore.Batch{Jobs: []*messages.JobRecord{rec}})
 	require.NoError(t, err)
 	_, err = cli.Put(ctx, "/t3/pending/00000000000000000001/000000", blob)
 	require.NoError(t, err)
@@ -181,7 +180,7 @@ func TestLargeBatchIsAtomicAndFinishedByTheNextLeader(t *testing.T) {
 func TestMutualTLSToEtcd(t *testing.T) {
 	c := etcdtest.Start(t, etcdtest.Options{Members: 1, TLS: true})
 	db := open(t, c, "/t4")
-	require.NoError(t, db.Save(dispatcher.Batch{Jobs: []*messages.JobRecord{record(1, 1, 0, 1, messages.JobState_JOB_STATE_QUEUED, false)}}))
+	require.NoError(t, db.Save(etcdstore.Batch{Jobs: []*messages.JobRecord{record(1, 1, 0, 1, messages.JobState_JOB_STATE_QUEUED, false)}}))
 
 	// Without a client certificate etcd refuses the connection.
 	_, err := etcdstore.Open(context.Background(), etcdstore.Config{Endpoints: c.Endpoints(), DialTimeout: 2 * time.Second})

@@ -3,12 +3,11 @@ package etcdstore
 import (
 	"encoding/json"
 
-	"github.com/voltci/volt/actors/dispatcher"
 )
 
 // ChunkOf is the pending chunk db would write for b (for tests that leave
 // a batch half written, as a leader dying mid-way would).
-func ChunkOf(db *DB, b dispatcher.Batch) (string, error) {
+func ChunkOf(db *DB, b Batch) (string, error) {
 	ops, err := db.ops(b)
 	if err != nil {
 		return "", err
