@@ -2,7 +2,6 @@ package etcdstore
 
 import (
 	"encoding/json"
-
 )
 
 // ChunkOf is the pending chunk db would write for b (for tests that leave
