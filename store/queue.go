@@ -358,3 +358,15 @@ func (db *DB) NewestBuild(repo, commit string) ([]*messages.Job, error) {
 	}
 	return jobs, nil
 }
+
+// JobsAfter returns up to limit job records with ids above after, oldest
+// first: every job the dispatcher ever recorded, page by page (`volt
+// migrate --to-etcd` copies them).
+func (db *DB) JobsAfter(after int64, limit int) ([]*messages.JobRecord, error) {
+	recs, err := queryRecords(context.Background(), db.sql, func() *messages.JobRecord { return &messages.JobRecord{} },
+		`SELECT record FROM jobs WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read jobs after %d from %s: %w", after, db.path(), err)
+	}
+	return recs, nil
+}

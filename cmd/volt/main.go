@@ -92,6 +92,7 @@ Or run the four roles as separate processes (see the README):
 	})
 	root.AddCommand(newUpCommand())
 	root.AddCommand(newDispatcherCommand())
+	root.AddCommand(newMigrateCommand())
 	root.AddCommand(newRunnerCommand())
 	root.AddCommand(newReporterCommand())
 	root.AddCommand(newObserverCommand())
