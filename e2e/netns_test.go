@@ -20,6 +20,7 @@ import (
 type netns struct {
 	name string
 	addr string
+	link string // its end of the veth pair
 }
 
 // ip runs `ip args...`, failing the test on error.
@@ -43,8 +44,8 @@ func twoNamespaces(t *testing.T) (a, b netns) {
 	}
 	n := rand.IntN(200) + 20
 	tag := fmt.Sprintf("v%d%d", os.Getpid()%10000, n)
-	a = netns{name: tag + "a", addr: fmt.Sprintf("10.77.%d.1", n)}
-	b = netns{name: tag + "b", addr: fmt.Sprintf("10.77.%d.2", n)}
+	a = netns{name: tag + "a", addr: fmt.Sprintf("10.77.%d.1", n), link: tag + "x"}
+	b = netns{name: tag + "b", addr: fmt.Sprintf("10.77.%d.2", n), link: tag + "y"}
 	for _, ns := range []netns{a, b} {
 		ip(t, "netns", "add", ns.name)
 		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns.name).Run() })

@@ -40,6 +40,12 @@ type Options struct {
 	Members int
 	// TLS: clients must present a certificate of the cluster's own CA.
 	TLS bool
+	// Host is the address the members listen on (default 127.0.0.1).
+	// With Prefix set (say `ip netns exec NS`, to run them in a network
+	// namespace a test made), ports from 23790 up are used, since a free
+	// port cannot be probed from outside the namespace.
+	Host   string
+	Prefix []string
 }
 
 // Cluster is a running etcd cluster.
@@ -49,6 +55,7 @@ type Cluster struct {
 	bin     string
 	members []*member
 	tlsDir  string
+	prefix  []string // the command that runs each member (ip netns exec NS)
 }
 
 type member struct {
@@ -83,8 +90,12 @@ func Start(tb testing.TB, o Options) *Cluster {
 		}
 	}
 	var initial []string
+	c.prefix = o.Prefix
 	for i := range o.Members {
 		m := &member{name: fmt.Sprintf("m%d", i), client: freeAddr(tb), peer: freeAddr(tb)}
+		if o.Host != "" {
+			m.client, m.peer = fmt.Sprintf("%s:%d", o.Host, 23790+2*i), fmt.Sprintf("%s:%d", o.Host, 23791+2*i)
+		}
 		m.dir = filepath.Join(c.dir, m.name)
 		m.log = filepath.Join(c.dir, m.name+".log")
 		c.members = append(c.members, m)
@@ -108,7 +119,9 @@ func Start(tb testing.TB, o Options) *Cluster {
 		c.start(m)
 	}
 	tb.Cleanup(c.cleanup)
-	c.WaitHealthy(30 * time.Second)
+	if o.Prefix == nil {
+		c.WaitHealthy(30 * time.Second)
+	}
 	return c
 }
 
@@ -127,7 +140,8 @@ func (c *Cluster) start(m *member) {
 	if err != nil {
 		c.tb.Fatalf("etcdtest: %v", err)
 	}
-	cmd := exec.Command(c.bin, m.args...)
+	argv := append(append(append([]string(nil), c.prefix...), c.bin), m.args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
