@@ -58,8 +58,9 @@ func EpochRevision(epoch int64) int64 { return epoch >> 16 }
 // rev, after restarts in-place restarts of its core.
 func FailoverEpoch(rev int64, restarts int) int64 { return rev<<16 | int64(restarts&0xffff) }
 
-// Queue is the dispatcher's durable state. SQLite implements it today; an
-// etcd-backed implementation for a highly available dispatcher is planned.
+// Queue is the dispatcher's durable state: SQLite for a single dispatcher,
+// etcd for a failover group (store/etcdstore, adapted in cluster), the
+// simulator's durable store in sim.
 type Queue interface {
 	// Save makes a batch of job records, cursors and runner incarnations
 	// durable, atomically: all of it or none. An incarnation never goes
