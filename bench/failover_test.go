@@ -91,7 +91,7 @@ func benchSaves(b *testing.B, q dispatcher.Queue, jobs int, fence dispatcher.Fen
 // the four-process workflow (dispatcher, reporter, 4 runners, observer)
 // with the dispatcher's queue in SQLite, then in etcd (a failover node
 // leading alone over three members on this machine). Each iteration
-// pushes 60 commits at once (`.volt.yml` runs `true`), notifies, and waits
+// pushes 50 commits at once (the observer's default backlog cap) (`.volt.yml` runs `true`), notifies, and waits
 // for every result file. Metrics: builds/s, and dispatch-ms: the median,
 // over the commits, of "job started" on a runner minus "commit queued" at
 // the dispatcher (the round trip through the durable queue: its write,
@@ -109,7 +109,7 @@ func BenchmarkStoreThroughput(b *testing.B) {
 			c := startCluster(b, dir, r, 4, args...)
 			s := newSamples()
 			for b.Loop() {
-				shas := r.commits(60)
+				shas := r.commits(50)
 				r.push()
 				t0 := time.Now()
 				notify(b, c.dispAddr)
