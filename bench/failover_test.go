@@ -194,14 +194,20 @@ func benchFailover(b *testing.B, sig syscall.Signal) {
 	}, "no result for the tip %s", tip)
 	c.results = watchDir(b, filepath.Join(c.repData, "test_results"), false)
 	leader := func() int {
-		for {
+		var last string
+		var idx int
+		poll(b, 30*time.Second, 50*time.Millisecond, func() bool {
+			st, _ := status(b, all)
+			last = st
 			for i, a := range addrs {
-				if st, ok := status(b, a); ok && strings.Contains(st, "  leader ") {
-					return i
+				if strings.Contains(st, a+"  leader ") {
+					idx = i
+					return true
 				}
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return false
+		}, "no node leads; last volt status:\n%s", lazy(func() string { return last }))
+		return idx
 	}
 	s := newSamples()
 	for b.Loop() {
@@ -212,7 +218,12 @@ func benchFailover(b *testing.B, sig syscall.Signal) {
 			b.Fatal(err)
 		}
 		r.push()
-		notify(b, all)
+		// Until a node leads again a notify is refused (it says so):
+		// again, as a post-receive hook's retry would.
+		poll(b, 30*time.Second, 20*time.Millisecond, func() bool {
+			res := runVolt(b, 20*time.Second, "notify", "--dispatcher-server", all)
+			return res.code == 0 && res.stderr == ""
+		}, "no node took the notify")
 		at, _ := c.results.waitFiles(b, []string{sha}, 2*time.Minute)
 		var paths []string
 		for i, n := range nodes {
