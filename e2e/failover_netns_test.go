@@ -52,7 +52,7 @@ func TestFailoverPartitionFromEtcd(t *testing.T) {
 	startVoltVia(t, "reporter", inB, "reporter", "--data-dir", rep, "--listen", b.addr+":0", "--dispatcher-server", servers, "--http", "")
 	startVoltVia(t, "runner", inB, "runner", "--id", "runner-a", "--work-dir", filepath.Join(dir, "w"), "--listen", b.addr+":0",
 		"--dispatcher-server", servers, "--dispatcher-grace", "60s")
-	startVoltVia(t, "observer", inB, "observer", "--repo", r.bare, "--poll", "500ms", "--data-dir", filepath.Join(dir, "obs"),
+	startVoltVia(t, "observer", inB, "observer", "--repo", r.bare, "--poll", "500ms", "--data-dir", filepath.Join(dir, "obs"), "--listen", b.addr+":0",
 		"--dispatcher-server", servers, "--dispatcher-grace", "60s")
 	waitResult(t, rep, r.head(), 60*time.Second).wantStatus(t, "passed")
 
