@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/voltci/volt/actors"
 	"github.com/voltci/volt/actors/dispatcher"
 	"github.com/voltci/volt/actors/host"
+	"github.com/voltci/volt/store"
 	"github.com/voltci/volt/store/etcdstore"
 )
 
@@ -259,7 +261,12 @@ func (f *Failover) spawnStandby() error {
 func (f *Failover) spawnLeader(lead *leadership) (*actor.PID, error) {
 	_ = f.n.System.Root.PoisonFuture(actor.NewPID(f.n.System.Address(), DispatcherName)).Wait() // the standby
 	f.cfg.DB.Lead(etcdstore.Fence{Key: lead.fence.Key, Revision: lead.fence.Revision})
-	st := fencedStore{Store: EtcdQueue(f.cfg.DB), lead: lead}
+	var st dispatcher.Store = fencedStore{Store: EtcdQueue(f.cfg.DB), lead: lead}
+	if f.n.Credentials != nil {
+		fence := etcdstore.Fence{Key: lead.fence.Key, Revision: lead.fence.Revision}
+		st = secretStore{Store: st, sealed: etcdSecrets{db: f.cfg.DB, fence: fence},
+			keyFile: filepath.Join(f.n.Credentials.Dir(), store.SecretKeyFile)}
+	}
 	env := f.n.Env("dispatcher")
 	props := actor.PropsFromProducer(func() actor.Actor {
 		shell := dispatcher.NewShell(f.cfg.Dispatcher, st)

@@ -15,6 +15,7 @@ import (
 	"github.com/voltci/volt/jobspec"
 	"github.com/voltci/volt/messages"
 	"github.com/voltci/volt/store"
+	"github.com/voltci/volt/store/etcdstore"
 )
 
 // Secrets, both sides: the dispatcher keeps them in its store, sealed with
@@ -32,22 +33,33 @@ func (n *Node) dispatcherStore(db *store.DB) dispatcher.Store {
 	if n.Credentials == nil {
 		return queueStore{db}
 	}
-	return secretStore{queueStore: queueStore{db}, keyFile: filepath.Join(n.Credentials.Dir(), store.SecretKeyFile)}
+	return secretStore{Store: queueStore{db}, sealed: db, keyFile: filepath.Join(n.Credentials.Dir(), store.SecretKeyFile)}
 }
 
-// secretStore adapts store.DB to the dispatcher's SecretStore port. The key
-// file is read at each use (jobs ask for secrets rarely), so a key restored
+// sealedSecrets is where a secretStore keeps the sealed secrets: SQLite
+// (store.DB) or a failover group's etcd (etcdSecrets).
+type sealedSecrets interface {
+	Secrets(names []string) ([]store.Secret, error)
+	PutSecret(s store.Secret) error
+	DeleteSecret(name, repo string) (bool, error)
+	ListSecrets() ([]store.Secret, error)
+}
+
+// secretStore adds the dispatcher's SecretStore port to a Store: secrets
+// sealed with the key in the node's credentials directory. The key file
+// is read at each use (jobs ask for secrets rarely), so a key restored
 // from a backup takes effect without a restart; it is created by the first
-// SetSecret.
+// SetSecret. Every node of a failover group needs the same key file.
 type secretStore struct {
-	queueStore
+	dispatcher.Store
+	sealed  sealedSecrets
 	keyFile string
 }
 
 var _ dispatcher.SecretStore = secretStore{}
 
 func (s secretStore) Secrets(names []string) ([]dispatcher.Secret, error) {
-	stored, err := s.db.Secrets(names)
+	stored, err := s.sealed.Secrets(names)
 	if err != nil || len(stored) == 0 {
 		return nil, err
 	}
@@ -77,15 +89,15 @@ func (s secretStore) SetSecret(name, repo string, branches []string, value []byt
 	if err != nil {
 		return err
 	}
-	return s.db.SetSecret(key, name, repo, branches, value, time.Now())
+	return s.sealed.PutSecret(key.Seal(name, repo, branches, value, time.Now()))
 }
 
 func (s secretStore) DeleteSecret(name, repo string) (bool, error) {
-	return s.db.DeleteSecret(name, repo)
+	return s.sealed.DeleteSecret(name, repo)
 }
 
 func (s secretStore) ListSecrets() ([]*messages.SecretEntry, error) {
-	stored, err := s.db.ListSecrets()
+	stored, err := s.sealed.ListSecrets()
 	if err != nil {
 		return nil, err
 	}
@@ -176,4 +188,38 @@ func (e *jobExecutor) withSecrets(run *messages.RunJob, spec *jobspec.Spec, out 
 		res.LogBytes += written - in
 	}
 	return m, finish, nil
+}
+
+// etcdSecrets keeps a failover group's sealed secrets in etcd, each write
+// fenced on the leader's election key.
+type etcdSecrets struct {
+	db    *etcdstore.DB
+	fence etcdstore.Fence
+}
+
+func (e etcdSecrets) Secrets(names []string) ([]store.Secret, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	return e.list(names)
+}
+
+func (e etcdSecrets) ListSecrets() ([]store.Secret, error) { return e.list(nil) }
+
+func (e etcdSecrets) list(names []string) ([]store.Secret, error) {
+	sealed, err := e.db.Secrets(names)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.Secret, len(sealed))
+	for i, s := range sealed {
+		out[i] = s.Secret()
+	}
+	return out, nil
+}
+
+func (e etcdSecrets) PutSecret(s store.Secret) error { return e.db.PutSecret(s.Sealed(), e.fence) }
+
+func (e etcdSecrets) DeleteSecret(name, repo string) (bool, error) {
+	return e.db.DeleteSecret(name, repo, e.fence)
 }

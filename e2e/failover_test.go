@@ -341,3 +341,29 @@ func TestFailoverEtcdMemberLoss(t *testing.T) {
 	rf.wantStatus(t, "passed")
 	t.Logf("quorum lost for %s; the waiting commit was built after it came back", time.Since(lost).Round(time.Second))
 }
+
+// TestFailoverSecretsLiveInEtcd: a secret set through the group (the
+// leader seals it into etcd) reaches a job after the leader is killed:
+// the next leader reads it from etcd, with the same key file.
+func TestFailoverSecretsLiveInEtcd(t *testing.T) {
+	r := newRepo(t, map[string]string{"tests/test_basic.py": basicTest})
+	g := startGroup(t, r, groupOpts{nodes: 2, runners: 1, ttl: "2s"})
+	first, _ := g.waitLeader(startTimeout, -1)
+	waitResult(t, g.repData, r.head(), resultTimeout).wantStatus(t, "passed")
+	res := runVoltStdin(t, 20*time.Second, deployKey+"\n", "secret", "set", "--dispatcher-server", g.servers(), "DEPLOY_KEY", "--repo", "master")
+	if res.code != 0 {
+		t.Fatalf("volt secret set: %d\n%s", res.code, res.stderr)
+	}
+	g.nodes[first].kill9(t)
+	g.waitLeader(20*time.Second, first)
+	list := runVolt(t, 20*time.Second, "secret", "list", "--dispatcher-server", g.servers())
+	if !strings.Contains(list.stdout, "DEPLOY_KEY") {
+		t.Fatalf("the new leader does not list the secret:\n%s\n%s", list.stdout, list.stderr)
+	}
+	sha := r.commitPush("deploy", map[string]string{".volt.yml": secretSpec})
+	rf := waitResult(t, g.repData, sha, resultTimeout)
+	rf.wantStatus(t, "passed")
+	if !strings.Contains(rf.output, "length=27") || strings.Contains(rf.raw, deployKey) {
+		t.Errorf("the job did not get the secret, or its value leaked:\n%s", rf.raw)
+	}
+}

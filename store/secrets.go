@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -271,4 +272,57 @@ func (db *DB) secrets(query string, args ...any) (out []Secret, err error) {
 		return nil, fmt.Errorf("read secrets from %s: %w", db.path(), err)
 	}
 	return out, nil
+}
+
+// Seal seals value as the secret name of repo, serving branches, for a
+// store that keeps secrets elsewhere (a failover group's etcd): the same
+// sealing SetSecret does.
+func (k *SecretKey) Seal(name, repo string, branches []string, value []byte, now time.Time) Secret {
+	if branches == nil {
+		branches = []string{}
+	}
+	return Secret{Name: name, Repo: repo, Branches: slices.Clone(branches), UpdatedUnixMs: now.UnixMilli(),
+		keyID: k.id, sealed: k.seal(name, repo, branches, value)}
+}
+
+// SealedSecret is a Secret as another store keeps it: its binding, and
+// its value still sealed, with the id of the key that sealed it.
+type SealedSecret struct {
+	Name          string   `json:"name"`
+	Repo          string   `json:"repo"`
+	Branches      []string `json:"branches"`
+	UpdatedUnixMs int64    `json:"updated_unix_ms"`
+	KeyID         string   `json:"key_id"`
+	Sealed        []byte   `json:"sealed"`
+}
+
+// Sealed is s as another store keeps it.
+func (s Secret) Sealed() SealedSecret {
+	return SealedSecret{Name: s.Name, Repo: s.Repo, Branches: s.Branches, UpdatedUnixMs: s.UpdatedUnixMs, KeyID: s.keyID, Sealed: s.sealed}
+}
+
+// Secret is the stored secret s describes (Open it with the SecretKey).
+func (s SealedSecret) Secret() Secret {
+	return Secret{Name: s.Name, Repo: s.Repo, Branches: s.Branches, UpdatedUnixMs: s.UpdatedUnixMs, keyID: s.KeyID, sealed: s.Sealed}
+}
+
+// PutSecret stores a secret sealed already (Seal), replacing any of that
+// name and repository.
+func (db *DB) PutSecret(s Secret) error {
+	if err := db.writable("set a secret"); err != nil {
+		return err
+	}
+	pats, err := json.Marshal(s.Branches)
+	if err != nil {
+		return fmt.Errorf("set secret %s: %w", s.Name, err)
+	}
+	_, err = db.sql.ExecContext(context.Background(), `
+INSERT INTO secrets (name, repo, branches, key_id, sealed, updated_unix_ms) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (name, repo) DO UPDATE SET branches = excluded.branches, key_id = excluded.key_id,
+	sealed = excluded.sealed, updated_unix_ms = excluded.updated_unix_ms`,
+		s.Name, s.Repo, string(pats), s.keyID, s.sealed, s.UpdatedUnixMs)
+	if err != nil {
+		return fmt.Errorf("set secret %s of %s in %s: %w", s.Name, s.Repo, db.path(), err)
+	}
+	return nil
 }

@@ -25,10 +25,10 @@ func newMigrateCommand() *cobra.Command {
 		Short: "Move a single dispatcher's queue from SQLite into etcd, for a failover group",
 		Long: `Copies what a single dispatcher keeps in --data-dir (SQLite) into etcd, where the
 nodes of a failover group (volt dispatcher --etcd) keep it: every job record (the queue
-and the index of builds), the observers' cursors, the runners' newest incarnations and
-the largest job id. Stop the dispatcher first: its data directory must not be in use.
-Secrets and the revocation list are not copied (a failover group does not keep them in
-etcd yet). It refuses an etcd that already holds a Volt queue under --etcd-prefix
+and the index of builds), the observers' cursors, the runners' newest incarnations, the
+largest job id and the secrets, still sealed: give every node the same secrets key file
+(secrets.key in the credentials directory). Stop the dispatcher first: its data directory
+must not be in use. It refuses an etcd that already holds a Volt queue under --etcd-prefix
 unless --force; running it twice copies the same records again.`,
 		Example: `  volt migrate --to-etcd --data-dir .volt --etcd 127.0.0.1:2379,127.0.0.1:2381,127.0.0.1:2383`,
 		Args:    cobra.NoArgs,
@@ -71,7 +71,7 @@ unless --force; running it twice copies the same records again.`,
 			if err != nil {
 				return fatal("migrate", err)
 			}
-			fmt.Printf("copied %d job records, the cursors and the runner incarnations from %s to etcd %s\n", n, dataDir, et.Prefix())
+			fmt.Printf("copied %d job records, the cursors, the runner incarnations and the secrets from %s to etcd %s\n", n, dataDir, et.Prefix())
 			return nil
 		},
 	}
@@ -88,7 +88,8 @@ unless --force; running it twice copies the same records again.`,
 
 // migrateToEtcd copies db's job records, cursors and runner incarnations
 // into et, a page of jobs per batch (each batch idempotent: records are
-// put by id), and returns how many job records it copied.
+// put by id), and the secrets still sealed (every node needs the same
+// secrets key file), and returns how many job records it copied.
 func migrateToEtcd(db *store.DB, et *etcdstore.DB) (int, error) {
 	_, cursors, _, err := db.LoadQueue()
 	if err != nil {
@@ -113,5 +114,17 @@ func migrateToEtcd(db *store.DB, et *etcdstore.DB) (int, error) {
 		n += len(jobs)
 		after = jobs[len(jobs)-1].GetJob().GetId()
 	}
-	return n, et.Save(etcdstore.Batch{Cursors: cursors, Incarnations: incs})
+	if err := et.Save(etcdstore.Batch{Cursors: cursors, Incarnations: incs}); err != nil {
+		return n, err
+	}
+	secrets, err := db.ListSecrets()
+	if err != nil {
+		return n, err
+	}
+	for _, s := range secrets {
+		if err := et.PutSecret(s.Sealed(), etcdstore.Fence{}); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }

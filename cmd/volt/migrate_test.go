@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -32,6 +34,9 @@ func TestMigrateToEtcd(t *testing.T) {
 	}
 	cursors := []*messages.Cursor{{Repo: "/srv/git/app.git", Branch: "main", Commit: coretest.Commit(70)}}
 	require.NoError(t, db.SaveQueue(jobs, cursors, []*messages.RunnerIncarnation{{RunnerId: "r1", Incarnation: 9}}))
+	key, err := store.CreateSecretKey(filepath.Join(t.TempDir(), store.SecretKeyFile))
+	require.NoError(t, err)
+	require.NoError(t, db.PutSecret(key.Seal("DEPLOY_KEY", "app", []string{"main"}, []byte("s3cret"), time.Now())))
 
 	c := etcdtest.Start(t, etcdtest.Options{Members: 1})
 	et, err := etcdstore.Open(context.Background(), etcdstore.Config{Endpoints: c.Endpoints()})
@@ -54,4 +59,10 @@ func TestMigrateToEtcd(t *testing.T) {
 	arch, err := et.ArchivedJobs("/srv/git/app.git", []string{coretest.Commit(3)})
 	require.NoError(t, err)
 	assert.Equal(t, int64(3), arch[coretest.Commit(3)].GetJob().GetId(), "a finished build is still known: it is not built again")
+	secrets, err := et.Secrets([]string{"DEPLOY_KEY"})
+	require.NoError(t, err)
+	require.Len(t, secrets, 1)
+	value, err := key.Open(secrets[0].Secret())
+	require.NoError(t, err)
+	assert.Equal(t, "s3cret", string(value), "still sealed with the same key")
 }

@@ -68,6 +68,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/voltci/volt/messages"
+	"github.com/voltci/volt/store"
 )
 
 // Config says how to reach etcd.
@@ -699,5 +700,61 @@ func (db *DB) NewestBuild(repo, commit string) ([]*messages.Job, error) {
 		}
 		out = append(out, rec.GetJob())
 	}
+	return out, nil
+}
+
+// Secrets, sealed as the SQLite store seals them (store.SecretKey.Seal):
+// etcd holds their bindings and ciphertexts; the key stays in each node's
+// credentials directory. Writes are fenced like the queue's.
+
+func (db *DB) secretKey(name, repo string) string { return db.key("secrets", esc(name), esc(repo)) }
+
+// PutSecret stores a sealed secret, replacing any of its name and repository.
+func (db *DB) PutSecret(s store.SealedSecret, f Fence) error {
+	blob, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("set secret %s: %w", s.Name, err)
+	}
+	return db.txn(f, []op{{Key: db.secretKey(s.Name, s.Repo), Value: blob}}, "set secret "+s.Name)
+}
+
+// DeleteSecret removes the secret name of repo; found is false when there was none.
+func (db *DB) DeleteSecret(name, repo string, f Fence) (bool, error) {
+	ctx, cancel := db.ctx()
+	defer cancel()
+	k := db.secretKey(name, repo)
+	resp, err := db.cli.Txn(ctx).If(fence(f)...).Then(clientv3.OpDelete(k)).Commit()
+	if err != nil {
+		return false, fmt.Errorf("delete secret %s in %s: %w", name, db.Path(), err)
+	}
+	if !resp.Succeeded {
+		return false, fmt.Errorf("delete secret %s: %w", name, ErrFenced)
+	}
+	return resp.Responses[0].GetResponseDeleteRange().Deleted > 0, nil
+}
+
+// Secrets returns the stored secrets of the given names, of every
+// repository, sorted by name and repository; ListSecrets (names nil) all.
+func (db *DB) Secrets(names []string) ([]store.SealedSecret, error) {
+	resp, err := db.get(db.key("secrets") + "/")
+	if err != nil {
+		return nil, fmt.Errorf("read secrets from %s: %w", db.Path(), err)
+	}
+	var out []store.SealedSecret
+	for _, kv := range resp.Kvs {
+		var s store.SealedSecret
+		if err := json.Unmarshal(kv.Value, &s); err != nil {
+			return nil, fmt.Errorf("read secret %s from %s: %w", kv.Key, db.Path(), err)
+		}
+		if names == nil || slices.Contains(names, s.Name) {
+			out = append(out, s)
+		}
+	}
+	slices.SortFunc(out, func(a, b store.SealedSecret) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Repo, b.Repo)
+	})
 	return out, nil
 }
