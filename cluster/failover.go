@@ -67,6 +67,7 @@ func (n *Node) StartFailover(cfg FailoverConfig) (*Failover, error) {
 	if err := f.spawnStandby(); err != nil {
 		return nil, err
 	}
+	f.syncRevocations()
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()
@@ -373,4 +374,50 @@ func (s *standbyActor) Receive(ctx actor.Context) {
 			ctx.Request(actors.PID(send.To), send.Msg)
 		}
 	}
+}
+
+// revocationsEvery is how often a node of a failover group reconciles its
+// revocation list with etcd's.
+const revocationsEvery = time.Second
+
+// syncRevocations keeps the group's revocation list in etcd: what this
+// node's credentials directory revokes (`volt ca revoke` here) is added to
+// etcd, and what another node added is learned here (and so announced to
+// the peers this node talks to, and enforced by its guard).
+func (f *Failover) syncRevocations() {
+	creds := f.n.Credentials
+	if creds == nil {
+		return
+	}
+	f.n.bg.Add(1)
+	go func() {
+		defer f.n.bg.Done()
+		t := time.NewTicker(revocationsEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-f.n.stopBG:
+				return
+			case <-t.C:
+			}
+			shared, err := f.cfg.DB.Revocations()
+			if err != nil {
+				continue // etcd unreachable: next time
+			}
+			have := map[string]bool{}
+			for _, e := range shared {
+				have[e] = true
+			}
+			for _, e := range creds.RevokedList() {
+				if !have[e] {
+					if err := f.cfg.DB.Revoke(e); err == nil {
+						f.log.Info("revocation shared with the failover group", "entry", e)
+					}
+				}
+			}
+			if n := creds.Learn(shared); n > 0 {
+				f.log.Info("revocations learned from the failover group", "new", n)
+			}
+		}
+	}()
 }

@@ -758,3 +758,26 @@ func (db *DB) Secrets(names []string) ([]store.SealedSecret, error) {
 	})
 	return out, nil
 }
+
+// Revocations are the revoked identities ("role/name" or a bare name)
+// every node of a failover group enforces: any node adds those of its
+// credentials directory (`volt ca revoke` on it), and every node learns
+// the others'. Entries are only ever added.
+func (db *DB) Revocations() ([]string, error) {
+	resp, err := db.get(db.key("revoked")+"/", clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, fmt.Errorf("read the revocation list from %s: %w", db.Path(), err)
+	}
+	out := make([]string, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		if e, err := url.PathUnescape(strings.TrimPrefix(string(kv.Key), db.key("revoked")+"/")); err == nil {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// Revoke adds entry to the revocation list.
+func (db *DB) Revoke(entry string) error {
+	return db.txn(Fence{}, []op{{Key: db.key("revoked", esc(entry)), Value: []byte{}}}, "revoke "+entry)
+}

@@ -187,3 +187,14 @@ func TestMutualTLSToEtcd(t *testing.T) {
 	require.Error(t, err)
 	t.Logf("without a certificate: %v", err)
 }
+
+func TestRevocationsAreShared(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 1})
+	a, b := open(t, c, "/t5"), open(t, c, "/t5")
+	require.NoError(t, a.Revoke("runner/runner-7"))
+	require.NoError(t, a.Revoke("runner/runner-7"), "adding twice is the same")
+	require.NoError(t, b.Revoke("mallory"))
+	list, err := b.Revocations()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"mallory", "runner/runner-7"}, list)
+}
