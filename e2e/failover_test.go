@@ -367,3 +367,53 @@ func TestFailoverSecretsLiveInEtcd(t *testing.T) {
 		t.Errorf("the job did not get the secret, or its value leaked:\n%s", rf.raw)
 	}
 }
+
+// TestFailoverMutualTLSToEtcdWithTheClusterCA: etcd serves with a
+// certificate `volt ca issue` made and trusts only the cluster CA; the
+// dispatcher nodes present certificates of that CA (--etcd-ca/-cert/-key)
+// and build; a node without one is refused at start with a clear error.
+func TestFailoverMutualTLSToEtcdWithTheClusterCA(t *testing.T) {
+	creds := filepath.Join(t.TempDir(), "ca")
+	for _, args := range [][]string{
+		{"ca", "init", "--credentials", creds},
+		{"ca", "issue", "--credentials", creds, "--role", "dispatcher", "--name", "etcd", "--out", filepath.Join(creds, "etcd")},
+		{"ca", "issue", "--credentials", creds, "--role", "dispatcher", "--name", "etcd-client", "--out", filepath.Join(creds, "client")},
+	} {
+		if res := runVolt(t, 20*time.Second, args...); res.code != 0 {
+			t.Fatalf("volt %s: %d\n%s", strings.Join(args, " "), res.code, res.stderr)
+		}
+	}
+	srv := filepath.Join(creds, "etcd")
+	e := etcdtest.Start(t, etcdtest.Options{Members: 3, TLS: true, ServerTLS: [3]string{
+		filepath.Join(srv, "ca.crt"), filepath.Join(srv, "dispatcher.crt"), filepath.Join(srv, "dispatcher.key")}})
+	cli := filepath.Join(creds, "client")
+	tlsArgs := []string{"--etcd-ca", filepath.Join(cli, "ca.crt"), "--etcd-cert", filepath.Join(cli, "dispatcher.crt"), "--etcd-key", filepath.Join(cli, "dispatcher.key")}
+	endpoints := strings.Join(e.Endpoints(), ",")
+
+	// Without a client certificate: refused, and it says what to check.
+	bad := runVolt(t, 30*time.Second, "dispatcher", "--listen", "127.0.0.1:"+strconv.Itoa(freePort(t)), "--etcd", endpoints)
+	if bad.code == 0 || !strings.Contains(bad.stderr, "--etcd-ca/--etcd-cert/--etcd-key") {
+		t.Fatalf("a node without a client certificate: exit %d\n%s", bad.code, bad.stderr)
+	}
+
+	r := newRepo(t, map[string]string{"tests/test_basic.py": basicTest})
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	var node *proc
+	eventually(t, 30*time.Second, func() bool {
+		node = startVolt(t, "dispatcher", append([]string{"dispatcher", "--listen", addr, "--etcd", endpoints}, tlsArgs...)...)
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) && !node.exited() {
+			if strings.Contains(node.logText(), "dispatcher node leads") {
+				return true
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return false // etcd still starting: again
+	}, "the dispatcher node did not lead over TLS")
+	dir := t.TempDir()
+	rep := filepath.Join(dir, "rep")
+	startVolt(t, "reporter", "reporter", "--data-dir", rep, "--listen", "127.0.0.1:0", "--dispatcher-server", addr)
+	startVolt(t, "runner", "runner", "--id", "runner-a", "--work-dir", filepath.Join(dir, "w"), "--listen", "127.0.0.1:0", "--dispatcher-server", addr)
+	startVolt(t, "observer", "observer", "--repo", r.bare, "--poll", "500ms", "--data-dir", filepath.Join(dir, "obs"), "--dispatcher-server", addr)
+	waitResult(t, rep, r.head(), resultTimeout).wantStatus(t, "passed")
+}

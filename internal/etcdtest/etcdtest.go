@@ -40,6 +40,10 @@ type Options struct {
 	Members int
 	// TLS: clients must present a certificate of the cluster's own CA.
 	TLS bool
+	// ServerTLS, when set with TLS, are the CA, certificate and key files
+	// the members use (say a Volt cluster CA and a certificate `volt ca
+	// issue` made) instead of a CA of the harness's own.
+	ServerTLS [3]string
 	// Host is the address the members listen on (default 127.0.0.1).
 	// With Prefix set (say `ip netns exec NS`, to run them in a network
 	// namespace a test made), ports from 23790 up are used, since a free
@@ -89,6 +93,10 @@ func Start(tb testing.TB, o Options) *Cluster {
 			tb.Fatalf("etcdtest: certificates: %v", err)
 		}
 	}
+	serverCA, serverCert, serverKey := filepath.Join(c.tlsDir, "ca.pem"), filepath.Join(c.tlsDir, "server.pem"), filepath.Join(c.tlsDir, "server-key.pem")
+	if o.ServerTLS[0] != "" {
+		serverCA, serverCert, serverKey = o.ServerTLS[0], o.ServerTLS[1], o.ServerTLS[2]
+	}
 	var initial []string
 	c.prefix = o.Prefix
 	for i := range o.Members {
@@ -113,13 +121,12 @@ func Start(tb testing.TB, o Options) *Cluster {
 			"--initial-cluster-token", "volt-etcdtest-" + filepath.Base(c.dir),
 			"--heartbeat-interval", "50", "--election-timeout", "500", "--log-level", "error"}
 		if o.TLS {
-			m.args = append(m.args, "--client-cert-auth", "--trusted-ca-file", filepath.Join(c.tlsDir, "ca.pem"),
-				"--cert-file", filepath.Join(c.tlsDir, "server.pem"), "--key-file", filepath.Join(c.tlsDir, "server-key.pem"))
+			m.args = append(m.args, "--client-cert-auth", "--trusted-ca-file", serverCA, "--cert-file", serverCert, "--key-file", serverKey)
 		}
 		c.start(m)
 	}
 	tb.Cleanup(c.cleanup)
-	if o.Prefix == nil {
+	if o.Prefix == nil && o.ServerTLS[0] == "" {
 		c.WaitHealthy(30 * time.Second)
 	}
 	return c
