@@ -37,11 +37,14 @@ const (
 	// FaultStoreOutage takes the store's quorum away for a while: no
 	// keepalive, no write, no election.
 	FaultStoreOutage FaultKind = "store-outage"
+	// FaultStoreSlow makes the store slow for a while: each of the
+	// leader's writes takes 50–800 ms (a disk under load, a member far away).
+	FaultStoreSlow FaultKind = "store-slow"
 )
 
 // FailoverFaults are the kinds a failover world draws from by default.
 var FailoverFaults = []FaultKind{FaultCrash, FaultHang, FaultRestart, FaultPartition, FaultDrop, FaultDup, FaultDelay,
-	FaultDispatcher, FaultObserver, FaultReporter, FaultLeaderPause, FaultLeaderResign, FaultStoreOutage}
+	FaultDispatcher, FaultObserver, FaultReporter, FaultLeaderPause, FaultLeaderResign, FaultStoreOutage, FaultStoreSlow}
 
 // Invariants of failover worlds.
 const (
@@ -59,8 +62,9 @@ type election struct {
 	ttl  time.Duration
 	rev  int64
 	keys map[int64]*sessionKey // create revision -> the session key
-	// outage: the store has no quorum until then.
-	outage time.Time
+	// outage: the store has no quorum until then; slow: its writes are
+	// slow until then.
+	outage, slow time.Time
 	// writer is, for each fence revision under which a batch committed,
 	// the node that wrote it.
 	writer map[int64]int
@@ -379,6 +383,8 @@ func (w *World) injectFailover(f Fault) bool {
 			w.crash(l, f.Length)
 			w.elect()
 		}
+	case FaultStoreSlow:
+		w.el.slow = w.now.Add(f.Length)
 	case FaultStoreOutage:
 		// Without a quorum no lease is renewed and none expires; the new
 		// etcd leader renews every lease when the quorum is back (etcd's
@@ -416,7 +422,7 @@ func (w *World) staleLeaderStep(n *node, in any, fx []actors.Effect) {
 }
 
 // failoverOnly are the kinds only a failover world has.
-var failoverOnly = []FaultKind{FaultLeaderPause, FaultLeaderResign, FaultStoreOutage}
+var failoverOnly = []FaultKind{FaultLeaderPause, FaultLeaderResign, FaultStoreOutage, FaultStoreSlow}
 
 // failoverKinds are the fault kinds a failover world draws from: those
 // asked for (FailoverFaults when none are) with the failover kinds added,

@@ -200,6 +200,8 @@ func drawSchedule(rng, mal *rand.Rand, kinds []FaultKind, runners int, d time.Du
 			f.Length = time.Duration(rng.Int64N(int64(4 * time.Second)))
 		case FaultStoreOutage:
 			f.Length = time.Second + time.Duration(rng.Int64N(int64(2*electionTTL)))
+		case FaultStoreSlow:
+			f.Length = time.Second + time.Duration(rng.Int64N(int64(8*time.Second)))
 		}
 		out = append(out, f)
 	}

@@ -108,6 +108,9 @@ func (p *platform) Go(work func() any) {
 		// (whose steps write nothing but may wait behind a batch) shifts
 		// no draw of the world's.
 		delay = 2 * time.Millisecond
+		if n.lead != nil && w.now.Before(w.el.slow) {
+			delay = 50*time.Millisecond + time.Duration(w.rng.Int64N(int64(750*time.Millisecond)))
+		}
 		if n.role == roleDispatcher && w.batchCrash {
 			// The crash strikes while the batch is being written.
 			w.batchCrash = false

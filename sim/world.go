@@ -995,7 +995,7 @@ func (w *World) heal() {
 	clear(w.storeFaults)
 	w.batchCrash, w.fileCrash = false, false
 	if w.failover() {
-		w.el.outage, w.pauseArmed = time.Time{}, 0
+		w.el.outage, w.el.slow, w.pauseArmed = time.Time{}, time.Time{}, 0
 	}
 	for _, n := range w.nodes {
 		n.crashPoints = time.Time{}

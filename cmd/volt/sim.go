@@ -91,7 +91,7 @@ Faults: ` + strings.Join(faultNames(), ", ") + ` (or all).`,
 	fs.Uint64Var(&from, "from", 1, "first seed of a sweep")
 	fs.IntVar(&parallel, "parallel", runtime.GOMAXPROCS(0), "worlds run at once in a sweep")
 	fs.IntVar(&runners, "runners", 3, "runners in the pool")
-	fs.IntVar(&dispatchers, "dispatchers", 1, "dispatcher nodes: 2 or more make a failover group on a simulated etcd (leases, revisions, fenced writes), with the faults leader-pause, leader-resign and store-outage added")
+	fs.IntVar(&dispatchers, "dispatchers", 1, "dispatcher nodes: 2 or more make a failover group on a simulated etcd (leases, revisions, fenced writes), with the faults leader-pause, leader-resign, store-outage and store-slow added")
 	fs.Var(newDuration(&duration, 60*time.Second), "duration", "virtual time during which commits arrive and faults strike")
 	fs.Var(newDuration(&settle, 60*time.Second), "settle", "virtual calm after the faults, in which every commit must get its result")
 	fs.StringVar(&faultList, "faults", "all", "comma-separated fault kinds to draw from ('' for none)")
@@ -105,7 +105,7 @@ func faultNames() []string {
 		out = append(out, string(f))
 	}
 	out = append(out, string(sim.FaultDispatcherLoss))
-	for _, f := range []sim.FaultKind{sim.FaultLeaderPause, sim.FaultLeaderResign, sim.FaultStoreOutage} {
+	for _, f := range []sim.FaultKind{sim.FaultLeaderPause, sim.FaultLeaderResign, sim.FaultStoreOutage, sim.FaultStoreSlow} {
 		out = append(out, string(f)+" (--dispatchers 2 or more)")
 	}
 	return out
