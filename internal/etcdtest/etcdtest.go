@@ -29,6 +29,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/voltci/volt/internal/voltbin"
 )
 
 // Binary is where the etcd server is looked for first; else PATH.
@@ -133,12 +135,11 @@ func Start(tb testing.TB, o Options) *Cluster {
 }
 
 func freeAddr(tb testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := voltbin.FreePort()
 	if err != nil {
-		tb.Fatalf("etcdtest: free port: %v", err)
+		tb.Fatalf("etcdtest: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", port)
 }
 
 func (c *Cluster) start(m *member) {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // Build checks that each of tools is in PATH, then builds ./cmd/volt of the
@@ -61,14 +62,33 @@ func Tail(path string, n int) string {
 }
 
 // FreePort returns a loopback port that was free a moment ago.
+//
+// It never returns a port it returned before in this process: two calls
+// in a row may otherwise get the same port from the kernel, before the
+// first caller has bound it (TestAttack's runner and observer once did).
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("find a free port: %w", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		handedMu.Lock()
+		seen := handed[port]
+		handed[port] = true
+		handedMu.Unlock()
+		if !seen {
+			return port, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("find a free port: the kernel kept offering ports handed out already")
 }
+
+var (
+	handedMu sync.Mutex
+	handed   = map[int]bool{}
+)
 
 // IsolateCredentials points this process's per-user configuration
 // directory ($XDG_CONFIG_HOME), where volt roles keep the cluster CA they
