@@ -88,6 +88,10 @@ func (f *Failover) Role() string {
 	return f.role
 }
 
+// Standby is what the node answers as a standby: the leader it knows of,
+// that leader's epoch, and since when it stands by.
+func (f *Failover) Standby() dispatcher.Standby { return f.standby() }
+
 func (f *Failover) standby() dispatcher.Standby {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -180,13 +180,6 @@ func runFailoverNode(c *common, cfg dispatcher.Config, ef *etcdFlags, listen, me
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	db, err := etcdstore.Open(ctx, etcdstore.Config{Endpoints: ef.endpointList(), CA: ef.ca, Cert: ef.cert, Key: ef.key, Prefix: ef.prefix})
-	cancel()
-	if err != nil {
-		return startErr("start the dispatcher", err)
-	}
-	defer db.Close()
 	credDir, err := c.creds.roleDir("")
 	if err != nil {
 		return usageErr("%v", err)
@@ -201,6 +194,17 @@ func runFailoverNode(c *common, cfg dispatcher.Config, ef *etcdFlags, listen, me
 		node.Shutdown()
 		return startErr("start the dispatcher", credentialsErr(err))
 	}
+	// etcd's gRPC client starts after the node's remote: Proto.Actor sets
+	// gRPC's global logger when its remote starts, which must not race
+	// with a client already logging.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	db, err := etcdstore.Open(ctx, etcdstore.Config{Endpoints: ef.endpointList(), CA: ef.ca, Cert: ef.cert, Key: ef.key, Prefix: ef.prefix})
+	cancel()
+	if err != nil {
+		node.Shutdown()
+		return startErr("start the dispatcher", err)
+	}
+	defer db.Close()
 	if _, err := node.StartFailover(cluster.FailoverConfig{Dispatcher: cfg, DB: db, TTL: ef.ttl}); err != nil {
 		node.Shutdown()
 		return fatal("start the dispatcher", err)
