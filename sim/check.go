@@ -75,6 +75,10 @@ type checker struct {
 	registered map[int]bool
 	results    map[int64]*messages.Result // job id -> the recorded result
 	recordedBy map[int64]recordedBy       // job id -> the attempt and incarnation that delivered it
+	// deciding is recordedBy as the dispatcher core decided it, before its
+	// batch is durable: an answer about that result waits behind the
+	// batch, so it is true when it goes out (a slow store widens the gap).
+	deciding map[int64]recordedBy
 	reported   map[string]*messages.Result
 	observed   map[string]bool // commits durably queued
 	queuing    map[string]bool // commits a dispatcher core decided to queue (pipelineStep)
@@ -121,7 +125,7 @@ type jobAttempt struct {
 }
 
 func newChecker(w *World) *checker {
-	return &checker{w: w, results: map[int64]*messages.Result{}, recordedBy: map[int64]recordedBy{}, reported: map[string]*messages.Result{},
+	return &checker{w: w, results: map[int64]*messages.Result{}, recordedBy: map[int64]recordedBy{}, deciding: map[int64]recordedBy{}, reported: map[string]*messages.Result{},
 		observed: map[string]bool{}, queuing: map[string]bool{}, poison: map[string]bool{}, maxInc: map[string]int64{},
 		dead: map[runnerKey]bool{}, byAddr: map[actors.Addr]runnerKey{}, running: map[int64][]live{},
 		assigned: map[int64]int32{}, jobOf: map[string]int64{}, model: newModel(), skipped: map[string]bool{}, stuck: map[string]bool{},
@@ -208,8 +212,12 @@ func (c *checker) staleStep(n *node, in any, before, after uint64, fx []actors.E
 // fin's job is fin's: same attempt, from the same runner incarnation.
 func (c *checker) recordedFrom(fin *messages.JobFinished, inc int64) bool {
 	res := fin.GetResult()
-	by, ok := c.recordedBy[res.GetJob().GetId()]
-	return ok && by.attempt == res.GetAttempt() && by.runner == (runnerKey{fin.RunnerId, inc})
+	want := recordedBy{attempt: res.GetAttempt(), runner: runnerKey{fin.RunnerId, inc}}
+	if by, ok := c.recordedBy[res.GetJob().GetId()]; ok && by == want {
+		return true
+	}
+	by, ok := c.deciding[res.GetJob().GetId()]
+	return ok && by == want
 }
 
 func ackLabel(m any) string {

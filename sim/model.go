@@ -149,6 +149,15 @@ func (c *checker) heardStep(w *World, from actors.From, in any, fx []actors.Effe
 	c.pipelineStep(from, in, fx)
 	if msg, ok := in.(*messages.JobFinished); ok {
 		c.retriedModel(msg, fx) // before the retry's assignment is judged
+		for _, e := range fx {
+			if p, ok := e.(dispatcher.Persist); ok {
+				for _, j := range p.Jobs {
+					if j.State == messages.JobState_JOB_STATE_DONE && j.Job.Id == msg.GetResult().GetJob().GetId() && j.Result != nil {
+						c.deciding[j.Job.Id] = recordedBy{attempt: j.Result.Attempt, runner: runnerKey{msg.RunnerId, msg.Incarnation}}
+					}
+				}
+			}
+		}
 	}
 	m := c.model
 	switch msg := in.(type) {
