@@ -79,17 +79,17 @@ type checker struct {
 	// batch is durable: an answer about that result waits behind the
 	// batch, so it is true when it goes out (a slow store widens the gap).
 	deciding map[int64]recordedBy
-	reported   map[string]*messages.Result
-	observed   map[string]bool // commits durably queued
-	queuing    map[string]bool // commits a dispatcher core decided to queue (pipelineStep)
-	poison     map[string]bool
-	maxInc     map[string]int64
-	dead       map[runnerKey]bool
-	byAddr     map[actors.Addr]runnerKey
-	running    map[int64][]live
-	assigned   map[int64]int32  // job id -> latest attempt assigned
-	jobOf      map[string]int64 // repo@commit#build -> job id
-	skipped    map[string]bool  // commits the contract lets go unbuilt (see markSkipped)
+	reported map[string]*messages.Result
+	observed map[string]bool // commits durably queued
+	queuing  map[string]bool // commits a dispatcher core decided to queue (pipelineStep)
+	poison   map[string]bool
+	maxInc   map[string]int64
+	dead     map[runnerKey]bool
+	byAddr   map[actors.Addr]runnerKey
+	running  map[int64][]live
+	assigned map[int64]int32  // job id -> latest attempt assigned
+	jobOf    map[string]int64 // repo@commit#build -> job id
+	skipped  map[string]bool  // commits the contract lets go unbuilt (see markSkipped)
 	// stuck are the commits whose pipeline has a job that asks for labels
 	// no simulated runner has: it stays queued, with its reason, for ever.
 	stuck map[string]bool
