@@ -71,12 +71,17 @@ const pipelineSpec = `jobs:
 // artifacts download, and the test that failed once and passed on retry
 // is flaky.
 func TestPipelineEndToEnd(t *testing.T) {
-	r := newRepo(t, map[string]string{".volt.yml": pipelineSpec, "app.sh": "echo app\n"})
+	r := newRepo(t, map[string]string{".volt.yml": "steps:\n  - run: echo seed\n"})
 	c := startCluster(t, r, clusterOpts{runners: 2, runnerArgs: [][]string{
 		{"--labels", "gpu", "--slots", "2"},
 		{"--slots", "4"},
 	}})
-	sha := r.head()
+	// The pipeline comes once the reporter is registered (startCluster
+	// waits for it): a job assigned before the reporter registers has no
+	// log sink, so its artifacts would be lost (a known gap: see the
+	// closing note of issue 13).
+	waitResult(t, c.repData, r.head(), resultTimeout).wantStatus(t, "passed")
+	sha := r.commitPush("the pipeline", map[string]string{".volt.yml": pipelineSpec, "app.sh": "echo app\n"})
 	rf := waitResult(t, c.repData, sha, 2*resultTimeout)
 	t.Logf("result file:\n%s", rf.raw)
 	rf.wantStatus(t, "failed") // broken fails the build
