@@ -37,12 +37,7 @@ func askThen(creds *credentialFlags, role, server, name string, req proto.Messag
 	if len(up) == 0 {
 		return nil, fmt.Errorf("nothing listens at %s: is Volt running there? (start it with `volt up` or `volt dispatcher`)", strings.Join(addrs, ", "))
 	}
-	nodeCreds, err := creds.clientCredentials(role, up[0])
-	if err != nil {
-		return nil, err
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	node, err := cluster.Start(cluster.NodeConfig{Listen: "127.0.0.1:0", Logger: quiet, ActorLogLevel: slog.LevelError + 100, Credentials: nodeCreds})
+	node, err := clientNode(creds, role, up[0])
 	if err != nil {
 		return nil, err
 	}
@@ -56,6 +51,17 @@ func askThen(creds *credentialFlags, role, server, name string, req proto.Messag
 		}
 		return res, nil
 	})
+}
+
+// clientNode is a throwaway actor system on a free loopback port, with the
+// credentials of role found by creds for talking to addr.
+func clientNode(creds *credentialFlags, role, addr string) (*cluster.Node, error) {
+	nodeCreds, err := creds.clientCredentials(role, addr)
+	if err != nil {
+		return nil, err
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return cluster.Start(cluster.NodeConfig{Listen: "127.0.0.1:0", Logger: quiet, ActorLogLevel: slog.LevelError + 100, Credentials: nodeCreds})
 }
 
 // followLeader asks the nodes of a failover group in order until one that

@@ -134,34 +134,15 @@ func newDispatcherCommand() *cobra.Command {
 				return fatal("open the data directory", err)
 			}
 			defer db.Close()
-			credDir, err := c.creds.roleDir("")
+			node, err := startDispatcherNode(&c, &cfg, listen, logger)
 			if err != nil {
-				return usageErr("%v", err)
-			}
-			node, err := cluster.Start(cluster.NodeConfig{Listen: listen, Logger: logger, ActorLogLevel: actorLogLevel(c.logLevel),
-				CredentialsFor: c.creds.credentialsFor(credDir, pki.RoleDispatcher, constName(hostName()), "", true),
-				ServeJoin:      true})
-			if err != nil {
-				return startErr("start the dispatcher", err)
-			}
-			if cfg.LogKey, err = pki.KeyFile(credDir, pki.LogTicketKeyFile); err != nil {
-				node.Shutdown()
-				return startErr("start the dispatcher", credentialsErr(err))
+				return err
 			}
 			if _, err := node.StartDispatcher(cfg, db); err != nil {
 				node.Shutdown()
 				return fatal("start the dispatcher", err)
 			}
-			m := web.NewMetrics()
-			m.WatchDispatcher(node.DispatcherClient(node.Address), 3*time.Second)
-			stopMetrics, err := startMetrics(metrics, m, logger)
-			if err != nil {
-				node.Shutdown()
-				return usageErr("%v", err)
-			}
-			defer stopMetrics()
-			logger.Info("dispatcher ready", "address", node.Address, "data_dir", dataDir)
-			return serve(node, logger, nil)
+			return serveDispatcher(node, metrics, logger, "dispatcher ready", "address", node.Address, "data_dir", dataDir)
 		},
 	}
 	c.register(cmd.Flags())
@@ -180,19 +161,9 @@ func runFailoverNode(c *common, cfg dispatcher.Config, ef *etcdFlags, listen, me
 	if err != nil {
 		return err
 	}
-	credDir, err := c.creds.roleDir("")
+	node, err := startDispatcherNode(c, &cfg, listen, logger)
 	if err != nil {
-		return usageErr("%v", err)
-	}
-	node, err := cluster.Start(cluster.NodeConfig{Listen: listen, Logger: logger, ActorLogLevel: actorLogLevel(c.logLevel),
-		CredentialsFor: c.creds.credentialsFor(credDir, pki.RoleDispatcher, constName(hostName()), "", true),
-		ServeJoin:      true})
-	if err != nil {
-		return startErr("start the dispatcher", err)
-	}
-	if cfg.LogKey, err = pki.KeyFile(credDir, pki.LogTicketKeyFile); err != nil {
-		node.Shutdown()
-		return startErr("start the dispatcher", credentialsErr(err))
+		return err
 	}
 	// etcd's gRPC client starts after the node's remote: Proto.Actor sets
 	// gRPC's global logger when its remote starts, which must not race
@@ -209,6 +180,34 @@ func runFailoverNode(c *common, cfg dispatcher.Config, ef *etcdFlags, listen, me
 		node.Shutdown()
 		return fatal("start the dispatcher", err)
 	}
+	return serveDispatcher(node, metrics, logger, "dispatcher node ready: campaigning", "address", node.Address, "etcd", ef.endpoints,
+		"election_ttl", ef.ttl.String(), "failover_grace", cfg.FailoverGrace.String())
+}
+
+// startDispatcherNode starts the node a dispatcher (single or of a
+// failover group) runs on, with its dispatcher certificate, and reads the
+// log-ticket key into cfg.
+func startDispatcherNode(c *common, cfg *dispatcher.Config, listen string, logger *slog.Logger) (*cluster.Node, error) {
+	credDir, err := c.creds.roleDir("")
+	if err != nil {
+		return nil, usageErr("%v", err)
+	}
+	node, err := cluster.Start(cluster.NodeConfig{Listen: listen, Logger: logger, ActorLogLevel: actorLogLevel(c.logLevel),
+		CredentialsFor: c.creds.credentialsFor(credDir, pki.RoleDispatcher, constName(hostName()), "", true),
+		ServeJoin:      true})
+	if err != nil {
+		return nil, startErr("start the dispatcher", err)
+	}
+	if cfg.LogKey, err = pki.KeyFile(credDir, pki.LogTicketKeyFile); err != nil {
+		node.Shutdown()
+		return nil, startErr("start the dispatcher", credentialsErr(err))
+	}
+	return node, nil
+}
+
+// serveDispatcher serves /metrics (when asked) from the dispatcher on node,
+// logs that it is ready and runs the node until it stops.
+func serveDispatcher(node *cluster.Node, metrics string, logger *slog.Logger, ready string, args ...any) error {
 	m := web.NewMetrics()
 	m.WatchDispatcher(node.DispatcherClient(node.Address), 3*time.Second)
 	stopMetrics, err := startMetrics(metrics, m, logger)
@@ -217,7 +216,6 @@ func runFailoverNode(c *common, cfg dispatcher.Config, ef *etcdFlags, listen, me
 		return usageErr("%v", err)
 	}
 	defer stopMetrics()
-	logger.Info("dispatcher node ready: campaigning", "address", node.Address, "etcd", ef.endpoints, "election_ttl", ef.ttl.String(),
-		"failover_grace", cfg.FailoverGrace.String())
+	logger.Info(ready, args...)
 	return serve(node, logger, nil)
 }

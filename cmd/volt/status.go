@@ -151,12 +151,23 @@ func groupStatus(creds *credentialFlags, servers string) error {
 	if err != nil {
 		return usageErr("--dispatcher-server: %v", err)
 	}
+	// One client node asks every node (not one process start per node).
+	node, err := clientNode(creds, pki.RoleAdmin, addrs[0])
+	if err != nil {
+		return err
+	}
+	defer node.Shutdown()
 	var leader *messages.StatusReply
 	fmt.Println("dispatcher nodes:")
 	for _, a := range addrs {
-		res, err := ask(creds, pki.RoleAdmin, a, cluster.DispatcherName, &messages.StatusRequest{}, 2*time.Second)
-		st, _ := res.(*messages.StatusReply)
-		if err != nil || st == nil {
+		var st *messages.StatusReply
+		if cluster.Probe(a) {
+			res, err := node.System.Root.RequestFuture(actorPID(a, cluster.DispatcherName), &messages.StatusRequest{}, 2*time.Second).Result()
+			if err == nil {
+				st, _ = res.(*messages.StatusReply)
+			}
+		}
+		if st == nil {
 			fmt.Printf("  %s  unreachable\n", a)
 			continue
 		}
