@@ -11,7 +11,6 @@ import (
 	"github.com/voltci/volt/actors/dispatcher"
 	"github.com/voltci/volt/cluster"
 	"github.com/voltci/volt/pki"
-	"github.com/voltci/volt/store"
 	"github.com/voltci/volt/store/etcdstore"
 	"github.com/voltci/volt/web"
 )
@@ -124,16 +123,11 @@ func newDispatcherCommand() *cobra.Command {
 			if ef.endpoints != "" {
 				return runFailoverNode(&c, cfg, &ef, listen, metrics, logger)
 			}
-			lock, err := lockDataDir(dataDir, "volt dispatcher", "--data-dir", cluster.DispatcherName)
+			db, closeStore, err := openLockedStore(dataDir, "volt dispatcher", cluster.DispatcherName, logger)
 			if err != nil {
 				return err
 			}
-			defer closeLock(lock, logger)
-			db, err := store.Open(dataDir)
-			if err != nil {
-				return fatal("open the data directory", err)
-			}
-			defer db.Close()
+			defer closeStore()
 			node, err := startDispatcherNode(&c, &cfg, listen, logger)
 			if err != nil {
 				return err

@@ -30,3 +30,18 @@ func closeLock(l *store.DirLock, logger *slog.Logger) {
 		logger.Warn("release the data directory lock", "error", err)
 	}
 }
+
+// openLockedStore takes role's lock on dir for holder (lockDataDir) and
+// opens its SQLite store; closeAll closes the store and releases the lock.
+func openLockedStore(dir, holder, role string, logger *slog.Logger) (db *store.DB, closeAll func(), err error) {
+	lock, err := lockDataDir(dir, holder, "--data-dir", role)
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err = store.Open(dir)
+	if err != nil {
+		closeLock(lock, logger)
+		return nil, nil, fatal("open the data directory", err)
+	}
+	return db, func() { db.Close(); closeLock(lock, logger) }, nil
+}

@@ -43,16 +43,11 @@ unless --force; running it twice copies the same records again.`,
 			if ef.endpoints == "" {
 				return usageErr("--etcd HOST:2379[,HOST:2379…] is needed")
 			}
-			lock, err := lockDataDir(dataDir, "volt migrate", "--data-dir", cluster.DispatcherName)
+			db, closeStore, err := openLockedStore(dataDir, "volt migrate", cluster.DispatcherName, logger)
 			if err != nil {
 				return err
 			}
-			defer closeLock(lock, logger)
-			db, err := store.Open(dataDir)
-			if err != nil {
-				return fatal("open the data directory", err)
-			}
-			defer db.Close()
+			defer closeStore()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			et, err := etcdstore.Open(ctx, etcdstore.Config{Endpoints: ef.endpointList(), CA: ef.ca, Cert: ef.cert, Key: ef.key, Prefix: ef.prefix})

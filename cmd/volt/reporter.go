@@ -7,7 +7,6 @@ import (
 	"github.com/voltci/volt/actors/reporter"
 	"github.com/voltci/volt/cluster"
 	"github.com/voltci/volt/pki"
-	"github.com/voltci/volt/store"
 	"github.com/voltci/volt/web"
 )
 
@@ -41,16 +40,11 @@ func newReporterCommand() *cobra.Command {
 				return usageErr("--dispatcher-server: %v", err)
 			}
 			disp := nodes[0]
-			lock, err := lockDataDir(dataDir, "volt reporter", "--data-dir", cluster.ReporterName)
+			db, closeStore, err := openLockedStore(dataDir, "volt reporter", cluster.ReporterName, logger)
 			if err != nil {
 				return err
 			}
-			defer closeLock(lock, logger)
-			db, err := store.Open(dataDir)
-			if err != nil {
-				return fatal("open the data directory", err)
-			}
-			defer db.Close()
+			defer closeStore()
 			credDir, err := c.creds.roleDir("")
 			if err != nil {
 				return usageErr("%v", err)
