@@ -107,6 +107,22 @@ func (r *ReporterStatus) Status(ctx context.Context) (*messages.StatusReply, err
 // failover group's standby answers send it on to the leader, once per node.
 func ask[T any](ctx context.Context, c *DispatcherClient, req any) (T, error) {
 	var zero T
+	res, err := c.Ask(ctx, req)
+	if err != nil {
+		return zero, err
+	}
+	t, ok := res.(T)
+	if !ok {
+		pid := c.target()
+		return zero, fmt.Errorf("the %s at %s answered %T, want %T: are both the same Volt version?", pid.Id, pid.Address, res, zero)
+	}
+	return t, nil
+}
+
+// Ask sends req and returns the answer, waiting until ctx ends (3 s
+// without a deadline). A failover group's standby answers send it on to
+// the leader, once per node; a standby's NotLeader is an error.
+func (c *DispatcherClient) Ask(ctx context.Context, req any) (any, error) {
 	timeout := 3 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
@@ -114,7 +130,7 @@ func ask[T any](ctx context.Context, c *DispatcherClient, req any) (T, error) {
 	for try := 0; ; try++ {
 		pid := c.target()
 		if timeout <= 0 {
-			return zero, fmt.Errorf("ask the %s at %s: %w", pid.Id, pid.Address, context.DeadlineExceeded)
+			return nil, fmt.Errorf("ask the %s at %s: %w", pid.Id, pid.Address, context.DeadlineExceeded)
 		}
 		res, err := c.root.RequestFuture(pid, req, timeout).Result()
 		if err != nil {
@@ -122,20 +138,17 @@ func ask[T any](ctx context.Context, c *DispatcherClient, req any) (T, error) {
 				c.follow(pid, "")
 				continue
 			}
-			return zero, fmt.Errorf("no answer from the %s at %s within %s (is it running?): %w", pid.Id, pid.Address, timeout.Round(time.Millisecond), err)
+			return nil, fmt.Errorf("no answer from the %s at %s within %s (is it running?): %w", pid.Id, pid.Address, timeout.Round(time.Millisecond), err)
 		}
-		if leader, standby := standbyLeader(res); standby && len(c.group) > 1 {
-			if try >= len(c.group) {
-				return zero, fmt.Errorf("no dispatcher node leads now (an election under way, or etcd without a quorum): try again in a few seconds")
+		leader, standby := standbyLeader(res)
+		if _, notLeader := res.(*messages.NotLeader); standby && (notLeader || len(c.group) > 1) {
+			if len(c.group) <= 1 || try >= len(c.group) {
+				return nil, fmt.Errorf("the dispatcher node at %s does not lead, and no node it knows of does (an election under way, or etcd without a quorum): try again in a few seconds", pid.Address)
 			}
 			c.follow(pid, leader)
 			continue
 		}
-		t, ok := res.(T)
-		if !ok {
-			return zero, fmt.Errorf("the %s at %s answered %T, want %T: are both the same Volt version?", pid.Id, pid.Address, res, zero)
-		}
-		return t, nil
+		return res, nil
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,7 +11,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/voltci/volt/cluster"
-	"github.com/voltci/volt/messages"
 )
 
 // ask sends one request to a role actor at server (host:port) and waits for
@@ -44,13 +44,18 @@ func askThen(creds *credentialFlags, role, server, name string, req proto.Messag
 	if shutdown {
 		defer node.Shutdown()
 	}
-	return followLeader(up, func(addr string) (any, error) {
-		res, err := node.System.Root.RequestFuture(actorPID(addr, name), req, timeout).Result()
-		if err != nil {
-			return nil, fmt.Errorf("no answer from %s at %s within %s: %w", name, addr, timeout, err)
-		}
-		return res, nil
-	})
+	if name == cluster.DispatcherName {
+		// A dispatcher, or the nodes of a failover group: a standby's
+		// answer sends the request on to the leader.
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		return node.DispatcherGroupClient(up).Ask(ctx, req)
+	}
+	res, err := node.System.Root.RequestFuture(actorPID(up[0], name), req, timeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("no answer from %s at %s within %s: %w", name, up[0], timeout, err)
+	}
+	return res, nil
 }
 
 // clientNode is a throwaway actor system on a free loopback port, with the
@@ -62,34 +67,4 @@ func clientNode(creds *credentialFlags, role, addr string) (*cluster.Node, error
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	return cluster.Start(cluster.NodeConfig{Listen: "127.0.0.1:0", Logger: quiet, ActorLogLevel: slog.LevelError + 100, Credentials: nodeCreds})
-}
-
-// followLeader asks the nodes of a failover group in order until one that
-// leads answers: a standby's NotLeader sends the request to the leader it
-// names (once), or to the next node when it names none. A single address
-// is asked once, as before failover existed.
-func followLeader(addrs []string, ask func(addr string) (any, error)) (any, error) {
-	var lastErr error
-	asked := map[string]bool{}
-	for i := 0; i < len(addrs); i++ {
-		addr := addrs[i]
-		if asked[addr] {
-			continue
-		}
-		asked[addr] = true
-		res, err := ask(addr)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		nl, ok := res.(*messages.NotLeader)
-		if !ok {
-			return res, nil
-		}
-		lastErr = fmt.Errorf("the dispatcher node at %s does not lead, and no node it knows of does (an election under way, or etcd without a quorum): try again in a few seconds", addr)
-		if nl.Leader != "" && !asked[nl.Leader] {
-			addrs = append(addrs[:i+1], append([]string{nl.Leader}, addrs[i+1:]...)...)
-		}
-	}
-	return nil, lastErr
 }
