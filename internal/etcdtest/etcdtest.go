@@ -11,7 +11,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -31,6 +30,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/voltci/volt/internal/voltbin"
+	"github.com/voltci/volt/store/etcdstore"
 )
 
 // Binary is where the etcd server is looked for first; else PATH.
@@ -192,7 +192,7 @@ func (c *Cluster) Client() *clientv3.Client {
 	c.tb.Helper()
 	cfg := clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
 	if c.tlsDir != "" {
-		t, err := clientTLS(c.TLSFiles())
+		t, err := etcdstore.ClientTLS(c.TLSFiles())
 		if err != nil {
 			c.tb.Fatalf("etcdtest: %v", err)
 		}
@@ -356,18 +356,4 @@ func writeTLS(dir string) error {
 
 func writePEM(path, kind string, der []byte) error {
 	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600)
-}
-
-func clientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
-	caPEM, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }

@@ -156,7 +156,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 5 * time.Second
 	}
-	tlsCfg, err := clientTLS(cfg)
+	tlsCfg, err := ClientTLS(cfg.CA, cfg.Cert, cfg.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +177,11 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	return db, nil
 }
 
-func clientTLS(cfg Config) (*tls.Config, error) {
+// ClientTLS is the mutual TLS of a client of etcd: caFile's CA verifies the
+// members, certFile and keyFile are what the client presents. All three
+// empty means plain connections (nil).
+func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cfg := Config{CA: caFile, Cert: certFile, Key: keyFile}
 	if cfg.CA == "" && cfg.Cert == "" && cfg.Key == "" {
 		return nil, nil
 	}
