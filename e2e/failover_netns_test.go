@@ -24,22 +24,7 @@ func TestFailoverPartitionFromEtcd(t *testing.T) {
 	node1, node2 := a.addr+":8000", b.addr+":8000"
 	servers := node1 + "," + node2
 	startNode := func(name string, via []string, addr string) *proc {
-		var p *proc
-		eventually(t, 30*time.Second, func() bool {
-			p = startVoltVia(t, name, via, "dispatcher", "--listen", addr, "--etcd", endpoints, "--election-ttl", "2s")
-			deadline := time.Now().Add(5 * time.Second)
-			for time.Now().Before(deadline) {
-				if strings.Contains(p.logText(), "dispatcher node ready") {
-					return true
-				}
-				if p.exited() {
-					return false // etcd not up yet: again
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-			return false
-		}, "%s did not start", name)
-		return p
+		return startNodeUntil(t, name, via, "dispatcher node ready", "dispatcher", "--listen", addr, "--etcd", endpoints, "--election-ttl", "2s")
 	}
 	leads := func(p *proc) int { return strings.Count(p.logText(), "dispatcher node leads") }
 	n1 := startNode("dispatcher-1", inA, node1)

@@ -398,22 +398,31 @@ func TestFailoverMutualTLSToEtcdWithTheClusterCA(t *testing.T) {
 
 	r := newRepo(t, map[string]string{"tests/test_basic.py": basicTest})
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	var node *proc
-	eventually(t, 30*time.Second, func() bool {
-		node = startVolt(t, "dispatcher", append([]string{"dispatcher", "--listen", addr, "--etcd", endpoints}, tlsArgs...)...)
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) && !node.exited() {
-			if strings.Contains(node.logText(), "dispatcher node leads") {
-				return true
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		return false // etcd still starting: again
-	}, "the dispatcher node did not lead over TLS")
+	startNodeUntil(t, "dispatcher", nil, "dispatcher node leads", append([]string{"dispatcher", "--listen", addr, "--etcd", endpoints}, tlsArgs...)...)
 	dir := t.TempDir()
 	rep := filepath.Join(dir, "rep")
 	startVolt(t, "reporter", "reporter", "--data-dir", rep, "--listen", "127.0.0.1:0", "--dispatcher-server", addr)
 	startVolt(t, "runner", "runner", "--id", "runner-a", "--work-dir", filepath.Join(dir, "w"), "--listen", "127.0.0.1:0", "--dispatcher-server", addr)
 	startVolt(t, "observer", "observer", "--repo", r.bare, "--poll", "500ms", "--data-dir", filepath.Join(dir, "obs"), "--dispatcher-server", addr)
 	waitResult(t, rep, r.head(), resultTimeout).wantStatus(t, "passed")
+}
+
+// startNodeUntil starts a dispatcher node (through prefix, say `ip netns
+// exec NS`) and waits until its log says want; a node that exits first
+// (etcd, started just before, does not answer yet) is started again.
+func startNodeUntil(t *testing.T, name string, prefix []string, want string, args ...string) *proc {
+	t.Helper()
+	var p *proc
+	eventually(t, 30*time.Second, func() bool {
+		p = startVoltVia(t, name, prefix, args...)
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) && !p.exited() {
+			if strings.Contains(p.logText(), want) {
+				return true
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return false
+	}, "%s did not log %q", name, want)
+	return p
 }
