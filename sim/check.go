@@ -71,10 +71,13 @@ type checker struct {
 	w *World
 	// epochs is, for each runner node of a failover world, the newest
 	// epoch it registered with (failover.go).
-	epochs     map[int]int64
-	registered map[int]bool
-	results    map[int64]*messages.Result // job id -> the recorded result
-	recordedBy map[int64]recordedBy       // job id -> the attempt and incarnation that delivered it
+	epochs map[int]int64
+	// pendingObserved is, per repo and branch, the CommitObserved whose
+	// step persisted a batch not yet known to be durable.
+	pendingObserved map[string]*messages.CommitObserved
+	registered      map[int]bool
+	results         map[int64]*messages.Result // job id -> the recorded result
+	recordedBy      map[int64]recordedBy       // job id -> the attempt and incarnation that delivered it
 	// deciding is recordedBy as the dispatcher core decided it, before its
 	// batch is durable: an answer about that result waits behind the
 	// batch, so it is true when it goes out (a slow store widens the gap).
@@ -125,7 +128,7 @@ type jobAttempt struct {
 }
 
 func newChecker(w *World) *checker {
-	return &checker{w: w, results: map[int64]*messages.Result{}, recordedBy: map[int64]recordedBy{}, deciding: map[int64]recordedBy{}, reported: map[string]*messages.Result{},
+	return &checker{w: w, results: map[int64]*messages.Result{}, recordedBy: map[int64]recordedBy{}, deciding: map[int64]recordedBy{}, pendingObserved: map[string]*messages.CommitObserved{}, reported: map[string]*messages.Result{},
 		observed: map[string]bool{}, queuing: map[string]bool{}, poison: map[string]bool{}, maxInc: map[string]int64{},
 		dead: map[runnerKey]bool{}, byAddr: map[actors.Addr]runnerKey{}, running: map[int64][]live{},
 		assigned: map[int64]int32{}, jobOf: map[string]int64{}, model: newModel(), skipped: map[string]bool{}, stuck: map[string]bool{},
@@ -236,16 +239,7 @@ func (c *checker) step(w *World, n *node, from actors.From, in any, fx []actors.
 	case dispatcher.Observed:
 		for _, e := range fx {
 			if _, ok := e.(dispatcher.Persist); ok {
-				for _, commit := range m.Msg.Commits {
-					c.observed[commit] = true
-					if k := m.Msg.Repo + "\x00" + commit; !slices.Contains(c.branches[k], m.Msg.Branch) {
-						c.branches[k] = append(c.branches[k], m.Msg.Branch)
-					}
-					if info := w.repo.commits[commit]; info != nil && info.poison {
-						c.poison[commit] = true
-					}
-				}
-				c.markSkipped(w, m.Msg)
+				c.observedDurable(w, m.Msg)
 			}
 		}
 	}
@@ -615,6 +609,35 @@ func (c *checker) end(w *World) {
 // everything below that tip. Only a branch's first durably queued
 // observation may start from nothing: a later one that does (a cursor
 // lost) skips nothing.
+// observedDurable records commits the dispatcher has durably queued: at
+// the step's end (Carried), or as soon as its batch is durable
+// (persistedCursors), whichever comes first. A failover leader whose
+// lease ran out may make a batch durable (its key still stood) and never
+// carry out its step (its gate drops the completion).
+func (c *checker) observedDurable(w *World, m *messages.CommitObserved) {
+	delete(c.pendingObserved, m.Repo+"\x00"+m.Branch)
+	for _, commit := range m.Commits {
+		c.observed[commit] = true
+		if k := m.Repo + "\x00" + commit; !slices.Contains(c.branches[k], m.Branch) {
+			c.branches[k] = append(c.branches[k], m.Branch)
+		}
+		if info := w.repo.commits[commit]; info != nil && info.poison {
+			c.poison[commit] = true
+		}
+	}
+	c.markSkipped(w, m)
+}
+
+// persistedCursors is told of the cursors of each durable batch: the
+// commits a pending Observed step queued are observed now.
+func (c *checker) persistedCursors(w *World, cursors []*messages.Cursor) {
+	for _, cur := range cursors {
+		if m, ok := c.pendingObserved[cur.Repo+"\x00"+cur.Branch]; ok {
+			c.observedDurable(w, m)
+		}
+	}
+}
+
 func (c *checker) markSkipped(w *World, m *messages.CommitObserved) {
 	first := !c.model.firstSeen[m.Branch]
 	c.model.firstSeen[m.Branch] = true

@@ -147,6 +147,13 @@ func (j *modelJob) lost() int32 {
 // and which runners it declares dead by deadline, judged by the same clock.
 func (c *checker) heardStep(w *World, from actors.From, in any, fx []actors.Effect) {
 	c.pipelineStep(from, in, fx)
+	if o, ok := in.(dispatcher.Observed); ok {
+		for _, e := range fx {
+			if _, ok := e.(dispatcher.Persist); ok {
+				c.pendingObserved[o.Msg.Repo+"\x00"+o.Msg.Branch] = o.Msg
+			}
+		}
+	}
 	if msg, ok := in.(*messages.JobFinished); ok {
 		c.retriedModel(msg, fx) // before the retry's assignment is judged
 		for _, e := range fx {

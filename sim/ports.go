@@ -57,6 +57,7 @@ func (s *dispStore) Save(b dispatcher.Batch) error {
 	}
 	s.d.save(b.Jobs, b.Cursors, b.Incarnations)
 	s.p.w.check.persisted(b.Jobs)
+	s.p.w.check.persistedCursors(s.p.w, b.Cursors)
 	return nil
 }
 
